@@ -1,0 +1,20 @@
+"""What CLI commands share: settings read once, and the migrated database."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from sqlalchemy import Engine
+
+from uvm_reporting.settings import Settings
+from uvm_reporting.store.database import open_database
+
+
+@cache
+def settings() -> Settings:
+    return Settings()
+
+
+@cache
+def database() -> Engine:
+    return open_database(settings().database_url)

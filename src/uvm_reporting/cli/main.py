@@ -1,0 +1,21 @@
+"""The ``uvm-reporting`` command: admin commands, ``serve`` and ``demo``."""
+
+from __future__ import annotations
+
+import typer
+
+from uvm_reporting.cli.clients_commands import clients_app
+from uvm_reporting.cli.data_commands import data_app
+
+app = typer.Typer(
+    name="uvm-reporting",
+    help="Self-hostable Reporting API for vulnerability-management data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(clients_app, name="clients")
+app.add_typer(data_app, name="data")
+
+
+def main() -> None:
+    app()

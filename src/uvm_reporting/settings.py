@@ -1,0 +1,80 @@
+"""One typed settings object, read once at start-up from ``UVM_REPORTING_*`` env vars.
+
+The defaults give the embedded mode: a SQLite file and a storage folder under ``./var`` of
+the working directory. Tests build their own ``Settings(...)`` instead of editing the
+environment.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REGION = re.compile(r"^[a-z][a-z0-9-]{1,15}$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UVM_REPORTING_", extra="forbid")
+
+    data_dir: Path = Field(default=Path("var"), description="Root of the embedded mode's files.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default: SQLite file in data_dir.")
+    storage_url: str = Field(default="", description="Where results are kept; default: data_dir/storage.")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="This deployment's base URL: token issuer and base of download links.",
+    )
+    region: str = Field(default="us01", description="This deployment's region, e.g. us01 or eu.")
+    token_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
+    signing_key_file: Path = Field(
+        default=Path(), description="PEM private key signing access tokens; created when missing."
+    )
+    link_key_file: Path = Field(
+        default=Path(), description="Secret key signing download links; created when missing."
+    )
+    download_link_lifetime_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
+    worker_threads: int = Field(default=2, ge=0, le=64)
+    run_lease_seconds: int = Field(default=60, ge=5)
+    run_max_attempts: int = Field(default=3, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("region")
+    @classmethod
+    def _region_is_a_name(cls, value: str) -> str:
+        if not _REGION.match(value):
+            raise ValueError("region must be a short lower-case name such as 'us01' or 'eu'")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_has_no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("public_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Self:
+        data_dir = self.data_dir.resolve()
+        self.data_dir = data_dir
+        if not self.database_url:
+            self.database_url = f"sqlite:///{data_dir / 'uvm-reporting.sqlite3'}"
+        if not self.storage_url:
+            self.storage_url = str(data_dir / "storage")
+        if self.signing_key_file == Path():
+            self.signing_key_file = data_dir / "keys" / "token-signing-key.pem"
+        if self.link_key_file == Path():
+            self.link_key_file = data_dir / "keys" / "download-link.key"
+        return self
+
+    @property
+    def token_issuer(self) -> str:
+        """The ``iss`` of our tokens: this deployment's URL, which differs per region."""
+        return self.public_url
+
+    @property
+    def token_audience(self) -> str:
+        """The ``aud`` of our tokens: the Reporting API of this region."""
+        return f"uvm-reporting-api:{self.region}"

@@ -1,0 +1,57 @@
+"""Accounts: the tenants. Every other record hangs off one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, func, insert, select
+
+from uvm_reporting.errors import BadUserInput, NotFound
+from uvm_reporting.store.ids import new_id, utc_now
+from uvm_reporting.store.tables import accounts, api_clients, assets, findings, reports
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    created_at: datetime
+
+
+def create_account(engine: Engine, name: str) -> Account:
+    name = name.strip()
+    if not name:
+        raise BadUserInput("An account needs a non-empty name.")
+    account = Account(id=new_id(), name=name, created_at=utc_now())
+    with engine.begin() as connection:
+        connection.execute(insert(accounts).values(id=account.id, name=account.name,
+                                                   created_at=account.created_at))
+    return account
+
+
+def get_account(engine: Engine, account_id: str) -> Account:
+    with engine.connect() as connection:
+        row = connection.execute(select(accounts).where(accounts.c.id == account_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"Account {account_id} does not exist.")
+    return Account(id=row.id, name=row.name, created_at=row.created_at)
+
+
+def find_account_by_name(engine: Engine, name: str) -> Account | None:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(accounts).where(accounts.c.name == name).order_by(accounts.c.created_at).limit(1)
+        ).one_or_none()
+    return None if row is None else Account(id=row.id, name=row.name, created_at=row.created_at)
+
+
+def account_counts(engine: Engine, account_id: str) -> dict[str, int]:
+    """How many records of each kind an account holds (for `accounts show` and the demo)."""
+    with engine.connect() as connection:
+        return {
+            table.name: connection.execute(
+                select(func.count()).select_from(table).where(table.c.account_id == account_id)
+            ).scalar_one()
+            for table in (findings, assets, reports, api_clients)
+        }

@@ -1,0 +1,140 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations under ``migrations/`` create it.
+
+Metadata (accounts, API clients, reports, runs; the runs table is the work queue) and the
+platform's data (``findings``, ``assets``, columns named like the catalog's fields) live in
+the same database. Every platform row carries its ``account_id``: tenant isolation is a
+predicate on every query, never an afterthought.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from uvm_reporting.store.types import UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime(precise=True), nullable=False),
+)
+
+api_clients = Table(
+    "api_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("secret_hash", String(200), nullable=False),
+    Column("created_at", UtcDateTime(precise=True), nullable=False),
+    Column("revoked_at", UtcDateTime(precise=True)),
+    Index(None, "account_id"),
+)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("entity", String(40), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("viewers", String(10), nullable=False),
+    Column("editors", String(10), nullable=False),
+    Column("created_at", UtcDateTime(precise=True), nullable=False),
+    Column("updated_at", UtcDateTime(precise=True), nullable=False),
+    Index(None, "account_id"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("report_id", String(36), ForeignKey("reports.id", ondelete="CASCADE"), nullable=False),
+    # queued -> started -> completed | failed; the API shows queued and started as "Running".
+    Column("state", String(12), nullable=False),
+    Column("delivery", String(12), nullable=False),
+    Column("format", String(12), nullable=False),
+    # The report's definition when the run was requested: later edits don't change a queued run.
+    Column("definition", JSON, nullable=False),
+    Column("requested_by", String(64)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("worker_id", String(100)),
+    Column("lease_expires_at", UtcDateTime(precise=True)),
+    Column("created_at", UtcDateTime(precise=True), nullable=False),
+    Column("started_at", UtcDateTime(precise=True)),
+    Column("finished_at", UtcDateTime(precise=True)),
+    Column("row_count", Integer),
+    Column("size_bytes", Integer),
+    Column("sha256", String(64)),
+    Column("result_key", String(500)),
+    Column("error_code", String(40)),
+    Column("error_message", Text),
+    Index(None, "state", "created_at"),
+    Index(None, "report_id", "created_at"),
+)
+
+assets = Table(
+    "assets",
+    metadata,
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("ip", String(45)),
+    Column("os", String(100)),
+    Column("type", String(40)),
+    Column("owner", String(200)),
+    Column("business_unit", String(100)),
+    Column("criticality", String(20)),
+    Column("first_seen", UtcDateTime(), nullable=False),
+    Column("last_seen", UtcDateTime(), nullable=False),
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("asset_id", String(64)),
+    Column("title", Text, nullable=False),
+    Column("description", Text),
+    Column("severity", String(10), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("cvss_score", Float),
+    Column("cve", String(30)),
+    Column("cwe", String(20)),
+    Column("source", String(100)),
+    Column("first_seen", UtcDateTime(), nullable=False),
+    Column("last_seen", UtcDateTime(), nullable=False),
+    Column("due_date", Date),
+    Column("resolved_at", UtcDateTime()),
+    # No FK to assets: platform feeds may report a finding before its asset arrives.
+    Index(None, "account_id", "asset_id"),
+)
+
+PLATFORM_TABLES = {"findings": findings, "assets": assets}
+
