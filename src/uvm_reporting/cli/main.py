@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from uvm_reporting.cli.accounts_commands import accounts_app
 from uvm_reporting.cli.clients_commands import clients_app
 from uvm_reporting.cli.data_commands import data_app
+from uvm_reporting.cli.reports_commands import reports_app
+from uvm_reporting.cli.serve_commands import demo, serve
 
 app = typer.Typer(
     name="uvm-reporting",
@@ -13,8 +16,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(accounts_app, name="accounts")
 app.add_typer(clients_app, name="clients")
 app.add_typer(data_app, name="data")
+app.add_typer(reports_app, name="reports")
+app.command("serve")(serve)
+app.command("demo")(demo)
 
 
 def main() -> None:

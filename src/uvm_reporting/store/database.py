@@ -23,12 +23,7 @@ def create_database_engine(database_url: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            connect_args={"timeout": 30, "check_same_thread": False},
-            # We issue BEGIN ourselves, so a claim can be BEGIN IMMEDIATE (see store.runs).
-            isolation_level=None,
-        )
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
@@ -38,6 +33,9 @@ def create_database_engine(database_url: str) -> Engine:
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # Turn off the driver's own BEGIN handling: we issue BEGIN ourselves (below), so a
+    # claim can ask for BEGIN IMMEDIATE (see store.runs).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")

@@ -39,7 +39,7 @@ class UtcDateTime(TypeDecorator[datetime]):
             return value
         return format_utc(value, self.precise)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:  # noqa: ARG002
         if value is None:
             return None
         if isinstance(value, str):

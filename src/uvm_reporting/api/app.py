@@ -1,0 +1,46 @@
+"""The ASGI application: token endpoint, JWKS, GraphQL, downloads, health; workers in-process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from uvm_reporting import __version__
+from uvm_reporting.api.download_routes import download_routes
+from uvm_reporting.api.graphql_route import GraphQLEndpoint
+from uvm_reporting.api.graphql_schema import build_schema
+from uvm_reporting.api.token_routes import token_routes
+from uvm_reporting.services import Services
+
+
+def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
+    graphql = GraphQLEndpoint(build_schema(), services.tokens, services.engine, services.report_runs)
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__, "region": services.settings.region})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        pool = services.worker_pool() if run_workers and services.settings.worker_threads else None
+        if pool is not None:
+            pool.start()
+        try:
+            yield
+        finally:
+            if pool is not None:
+                pool.stop()
+
+    return Starlette(
+        routes=[
+            *token_routes(services.engine, services.tokens),
+            *graphql.routes(),
+            *download_routes(services.engine, services.storage, services.links),
+            Route("/healthz", health),
+        ],
+        lifespan=lifespan,
+    )

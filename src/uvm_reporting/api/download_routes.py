@@ -1,0 +1,55 @@
+"""``GET /downloads/{run_id}``: the file behind a signed, expiring download link."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.errors import Forbidden
+from uvm_reporting.storage.download_links import DownloadLinkSigner
+from uvm_reporting.storage.local_folder import LocalFolderStorage
+from uvm_reporting.store.runs import RunRecord, find_run
+
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8"}
+
+
+def download_routes(engine: Engine, storage: LocalFolderStorage, links: DownloadLinkSigner) -> list[BaseRoute]:
+    async def download(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            # The signature is checked before any lookup: a forged link learns nothing.
+            links.verify(run_id, request.query_params.get("expires", ""),
+                         request.query_params.get("signature", ""))
+        except Forbidden as error:
+            return _refuse(403, "forbidden", error.message)
+        run = await run_in_threadpool(find_run, engine, run_id)
+        if run is None or run.state is not RunState.COMPLETED or run.delivery is not Delivery.DOWNLOAD \
+                or run.result_key is None or not storage.exists(run.result_key):
+            return _refuse(404, "not_found", "The result of this run is no longer available.")
+        return FileResponse(
+            storage.path_of(run.result_key),
+            media_type=MEDIA_TYPES.get(run.format, "application/octet-stream"),
+            filename=download_file_name(run),
+            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+        )
+
+    return [Route("/downloads/{run_id}", download, methods=["GET", "HEAD"])]
+
+
+def download_file_name(run: RunRecord) -> str:
+    """``<report-name>-<YYYYMMDD-HHMMSS>-<run id prefix>.<format>``, safe in any file system."""
+    name = str(run.definition.get("name", "report"))
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:80] or "report"
+    stamp = (run.finished_at or run.created_at).strftime("%Y%m%d-%H%M%S")
+    return f"{slug}-{stamp}-{run.id[:8]}.{run.format}"
+
+
+def _refuse(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status,
+                        headers={"Cache-Control": "no-store"})

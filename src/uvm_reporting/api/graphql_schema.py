@@ -1,0 +1,92 @@
+"""The executable GraphQL schema: the checked-in SDL (``schema.graphql``) bound to resolvers.
+
+Resolvers reach the use cases through the typed request context, never module globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_executable_schema
+from graphql import GraphQLResolveInfo, GraphQLSchema
+
+from uvm_reporting.application.report_runs import ReportRuns
+from uvm_reporting.errors import NotFound
+from uvm_reporting.store.reports import Report, list_reports
+from uvm_reporting.store.types import format_utc
+
+SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLContext:
+    """Who is calling (from the verified token) and the use cases they may reach."""
+
+    account_id: str
+    client_id: str
+    report_runs: ReportRuns
+
+
+def _context(info: GraphQLResolveInfo) -> GraphQLContext:
+    context: GraphQLContext = info.context
+    return context
+
+
+query = QueryType()
+mutation = MutationType()
+report_type = ObjectType("Report")
+json_scalar = ScalarType("JSON", serializer=lambda value: value, value_parser=lambda value: value)
+
+
+@mutation.field("processReport")
+def resolve_process_report(_: None, info: GraphQLResolveInfo, id: str,
+                           isPresignedUrl: bool | None = None) -> dict[str, Any]:  # noqa: N803
+    context = _context(info)
+    return context.report_runs.process_report(context.account_id, id, presigned_url=bool(isPresignedUrl),
+                                              requested_by=context.client_id)
+
+
+@query.field("getReportRunStatus")
+def resolve_get_report_run_status(_: None, info: GraphQLResolveInfo, reportId: str | None = None,  # noqa: N803
+                                  runId: str | None = None) -> dict[str, Any]:  # noqa: N803
+    context = _context(info)
+    return context.report_runs.run_status(context.account_id, reportId, runId)
+
+
+@query.field("reports")
+def resolve_reports(_: None, info: GraphQLResolveInfo) -> list[Report]:
+    context = _context(info)
+    return list_reports(context.report_runs.engine, context.account_id, public_only=True)
+
+
+@query.field("report")
+def resolve_report(_: None, info: GraphQLResolveInfo, id: str) -> Report | None:
+    context = _context(info)
+    try:
+        return context.report_runs.public_report(context.account_id, id)
+    except NotFound:
+        return None
+
+
+@query.field("reportRuns")
+def resolve_report_runs(_: None, info: GraphQLResolveInfo, reportId: str,  # noqa: N803
+                        limit: int = 20) -> list[dict[str, Any]]:
+    context = _context(info)
+    return context.report_runs.run_history(context.account_id, reportId, max(1, min(limit, 200)))
+
+
+report_type.set_field("name", lambda report, _info: report.definition.name)
+report_type.set_field("entity", lambda report, _info: report.definition.entity)
+report_type.set_field("viewers", lambda report, _info: report.definition.viewers)
+report_type.set_field("editors", lambda report, _info: report.definition.editors)
+report_type.set_field("columns", lambda report, _info: list(report.definition.columns))
+report_type.set_field("definition", lambda report, _info: report.definition.to_json())
+report_type.set_field("createdAt", lambda report, _info: format_utc(report.created_at, precise=True))
+report_type.set_field("updatedAt", lambda report, _info: format_utc(report.updated_at, precise=True))
+
+
+def build_schema() -> GraphQLSchema:
+    return make_executable_schema(SCHEMA_FILE.read_text(encoding="utf-8"), query, mutation, report_type,
+                                  json_scalar)

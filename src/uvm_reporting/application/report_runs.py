@@ -1,0 +1,116 @@
+"""The two use cases of the Reporting API: start a run of a report, and tell a run's status.
+
+Entry points (GraphQL, CLI) call these; they hold the rules the spec states: only public
+reports are reachable, a download link means CSV, a run is looked up within the caller's
+account only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
+from uvm_reporting.storage.download_links import DownloadLinkSigner
+from uvm_reporting.store.reports import Report, get_report
+from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run, list_runs
+from uvm_reporting.store.types import format_utc
+from uvm_reporting.worker.run_queue_signal import RunQueueSignal
+
+DEFAULT_DOWNLOAD_FORMAT = "csv"
+
+
+@dataclass
+class ReportRuns:
+    engine: Engine
+    signal: RunQueueSignal
+    links: DownloadLinkSigner
+
+    def process_report(
+        self, account_id: str, report_id: str, *, presigned_url: bool, requested_by: str | None
+    ) -> dict[str, Any]:
+        report = self.public_report(account_id, report_id)
+        if not presigned_url:
+            raise BadUserInput(
+                f"Report {report_id} has no S3 delivery settings (Schedule Export). Pass "
+                "isPresignedUrl: true to get a download link, or configure S3 delivery on the report.",
+                report_id=report_id,
+            )
+        run = enqueue_run(
+            self.engine,
+            account_id=account_id,
+            report_id=report.id,
+            delivery=Delivery.DOWNLOAD,
+            format=DEFAULT_DOWNLOAD_FORMAT,
+            definition=report.definition.to_json(),
+            requested_by=requested_by,
+        )
+        self.signal.notify()
+        return {"runId": run.id, "reportId": report.id, "status": run.state.api_status,
+                "state": run.state.value}
+
+    def run_status(self, account_id: str, report_id: str | None, run_id: str | None) -> dict[str, Any]:
+        if run_id:
+            run = get_run(self.engine, account_id, run_id)
+            if report_id and report_id != run.report_id:
+                raise NotFound(f"Run {run_id} does not belong to report {report_id}.", run_id=run_id)
+            self.public_report(account_id, run.report_id)
+        elif report_id:
+            self.public_report(account_id, report_id)
+            latest = list_runs(self.engine, account_id, report_id, limit=1)
+            if not latest:
+                raise NotFound(f"Report {report_id} has no runs yet; start one with processReport.",
+                               report_id=report_id)
+            run = latest[0]
+        else:
+            raise BadUserInput("Pass runId (from processReport's response), or reportId for its latest run.")
+        return self.describe(run)
+
+    def run_history(self, account_id: str, report_id: str, limit: int) -> list[dict[str, Any]]:
+        self.public_report(account_id, report_id)
+        return [self.describe(run, with_link=False) for run in list_runs(self.engine, account_id, report_id,
+                                                                          limit)]
+
+    def public_report(self, account_id: str, report_id: str) -> Report:
+        report = get_report(self.engine, account_id, report_id)
+        if not report.is_public:
+            raise Forbidden(
+                f"Report {report_id} is private. Only reports whose Viewers and Editors access are both "
+                "Public can be used through the API; ask an Editor of the report to make it Public.",
+                report_id=report_id,
+            )
+        return report
+
+    def describe(self, run: RunRecord, *, with_link: bool = True) -> dict[str, Any]:
+        """The JSON a client sees: always status, counts, format and timestamps."""
+        status: dict[str, Any] = {
+            "runId": run.id,
+            "reportId": run.report_id,
+            "status": run.state.api_status,
+            "state": run.state.value,
+            "format": run.format,
+            "delivery": run.delivery.value,
+            "rowCount": run.row_count,
+            "sizeBytes": run.size_bytes,
+            "sha256": run.sha256,
+            "attempts": run.attempts,
+            "createdAt": _timestamp(run.created_at),
+            "startedAt": _timestamp(run.started_at),
+            "finishedAt": _timestamp(run.finished_at),
+        }
+        if run.state is RunState.FAILED:
+            status["errorCode"] = run.error_code
+            status["errorMessage"] = run.error_message
+        if with_link and run.state is RunState.COMPLETED and run.delivery is Delivery.DOWNLOAD:
+            link = self.links.sign(run.id)
+            status["presignedUrl"] = link.url
+            status["presignedUrlExpiresAt"] = _timestamp(link.expires_at)
+        return status
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return None if value is None else format_utc(value, precise=True)

@@ -1,0 +1,74 @@
+"""``uvm-reporting reports ...``: save report definitions (docs/report-definition.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from uvm_reporting.cli import context
+from uvm_reporting.cli.output import JsonOption, emit, reports_errors
+from uvm_reporting.errors import BadUserInput
+from uvm_reporting.store.reports import Report, create_report, get_report, list_reports, update_report
+
+reports_app = typer.Typer(help="Create, update and list reports.", no_args_is_help=True)
+
+AccountOption = Annotated[str, typer.Option("--account", help="The account id.")]
+FileOption = Annotated[Path, typer.Option("--file", help="The report definition, a JSON file.",
+                                          exists=True, dir_okay=False, readable=True)]
+
+
+@reports_app.command("create")
+@reports_errors
+def create(account: AccountOption, file: FileOption, as_json: bool = JsonOption) -> None:
+    """Validate a report definition and save it."""
+    report = create_report(context.database(), account, _read_definition(file))
+    emit(_summary(report), as_json=as_json,
+         text=f"Created report [bold]{report.name}[/]: {report.id}"
+              + ("" if report.is_public else " (private: not reachable through the API)"))
+
+
+@reports_app.command("update")
+@reports_errors
+def update(report_id: Annotated[str, typer.Argument(help="The report id.")], account: AccountOption,
+           file: FileOption, as_json: bool = JsonOption) -> None:
+    """Replace a report's definition."""
+    report = update_report(context.database(), account, report_id, _read_definition(file))
+    emit(_summary(report), as_json=as_json, text=f"Updated report [bold]{report.name}[/]: {report.id}")
+
+
+@reports_app.command("show")
+@reports_errors
+def show(report_id: Annotated[str, typer.Argument(help="The report id.")], account: AccountOption,
+         as_json: bool = JsonOption) -> None:
+    """Print a report's definition."""
+    report = get_report(context.database(), account, report_id)
+    emit({**_summary(report), "definition": report.definition.to_json()}, as_json=as_json,
+         text=json.dumps(report.definition.to_json(), indent=2))
+
+
+@reports_app.command("list")
+@reports_errors
+def list_(account: AccountOption, as_json: bool = JsonOption) -> None:
+    """List an account's reports."""
+    reports = list_reports(context.database(), account)
+    emit({"account_id": account, "reports": [_summary(r) for r in reports]}, as_json=as_json,
+         text="\n".join(f"{r.id}  {'public ' if r.is_public else 'private'}  {r.name}" for r in reports)
+         or "No reports.")
+
+
+def _read_definition(file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadUserInput(f"{file}: not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise BadUserInput(f"{file}: a report definition is a JSON object")
+    return data
+
+
+def _summary(report: Report) -> dict[str, Any]:
+    return {"id": report.id, "account_id": report.account_id, "name": report.name,
+            "entity": report.definition.entity, "public": report.is_public}

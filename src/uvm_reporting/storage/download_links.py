@@ -1,0 +1,82 @@
+"""Expiring download links signed with HMAC-SHA256, served by our own ``/downloads`` route.
+
+A link names the run and its expiry; the signature covers both, so neither can be changed.
+The key lives in a file of its own (created with mode 0600 when missing).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+from uvm_reporting.errors import Forbidden
+
+
+@dataclass(frozen=True, slots=True)
+class SignedLink:
+    url: str
+    expires_at: datetime
+
+
+class DownloadLinkSigner:
+    def __init__(self, key: bytes, public_url: str, lifetime_seconds: int) -> None:
+        if len(key) < 32:
+            raise ValueError("the download-link key must hold at least 32 bytes")
+        self._key = key
+        self._public_url = public_url.rstrip("/")
+        self._lifetime = timedelta(seconds=lifetime_seconds)
+
+    @classmethod
+    def from_key_file(cls, path: Path, public_url: str, lifetime_seconds: int) -> DownloadLinkSigner:
+        return cls(load_or_create_secret_key(path), public_url, lifetime_seconds)
+
+    def sign(self, run_id: str, now: datetime | None = None) -> SignedLink:
+        expires_at = (now or datetime.now(UTC)).replace(microsecond=0) + self._lifetime
+        expires = int(expires_at.timestamp())
+        query = urlencode({"expires": expires, "signature": self._signature(run_id, expires)})
+        return SignedLink(url=f"{self._public_url}/downloads/{run_id}?{query}", expires_at=expires_at)
+
+    def verify(self, run_id: str, expires: str, signature: str, now: datetime | None = None) -> None:
+        """Raise Forbidden unless the link is intact and not expired."""
+        try:
+            expires_at = int(expires)
+        except ValueError:
+            raise Forbidden("This download link is malformed.") from None
+        expected = self._signature(run_id, expires_at)
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            raise Forbidden("This download link is not valid (its signature does not match).")
+        if (now or datetime.now(UTC)).timestamp() >= expires_at:
+            raise Forbidden(
+                "This download link has expired. Call getReportRunStatus again for a fresh link."
+            )
+
+    def _signature(self, run_id: str, expires: int) -> str:
+        message = f"download\n{run_id}\n{expires}".encode()
+        mac = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def load_or_create_secret_key(path: Path) -> bytes:
+    """Read a 32-byte secret from ``path``; create it (mode 0600, atomically) when missing."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(secrets.token_bytes(32))
+    try:
+        # link() fails if another process created the key first; then we use theirs.
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return path.read_bytes()

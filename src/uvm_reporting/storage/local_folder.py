@@ -1,0 +1,77 @@
+"""Our own storage on a local folder: results are written under a temporary name and
+published with an atomic rename, so a half-written file is never visible under its key."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from uvm_reporting.errors import BadUserInput
+
+
+@dataclass
+class WrittenObject:
+    """What a finished write produced: filled in when the ``open_for_write`` block ends."""
+
+    key: str
+    size_bytes: int = 0
+    sha256: str = ""
+
+
+@dataclass
+class _CountingHashingWriter:
+    """A write-only binary stream that hashes and counts what passes through."""
+
+    target: BinaryIO
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    size: int = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.target.write(data)
+
+
+class LocalFolderStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_of(self, key: str) -> Path:
+        """The file of ``key``; keys are relative POSIX paths that cannot leave the root."""
+        relative = PurePosixPath(key)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise BadUserInput(f"invalid storage key {key!r}")
+        return self.root.joinpath(*relative.parts)
+
+    @contextmanager
+    def open_for_write(self, key: str) -> Iterator[tuple[_CountingHashingWriter, WrittenObject]]:
+        """Yield a binary writer; on normal exit the file appears at ``key`` whole, else never.
+
+        Writing the same key again (a retried run) replaces the earlier file atomically.
+        """
+        final = self.path_of(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial")
+        written = WrittenObject(key=key)
+        try:
+            with temporary.open("wb") as handle:
+                writer = _CountingHashingWriter(handle)
+                yield writer, written
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.replace(final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        written.size_bytes = writer.size
+        written.sha256 = writer.digest.hexdigest()
+
+    def exists(self, key: str) -> bool:
+        return self.path_of(key).is_file()

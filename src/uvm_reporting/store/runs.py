@@ -1,0 +1,239 @@
+"""Runs: the record of each execution of a report, and the work queue workers claim from.
+
+A claim is one short transaction: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN
+IMMEDIATE`` on SQLite (which takes the write lock first, so two claimers serialise). The
+claimer holds a lease that it renews by heartbeat; a run whose lease expired (its worker was
+killed) is claimed again, up to ``max_attempts``, then marked Failed with a reason that says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+
+from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
+from uvm_reporting.errors import NotFound
+from uvm_reporting.store.ids import new_id, utc_now
+from uvm_reporting.store.tables import runs
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: str
+    account_id: str
+    report_id: str
+    state: RunState
+    delivery: Delivery
+    format: str
+    definition: dict[str, Any]
+    requested_by: str | None
+    attempts: int
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    row_count: int | None
+    size_bytes: int | None
+    sha256: str | None
+    result_key: str | None
+    error_code: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    row_count: int
+    size_bytes: int
+    sha256: str
+    result_key: str
+
+
+def enqueue_run(
+    engine: Engine,
+    *,
+    account_id: str,
+    report_id: str,
+    delivery: Delivery,
+    format: str,
+    definition: dict[str, Any],
+    requested_by: str | None,
+) -> RunRecord:
+    values = {
+        "id": new_id(),
+        "account_id": account_id,
+        "report_id": report_id,
+        "state": RunState.QUEUED.value,
+        "delivery": delivery.value,
+        "format": format,
+        "definition": definition,
+        "requested_by": requested_by,
+        "attempts": 0,
+        "created_at": utc_now(),
+    }
+    with engine.begin() as connection:
+        connection.execute(insert(runs).values(values))
+        return _get(connection, runs.c.id == values["id"])
+
+
+def get_run(engine: Engine, account_id: str, run_id: str) -> RunRecord:
+    """The run ``run_id`` of ``account_id``; another account's run is NotFound too."""
+    with engine.connect() as connection:
+        try:
+            return _get(connection, and_(runs.c.id == run_id, runs.c.account_id == account_id))
+        except LookupError:
+            raise NotFound(f"Run {run_id} was not found in account {account_id}.", run_id=run_id) from None
+
+
+def find_run(engine: Engine, run_id: str) -> RunRecord | None:
+    """Any account's run: only for callers that proved their right by other means (a signed link)."""
+    with engine.connect() as connection:
+        try:
+            return _get(connection, runs.c.id == run_id)
+        except LookupError:
+            return None
+
+
+def list_runs(engine: Engine, account_id: str, report_id: str, limit: int = 20) -> list[RunRecord]:
+    query = (
+        select(runs)
+        .where(runs.c.account_id == account_id, runs.c.report_id == report_id)
+        .order_by(runs.c.created_at.desc(), runs.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        return [_record(row) for row in connection.execute(query)]
+
+
+def claim_next_run(
+    engine: Engine, worker_id: str, *, lease_seconds: int, max_attempts: int, now: datetime | None = None
+) -> RunRecord | None:
+    """Claim the oldest runnable run for ``worker_id``, or None when there is none."""
+    now = now or utc_now()
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
+        lease_expired = and_(runs.c.state == RunState.STARTED.value, runs.c.lease_expires_at < now)
+        connection.execute(
+            update(runs)
+            .where(lease_expired, runs.c.attempts >= max_attempts)
+            .values(
+                state=RunState.FAILED.value,
+                finished_at=now,
+                error_code=RunErrorCode.WORKER_LOST.value,
+                error_message=(
+                    f"The worker running this export stopped responding {max_attempts} time(s); "
+                    "giving up. Start a new run; if it fails again, contact the operator."
+                ),
+            )
+        )
+        candidate = connection.execute(
+            select(runs.c.id)
+            .where(or_(runs.c.state == RunState.QUEUED.value, lease_expired))
+            .order_by(runs.c.created_at, runs.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
+        if candidate is None:
+            return None
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == candidate)
+            .values(
+                state=RunState.STARTED.value,
+                worker_id=worker_id,
+                attempts=runs.c.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=now,
+            )
+        )
+        return _get(connection, runs.c.id == candidate)
+
+
+def renew_lease(engine: Engine, run_id: str, worker_id: str, *, lease_seconds: int) -> bool:
+    """Extend the lease; False when the run is no longer ours (it was reclaimed or finished)."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(runs)
+            .where(*_held_by(run_id, worker_id))
+            .values(lease_expires_at=utc_now() + timedelta(seconds=lease_seconds))
+        )
+    return result.rowcount == 1
+
+
+def complete_run(engine: Engine, run_id: str, worker_id: str, result: RunResult) -> bool:
+    with engine.begin() as connection:
+        updated = connection.execute(
+            update(runs)
+            .where(*_held_by(run_id, worker_id))
+            .values(
+                state=RunState.COMPLETED.value,
+                finished_at=utc_now(),
+                lease_expires_at=None,
+                row_count=result.row_count,
+                size_bytes=result.size_bytes,
+                sha256=result.sha256,
+                result_key=result.result_key,
+            )
+        )
+    return updated.rowcount == 1
+
+
+def fail_run(engine: Engine, run_id: str, worker_id: str, code: RunErrorCode, message: str) -> bool:
+    with engine.begin() as connection:
+        updated = connection.execute(
+            update(runs)
+            .where(*_held_by(run_id, worker_id))
+            .values(state=RunState.FAILED.value, finished_at=utc_now(), lease_expires_at=None,
+                    error_code=code.value, error_message=message)
+        )
+    return updated.rowcount == 1
+
+
+def release_run(engine: Engine, run_id: str, worker_id: str) -> bool:
+    """Hand a started run back to the queue (a worker shutting down before finishing it)."""
+    with engine.begin() as connection:
+        updated = connection.execute(
+            update(runs)
+            .where(*_held_by(run_id, worker_id))
+            .values(state=RunState.QUEUED.value, worker_id=None, lease_expires_at=None,
+                    attempts=runs.c.attempts - 1)
+        )
+    return updated.rowcount == 1
+
+
+def _held_by(run_id: str, worker_id: str) -> tuple[Any, ...]:
+    return (runs.c.id == run_id, runs.c.worker_id == worker_id, runs.c.state == RunState.STARTED.value)
+
+
+def _get(connection: Connection, condition: Any) -> RunRecord:
+    row = connection.execute(select(runs).where(condition)).one_or_none()
+    if row is None:
+        raise LookupError("no such run")
+    return _record(row)
+
+
+def _record(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        account_id=row.account_id,
+        report_id=row.report_id,
+        state=RunState(row.state),
+        delivery=Delivery(row.delivery),
+        format=row.format,
+        definition=row.definition,
+        requested_by=row.requested_by,
+        attempts=row.attempts,
+        worker_id=row.worker_id,
+        lease_expires_at=row.lease_expires_at,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        row_count=row.row_count,
+        size_bytes=row.size_bytes,
+        sha256=row.sha256,
+        result_key=row.result_key,
+        error_code=row.error_code,
+        error_message=row.error_message,
+    )

@@ -1,0 +1,135 @@
+"""Worker threads that claim runs from the runs table and execute them.
+
+Each thread loops: claim the oldest runnable run, execute it, record the outcome. A single
+heartbeat thread renews the leases of the runs in progress. Every exception ends as a Failed
+run with a reason; nothing stays Running when a worker dies, because its lease expires and
+another worker claims the run again (up to the configured attempts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from uvm_reporting.domain.runs import RunErrorCode
+from uvm_reporting.errors import UvmReportingError
+from uvm_reporting.store.runs import RunRecord, RunResult, claim_next_run, complete_run, fail_run, renew_lease
+from uvm_reporting.worker.run_queue_signal import RunQueueSignal
+
+log = logging.getLogger(__name__)
+
+Execute = Callable[[RunRecord], RunResult]
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        engine: Engine,
+        execute: Execute,
+        signal: RunQueueSignal,
+        *,
+        threads: int,
+        lease_seconds: int,
+        max_attempts: int,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._engine = engine
+        self._execute = execute
+        self._signal = signal
+        self._thread_count = threads
+        self._lease_seconds = lease_seconds
+        self._max_attempts = max_attempts
+        self._poll_seconds = poll_seconds
+        self._stopping = threading.Event()
+        self._heartbeat_stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._heartbeat_thread: threading.Thread | None = None
+        self._in_progress: dict[str, str] = {}  # run id -> worker id
+        self._lock = threading.Lock()
+        self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def start(self) -> None:
+        for number in range(self._thread_count):
+            thread = threading.Thread(target=self._work, args=(f"{self.worker_prefix}:{number}",),
+                                      name=f"run-worker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._heartbeat_thread = threading.Thread(target=self._heartbeat, name="run-heartbeat", daemon=True)
+        self._heartbeat_thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let runs in progress finish (up to ``timeout``), then return."""
+        self._stopping.set()
+        self._signal.wake_all()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        # Leases stay renewed until the last run in progress has ended.
+        self._heartbeat_stopping.set()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout)
+
+    def _work(self, worker_id: str) -> None:
+        while not self._stopping.is_set():
+            try:
+                run = claim_next_run(self._engine, worker_id, lease_seconds=self._lease_seconds,
+                                     max_attempts=self._max_attempts)
+            except SQLAlchemyError:
+                log.exception("claiming a run failed; retrying after the poll interval")
+                run = None
+            if run is None:
+                self._signal.wait(self._poll_seconds)
+                continue
+            self._run_one(run, worker_id)
+
+    def _run_one(self, run: RunRecord, worker_id: str) -> None:
+        log.info("run %s of report %s started (attempt %d) by %s", run.id, run.report_id, run.attempts,
+                 worker_id)
+        with self._lock:
+            self._in_progress[run.id] = worker_id
+        try:
+            result = self._execute(run)
+        except Exception as error:
+            code, message = describe_failure(error)
+            log.warning("run %s failed: %s: %s", run.id, code, message, exc_info=code == RunErrorCode.INTERNAL)
+            fail_run(self._engine, run.id, worker_id, code, message)
+        else:
+            if complete_run(self._engine, run.id, worker_id, result):
+                log.info("run %s completed: %d rows, %d bytes", run.id, result.row_count, result.size_bytes)
+            else:
+                log.warning("run %s finished after its lease was lost; the other claim decides", run.id)
+        finally:
+            with self._lock:
+                self._in_progress.pop(run.id, None)
+
+    def _heartbeat(self) -> None:
+        interval = self._lease_seconds / 3
+        while not self._heartbeat_stopping.wait(interval):
+            with self._lock:
+                held = list(self._in_progress.items())
+            for run_id, worker_id in held:
+                try:
+                    renew_lease(self._engine, run_id, worker_id, lease_seconds=self._lease_seconds)
+                except SQLAlchemyError:
+                    log.exception("renewing the lease of run %s failed", run_id)
+
+
+def describe_failure(error: Exception) -> tuple[RunErrorCode, str]:
+    """A stable code and a message a person can act on; internals stay in the log."""
+    if isinstance(error, UvmReportingError):
+        return RunErrorCode.INVALID_DEFINITION, error.message
+    if isinstance(error, SQLAlchemyError):
+        return RunErrorCode.QUERY_FAILED, (
+            "The report's query failed in the database. Check the report definition; the operator "
+            "log has the details."
+        )
+    if isinstance(error, OSError):
+        return RunErrorCode.STORAGE_FAILED, f"Writing the result failed: {error.strerror or error}."
+    return RunErrorCode.INTERNAL, "The export failed unexpectedly; the operator log has the details."
