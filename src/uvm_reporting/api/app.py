@@ -6,11 +6,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from uvm_reporting import __version__
+from uvm_reporting.api.access_log import AccessLogMiddleware
 from uvm_reporting.api.download_routes import download_routes
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import build_schema
@@ -42,5 +44,6 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
             *download_routes(services.engine, services.storage, services.links),
             Route("/healthz", health),
         ],
+        middleware=[Middleware(AccessLogMiddleware)],
         lifespan=lifespan,
     )

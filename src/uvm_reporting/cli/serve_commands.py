@@ -55,4 +55,5 @@ def _serve(services: Services, host: str, port: int, *, run_workers: bool) -> No
     level = services.settings.log_level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(services, run_workers=run_workers)
-    uvicorn.run(app, host=host, port=port, log_level=level.lower(), proxy_headers=True)
+    # uvicorn's own access log would print query strings, which hold download-link signatures.
+    uvicorn.run(app, host=host, port=port, log_level=level.lower(), proxy_headers=True, access_log=False)

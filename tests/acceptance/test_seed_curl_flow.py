@@ -1,0 +1,135 @@
+"""The spec's curl commands, verbatim but for the host and values, against the real server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from uvm_reporting.settings import Settings
+from uvm_reporting.store.database import create_database_engine
+
+from ..expected_exports import expected_findings_rows
+from .seed_commands import GET_REPORT_RUN_STATUS, PROCESS_REPORT, TOKEN, fill
+from .server_process import run_cli, running_server
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
+
+
+def bash(command: str) -> str:
+    completed = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def bash_json(command: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(bash(command))
+    return result
+
+
+def set_up_account(data_dir: Path, findings: int) -> dict[str, str]:
+    account = run_cli(data_dir, "accounts", "create", "--name", "Acme Corp")
+    run_cli(data_dir, "data", "generate", "--account", account["id"], "--findings", str(findings))
+    report = run_cli(data_dir, "reports", "create", "--account", account["id"], "--file",
+                     str(EXAMPLES / "all-findings.json"))
+    client = run_cli(data_dir, "clients", "create", "--account", account["id"])
+    return {"Account ID": account["id"], "Report ID": report["id"], "client ID": client["client_id"],
+            "client secret": client["client_secret"]}
+
+
+def get_token(base_url: str, ids: dict[str, str]) -> str:
+    response = bash_json(fill(TOKEN, {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"],
+                                      "client secret": ids["client secret"]}))
+    assert response["token_type"] == "Bearer"
+    assert response["expires_in"] == 3600
+    token: str = response["access_token"]
+    return token
+
+
+def poll_until_finished(base_url: str, ids: dict[str, str], token: str, run_id: str) -> dict[str, Any]:
+    command = fill(GET_REPORT_RUN_STATUS, {"URL": f"{base_url}/api/graphql", "Account ID": ids["Account ID"],
+                                           "Bearer Token": token, "report ID": ids["Report ID"],
+                                           "Run ID": run_id})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = bash_json(command)["data"]["getReportRunStatus"]
+        if status["status"] != "Running":
+            return status
+        time.sleep(0.1)
+    raise AssertionError("the run was still Running after 60s")
+
+
+def test_token_process_report_status_and_download(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    ids = set_up_account(data_dir, findings=500)
+    with running_server(data_dir) as (base_url, _):
+        token = get_token(base_url, ids)
+        started = bash_json(fill(PROCESS_REPORT, {"URL": f"{base_url}/api/graphql", "Account ID": ids["Account ID"],
+                                                  "Bearer Token": token, "Report ID": ids["Report ID"]}))
+        run_id = started["data"]["processReport"]["runId"]
+        status = poll_until_finished(base_url, ids, token, run_id)
+        assert status["status"] == "Completed", status
+        assert status["rowCount"] == 500
+        download = tmp_path / "report.csv"
+        bash(f"curl -sf -o '{download}' '{status['presignedUrl']}'")
+        again = poll_until_finished(base_url, ids, token, run_id)
+        tampered = status["presignedUrl"].replace("signature=", "signature=x")
+        refused = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", tampered],
+                                 capture_output=True, text=True, timeout=30, check=True)
+    assert refused.stdout == "403"
+    assert again["presignedUrl"].split("?")[0] == status["presignedUrl"].split("?")[0]
+
+    content = download.read_bytes()
+    assert len(content) == status["sizeBytes"]
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8"), newline="")))
+    engine = create_database_engine(Settings(data_dir=data_dir).database_url)
+    try:
+        assert rows[1:] == expected_findings_rows(engine, ids["Account ID"])
+    finally:
+        engine.dispose()
+    titles = [row[2] for row in rows[1:]]
+    assert any("\n" in t for t in titles)
+    assert any('"' in t for t in titles)
+    assert any("," in t for t in titles)
+    assert any(any(ord(c) > 127 for c in t) for t in titles)
+
+
+def test_a_token_of_one_region_is_refused_by_the_other(tmp_path: Path) -> None:
+    us_ids = set_up_account(tmp_path / "us", findings=10)
+    eu_ids = set_up_account(tmp_path / "eu", findings=10)
+    with running_server(tmp_path / "us", UVM_REPORTING_REGION="us01") as (us_url, _), \
+            running_server(tmp_path / "eu", UVM_REPORTING_REGION="eu") as (eu_url, _):
+        eu_token = get_token(eu_url, eu_ids)
+        us_token = get_token(us_url, us_ids)
+        for token, ids, url in ((eu_token, eu_ids, us_url), (us_token, us_ids, eu_url)):
+            command = fill(PROCESS_REPORT, {"URL": f"{url}/api/graphql", "Account ID": ids["Account ID"],
+                                            "Bearer Token": token, "Report ID": ids["Report ID"]})
+            response = bash(command.replace("curl ", "curl -s -i ", 1))
+            assert response.startswith("HTTP/1.1 401"), response
+            assert 'error="invalid_token"' in response
+            assert "region" in response
+
+
+@pytest.mark.parametrize("bad", ["client_secret=wrong", "grant_type=password"])
+def test_bad_token_requests_are_refused_per_rfc_6749(tmp_path: Path, bad: str) -> None:
+    ids = set_up_account(tmp_path / "var", findings=1)
+    with running_server(tmp_path / "var") as (base_url, _):
+        command = fill(TOKEN, {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"],
+                               "client secret": ids["client secret"]})
+        key = bad.split("=")[0]
+        command = re.sub(f"'{key}=[^']*'", f"'{bad}'", command)
+        response = bash(command.replace("curl ", "curl -s -i ", 1))
+    if key == "client_secret":
+        assert response.startswith("HTTP/1.1 401")
+        assert "www-authenticate" in response.lower()
+        assert '"invalid_client"' in response
+    else:
+        assert response.startswith("HTTP/1.1 400")
+        assert '"unsupported_grant_type"' in response

@@ -1,0 +1,252 @@
+"""The GraphQL endpoint through the real ASGI app: the spec's documents and every error."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from graphql import build_client_schema, build_schema, get_introspection_query, print_schema
+from starlette.testclient import TestClient
+
+from uvm_reporting.api.app import create_app
+from uvm_reporting.api.graphql_schema import SCHEMA_FILE
+from uvm_reporting.services import Services
+from uvm_reporting.store.accounts import Account
+from uvm_reporting.store.api_clients import create_client, revoke_client
+from uvm_reporting.store.reports import Report
+
+from .conftest import wait_for
+
+PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}"
+GET_REPORT_RUN_STATUS = (
+    "query ($reportId: String, $runId: String) { getReportRunStatus(reportId: $reportId, runId: $runId) }"
+)
+
+
+class Api:
+    """A caller of one account with a valid token."""
+
+    def __init__(self, http: TestClient, services: Services, account_id: str) -> None:
+        self.http = http
+        self.account_id = account_id
+        client = create_client(services.engine, account_id)
+        self.client_id = client.client_id
+        self.token = services.tokens.issue(client.client_id, account_id).access_token
+
+    def post(self, query: str, variables: dict[str, Any] | None = None, *, name: str = "x",
+             headers: dict[str, str] | None = None) -> Any:
+        sent = {"Content-Type": "application/json", "accountId": self.account_id, "graphqlname": name,
+                "Authorization": f"Bearer {self.token}", **(headers or {})}
+        return self.http.post("/api/graphql", json={"query": query, "variables": variables or {}}, headers=sent)
+
+    def call(self, query: str, variables: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        response = self.post(query, variables, **kwargs)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def process(self, report_id: str) -> dict[str, Any]:
+        body = self.call(PROCESS_REPORT, {"id": report_id}, name="processReport")
+        assert "errors" not in body, body
+        result: dict[str, Any] = body["data"]["processReport"]
+        return result
+
+    def status(self, report_id: str | None, run_id: str | None) -> dict[str, Any]:
+        return self.call(GET_REPORT_RUN_STATUS, {"reportId": report_id, "runId": run_id},
+                         name="getReportRunStatus")
+
+
+@pytest.fixture
+def http(services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(services), base_url="http://127.0.0.1:8000") as client:
+        yield client
+
+
+@pytest.fixture
+def api(http: TestClient, services: Services, account: Account) -> Api:
+    return Api(http, services, account.id)
+
+
+def error_of(body: dict[str, Any]) -> tuple[str, str]:
+    assert body.get("errors"), body
+    error = body["errors"][0]
+    return error["extensions"]["code"], error["message"]
+
+
+def test_the_spec_flow_ends_with_a_download_of_the_whole_report(api: Api, public_report: Report) -> None:
+    started = api.process(public_report.id)
+    assert started["reportId"] == public_report.id
+    assert started["status"] == "Running"
+    assert started["state"] == "queued"
+
+    def completed() -> dict[str, Any] | None:
+        status: dict[str, Any] = api.status(public_report.id, started["runId"])["data"]["getReportRunStatus"]
+        assert status["status"] in ("Running", "Completed"), status
+        return status if status["status"] == "Completed" else None
+
+    status = wait_for(completed, what="the run to complete")
+    assert status["rowCount"] == 120
+    assert status["format"] == "csv"
+    assert status["sizeBytes"] > 0
+    assert status["createdAt"] <= status["startedAt"] <= status["finishedAt"]
+    assert "resultFilePath" not in status
+    url = urlsplit(status["presignedUrl"])
+    assert status["presignedUrl"].startswith("http://127.0.0.1:8000/downloads/")
+    download = api.http.get(f"{url.path}?{url.query}")
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "text/csv; charset=utf-8"
+    assert "attachment" in download.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(download.content.decode("utf-8"), newline="")))
+    assert len(rows) == 121
+    assert len(download.content) == status["sizeBytes"]
+
+    tampered = api.http.get(f"{url.path}?{url.query}".replace("expires=", "expires=9"))
+    assert tampered.status_code == 403
+
+
+def test_only_report_id_gives_the_latest_run(api: Api, public_report: Report) -> None:
+    api.process(public_report.id)
+    second = api.process(public_report.id)
+    status = api.status(public_report.id, None)["data"]["getReportRunStatus"]
+    assert status["runId"] == second["runId"]
+
+
+def test_the_server_serves_exactly_the_checked_in_schema(api: Api) -> None:
+    body = api.call(get_introspection_query(), {})
+    served = print_schema(build_client_schema(body["data"]))
+    assert served == print_schema(build_schema(SCHEMA_FILE.read_text()))
+
+
+def test_typed_report_queries_list_only_public_reports(api: Api, public_report: Report,
+                                                       private_report: Report) -> None:
+    body = api.call("{ reports { id name viewers columns } }", {})
+    assert [r["id"] for r in body["data"]["reports"]] == [public_report.id]
+    assert body["data"]["reports"][0]["columns"][-1] == "asset.hostname"
+    api.process(public_report.id)
+    runs = api.call("query ($id: String!) { reportRuns(reportId: $id) { runId status state format } }",
+                    {"id": public_report.id})["data"]["reportRuns"]
+    assert len(runs) == 1
+    assert runs[0]["status"] == "Running" or runs[0]["status"] == "Completed"
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def test_no_token_is_a_401_with_a_bearer_challenge(http: TestClient, account: Account) -> None:
+    response = http.post("/api/graphql", json={"query": PROCESS_REPORT}, headers={"accountId": account.id})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="uvm-reporting"'
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize("authorization", ["Bearer not.a.jwt", "Basic dXNlcjpwYXNz", "Bearer "])
+def test_an_invalid_token_is_a_401_invalid_token(http: TestClient, account: Account, authorization: str) -> None:
+    response = http.post("/api/graphql", json={"query": PROCESS_REPORT},
+                         headers={"accountId": account.id, "Authorization": authorization})
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_a_revoked_clients_token_stops_working(api: Api, services: Services, public_report: Report) -> None:
+    assert "errors" not in api.status(public_report.id, api.process(public_report.id)["runId"])
+    revoke_client(services.engine, api.client_id)
+    response = api.post(GET_REPORT_RUN_STATUS, {"reportId": public_report.id})
+    assert response.status_code == 401
+    assert "revoked" in response.headers["www-authenticate"]
+
+
+def test_an_account_header_of_another_account_is_forbidden(api: Api, public_report: Report,
+                                                           other_account: Account) -> None:
+    body = api.call(PROCESS_REPORT, {"id": public_report.id}, headers={"accountId": other_account.id})
+    code, message = error_of(body)
+    assert code == "FORBIDDEN"
+    assert other_account.id in message
+    assert body["data"] is None
+
+
+def test_a_missing_account_header_is_named(api: Api, public_report: Report) -> None:
+    response = api.http.post("/api/graphql", json={"query": PROCESS_REPORT, "variables": {"id": public_report.id}},
+                             headers={"Authorization": f"Bearer {api.token}"})
+    code, message = error_of(response.json())
+    assert code == "BAD_USER_INPUT"
+    assert "accountId" in message
+
+
+def test_a_report_of_another_account_is_not_found(http: TestClient, services: Services, public_report: Report,
+                                                  other_account: Account) -> None:
+    stranger = Api(http, services, other_account.id)
+    code, message = error_of(stranger.call(PROCESS_REPORT, {"id": public_report.id}))
+    assert code == "NOT_FOUND"
+    assert public_report.id in message
+
+
+def test_a_run_of_another_account_is_not_found(api: Api, http: TestClient, services: Services,
+                                               public_report: Report, other_account: Account) -> None:
+    run_id = api.process(public_report.id)["runId"]
+    stranger = Api(http, services, other_account.id)
+    code, _ = error_of(stranger.status(None, run_id))
+    assert code == "NOT_FOUND"
+
+
+def test_unknown_report_and_run_ids_are_not_found(api: Api, public_report: Report) -> None:
+    assert error_of(api.call(PROCESS_REPORT, {"id": "no-such-report"}))[0] == "NOT_FOUND"
+    assert error_of(api.status(public_report.id, "no-such-run"))[0] == "NOT_FOUND"
+    code, message = error_of(api.status(public_report.id, None))
+    assert code == "NOT_FOUND"
+    assert "no runs yet" in message
+    assert error_of(api.status(None, None))[0] == "BAD_USER_INPUT"
+
+
+def test_a_run_asked_for_under_another_report_is_not_found(api: Api, public_report: Report,
+                                                           services: Services, account: Account) -> None:
+    run_id = api.process(public_report.id)["runId"]
+    assert error_of(api.status("another-report", run_id))[0] == "NOT_FOUND"
+
+
+def test_a_private_report_is_forbidden_with_the_way_out(api: Api, private_report: Report) -> None:
+    code, message = error_of(api.call(PROCESS_REPORT, {"id": private_report.id}))
+    assert code == "FORBIDDEN"
+    assert "Public" in message
+
+
+def test_without_a_download_link_a_report_needs_delivery_settings(api: Api, public_report: Report) -> None:
+    code, message = error_of(api.call("mutation ($id: String!) {processReport(id:$id)}", {"id": public_report.id}))
+    assert code == "BAD_USER_INPUT"
+    assert "isPresignedUrl" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "BAD_REQUEST"),
+        (b'["query"]', 400, "BAD_REQUEST"),
+        (b'{"variables": {}}', 400, "BAD_REQUEST"),
+        (b'{"query": "mutation {processReport(id:"}', 400, "GRAPHQL_PARSE_FAILED"),
+        (b'{"query": "{ noSuchField }"}', 400, "GRAPHQL_VALIDATION_FAILED"),
+        (b'{"query": "mutation ($id: String!) {processReport(id:$id)}", "variables": {}}', 200, "BAD_USER_INPUT"),
+    ],
+)
+def test_malformed_requests_get_a_clear_error(api: Api, body: bytes, status: int, code: str) -> None:
+    response = api.http.post("/api/graphql", content=body, headers={
+        "Content-Type": "application/json", "accountId": api.account_id, "Authorization": f"Bearer {api.token}"})
+    assert response.status_code == status
+    assert error_of(response.json())[0] == code
+
+
+def test_a_graphqlname_that_does_not_match_does_not_break_the_call(api: Api, public_report: Report) -> None:
+    body = api.call(PROCESS_REPORT, {"id": public_report.id}, name="somethingElse")
+    assert body["data"]["processReport"]["runId"]
+
+
+def test_the_same_document_is_parsed_once(api: Api, public_report: Report) -> None:
+    for _ in range(3):
+        api.status(public_report.id, None)
+    endpoint_cache = [route for route in api.http.app.routes if getattr(route, "path", "") == "/api/graphql"]  # type: ignore[attr-defined]
+    assert endpoint_cache
+    prepare = endpoint_cache[0].endpoint.__self__.prepare
+    info = prepare.cache_info()
+    assert info.hits >= 2

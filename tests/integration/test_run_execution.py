@@ -1,0 +1,106 @@
+"""Executing runs on real SQLite: the file matches the database, failures leave nothing behind."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
+from uvm_reporting.exports.csv_format import write_csv
+from uvm_reporting.exports.run_executor import RunExecutor
+from uvm_reporting.services import Services
+from uvm_reporting.store.reports import Report
+from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run
+from ..expected_exports import expected_findings_rows
+from .conftest import wait_for
+
+
+def enqueue(services: Services, report: Report, definition: dict[str, Any] | None = None) -> RunRecord:
+    return enqueue_run(services.engine, account_id=report.account_id, report_id=report.id,
+                       delivery=Delivery.DOWNLOAD, format="csv",
+                       definition=definition or report.definition.to_json(), requested_by="test")
+
+
+def test_the_csv_holds_exactly_the_accounts_rows(services: Services, public_report: Report,
+                                                 findings_data: int) -> None:
+    run = enqueue(services, public_report)
+    result = RunExecutor(services.engine, services.storage, batch_size=17).execute(run)
+    path = services.storage.path_of(result.result_key)
+    content = path.read_bytes()
+    assert result.size_bytes == len(content)
+    assert result.row_count == findings_data
+    table = list(csv.reader(io.StringIO(content.decode("utf-8"), newline="")))
+    assert table[0] == list(public_report.definition.columns)
+    assert table[1:] == expected_findings_rows(services.engine, public_report.account_id)
+    titles = "".join(row[2] for row in table[1:])
+    assert any(char in titles for char in ',"\n')
+    assert any(ord(char) > 127 for char in titles)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_failure_mid_stream_leaves_no_file(services: Services, public_report: Report,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    run = enqueue(services, public_report)
+
+    def write_some_then_fail(batches: Any, columns: Any, out: Any) -> int:
+        write_csv([next(iter(batches))], columns, out)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("uvm_reporting.exports.run_executor.write_csv", write_some_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        RunExecutor(services.engine, services.storage, batch_size=10).execute(run)
+    folder = services.storage.root / "results" / run.account_id
+    assert list(folder.iterdir()) == []
+
+
+def test_worker_threads_complete_queued_runs(services: Services, public_report: Report) -> None:
+    pool = services.worker_pool(threads=2)
+    pool.start()
+    try:
+        runs = [enqueue(services, public_report) for _ in range(5)]
+        services.signal.notify()
+        for run in runs:
+            done = wait_for(lambda run=run: _final(services, run), what=f"run {run.id} to finish")
+            assert done.state is RunState.COMPLETED
+            assert done.row_count == 120
+            assert done.sha256 is not None
+            assert len(done.sha256) == 64
+    finally:
+        pool.stop()
+
+
+def test_a_broken_definition_ends_as_a_failed_run_with_a_reason(services: Services, public_report: Report) -> None:
+    broken = {**public_report.definition.to_json(), "columns": ["no_such_field"]}
+    run = enqueue(services, public_report, definition=broken)
+    pool = services.worker_pool(threads=1)
+    pool.start()
+    try:
+        services.signal.notify()
+        done = wait_for(lambda: _final(services, run), what="the run to fail")
+    finally:
+        pool.stop()
+    assert done.state is RunState.FAILED
+    assert done.error_code == RunErrorCode.INVALID_DEFINITION
+    assert "no_such_field" in (done.error_message or "")
+
+
+def test_storage_that_cannot_be_written_fails_the_run(services: Services, public_report: Report) -> None:
+    run = enqueue(services, public_report)
+    blocker = services.storage.root / "results"
+    blocker.write_text("a file where a folder should be")
+    pool = services.worker_pool(threads=1)
+    pool.start()
+    try:
+        services.signal.notify()
+        done = wait_for(lambda: _final(services, run), what="the run to fail")
+    finally:
+        pool.stop()
+    assert done.state is RunState.FAILED
+    assert done.error_code == RunErrorCode.STORAGE_FAILED
+
+
+def _final(services: Services, run: RunRecord) -> RunRecord | None:
+    current = get_run(services.engine, run.account_id, run.id)
+    return current if current.state.is_final else None
