@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 
@@ -16,16 +18,23 @@ from uvm_reporting.store.tables import accounts, api_clients, assets, findings, 
 class Account:
     id: str
     name: str
+    external_id: str
     created_at: datetime
+
+
+def new_external_id() -> str:
+    """The ExternalId for sts:AssumeRole: 192 random bits, generated here, never customer input."""
+    return secrets.token_hex(24)
 
 
 def create_account(engine: Engine, name: str) -> Account:
     name = name.strip()
     if not name:
         raise BadUserInput("An account needs a non-empty name.")
-    account = Account(id=new_id(), name=name, created_at=utc_now())
+    account = Account(id=new_id(), name=name, external_id=new_external_id(), created_at=utc_now())
     with engine.begin() as connection:
         connection.execute(insert(accounts).values(id=account.id, name=account.name,
+                                                   external_id=account.external_id,
                                                    created_at=account.created_at))
     return account
 
@@ -35,7 +44,7 @@ def get_account(engine: Engine, account_id: str) -> Account:
         row = connection.execute(select(accounts).where(accounts.c.id == account_id)).one_or_none()
     if row is None:
         raise NotFound(f"Account {account_id} does not exist.")
-    return Account(id=row.id, name=row.name, created_at=row.created_at)
+    return _account(row)
 
 
 def find_account_by_name(engine: Engine, name: str) -> Account | None:
@@ -43,7 +52,7 @@ def find_account_by_name(engine: Engine, name: str) -> Account | None:
         row = connection.execute(
             select(accounts).where(accounts.c.name == name).order_by(accounts.c.created_at).limit(1)
         ).one_or_none()
-    return None if row is None else Account(id=row.id, name=row.name, created_at=row.created_at)
+    return None if row is None else _account(row)
 
 
 def account_counts(engine: Engine, account_id: str) -> dict[str, int]:
@@ -55,3 +64,7 @@ def account_counts(engine: Engine, account_id: str) -> dict[str, int]:
             ).scalar_one()
             for table in (findings, assets, reports, api_clients)
         }
+
+
+def _account(row: Any) -> Account:
+    return Account(id=row.id, name=row.name, external_id=row.external_id, created_at=row.created_at)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Date,
     Float,
@@ -20,6 +21,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
+    false,
 )
 
 from uvm_reporting.store.types import UtcDateTime
@@ -39,6 +42,8 @@ accounts = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("name", String(200), nullable=False),
+    # The ExternalId the customer's IAM role trusts us with: generated here, never editable.
+    Column("external_id", String(64), nullable=False, unique=True),
     Column("created_at", UtcDateTime(precise=True), nullable=False),
 )
 
@@ -64,9 +69,13 @@ reports = Table(
     Column("definition", JSON, nullable=False),
     Column("viewers", String(10), nullable=False),
     Column("editors", String(10), nullable=False),
+    # Denormalised from the definition's schedule so a scheduler finds due reports by index.
+    Column("schedule_active", Boolean, nullable=False, server_default=false()),
+    Column("next_fire_at", UtcDateTime(precise=True)),
     Column("created_at", UtcDateTime(precise=True), nullable=False),
     Column("updated_at", UtcDateTime(precise=True), nullable=False),
     Index(None, "account_id"),
+    Index(None, "schedule_active", "next_fire_at"),
 )
 
 runs = Table(
@@ -79,6 +88,12 @@ runs = Table(
     Column("state", String(12), nullable=False),
     Column("delivery", String(12), nullable=False),
     Column("format", String(12), nullable=False),
+    Column("compression", String(10)),
+    # Where an S3 run delivers: bucket, key, region, role_arn (null for download runs).
+    Column("destination", JSON),
+    # The fire time a scheduled run was enqueued for; unique per report, so that several
+    # schedulers racing on the same fire time create one run.
+    Column("scheduled_for", UtcDateTime(precise=True)),
     # The report's definition when the run was requested: later edits don't change a queued run.
     Column("definition", JSON, nullable=False),
     Column("requested_by", String(64)),
@@ -96,6 +111,7 @@ runs = Table(
     Column("error_message", Text),
     Index(None, "state", "created_at"),
     Index(None, "report_id", "created_at"),
+    UniqueConstraint("report_id", "scheduled_for"),
 )
 
 assets = Table(
