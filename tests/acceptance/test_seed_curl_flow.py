@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.expected_exports import expected_findings_rows
 from uvm_reporting.settings import Settings
 from uvm_reporting.store.database import create_database_engine
 
-from ..expected_exports import expected_findings_rows
 from .seed_commands import GET_REPORT_RUN_STATUS, PROCESS_REPORT, TOKEN, fill
 from .server_process import run_cli, running_server
 
@@ -123,7 +123,7 @@ def test_bad_token_requests_are_refused_per_rfc_6749(tmp_path: Path, bad: str) -
     with running_server(tmp_path / "var") as (base_url, _):
         command = fill(TOKEN, {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"],
                                "client secret": ids["client secret"]})
-        key = bad.split("=")[0]
+        key = bad.split("=", maxsplit=1)[0]
         command = re.sub(f"'{key}=[^']*'", f"'{bad}'", command)
         response = bash(command.replace("curl ", "curl -s -i ", 1))
     if key == "client_secret":

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+from functools import partial
 from typing import Any
 
 import pytest
+
+from tests.expected_exports import expected_findings_rows
 from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
 from uvm_reporting.exports.csv_format import write_csv
 from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.services import Services
 from uvm_reporting.store.reports import Report
 from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run
-from ..expected_exports import expected_findings_rows
+
 from .conftest import wait_for
 
 
@@ -62,7 +65,7 @@ def test_worker_threads_complete_queued_runs(services: Services, public_report: 
         runs = [enqueue(services, public_report) for _ in range(5)]
         services.signal.notify()
         for run in runs:
-            done = wait_for(lambda run=run: _final(services, run), what=f"run {run.id} to finish")
+            done = wait_for(partial(_final, services, run), what=f"run {run.id} to finish")
             assert done.state is RunState.COMPLETED
             assert done.row_count == 120
             assert done.sha256 is not None

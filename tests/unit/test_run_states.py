@@ -33,5 +33,10 @@ def test_a_notification_before_the_wait_is_not_lost() -> None:
     signal = RunQueueSignal()
     signal.notify()
     done = threading.Event()
-    threading.Thread(target=lambda: (signal.wait(timeout=60), done.set())).start()
+
+    def wait() -> None:
+        signal.wait(timeout=60)
+        done.set()
+
+    threading.Thread(target=wait, daemon=True).start()
     assert done.wait(timeout=10)
