@@ -28,6 +28,9 @@ class RunRecord:
     state: RunState
     delivery: Delivery
     format: str
+    compression: str | None
+    destination: dict[str, Any] | None
+    scheduled_for: datetime | None
     definition: dict[str, Any]
     requested_by: str | None
     attempts: int
@@ -61,7 +64,16 @@ def enqueue_run(
     format: str,
     definition: dict[str, Any],
     requested_by: str | None,
+    compression: str | None = None,
+    destination: dict[str, Any] | None = None,
+    scheduled_for: datetime | None = None,
+    connection: Connection | None = None,
 ) -> RunRecord:
+    """Queue a run. ``destination`` holds an S3 run's bucket, key, region and role_arn.
+
+    A second run for the same report and ``scheduled_for`` raises IntegrityError: that fire
+    time has its run already. Pass ``connection`` to enqueue inside the caller's transaction.
+    """
     values = {
         "id": new_id(),
         "account_id": account_id,
@@ -71,12 +83,18 @@ def enqueue_run(
         "format": format,
         "definition": definition,
         "requested_by": requested_by,
+        "compression": compression,
+        "destination": destination,
+        "scheduled_for": scheduled_for,
         "attempts": 0,
         "created_at": utc_now(),
     }
-    with engine.begin() as connection:
+    if connection is not None:
         connection.execute(insert(runs).values(values))
         return _get(connection, runs.c.id == values["id"])
+    with engine.begin() as own_connection:
+        own_connection.execute(insert(runs).values(values))
+        return _get(own_connection, runs.c.id == values["id"])
 
 
 def get_run(engine: Engine, account_id: str, run_id: str) -> RunRecord:
@@ -222,6 +240,9 @@ def _record(row: Any) -> RunRecord:
         state=RunState(row.state),
         delivery=Delivery(row.delivery),
         format=row.format,
+        compression=row.compression,
+        destination=row.destination,
+        scheduled_for=row.scheduled_for,
         definition=row.definition,
         requested_by=row.requested_by,
         attempts=row.attempts,
