@@ -6,6 +6,8 @@ encoded bytes batch by batch; nothing holds the whole result.
 
 from __future__ import annotations
 
+from contextlib import closing
+
 from sqlalchemy import Engine
 
 from uvm_reporting.domain.report_definition import parse_report_definition
@@ -32,7 +34,8 @@ class RunExecutor:
         columns = report_column_types(definition)
         key = result_key(run)
         with self._storage.open_for_write(key) as (writer, written), self._engine.connect() as connection:
-            result = connection.execution_options(yield_per=self._batch_size).execute(statement)
-            row_count = write_csv(result.partitions(), columns, writer)
+            # closing(): a failed write must close the server-side cursor before the connection.
+            with closing(connection.execution_options(yield_per=self._batch_size).execute(statement)) as result:
+                row_count = write_csv(result.partitions(), columns, writer)
         return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256,
                          result_key=key)
