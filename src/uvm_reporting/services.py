@@ -17,6 +17,7 @@ from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.database import open_database
 from uvm_reporting.worker.pool import WorkerPool
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
+from uvm_reporting.worker.wakeups import PostgresWakeupListener
 
 
 @dataclass
@@ -39,6 +40,28 @@ class Services:
             lease_seconds=self.settings.run_lease_seconds,
             max_attempts=self.settings.run_max_attempts,
         )
+
+    def start_workers(self, threads: int | None = None) -> RunningWorkers:
+        """Worker threads, plus a LISTEN connection on PostgreSQL so runs queued by other
+        processes wake them at once."""
+        pool = self.worker_pool(threads)
+        listener = None
+        if self.engine.dialect.name == "postgresql":
+            listener = PostgresWakeupListener(self.settings.database_url, self.signal)
+            listener.start()
+        pool.start()
+        return RunningWorkers(pool, listener)
+
+
+@dataclass
+class RunningWorkers:
+    pool: WorkerPool
+    listener: PostgresWakeupListener | None
+
+    def stop(self, grace_seconds: float = 30.0) -> None:
+        self.pool.stop(grace_seconds)
+        if self.listener is not None:
+            self.listener.stop()
 
 
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:

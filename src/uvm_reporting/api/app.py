@@ -28,14 +28,12 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        pool = services.worker_pool() if run_workers and services.settings.worker_threads else None
-        if pool is not None:
-            pool.start()
+        workers = services.start_workers() if run_workers and services.settings.worker_threads else None
         try:
             yield
         finally:
-            if pool is not None:
-                pool.stop()
+            if workers is not None:
+                workers.stop()
 
     return Starlette(
         routes=[

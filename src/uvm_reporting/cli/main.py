@@ -9,6 +9,7 @@ from uvm_reporting.cli.clients_commands import clients_app
 from uvm_reporting.cli.data_commands import data_app
 from uvm_reporting.cli.reports_commands import reports_app
 from uvm_reporting.cli.serve_commands import demo, serve
+from uvm_reporting.cli.worker_commands import worker
 
 app = typer.Typer(
     name="uvm-reporting",
@@ -22,6 +23,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(reports_app, name="reports")
 app.command("serve")(serve)
 app.command("demo")(demo)
+app.command("worker")(worker)
 
 
 def main() -> None:

@@ -33,9 +33,12 @@ class RunExecutor:
         statement = compile_report_query(definition, run.account_id)
         columns = report_column_types(definition)
         key = result_key(run)
-        with self._storage.open_for_write(key) as (writer, written), self._engine.connect() as connection:
-            # closing(): a failed write must close the server-side cursor before the connection.
-            with closing(connection.execution_options(yield_per=self._batch_size).execute(statement)) as result:
-                row_count = write_csv(result.partitions(), columns, writer)
+        # closing(): a failed write must close the server-side cursor before the connection.
+        with (
+            self._storage.open_for_write(key) as (writer, written),
+            self._engine.connect() as connection,
+            closing(connection.execution_options(yield_per=self._batch_size).execute(statement)) as result,
+        ):
+            row_count = write_csv(result.partitions(), columns, writer)
         return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256,
                          result_key=key)

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
 from uvm_reporting.errors import NotFound
 from uvm_reporting.store.ids import new_id, utc_now
 from uvm_reporting.store.tables import runs
+
+RUNS_CHANNEL = "uvm_reporting_runs"  # PostgreSQL NOTIFY channel of newly queued runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +92,17 @@ def enqueue_run(
         "created_at": utc_now(),
     }
     if connection is not None:
-        connection.execute(insert(runs).values(values))
-        return _get(connection, runs.c.id == values["id"])
+        return _insert_run(connection, values)
     with engine.begin() as own_connection:
-        own_connection.execute(insert(runs).values(values))
-        return _get(own_connection, runs.c.id == values["id"])
+        return _insert_run(own_connection, values)
+
+
+def _insert_run(connection: Connection, values: dict[str, Any]) -> RunRecord:
+    connection.execute(insert(runs).values(values))
+    if connection.dialect.name == "postgresql":
+        # Delivered at commit, when the run becomes visible: idle workers wake at once.
+        connection.execute(select(func.pg_notify(RUNS_CHANNEL, values["id"])))
+    return _get(connection, runs.c.id == values["id"])
 
 
 def get_run(engine: Engine, account_id: str, run_id: str) -> RunRecord:

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -20,7 +21,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from uvm_reporting.domain.runs import RunErrorCode
 from uvm_reporting.errors import UvmReportingError
-from uvm_reporting.store.runs import RunRecord, RunResult, claim_next_run, complete_run, fail_run, renew_lease
+from uvm_reporting.store.runs import (
+    RunRecord,
+    RunResult,
+    claim_next_run,
+    complete_run,
+    fail_run,
+    release_run,
+    renew_lease,
+)
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
 log = logging.getLogger(__name__)
@@ -65,12 +74,19 @@ class WorkerPool:
         self._heartbeat_thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming, let runs in progress finish (up to ``timeout``), then return."""
+        """Stop claiming; let runs in progress finish for up to ``timeout`` seconds; hand the
+        rest back to the queue (another worker takes them, without spending an attempt)."""
         self._stopping.set()
         self._signal.wake_all()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads.clear()
+        with self._lock:
+            unfinished = list(self._in_progress.items())
+        for run_id, worker_id in unfinished:
+            if release_run(self._engine, run_id, worker_id):
+                log.warning("run %s released unfinished after the %.0fs grace period", run_id, timeout)
         # Leases stay renewed until the last run in progress has ended.
         self._heartbeat_stopping.set()
         if self._heartbeat_thread is not None:
@@ -88,6 +104,11 @@ class WorkerPool:
                 self._signal.wait(self._poll_seconds)
                 continue
             self._run_one(run, worker_id)
+
+    @property
+    def in_progress(self) -> list[str]:
+        with self._lock:
+            return list(self._in_progress)
 
     def _run_one(self, run: RunRecord, worker_id: str) -> None:
         log.info("run %s of report %s started (attempt %d) by %s", run.id, run.report_id, run.attempts,
