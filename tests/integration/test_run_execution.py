@@ -107,3 +107,14 @@ def test_storage_that_cannot_be_written_fails_the_run(services: Services, public
 def _final(services: Services, run: RunRecord) -> RunRecord | None:
     current = get_run(services.engine, run.account_id, run.id)
     return current if current.state.is_final else None
+
+
+def test_a_retry_removes_the_partial_file_of_the_attempt_that_died(services: Services, public_report: Report) -> None:
+    run = enqueue(services, public_report)
+    folder = services.storage.root / "results" / run.account_id
+    folder.mkdir(parents=True)
+    orphan = folder / f".{run.id}.csv.0123abcd.partial"
+    orphan.write_bytes(b"id,asset_id\r\nhalf a ro")
+    result = RunExecutor(services.engine, services.storage).execute(run)
+    assert sorted(p.name for p in folder.iterdir()) == [f"{run.id}.csv"]
+    assert result.row_count == 120

@@ -3,6 +3,7 @@ published with an atomic rename, so a half-written file is never visible under i
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import uuid
@@ -58,6 +59,10 @@ class LocalFolderStorage:
         """
         final = self.path_of(key)
         final.parent.mkdir(parents=True, exist_ok=True)
+        # Partial files of this key belong to an earlier attempt whose worker died or lost
+        # its lease: a retry starts clean instead of leaving them behind.
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.*.partial"):
+            stale.unlink(missing_ok=True)
         temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial")
         written = WrittenObject(key=key)
         try:

@@ -1,0 +1,124 @@
+"""Several worker processes on one queue: every run exactly once, and a killed worker's run
+finished by another. Runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from tests.acceptance.server_process import CLI, cli_env
+from tests.integration.conftest import ALL_FINDINGS_REPORT, wait_for
+from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.platform_data.generator import generate_platform_data
+from uvm_reporting.store.accounts import create_account
+from uvm_reporting.store.database import open_database
+from uvm_reporting.store.reports import Report, create_report
+from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run
+from uvm_reporting.store.tables import runs
+
+
+@contextmanager
+def worker_process(data_dir: Path, database_url: str, log_path: Path, *args: str,
+                   **env: str) -> Iterator[subprocess.Popen[str]]:
+    log = log_path.open("w")
+    process = subprocess.Popen([CLI, "worker", *args], stdout=log, stderr=subprocess.STDOUT, text=True,
+                               env=cli_env(data_dir, UVM_REPORTING_DATABASE_URL=database_url, **env))
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log.close()
+
+
+def set_up(database_url: str, findings: int) -> tuple[Engine, Report]:
+    engine = open_database(database_url)
+    account = create_account(engine, "Acme Corp")
+    generate_platform_data(engine, account.id, findings=findings, seed=3)
+    return engine, create_report(engine, account.id, ALL_FINDINGS_REPORT)
+
+
+def enqueue(engine: Engine, report: Report) -> RunRecord:
+    return enqueue_run(engine, account_id=report.account_id, report_id=report.id, delivery=Delivery.DOWNLOAD,
+                       format="csv", definition=report.definition.to_json(), requested_by="test")
+
+
+def count_final(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(runs).where(
+            runs.c.state.in_([RunState.COMPLETED.value, RunState.FAILED.value]))).scalar_one())
+
+
+def test_three_workers_run_a_thousand_runs_exactly_once(tmp_path: Path, database_url: str) -> None:
+    data_dir = tmp_path / "var"
+    engine, report = set_up(database_url, findings=3)
+    try:
+        queued = {enqueue(engine, report).id for _ in range(1000)}
+        logs = [tmp_path / f"worker-{n}.log" for n in range(3)]
+        with ExitStack() as stack:
+            for log in logs:
+                stack.enter_context(worker_process(data_dir, database_url, log, "--concurrency", "2"))
+            wait_for(lambda: count_final(engine) == len(queued), timeout=240, what="1000 runs to finish")
+        with engine.connect() as connection:
+            rows = connection.execute(select(runs.c.id, runs.c.state, runs.c.attempts, runs.c.row_count)).all()
+    finally:
+        engine.dispose()
+    assert {row.id for row in rows} == queued
+    assert {(row.state, row.attempts, row.row_count) for row in rows} == {("completed", 1, 3)}
+    started = collections.Counter(
+        match for log in logs for match in re.findall(r"run (\S+) of report \S+ started", log.read_text()))
+    assert set(started) == queued
+    assert max(started.values()) == 1, [run for run, n in started.items() if n > 1][:5]
+    assert all(any(f"run {run}" in log.read_text() for log in logs) for run in list(queued)[:10])
+
+
+@pytest.mark.parametrize("round_number", range(3))  # three random kill points
+def test_a_run_whose_worker_is_killed_is_finished_by_another(tmp_path: Path, database_url: str,
+                                                             round_number: int) -> None:
+    data_dir = tmp_path / "var"
+    engine, report = set_up(database_url, findings=60_000)
+    folder = data_dir / "storage" / "results" / report.account_id
+    options = {"UVM_REPORTING_RUN_LEASE_SECONDS": "5"}
+    try:
+        run = enqueue(engine, report)
+        with worker_process(data_dir, database_url, tmp_path / "doomed.log", "--concurrency", "1",
+                            **options) as doomed:
+            # Kill at a random point of the write: once the partial file reached a random size.
+            threshold = random.randint(1, 4_000_000)
+            wait_for(lambda: any(p.stat().st_size >= threshold for p in folder.glob(".*.partial"))
+                     if folder.exists() else False, timeout=120, what="the export to be under way")
+            os.kill(doomed.pid, signal.SIGKILL)
+            doomed.wait(timeout=10)
+        assert get_run(engine, report.account_id, run.id).state is RunState.STARTED
+        assert not (folder / f"{run.id}.csv").exists()
+        with worker_process(data_dir, database_url, tmp_path / "rescuer.log", "--concurrency", "1", **options):
+            finished = wait_for(lambda: (r := get_run(engine, report.account_id, run.id)).state.is_final and r,
+                                timeout=180, what="another worker to finish the run")
+        with engine.connect() as connection:
+            stuck = connection.execute(select(func.count()).select_from(runs).where(
+                runs.c.state == RunState.STARTED.value)).scalar_one()
+    finally:
+        engine.dispose()
+    assert finished.state is RunState.COMPLETED, finished.error_message
+    assert finished.attempts == 2
+    assert finished.row_count == 60_000
+    assert stuck == 0
+    assert sorted(p.name for p in folder.iterdir()) == [f"{run.id}.csv"]
+    content = (folder / f"{run.id}.csv").read_bytes()
+    assert len(content) == finished.size_bytes
+    assert content.count(b"\r\n") >= 60_001
