@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from uvm_reporting.store.database import open_database
@@ -19,7 +19,7 @@ from uvm_reporting.store.database import open_database
 SERVER_URL = os.environ.get("UVM_REPORTING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 
-def _admin_engine():  # type: ignore[no-untyped-def]
+def _admin_engine() -> Engine:
     return create_engine(f"{SERVER_URL}/postgres", isolation_level="AUTOCOMMIT", pool_size=1)
 
 

@@ -1,0 +1,101 @@
+"""Parquet via pyarrow, written to ``out`` row group by row group.
+
+Schema from the catalog types: string/text -> ``string``, number -> ``double``, timestamp ->
+``timestamp[us, tz=UTC]``, date -> ``date32``; every column nullable. Incoming batches are
+turned into Arrow column-wise at once (the Python rows are dropped right away) and gathered
+until about ``rows_per_group`` rows, then written as one row group: groups of a database
+batch (a few thousand rows) would bloat the footer and weaken compression and statistics.
+
+Compression is zstd: on this kind of data (repeated hostnames, severities, CVE ids) it makes
+clearly smaller files than snappy at a similar write speed, and every current Parquet reader
+(Arrow, DuckDB, Spark, Polars, pandas, the cloud warehouses) reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from uvm_reporting.domain.catalog import FieldType
+from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
+
+ROWS_PER_GROUP = 65_536
+COMPRESSION = "zstd"
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_ARROW_TYPES: dict[FieldType, Any] = {
+    FieldType.STRING: pa.string(),
+    FieldType.TEXT: pa.string(),
+    FieldType.NUMBER: pa.float64(),
+    FieldType.TIMESTAMP: _TIMESTAMP,
+    FieldType.DATE: pa.date32(),
+}
+
+
+def arrow_schema(columns: Columns) -> Any:
+    """The Arrow schema of an export: one nullable field per column, named by its path."""
+    return pa.schema([pa.field(name, _ARROW_TYPES[kind]) for name, kind in columns])
+
+
+class _Sink:
+    """The file-like object pyarrow writes through: ``write`` plus the ``closed`` it checks.
+
+    Closing it does not close ``out``: the caller owns that stream.
+    """
+
+    def __init__(self, out: BinaryWriter) -> None:
+        self._out = out
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _column(values: Sequence[Any], kind: FieldType) -> Any:
+    arrow_type = _ARROW_TYPES[kind]
+    try:
+        return pa.array(values, type=arrow_type)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        if kind is FieldType.NUMBER:  # e.g. Decimal from a NUMERIC expression
+            return pa.array([None if value is None else float(value) for value in values], type=arrow_type)
+        if kind not in (FieldType.TIMESTAMP, FieldType.DATE):
+            raise
+    # SQLite hands over the stored ISO text; Arrow's cast parses it (the "Z" included).
+    text = [value if value is None or isinstance(value, str) else value.isoformat() for value in values]
+    return pa.array(text, type=pa.string()).cast(arrow_type)
+
+
+def write_parquet(batches: Batches, columns: Columns, out: BinaryWriter, *,
+                  rows_per_group: int = ROWS_PER_GROUP) -> int:
+    """Write every row as a Parquet file streamed to ``out``; return the number of rows."""
+    if rows_per_group < 1:
+        raise ValueError(f"rows_per_group must be positive, got {rows_per_group}")
+    schema = arrow_schema(columns)
+    kinds = [kind for _, kind in columns]
+    pending: list[Any] = []
+    pending_rows = 0
+    rows = 0
+    with pq.ParquetWriter(_Sink(out), schema, compression=COMPRESSION) as writer:
+        for batch in batches:
+            if not batch:
+                continue
+            arrays = [_column(values, kind) for values, kind in zip(zip(*batch, strict=True), kinds, strict=True)]
+            pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            pending_rows += len(batch)
+            rows += len(batch)
+            if pending_rows >= rows_per_group:
+                writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=pending_rows)
+                pending, pending_rows = [], 0
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=pending_rows)
+    return rows
