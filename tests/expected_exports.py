@@ -26,7 +26,7 @@ def expected_findings_rows(engine: Engine, account_id: str) -> list[list[str]]:
             rows.append([
                 text(values["id"]), text(values["asset_id"] or ""), text(values["title"]),
                 text(values["description"] or ""), values["severity"], values["status"],
-                "" if values["cvss_score"] is None else repr(values["cvss_score"]),
+                _number(values["cvss_score"]),
                 values["cve"] or "", values["cwe"] or "", values["source"] or "",
                 format_utc(values["first_seen"]), format_utc(values["last_seen"]),
                 values["due_date"].isoformat() if values["due_date"] else "",
@@ -34,3 +34,10 @@ def expected_findings_rows(engine: Engine, account_id: str) -> list[list[str]]:
                 text(values["hostname"] or ""),
             ])
     return rows
+
+
+def _number(value: float | None) -> str:
+    """Shortest text, whole numbers without ``.0`` (``10``, ``9.8``): the export's number rule."""
+    if value is None:
+        return ""
+    return str(int(value)) if value.is_integer() else repr(value)

@@ -11,7 +11,6 @@ import pytest
 
 from tests.expected_exports import expected_findings_rows
 from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
-from uvm_reporting.exports.csv_format import write_csv
 from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.services import Services
 from uvm_reporting.store.reports import Report
@@ -47,11 +46,11 @@ def test_a_failure_mid_stream_leaves_no_file(services: Services, public_report: 
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     run = enqueue(services, public_report)
 
-    def write_some_then_fail(batches: Any, columns: Any, out: Any) -> int:
-        write_csv([next(iter(batches))], columns, out)
+    def write_some_then_fail(_executor: RunExecutor, _run: RunRecord, out: Any) -> int:
+        out.write(b"id,asset_id\nfinding-1,")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("uvm_reporting.exports.run_executor.write_csv", write_some_then_fail)
+    monkeypatch.setattr(RunExecutor, "write", write_some_then_fail)
     with pytest.raises(OSError, match="No space"):
         RunExecutor(services.engine, services.storage, batch_size=10).execute(run)
     folder = services.storage.root / "results" / run.account_id

@@ -40,7 +40,7 @@ def test_header_types_and_nulls() -> None:
         ["f-1", 'Overflow, "quoted"\nsecond line', "9.8", "2026-03-01T10:00:00Z", "2026-04-01"],
         ["f-2", "Überlauf 日本語", "", "2026-03-02T11:30:00Z", ""],
     ]
-    assert sink.data.startswith(b"id,title,cvss_score,first_seen,due_date\r\n")
+    assert sink.data.startswith(b"id,title,cvss_score,first_seen,due_date\n")
 
 
 def test_text_cells_are_formula_safe_but_numbers_stay_numbers() -> None:

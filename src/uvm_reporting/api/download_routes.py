@@ -12,11 +12,11 @@ from starlette.routing import BaseRoute, Route
 
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.errors import Forbidden
+from uvm_reporting.exports.formats import content_type, file_extension
+from uvm_reporting.exports.run_executor import run_format
 from uvm_reporting.storage.download_links import DownloadLinkSigner
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.runs import RunRecord, find_run
-
-MEDIA_TYPES = {"csv": "text/csv; charset=utf-8"}
 
 
 def download_routes(engine: Engine, storage: LocalFolderStorage, links: DownloadLinkSigner) -> list[BaseRoute]:
@@ -34,7 +34,7 @@ def download_routes(engine: Engine, storage: LocalFolderStorage, links: Download
             return _refuse(404, "not_found", "The result of this run is no longer available.")
         return FileResponse(
             storage.path_of(run.result_key),
-            media_type=MEDIA_TYPES.get(run.format, "application/octet-stream"),
+            media_type=content_type(*run_format(run)),
             filename=download_file_name(run),
             headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
         )
@@ -47,7 +47,7 @@ def download_file_name(run: RunRecord) -> str:
     name = str(run.definition.get("name", "report"))
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:80] or "report"
     stamp = (run.finished_at or run.created_at).strftime("%Y%m%d-%H%M%S")
-    return f"{slug}-{stamp}-{run.id[:8]}.{run.format}"
+    return f"{slug}-{stamp}-{run.id[:8]}.{file_extension(*run_format(run))}"
 
 
 def _refuse(status: int, code: str, message: str) -> JSONResponse:

@@ -1,44 +1,113 @@
-"""Executes one claimed run: definition -> parameterised SQL -> streamed CSV -> storage.
+"""Executes one claimed run: definition -> parameterised SQL -> a format -> a destination.
 
-Memory stays flat: rows come from the database in batches (``yield_per``) and leave as
-encoded bytes batch by batch; nothing holds the whole result.
+Memory stays flat on every path. The fastest path that fits is taken:
+
+| database   | csv           | ndjson / json   | xlsx, parquet          |
+|------------|---------------|-----------------|------------------------|
+| PostgreSQL | COPY          | rendered lines  | rows in batches        |
+| SQLite     | rendered lines| rendered lines  | rows in batches        |
+
+(see exports/fast_paths.py); each gives the same content as the Python writers.
 """
 
 from __future__ import annotations
 
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, closing
+from typing import Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Select
 
+from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition import parse_report_definition
-from uvm_reporting.exports.csv_format import write_csv
+from uvm_reporting.exports.fast_paths import copy_csv_postgres, stream_lines
+from uvm_reporting.exports.formats import Compression, ExportFormat, file_extension, write_export
+from uvm_reporting.exports.formats.common import BinaryWriter
+from uvm_reporting.exports.formats.gzip_stream import GzipStream
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
-from uvm_reporting.storage.local_folder import LocalFolderStorage
+from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.store.runs import RunRecord, RunResult
+
+Columns = Sequence[tuple[str, FieldType]]
+
+
+class ResultStorage(Protocol):
+    """Where a run's file is written: our storage (local folder or S3) or a delivery target."""
+
+    def open_for_write(self, key: str) -> AbstractContextManager[tuple[BinaryWriter, WrittenObject]]: ...
 
 
 def result_key(run: RunRecord) -> str:
     """Where a run's file lives in our storage; a retry of the same run writes the same key."""
-    return f"results/{run.account_id}/{run.id}.{run.format}"
+    return f"results/{run.account_id}/{run.id}.{file_extension(*run_format(run))}"
+
+
+def run_format(run: RunRecord) -> tuple[ExportFormat, Compression | None]:
+    return ExportFormat(run.format), Compression(run.compression) if run.compression else None
 
 
 class RunExecutor:
-    def __init__(self, engine: Engine, storage: LocalFolderStorage, batch_size: int = 5000) -> None:
+    def __init__(self, engine: Engine, storage: ResultStorage, batch_size: int = 5000) -> None:
         self._engine = engine
         self._storage = storage
         self._batch_size = batch_size
 
     def execute(self, run: RunRecord) -> RunResult:
+        key = result_key(run)
+        with self._storage.open_for_write(key) as (writer, written):
+            row_count = self.write(run, writer)
+        return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256,
+                         result_key=key)
+
+    def write(self, run: RunRecord, out: BinaryWriter) -> int:
+        """Write the run's rows to ``out`` in its format; return the number of rows."""
         definition = parse_report_definition(run.definition)
         statement = compile_report_query(definition, run.account_id)
         columns = report_column_types(definition)
-        key = result_key(run)
-        # closing(): a failed write must close the server-side cursor before the connection.
-        with (
-            self._storage.open_for_write(key) as (writer, written),
-            self._engine.connect() as connection,
-            closing(connection.execution_options(yield_per=self._batch_size).execute(statement)) as result,
-        ):
-            row_count = write_csv(result.partitions(), columns, writer)
-        return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256,
-                         result_key=key)
+        export_format, compression = run_format(run)
+        if compression is None:
+            return self._write_format(export_format, statement, columns, out)
+        compressed = GzipStream(out)
+        rows = self._write_format(export_format, statement, columns, compressed)
+        compressed.finish()
+        return rows
+
+    def _write_format(self, export_format: ExportFormat, statement: Select[Any], columns: Columns,
+                      out: BinaryWriter) -> int:
+        dialect = self._engine.dialect.name
+        if export_format is ExportFormat.CSV and dialect == "postgresql":
+            return copy_csv_postgres(self._engine, statement, columns, out)
+        if export_format is ExportFormat.CSV or export_format is ExportFormat.NDJSON:
+            return stream_lines(self._engine, statement, columns, out, kind=export_format.value)
+        if export_format is ExportFormat.JSON:
+            array = _JsonArrayFromLines(out)
+            rows = stream_lines(self._engine, statement, columns, array, kind="ndjson")
+            array.finish()
+            return rows
+        return write_export(export_format, None, self._batches(statement), columns, out)
+
+    def _batches(self, statement: Select[Any]) -> Iterator[Sequence[Any]]:
+        with self._engine.connect() as connection, closing(
+            # closing(): a failed write must close the server-side cursor before the connection.
+            connection.execution_options(yield_per=self._batch_size).execute(statement)
+        ) as result:
+            yield from result.partitions()
+
+
+class _JsonArrayFromLines:
+    """Turns NDJSON lines into one JSON array. Safe because a JSON text never holds a raw
+    newline: every LF in the stream ends an object."""
+
+    def __init__(self, out: BinaryWriter) -> None:
+        self._out = out
+        self._rows_written = False
+
+    def write(self, data: bytes, /) -> int:
+        if data:
+            body = data[:-1].replace(b"\n", b",\n")
+            self._out.write((b",\n" if self._rows_written else b"[\n") + body)
+            self._rows_written = True
+        return len(data)
+
+    def finish(self) -> None:
+        self._out.write(b"\n]\n" if self._rows_written else b"[]\n")

@@ -37,6 +37,14 @@ def timestamp_text(value: Any) -> Any:
     return format_utc(value) if isinstance(value, datetime) else value
 
 
+def number_text(value: Any) -> Any:
+    """The shortest text that reads back as the same number, without a trailing ``.0``:
+    what PostgreSQL's COPY and Arrow write too, so every path prints ``10`` and ``9.8``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return value
+
+
 def date_text(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 

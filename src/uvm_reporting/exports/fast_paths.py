@@ -1,0 +1,131 @@
+"""Exports that never build a Python object per row.
+
+* PostgreSQL, CSV: ``COPY (<report query>) TO STDOUT (FORMAT csv, HEADER)``; the server
+  formats and quotes, we pass the bytes on.
+* SQLite (CSV, NDJSON) and PostgreSQL (NDJSON): the database renders each record as one
+  line of text; ADBC hands the lines over as Arrow string arrays, whose data buffer is
+  exactly the lines one after another, so a batch is written with a single ``write``.
+
+Parameters stay parameters: ADBC binds them; psycopg's ``copy()`` binds them client-side
+with its own quoting (PostgreSQL's COPY takes no server-side parameters).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from typing import Any
+
+import adbc_driver_postgresql.dbapi
+import adbc_driver_sqlite.dbapi
+import pyarrow as pa
+from sqlalchemy import Engine, Select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
+
+from uvm_reporting.domain.catalog import FieldType
+from uvm_reporting.exports.formats.common import BinaryWriter
+from uvm_reporting.exports.sql_rendering import csv_line, ndjson_line, render_text
+
+LINE = "line"
+
+
+def copy_csv_postgres(engine: Engine, statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
+                      out: BinaryWriter) -> int:
+    """Stream the report as CSV through COPY; return the number of rows."""
+    rendered = _with_text_columns(statement, columns, "postgresql")
+    compiled = rendered.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    sql = f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+    with closing(engine.raw_connection()) as pooled:
+        connection = pooled.driver_connection
+        assert connection is not None  # a pooled connection always has one
+        with connection.cursor() as cursor:
+            with cursor.copy(sql, _bound_parameters(compiled, engine.dialect)) as copy:
+                for chunk in copy:
+                    out.write(bytes(chunk))
+            rows = int(cursor.rowcount)
+        connection.rollback()
+    return rows
+
+
+def stream_lines(engine: Engine, statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
+                 out: BinaryWriter, *, kind: str) -> int:
+    """Stream CSV (``kind="csv"``, header first) or NDJSON lines rendered by the database."""
+    dialect = engine.dialect.name
+    texts = [render_text(c, t, dialect) for c, (_, t) in zip(statement.selected_columns, columns, strict=True)]
+    if kind == "csv":
+        if dialect != "sqlite":
+            raise ValueError("CSV lines are rendered on SQLite; PostgreSQL uses COPY")
+        line = csv_line(texts)
+        out.write(_csv_header(columns))
+    else:
+        line = ndjson_line([name for name, _ in columns], list(statement.selected_columns),
+                           [t for _, t in columns], dialect)
+    lines = statement.with_only_columns(line.label(LINE))
+    rows = 0
+    for array in _line_arrays(engine, lines):
+        rows += len(array)
+        out.write(_concatenated_text(array))
+    return rows
+
+
+def _csv_header(columns: Sequence[tuple[str, FieldType]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([name for name, _ in columns])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _line_arrays(engine: Engine, statement: Select[Any]) -> Iterator[pa.Array]:
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+        parameters = [_bound_parameters(compiled, engine.dialect)[name] for name in compiled.positiontup or ()]
+        database = make_url(engine.url).database or ""
+        connect: Any = adbc_driver_sqlite.dbapi.connect
+        target = database
+        sql = compiled.string
+    else:
+        numbered = postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+        compiled = statement.compile(dialect=numbered, compile_kwargs={"render_postcompile": True})
+        by_name = _bound_parameters(compiled, engine.dialect)
+        parameters = [by_name[name] for name in compiled.positiontup or ()]
+        connect = adbc_driver_postgresql.dbapi.connect
+        target = make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        sql = compiled.string
+    with closing(connect(target)) as connection, closing(connection.cursor()) as cursor:
+        cursor.execute(sql, parameters=tuple(parameters) if parameters else None)
+        for batch in cursor.fetch_record_batch():
+            yield batch.column(0)
+
+
+def _concatenated_text(array: pa.Array) -> bytes:
+    """The UTF-8 bytes of every value of a string array, back to back, without copying rows."""
+    if array.null_count:
+        raise ValueError("a rendered line was NULL")
+    if len(array) == 0:
+        return b""
+    _validity, offsets, data = array.buffers()
+    width = 8 if pa.types.is_large_string(array.type) else 4
+    positions = memoryview(offsets).cast("q" if width == 8 else "i")
+    start, end = positions[array.offset], positions[array.offset + len(array)]
+    return bytes(memoryview(data)[start:end])  # one memcpy per batch
+
+
+def _with_text_columns(statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
+                       dialect: str) -> Select[Any]:
+    rendered = [render_text(column, field_type, dialect).label(name)
+                for column, (name, field_type) in zip(statement.selected_columns, columns, strict=True)]
+    return statement.with_only_columns(*rendered)
+
+
+def _bound_parameters(compiled: Any, dialect: Any) -> dict[str, Any]:
+    """Parameter values as the driver must receive them (after our types' bind processing)."""
+    values: dict[str, Any] = compiled.construct_params()
+    for name, bind in compiled.binds.items():
+        if name in values:
+            processor = bind.type.bind_processor(dialect)
+            if processor is not None:
+                values[name] = processor(values[name])
+    return values

@@ -1,0 +1,80 @@
+"""Render export values inside the database, so the fast paths move finished text.
+
+The same rules as the Python writers (exports/formats): timestamps as ISO-8601 UTC with a
+``Z``, dates as ``YYYY-MM-DD``, numbers as their shortest text without a trailing ``.0``,
+text cells that start a spreadsheet formula prefixed with ``'``. Every literal here is a
+bound parameter or a constant of ours; report values never become SQL text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, String, Text, case, cast, func, literal, type_coerce
+
+from uvm_reporting.domain.catalog import FieldType
+from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS
+
+
+def render_text(column: ColumnElement[Any], field_type: FieldType, dialect: str) -> ColumnElement[Any]:
+    """``column`` as the text an export prints; NULL stays NULL."""
+    if field_type is FieldType.TIMESTAMP:
+        if dialect == "postgresql":
+            return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        return type_coerce(column, String)  # SQLite keeps exactly this text (store.types)
+    if field_type is FieldType.DATE:
+        return cast(column, Text) if dialect == "postgresql" else type_coerce(column, String)
+    if field_type is FieldType.NUMBER:
+        if dialect == "postgresql":
+            return cast(column, Text)  # float8 output is already the shortest round-trip text
+        integral = column == cast(column, Integer)
+        return case((integral, cast(cast(column, Integer), Text)), else_=cast(column, Text))
+    text = type_coerce(column, String)
+    first = func.substr(text, 1, 1)
+    return case((first.in_(list(FORMULA_TRIGGERS)), literal("'", String) + text), else_=text)
+
+
+def csv_field(text: ColumnElement[Any]) -> ColumnElement[Any]:
+    """RFC 4180 minimal quoting of one field, in SQL: quote only when the field needs it."""
+    needs_quotes = (
+        (func.instr(text, ",") > 0) | (func.instr(text, '"') > 0)
+        | (func.instr(text, "\n") > 0) | (func.instr(text, "\r") > 0)
+    )
+    quoted = literal('"', String) + func.replace(text, '"', '""') + literal('"', String)
+    return func.coalesce(case((needs_quotes, quoted), else_=text), "")
+
+
+def csv_line(texts: list[ColumnElement[Any]]) -> ColumnElement[Any]:
+    """One CSV record ending in LF (SQLite: ``||`` concatenation, C speed, no Python per row)."""
+    line: ColumnElement[Any] = csv_field(texts[0])
+    for text in texts[1:]:
+        line = line + literal(",", String) + csv_field(text)
+    return line + literal("\n", String)
+
+
+def ndjson_line(names: list[str], columns: list[ColumnElement[Any]], types: list[FieldType],
+                dialect: str) -> ColumnElement[Any]:
+    """One JSON object with typed values, in column order, ending in LF."""
+    if dialect == "sqlite":
+        pairs: list[Any] = []
+        for name, column, field_type in zip(names, columns, types, strict=True):
+            pairs += [literal(name, String), _json_value(column, field_type, dialect)]
+        return func.json_object(*pairs) + literal("\n", String)
+    parts: list[ColumnElement[Any]] = []
+    for index, (name, column, field_type) in enumerate(zip(names, columns, types, strict=True)):
+        value = _json_value(column, field_type, dialect)
+        parts.append(literal("{" if index == 0 else ",", String) + cast(func.to_json(literal(name, Text)), Text)
+                     + literal(":", String) + func.coalesce(cast(func.to_json(value), Text), "null"))
+    line = parts[0]
+    for part in parts[1:]:
+        line = line + part
+    return line + literal("}\n", String)
+
+
+def _json_value(column: ColumnElement[Any], field_type: FieldType, dialect: str) -> ColumnElement[Any]:
+    # JSON keeps numbers as numbers and text verbatim: no spreadsheet opens it as formulas.
+    if field_type is FieldType.NUMBER:
+        return column
+    if field_type in (FieldType.STRING, FieldType.TEXT):
+        return type_coerce(column, String)
+    return render_text(column, field_type, dialect)
