@@ -19,6 +19,8 @@ from uvm_reporting.settings import Settings
 from uvm_reporting.store.accounts import Account, create_account
 from uvm_reporting.store.database import open_database
 
+pytest_plugins = ["tests.support.s3_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
