@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -10,11 +13,16 @@ from sqlalchemy import Engine
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.exports.run_executor import RunExecutor
+from uvm_reporting.exports.formats import content_type
+from uvm_reporting.exports.run_executor import RunExecutor, download_file_name, run_format
+from uvm_reporting.scheduler.service import Scheduler
 from uvm_reporting.settings import Settings
-from uvm_reporting.storage.download_links import DownloadLinkSigner
+from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
 from uvm_reporting.storage.local_folder import LocalFolderStorage
+from uvm_reporting.storage.s3 import S3Connector, S3ResultStorage
 from uvm_reporting.store.database import open_database
+from uvm_reporting.store.ids import utc_now
+from uvm_reporting.store.runs import RunRecord
 from uvm_reporting.worker.pool import WorkerPool
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 from uvm_reporting.worker.wakeups import PostgresWakeupListener
@@ -25,13 +33,14 @@ class Services:
     settings: Settings
     engine: Engine
     tokens: AccessTokens
-    storage: LocalFolderStorage
+    storage: LocalFolderStorage | S3ResultStorage
     links: DownloadLinkSigner
+    connector: S3Connector
     signal: RunQueueSignal
     report_runs: ReportRuns
 
     def worker_pool(self, threads: int | None = None) -> WorkerPool:
-        executor = RunExecutor(self.engine, self.storage)
+        executor = RunExecutor(self.engine, self.storage, self.connector)
         return WorkerPool(
             self.engine,
             executor.execute,
@@ -52,6 +61,25 @@ class Services:
         pool.start()
         return RunningWorkers(pool, listener)
 
+    def start_scheduler(self) -> RunningScheduler:
+        """The scheduler on a thread of this process; its runs wake this process's workers."""
+        stop = threading.Event()
+        scheduler = Scheduler(self.engine, on_enqueued=self.signal.notify)
+        thread = threading.Thread(target=scheduler.run_forever, args=(stop, self.settings.scheduler_interval_seconds),
+                                  name="scheduler", daemon=True)
+        thread.start()
+        return RunningScheduler(stop, thread)
+
+
+@dataclass
+class RunningScheduler:
+    stop_event: threading.Event
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(10)
+
 
 @dataclass
 class RunningWorkers:
@@ -66,7 +94,8 @@ class RunningWorkers:
 
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:
     engine = engine or open_database(settings.database_url)
-    storage = LocalFolderStorage(_local_storage_root(settings.storage_url))
+    connector = S3Connector(settings.s3_endpoint_url, settings.aws_region)
+    storage = _result_storage(settings.storage_url, connector)
     links = DownloadLinkSigner.from_key_file(settings.link_key_file, settings.public_url,
                                              settings.download_link_lifetime_seconds)
     signal = RunQueueSignal()
@@ -76,14 +105,36 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         tokens=AccessTokens.from_settings(settings),
         storage=storage,
         links=links,
+        connector=connector,
         signal=signal,
-        report_runs=ReportRuns(engine=engine, signal=signal, links=links),
+        report_runs=ReportRuns(engine=engine, signal=signal,
+                               download_link=_download_links(storage, links, settings),
+                               connector=connector),
     )
 
 
-def _local_storage_root(storage_url: str) -> Path:
+def _result_storage(storage_url: str, connector: S3Connector) -> LocalFolderStorage | S3ResultStorage:
+    if storage_url.startswith("s3://"):
+        return S3ResultStorage.from_url(storage_url, connector)
     if storage_url.startswith("file://"):
-        return Path(storage_url.removeprefix("file://"))
+        return LocalFolderStorage(Path(storage_url.removeprefix("file://")))
     if "://" in storage_url:
-        raise BadUserInput(f"UVM_REPORTING_STORAGE_URL {storage_url!r}: only a local folder is supported here.")
-    return Path(storage_url)
+        raise BadUserInput(f"UVM_REPORTING_STORAGE_URL {storage_url!r}: use a folder path, file:// or s3://.")
+    return LocalFolderStorage(Path(storage_url))
+
+
+def _download_links(storage: LocalFolderStorage | S3ResultStorage, links: DownloadLinkSigner,
+                    settings: Settings) -> Callable[[RunRecord], SignedLink]:
+    """Our own signed link for a local folder; an S3 presigned GET when our storage is S3."""
+    if isinstance(storage, LocalFolderStorage):
+        return lambda run: links.sign(run.id)
+    lifetime = settings.download_link_lifetime_seconds
+
+    def presigned(run: RunRecord) -> SignedLink:
+        assert run.result_key is not None  # only Completed runs get a link
+        expires_at = utc_now().replace(microsecond=0) + timedelta(seconds=lifetime)
+        url = storage.presigned_url(run.result_key, download_file_name(run), lifetime,
+                                    content_type=content_type(*run_format(run)))
+        return SignedLink(url=url, expires_at=expires_at)
+
+    return presigned

@@ -36,7 +36,18 @@ class Settings(BaseSettings):
         default=Path(), description="Secret key signing download links; created when missing."
     )
     download_link_lifetime_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 and STS endpoint (S3-compatible storage, tests). Operator setting only.",
+    )
+    aws_region: str = Field(default="us-east-1", description="Region of our own AWS calls (STS, own S3).")
+    aws_principal_arn: str | None = Field(
+        default=None,
+        description="This deployment's AWS principal, shown in the trust policy; default: asked of STS.",
+    )
     worker_threads: int = Field(default=2, ge=0, le=64)
+    scheduler_in_serve: bool = Field(default=True, description="Run the scheduler inside serve (embedded mode).")
+    scheduler_interval_seconds: float = Field(default=15.0, ge=0.5, description="Seconds between scheduler ticks.")
     run_lease_seconds: int = Field(default=60, ge=5)
     run_max_attempts: int = Field(default=3, ge=1)
     log_level: str = "INFO"

@@ -13,10 +13,17 @@ from tests.expected_exports import expected_findings_rows
 from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
 from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.services import Services
+from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.reports import Report
 from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run
 
 from .conftest import wait_for
+
+
+def local(services: Services) -> LocalFolderStorage:
+    """The embedded default's storage, which these tests inspect on disk."""
+    assert isinstance(services.storage, LocalFolderStorage)
+    return services.storage
 
 
 def enqueue(services: Services, report: Report, definition: dict[str, Any] | None = None) -> RunRecord:
@@ -29,7 +36,7 @@ def test_the_csv_holds_exactly_the_accounts_rows(services: Services, public_repo
                                                  findings_data: int) -> None:
     run = enqueue(services, public_report)
     result = RunExecutor(services.engine, services.storage, batch_size=17).execute(run)
-    path = services.storage.path_of(result.result_key)
+    path = local(services).path_of(result.result_key)
     content = path.read_bytes()
     assert result.size_bytes == len(content)
     assert result.row_count == findings_data
@@ -53,7 +60,7 @@ def test_a_failure_mid_stream_leaves_no_file(services: Services, public_report: 
     monkeypatch.setattr(RunExecutor, "write", write_some_then_fail)
     with pytest.raises(OSError, match="No space"):
         RunExecutor(services.engine, services.storage, batch_size=10).execute(run)
-    folder = services.storage.root / "results" / run.account_id
+    folder = local(services).root / "results" / run.account_id
     assert list(folder.iterdir()) == []
 
 
@@ -90,7 +97,7 @@ def test_a_broken_definition_ends_as_a_failed_run_with_a_reason(services: Servic
 
 def test_storage_that_cannot_be_written_fails_the_run(services: Services, public_report: Report) -> None:
     run = enqueue(services, public_report)
-    blocker = services.storage.root / "results"
+    blocker = local(services).root / "results"
     blocker.write_text("a file where a folder should be")
     pool = services.worker_pool(threads=1)
     pool.start()
@@ -110,7 +117,7 @@ def _final(services: Services, run: RunRecord) -> RunRecord | None:
 
 def test_a_retry_removes_the_partial_file_of_the_attempt_that_died(services: Services, public_report: Report) -> None:
     run = enqueue(services, public_report)
-    folder = services.storage.root / "results" / run.account_id
+    folder = local(services).root / "results" / run.account_id
     folder.mkdir(parents=True)
     orphan = folder / f".{run.id}.csv.0123abcd.partial"
     orphan.write_bytes(b"id,asset_id\r\nhalf a ro")

@@ -10,6 +10,15 @@ import pytest
 
 from uvm_reporting.domain.catalog import ENTITIES, field_paths, resolve_field
 from uvm_reporting.domain.report_definition import OP_FIELD_TYPES, FilterOp, parse_report_definition
+from uvm_reporting.domain.schedule import (
+    DELIVERY_KEYS,
+    EXPORT_FORMATS,
+    FILE_NAME_PLACEHOLDERS,
+    FREQUENCIES,
+    FREQUENCY_KEYS,
+    SCHEDULE_KEYS,
+    parse_schedule,
+)
 
 DOC = Path(__file__).parents[2] / "docs" / "report-definition.md"
 
@@ -53,7 +62,7 @@ def test_every_operator_is_documented_with_its_field_types(doc: str) -> None:
 
 def test_every_top_level_key_is_documented(doc: str) -> None:
     table = section(doc, "## Keys")
-    keys = {"name", "description", "entity", "columns", "filters", "sort", "limit", "viewers", "editors"}
+    keys = {"name", "description", "entity", "columns", "filters", "sort", "limit", "viewers", "editors", "schedule"}
     for key in keys:
         assert f"| `{key}` |" in table, key
     # A key the parser accepts but the doc misses (or the reverse) shows up as an unknown key.
@@ -70,3 +79,36 @@ def test_json_examples_in_the_doc_are_valid(doc: str) -> None:
     for data in definitions:
         parse_report_definition(data)
     assert any("asset.hostname" in d["columns"] for d in definitions)
+
+
+def documented_keys(table: str) -> list[str]:
+    return re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
+
+
+def test_every_schedule_key_is_documented(doc: str) -> None:
+    assert documented_keys(section(doc, "### Schedule keys")) == list(SCHEDULE_KEYS)
+    assert documented_keys(section(doc, "### Delivery keys")) == list(DELIVERY_KEYS)
+
+
+def test_every_frequency_format_and_placeholder_is_documented(doc: str) -> None:
+    frequencies = section(doc, "### Frequencies")
+    assert documented_keys(frequencies) == list(FREQUENCIES)
+    for frequency, keys in FREQUENCY_KEYS.items():
+        row = next(line for line in frequencies.splitlines() if line.startswith(f"| `{frequency}` |"))
+        assert row.split("|")[3].strip() == ", ".join(f"`{key}`" for key in keys), frequency
+    format_row = next(line for line in section(doc, "### Schedule keys").splitlines() if line.startswith("| `format`"))
+    assert re.findall(r'`"(\w+)"`', format_row) == list(EXPORT_FORMATS)
+    placeholders = re.findall(r"^\| `\{(\w+)\}` \|", section(doc, "### File names"), flags=re.MULTILINE)
+    assert placeholders == list(FILE_NAME_PLACEHOLDERS)
+
+
+def test_the_schedule_examples_are_valid(doc: str) -> None:
+    scheduled = doc[doc.index("## Scheduled export") : doc.index("## Field catalog")]
+    blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", scheduled, flags=re.DOTALL)]
+    schedules = [block.get("schedule", block) for block in blocks]
+    assert len(schedules) == 2
+    for schedule in schedules:
+        parsed, problems = parse_schedule(schedule)
+        assert problems == []
+        assert parsed is not None
+    assert {s["frequency"] for s in schedules} == {"weekly", "cron"}

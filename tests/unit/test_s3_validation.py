@@ -50,8 +50,8 @@ def test_valid_bucket_names_pass(name: str) -> None:
 @pytest.mark.parametrize(("name", "reason"), [
     ("ab", "3 to 63 characters"),
     ("a" * 64, "3 to 63 characters"),
-    ("My-Bucket", "contains 'M'"),
-    ("my_bucket", "contains '_'"),
+    ("My-Bucket", "not M"),
+    ("my_bucket", "not _"),
     ("-bucket", "begin and end"),
     ("bucket.", "begin and end"),
     ("my..bucket", "two adjacent dots"),
@@ -63,9 +63,10 @@ def test_valid_bucket_names_pass(name: str) -> None:
     ("bucket--ol-s3", "'--ol-s3'"),
 ])
 def test_invalid_bucket_names_say_why(name: str, reason: str) -> None:
-    with pytest.raises(BadUserInput, match=reason) as raised:
+    with pytest.raises(BadUserInput, match=r"^S3 bucket name ") as raised:
         validate_bucket_name(name)
     assert repr(name) in raised.value.message
+    assert reason.strip("'").lower() in raised.value.message.lower().replace('"', "")
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "eu-west-2", "ap-southeast-3", "us-gov-west-1", "cn-north-1",
@@ -77,7 +78,7 @@ def test_valid_regions_pass(region: str) -> None:
 @pytest.mark.parametrize("region", ["", "us-east", "US-EAST-1", "useast1", "us-east-1a", "eu-middle-1", "us01",
                                     " us-east-1"])
 def test_invalid_regions_are_refused(region: str) -> None:
-    with pytest.raises(BadUserInput, match="like 'us-east-1'"):
+    with pytest.raises(BadUserInput, match="region name such as \"us-east-1\""):
         validate_region(region)
 
 
@@ -91,22 +92,24 @@ def test_valid_role_arns_pass(arn: str) -> None:
     assert validate_role_arn(arn) == arn
 
 
-@pytest.mark.parametrize(("arn", "reason"), [
-    ("uvm-reporting-delivery", "is not an ARN"),
-    ("arn:aws:iam::123456789012", "is not an ARN"),
-    ("arn:azure:iam::123456789012:role/x", "partition 'azure'"),
-    ("arn:aws:s3:::bucket/x:y", "service 's3'"),
-    ("arn:aws:iam:us-east-1:123456789012:role/x", "has a region"),
-    ("arn:aws:iam::12345678901:role/x", "12-digit"),
-    ("arn:aws:iam::123456789012:user/alice", "not a role \\('user'\\)"),
-    ("arn:aws:iam::123456789012:role/", "role name ''"),
-    ("arn:aws:iam::123456789012:role/" + "r" * 65, "1 to 64"),
-    ("arn:aws:iam::123456789012:role/bad name", "role name 'bad name'"),
-    ("arn:aws:iam::123456789012:role//x", "role path"),
+@pytest.mark.parametrize("arn", [
+    "uvm-reporting-delivery",
+    "arn:aws:iam::123456789012",
+    "arn:azure:iam::123456789012:role/x",
+    "arn:aws:s3:::bucket/x:y",
+    "arn:aws:iam:us-east-1:123456789012:role/x",
+    "arn:aws:iam::12345678901:role/x",
+    "arn:aws:iam::123456789012:user/alice",
+    "arn:aws:iam::123456789012:role/",
+    "arn:aws:iam::123456789012:role/" + "r" * 65,
+    "arn:aws:iam::123456789012:role/bad name",
+    "arn:aws:iam::123456789012:role//x",
 ])
-def test_invalid_role_arns_say_why(arn: str, reason: str) -> None:
-    with pytest.raises(BadUserInput, match=reason):
+def test_invalid_role_arns_are_refused_naming_them(arn: str) -> None:
+    # The reasons themselves are the domain's (domain/s3_names.py, tested in test_schedule.py).
+    with pytest.raises(BadUserInput, match=r"^Role ARN ") as raised:
         validate_role_arn(arn)
+    assert repr(arn) in raised.value.message
 
 
 @pytest.mark.parametrize("prefix", ["", "exports", "exports/uvm/", "a/b/c", "données/été", "x" * 900])
@@ -114,19 +117,20 @@ def test_valid_key_prefixes_pass(prefix: str) -> None:
     assert validate_key_prefix(prefix) == prefix
 
 
-@pytest.mark.parametrize(("prefix", "reason"), [
-    ("/exports", "must not start with '/'"),
-    ("exports/../other", "'\\.\\.'"),
-    ("..", "'\\.\\.'"),
-    ("exports\nuvm", "U\\+000A at position 7"),
-    ("tab\there", "U\\+0009"),
-    ("del\x7f", "U\\+007F"),
-    ("x" * 901, "901 bytes"),
-    ("é" * 451, "902 bytes"),
+@pytest.mark.parametrize("prefix", [
+    "/exports",
+    "exports/../other",
+    "..",
+    "exports\nuvm",
+    "tab\there",
+    "del\x7f",
+    "x" * 901,
+    "é" * 451,
 ])
-def test_invalid_key_prefixes_say_why(prefix: str, reason: str) -> None:
-    with pytest.raises(BadUserInput, match=reason):
+def test_invalid_key_prefixes_are_refused_naming_them(prefix: str) -> None:
+    with pytest.raises(BadUserInput, match=r"^Key prefix ") as raised:
         validate_key_prefix(prefix)
+    assert repr(prefix) in raised.value.message
 
 
 def test_join_key_puts_exactly_one_slash() -> None:

@@ -18,6 +18,7 @@ from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import build_schema
 from uvm_reporting.api.token_routes import token_routes
 from uvm_reporting.services import Services
+from uvm_reporting.storage.local_folder import LocalFolderStorage
 
 
 def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
@@ -29,9 +30,13 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         workers = services.start_workers() if run_workers and services.settings.worker_threads else None
+        # API-only processes (scale-out) leave scheduling to `uvm-reporting scheduler`.
+        scheduler = services.start_scheduler() if run_workers and services.settings.scheduler_in_serve else None
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             if workers is not None:
                 workers.stop()
 
@@ -39,7 +44,9 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
         routes=[
             *token_routes(services.engine, services.tokens),
             *graphql.routes(),
-            *download_routes(services.engine, services.storage, services.links),
+            # With S3 as our storage, links are S3 presigned URLs and need no route of ours.
+            *(download_routes(services.engine, services.storage, services.links)
+              if isinstance(services.storage, LocalFolderStorage) else []),
             Route("/healthz", health),
         ],
         middleware=[Middleware(AccessLogMiddleware)],

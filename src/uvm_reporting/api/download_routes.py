@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -12,11 +10,11 @@ from starlette.routing import BaseRoute, Route
 
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.errors import Forbidden
-from uvm_reporting.exports.formats import content_type, file_extension
-from uvm_reporting.exports.run_executor import run_format
+from uvm_reporting.exports.formats import content_type
+from uvm_reporting.exports.run_executor import download_file_name, run_format
 from uvm_reporting.storage.download_links import DownloadLinkSigner
 from uvm_reporting.storage.local_folder import LocalFolderStorage
-from uvm_reporting.store.runs import RunRecord, find_run
+from uvm_reporting.store.runs import find_run
 
 
 def download_routes(engine: Engine, storage: LocalFolderStorage, links: DownloadLinkSigner) -> list[BaseRoute]:
@@ -40,14 +38,6 @@ def download_routes(engine: Engine, storage: LocalFolderStorage, links: Download
         )
 
     return [Route("/downloads/{run_id}", download, methods=["GET", "HEAD"])]
-
-
-def download_file_name(run: RunRecord) -> str:
-    """``<report-name>-<YYYYMMDD-HHMMSS>-<run id prefix>.<format>``, safe in any file system."""
-    name = str(run.definition.get("name", "report"))
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:80] or "report"
-    stamp = (run.finished_at or run.created_at).strftime("%Y%m%d-%H%M%S")
-    return f"{slug}-{stamp}-{run.id[:8]}.{file_extension(*run_format(run))}"
 
 
 def _refuse(status: int, code: str, message: str) -> JSONResponse:

@@ -13,7 +13,7 @@ from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_execut
 from graphql import GraphQLResolveInfo, GraphQLSchema
 
 from uvm_reporting.application.report_runs import ReportRuns
-from uvm_reporting.errors import NotFound
+from uvm_reporting.errors import BadUserInput, NotFound
 from uvm_reporting.store.reports import Report, list_reports
 from uvm_reporting.store.types import format_utc
 
@@ -46,6 +46,32 @@ def resolve_process_report(_: None, info: GraphQLResolveInfo, id: str,
     context = _context(info)
     return context.report_runs.process_report(context.account_id, id, presigned_url=bool(isPresignedUrl),
                                               requested_by=context.client_id)
+
+
+@mutation.field("createReport")
+def resolve_create_report(_: None, info: GraphQLResolveInfo, definition: Any) -> Report:
+    context = _context(info)
+    return context.report_runs.create_report(context.account_id, _definition_object(definition))
+
+
+@mutation.field("updateReport")
+def resolve_update_report(_: None, info: GraphQLResolveInfo, id: str,
+                          definition: Any) -> Report:
+    context = _context(info)
+    return context.report_runs.update_report(context.account_id, id, _definition_object(definition))
+
+
+@mutation.field("testReportDelivery")
+def resolve_test_report_delivery(_: None, info: GraphQLResolveInfo, id: str) -> dict[str, Any]:
+    context = _context(info)
+    context.report_runs.public_report(context.account_id, id)
+    return context.report_runs.test_delivery(context.account_id, id)
+
+
+def _definition_object(definition: Any) -> dict[str, Any]:
+    if not isinstance(definition, dict):
+        raise BadUserInput("definition must be a JSON object (see docs/report-definition.md).")
+    return definition
 
 
 @query.field("getReportRunStatus")
@@ -83,6 +109,9 @@ report_type.set_field("viewers", lambda report, _info: report.definition.viewers
 report_type.set_field("editors", lambda report, _info: report.definition.editors)
 report_type.set_field("columns", lambda report, _info: list(report.definition.columns))
 report_type.set_field("definition", lambda report, _info: report.definition.to_json())
+report_type.set_field("schedule", lambda report, _info: (report.definition.to_json().get("schedule")))
+report_type.set_field("nextFireAt", lambda report, _info: format_utc(report.next_fire_at, precise=True)
+                      if report.next_fire_at else None)
 report_type.set_field("createdAt", lambda report, _info: format_utc(report.created_at, precise=True))
 report_type.set_field("updatedAt", lambda report, _info: format_utc(report.updated_at, precise=True))
 

@@ -7,6 +7,7 @@ account only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,9 +15,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.domain.schedule import delivery_destination
 from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
-from uvm_reporting.storage.download_links import DownloadLinkSigner
-from uvm_reporting.store.reports import Report, get_report
+from uvm_reporting.storage.download_links import SignedLink
+from uvm_reporting.storage.s3 import S3Connector, check_delivery
+from uvm_reporting.store.accounts import get_account
+from uvm_reporting.store.ids import new_id, utc_now
+from uvm_reporting.store.reports import Report, create_report, get_report, update_report
 from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run, list_runs
 from uvm_reporting.store.types import format_utc
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
@@ -28,27 +33,34 @@ DEFAULT_DOWNLOAD_FORMAT = "csv"
 class ReportRuns:
     engine: Engine
     signal: RunQueueSignal
-    links: DownloadLinkSigner
+    download_link: Callable[[RunRecord], SignedLink]
+    connector: S3Connector
 
     def process_report(
         self, account_id: str, report_id: str, *, presigned_url: bool, requested_by: str | None
     ) -> dict[str, Any]:
+        """With a download link: CSV in our storage, whatever the report's schedule says (as the
+        spec has it). Without: the format and S3 destination of the report's schedule settings."""
         report = self.public_report(account_id, report_id)
-        if not presigned_url:
-            raise BadUserInput(
-                f"Report {report_id} has no S3 delivery settings (Schedule Export). Pass "
-                "isPresignedUrl: true to get a download link, or configure S3 delivery on the report.",
-                report_id=report_id,
-            )
-        run = enqueue_run(
-            self.engine,
-            account_id=account_id,
-            report_id=report.id,
-            delivery=Delivery.DOWNLOAD,
-            format=DEFAULT_DOWNLOAD_FORMAT,
-            definition=report.definition.to_json(),
-            requested_by=requested_by,
-        )
+        if presigned_url:
+            run = enqueue_run(self.engine, account_id=account_id, report_id=report.id,
+                              delivery=Delivery.DOWNLOAD, format=DEFAULT_DOWNLOAD_FORMAT,
+                              definition=report.definition.to_json(), requested_by=requested_by)
+        else:
+            schedule = report.schedule
+            if schedule is None:
+                raise BadUserInput(
+                    f"Report {report_id} has no S3 delivery settings (Schedule Export). Pass "
+                    "isPresignedUrl: true to get a download link, or configure S3 delivery on the report.",
+                    report_id=report_id,
+                )
+            run_id = new_id()
+            run = enqueue_run(self.engine, account_id=account_id, report_id=report.id, delivery=Delivery.S3,
+                              format=schedule.format, compression=schedule.compression,
+                              definition=report.definition.to_json(), requested_by=requested_by,
+                              destination=delivery_destination(schedule, report_name=report.name,
+                                                               report_id=report.id, run_id=run_id, at=utc_now()),
+                              run_id=run_id)
         self.signal.notify()
         return {"runId": run.id, "reportId": report.id, "status": run.state.api_status,
                 "state": run.state.value}
@@ -74,6 +86,13 @@ class ReportRuns:
         self.public_report(account_id, report_id)
         return [self.describe(run, with_link=False) for run in list_runs(self.engine, account_id, report_id,
                                                                           limit)]
+
+    def create_report(self, account_id: str, definition: dict[str, Any]) -> Report:
+        return create_report(self.engine, account_id, definition)
+
+    def update_report(self, account_id: str, report_id: str, definition: dict[str, Any]) -> Report:
+        self.public_report(account_id, report_id)  # public: its Editors access is Public too
+        return update_report(self.engine, account_id, report_id, definition)
 
     def public_report(self, account_id: str, report_id: str) -> Report:
         report = get_report(self.engine, account_id, report_id)
@@ -105,11 +124,30 @@ class ReportRuns:
         if run.state is RunState.FAILED:
             status["errorCode"] = run.error_code
             status["errorMessage"] = run.error_message
-        if with_link and run.state is RunState.COMPLETED and run.delivery is Delivery.DOWNLOAD:
-            link = self.links.sign(run.id)
+        if run.delivery is Delivery.S3:
+            status["compression"] = run.compression
+            if run.scheduled_for is not None:
+                status["scheduledFor"] = _timestamp(run.scheduled_for)
+            if run.state is RunState.COMPLETED:
+                status["resultFilePath"] = run.result_key
+        elif with_link and run.state is RunState.COMPLETED:
+            link = self.download_link(run)
             status["presignedUrl"] = link.url
             status["presignedUrlExpiresAt"] = _timestamp(link.expires_at)
         return status
+
+    def test_delivery(self, account_id: str, report_id: str) -> dict[str, Any]:
+        """Write and delete a canary object through the customer's role; say precisely what failed."""
+        report = get_report(self.engine, account_id, report_id)
+        schedule = report.schedule
+        if schedule is None:
+            raise BadUserInput(f"Report {report_id} has no S3 delivery settings to test.", report_id=report_id)
+        delivery = schedule.delivery
+        check = check_delivery(self.connector, bucket=delivery.bucket, prefix=delivery.path,
+                               region=delivery.region, role_arn=delivery.role_arn,
+                               external_id=get_account(self.engine, account_id).external_id)
+        return {"ok": check.ok, "code": check.code, "message": check.message, "bucket": delivery.bucket,
+                "path": delivery.path, "roleArn": delivery.role_arn}
 
 
 def _timestamp(value: datetime | None) -> str | None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
 
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
+from uvm_reporting.settings import Settings
+from uvm_reporting.storage.s3 import S3Connector, trust_policy
 from uvm_reporting.store.accounts import account_counts, create_account, get_account
 
 accounts_app = typer.Typer(help="Create and inspect accounts (tenants).", no_args_is_help=True)
@@ -26,10 +29,28 @@ def create(name: Annotated[str, typer.Option("--name", help="The account's displ
 @accounts_app.command("show")
 @reports_errors
 def show(account_id: Annotated[str, typer.Argument(help="The account id.")], as_json: bool = JsonOption) -> None:
-    """Show an account and how many records it holds."""
+    """Show an account, its counts, its ExternalId and the trust policy for the customer's IAM role."""
     engine = context.database()
     account = get_account(engine, account_id)
     counts = account_counts(engine, account_id)
-    emit({"id": account.id, "name": account.name, "created_at": account.created_at, "counts": counts},
+    principal = deployment_principal(context.settings())
+    policy = trust_policy(principal, account.external_id)
+    emit({"id": account.id, "name": account.name, "created_at": account.created_at, "counts": counts,
+          "external_id": account.external_id, "deployment_principal_arn": principal, "trust_policy": policy},
          as_json=as_json,
-         text=f"{account.name} ({account.id}): " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+         text=f"{account.name} ({account.id}): " + ", ".join(f"{n} {k}" for k, n in counts.items())
+         + f"\nExternalId: {account.external_id}\nTrust policy for your delivery role:\n"
+         + json.dumps(policy, indent=2))
+
+
+UNKNOWN_PRINCIPAL = "arn:aws:iam::<this deployment's AWS account>:role/<its role>"
+
+
+def deployment_principal(settings: Settings) -> str:
+    """Our AWS principal for the trust policy: configured, else asked of STS, else a placeholder."""
+    if settings.aws_principal_arn:
+        return settings.aws_principal_arn
+    try:
+        return S3Connector(settings.s3_endpoint_url, settings.aws_region).deployment_principal_arn()
+    except Exception:  # noqa: BLE001 - no AWS identity configured: still show the policy's shape
+        return UNKNOWN_PRINCIPAL

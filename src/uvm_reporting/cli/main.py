@@ -8,6 +8,7 @@ from uvm_reporting.cli.accounts_commands import accounts_app
 from uvm_reporting.cli.clients_commands import clients_app
 from uvm_reporting.cli.data_commands import data_app
 from uvm_reporting.cli.reports_commands import reports_app
+from uvm_reporting.cli.scheduler_commands import scheduler
 from uvm_reporting.cli.serve_commands import demo, serve
 from uvm_reporting.cli.worker_commands import worker
 
@@ -24,6 +25,7 @@ app.add_typer(reports_app, name="reports")
 app.command("serve")(serve)
 app.command("demo")(demo)
 app.command("worker")(worker)
+app.command("scheduler")(scheduler)
 
 
 def main() -> None:

@@ -49,6 +49,21 @@ def show(report_id: Annotated[str, typer.Argument(help="The report id.")], accou
          text=json.dumps(report.definition.to_json(), indent=2))
 
 
+@reports_app.command("test-delivery")
+@reports_errors
+def check_delivery_command(report_id: Annotated[str, typer.Argument(help="The report id.")], account: AccountOption,
+                  as_json: bool = JsonOption) -> None:
+    """Write and delete a canary object through the report's S3 delivery settings; say what fails."""
+    from uvm_reporting.services import build_services  # noqa: PLC0415 - keeps other commands fast
+
+    result = build_services(context.settings(), context.database()).report_runs.test_delivery(account, report_id)
+    emit(result, as_json=as_json,
+         text=("[green]Delivery works[/]: " if result["ok"] else f"[red]Delivery fails[/] ({result['code']}): ")
+         + result["message"])
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
 @reports_app.command("list")
 @reports_errors
 def list_(account: AccountOption, as_json: bool = JsonOption) -> None:
@@ -71,4 +86,6 @@ def _read_definition(file: Path) -> dict[str, Any]:
 
 def _summary(report: Report) -> dict[str, Any]:
     return {"id": report.id, "account_id": report.account_id, "name": report.name,
-            "entity": report.definition.entity, "public": report.is_public}
+            "entity": report.definition.entity, "public": report.is_public,
+            "schedule_active": bool(report.schedule and report.schedule.active),
+            "next_fire_at": report.next_fire_at}

@@ -6,6 +6,9 @@ operators per field type, filter values per type) and filter values are converte
 Python values. Every problem found in a pass is reported at once, each with its location
 (``filters[0].op``), in one :class:`BadUserInput`.
 
+The optional ``schedule`` object (scheduled export) is checked by
+:func:`uvm_reporting.domain.schedule.parse_schedule`; its problems join the same error.
+
 The documented format lives in ``docs/report-definition.md``.
 """
 
@@ -34,6 +37,7 @@ from uvm_reporting.domain.catalog import (
     field_paths,
     resolve_field,
 )
+from uvm_reporting.domain.schedule import ScheduleSettings, parse_schedule
 from uvm_reporting.errors import BadUserInput
 
 MAX_NAME_LENGTH = 200
@@ -143,6 +147,7 @@ class ReportDefinition:
     viewers: Visibility = "private"
     editors: Visibility = "private"
     description: str | None = None
+    schedule: ScheduleSettings | None = None
 
     @property
     def is_public(self) -> bool:
@@ -180,6 +185,8 @@ class ReportDefinition:
             data["limit"] = self.limit
         data["viewers"] = self.viewers
         data["editors"] = self.editors
+        if self.schedule is not None:
+            data["schedule"] = self.schedule.to_json()
         return data
 
 
@@ -234,6 +241,7 @@ class _RawDefinition(_Strict):
     limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     viewers: Visibility = "private"
     editors: Visibility = "private"
+    schedule: Any = None  # checked by parse_schedule, whose problems carry their own paths
 
     @field_validator("viewers", "editors", mode="before")
     @classmethod
@@ -556,10 +564,11 @@ def parse_report_definition(data: Mapping[str, Any]) -> ReportDefinition:
     """
     if not isinstance(data, Mapping):
         raise _error([Problem("", f"a report definition must be a JSON object, not {_json_kind(data)}")])
+    schedule, schedule_problems = _parse_schedule(data.get("schedule"))
     try:
         raw = _RawDefinition.model_validate(dict(data))
     except ValidationError as error:
-        raise _error([_pydantic_problem(e) for e in error.errors()]) from None
+        raise _error([_pydantic_problem(e) for e in error.errors()] + schedule_problems) from None
 
     problems = _Problems()
     name = raw.name.strip()
@@ -568,12 +577,12 @@ def parse_report_definition(data: Mapping[str, Any]) -> ReportDefinition:
     entity = ENTITIES.get(raw.entity)
     if entity is None:
         problems.add("entity", f"{_quote(raw.entity)} is not an entity; use one of {', '.join(ENTITIES)}")
-        raise _error(problems.items)
+        raise _error(problems.items + schedule_problems)
     _check_columns(entity, raw.columns, problems)
     filters = [_check_filter(entity, index, item, problems) for index, item in enumerate(raw.filters)]
     sort = _check_sort(entity, raw.sort, problems)
-    if problems.items:
-        raise _error(problems.items)
+    if problems.items or schedule_problems:
+        raise _error(problems.items + schedule_problems)
     return ReportDefinition(
         name=name,
         entity=entity.name,
@@ -584,7 +593,15 @@ def parse_report_definition(data: Mapping[str, Any]) -> ReportDefinition:
         viewers=raw.viewers,
         editors=raw.editors,
         description=raw.description,
+        schedule=schedule,
     )
+
+
+def _parse_schedule(data: Any) -> tuple[ScheduleSettings | None, list[Problem]]:
+    if data is None:  # no schedule: the report runs on request only
+        return None, []
+    schedule, problems = parse_schedule(data, "schedule")
+    return schedule, [Problem(path, message) for path, message in problems]
 
 
 def _error(problems: Iterable[Problem]) -> BadUserInput:

@@ -3,11 +3,14 @@
 * PostgreSQL, CSV: ``COPY (<report query>) TO STDOUT (FORMAT csv, HEADER)``; the server
   formats and quotes, we pass the bytes on.
 * SQLite (CSV, NDJSON) and PostgreSQL (NDJSON): the database renders each record as one
-  line of text; ADBC hands the lines over as Arrow string arrays, whose data buffer is
-  exactly the lines one after another, so a batch is written with a single ``write``.
+  line of text. On PostgreSQL, ADBC hands the lines over as Arrow string arrays, whose data
+  buffer is exactly the lines one after another, so a batch is written with one ``write``.
+  On SQLite the lines come through Python's own sqlite3 module: a second copy of the SQLite
+  library in the process (as ADBC's SQLite driver would bring) breaks SQLite's file locks
+  and can corrupt the database (sqlite.org/howtocorrupt.html, section 2.2.1).
 
-Parameters stay parameters: ADBC binds them; psycopg's ``copy()`` binds them client-side
-with its own quoting (PostgreSQL's COPY takes no server-side parameters).
+Parameters stay parameters: the drivers bind them; psycopg's ``copy()`` binds them
+client-side with its own quoting (PostgreSQL's COPY takes no server-side parameters).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from contextlib import closing
 from typing import Any
 
 import adbc_driver_postgresql.dbapi
-import adbc_driver_sqlite.dbapi
 import pyarrow as pa
 from sqlalchemy import Engine, Select
 from sqlalchemy.dialects import postgresql
@@ -65,9 +67,9 @@ def stream_lines(engine: Engine, statement: Select[Any], columns: Sequence[tuple
                            [t for _, t in columns], dialect)
     lines = statement.with_only_columns(line.label(LINE))
     rows = 0
-    for array in _line_arrays(engine, lines):
-        rows += len(array)
-        out.write(_concatenated_text(array))
+    for count, chunk in _line_chunks(engine, lines):
+        rows += count
+        out.write(chunk)
     return rows
 
 
@@ -77,27 +79,33 @@ def _csv_header(columns: Sequence[tuple[str, FieldType]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _line_arrays(engine: Engine, statement: Select[Any]) -> Iterator[pa.Array]:
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
+def _line_chunks(engine: Engine, statement: Select[Any], batch_rows: int = 10_000) -> Iterator[tuple[int, bytes]]:
+    """(number of lines, their UTF-8 bytes) per batch of the single-column ``statement``."""
+    if engine.dialect.name == "sqlite":
         compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-        parameters = [_bound_parameters(compiled, engine.dialect)[name] for name in compiled.positiontup or ()]
-        database = make_url(engine.url).database or ""
-        connect: Any = adbc_driver_sqlite.dbapi.connect
-        target = database
-        sql = compiled.string
-    else:
-        numbered = postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
-        compiled = statement.compile(dialect=numbered, compile_kwargs={"render_postcompile": True})
         by_name = _bound_parameters(compiled, engine.dialect)
         parameters = [by_name[name] for name in compiled.positiontup or ()]
-        connect = adbc_driver_postgresql.dbapi.connect
-        target = make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
-        sql = compiled.string
-    with closing(connect(target)) as connection, closing(connection.cursor()) as cursor:
-        cursor.execute(sql, parameters=tuple(parameters) if parameters else None)
+        with closing(engine.raw_connection()) as pooled:
+            cursor = pooled.cursor()
+            try:
+                cursor.execute(compiled.string, parameters)
+                while rows := cursor.fetchmany(batch_rows):
+                    yield len(rows), "".join([row[0] for row in rows]).encode("utf-8")
+            finally:
+                cursor.close()
+                pooled.rollback()
+        return
+    numbered = postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+    compiled = statement.compile(dialect=numbered, compile_kwargs={"render_postcompile": True})
+    by_name = _bound_parameters(compiled, engine.dialect)
+    parameters = [by_name[name] for name in compiled.positiontup or ()]
+    target = make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with closing(adbc_driver_postgresql.dbapi.connect(target)) as connection, \
+            closing(connection.cursor()) as cursor:
+        cursor.execute(compiled.string, parameters=tuple(parameters) if parameters else None)
         for batch in cursor.fetch_record_batch():
-            yield batch.column(0)
+            array = batch.column(0)
+            yield len(array), _concatenated_text(array)
 
 
 def _concatenated_text(array: pa.Array) -> bytes:

@@ -12,6 +12,7 @@ Memory stays flat on every path. The fastest path that fits is taken:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, closing
 from typing import Any, Protocol
@@ -20,13 +21,26 @@ from sqlalchemy import Engine, Select
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition import parse_report_definition
+from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.errors import UvmReportingError
 from uvm_reporting.exports.fast_paths import copy_csv_postgres, stream_lines
-from uvm_reporting.exports.formats import Compression, ExportFormat, file_extension, write_export
+from uvm_reporting.exports.formats import (
+    Compression,
+    ExportFormat,
+    column_manifest,
+    content_type,
+    file_extension,
+    write_export,
+)
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.formats.gzip_stream import GzipStream
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
 from uvm_reporting.storage.local_folder import WrittenObject
+from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
+from uvm_reporting.store.accounts import get_account
+from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.runs import RunRecord, RunResult
+from uvm_reporting.store.types import format_utc
 
 Columns = Sequence[tuple[str, FieldType]]
 
@@ -46,18 +60,71 @@ def run_format(run: RunRecord) -> tuple[ExportFormat, Compression | None]:
     return ExportFormat(run.format), Compression(run.compression) if run.compression else None
 
 
+def download_file_name(run: RunRecord) -> str:
+    """``<report-name>-<YYYYMMDD-HHMMSS>-<run id prefix>.<format>``, safe in any file system."""
+    name = str(run.definition.get("name", "report"))
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:80] or "report"
+    stamp = (run.finished_at or run.created_at).strftime("%Y%m%d-%H%M%S")
+    return f"{slug}-{stamp}-{run.id[:8]}.{file_extension(*run_format(run))}"
+
+
+def manifest_key(key: str) -> str:
+    """The manifest beside a delivered file: ``<file name without extensions>.manifest.json``."""
+    folder, _, name = key.rpartition("/")
+    stem = name.split(".", 1)[0] or name
+    return f"{folder}/{stem}.manifest.json" if folder else f"{stem}.manifest.json"
+
+
 class RunExecutor:
-    def __init__(self, engine: Engine, storage: ResultStorage, batch_size: int = 5000) -> None:
+    def __init__(self, engine: Engine, storage: ResultStorage, connector: S3Connector | None = None,
+                 batch_size: int = 5000) -> None:
         self._engine = engine
         self._storage = storage
+        self._connector = connector
         self._batch_size = batch_size
 
     def execute(self, run: RunRecord) -> RunResult:
+        if run.delivery is Delivery.S3:
+            return self._deliver_to_s3(run)
         key = result_key(run)
         with self._storage.open_for_write(key) as (writer, written):
             row_count = self.write(run, writer)
         return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256,
                          result_key=key)
+
+    def _deliver_to_s3(self, run: RunRecord) -> RunResult:
+        """Stream into the customer's bucket with the role they let us assume, then the manifest."""
+        if self._connector is None or not run.destination:
+            raise UvmReportingError("This run delivers to S3, but S3 is not configured here.")
+        destination = run.destination
+        bucket, key, role_arn = destination["bucket"], destination["key"], destination["role_arn"]
+        external_id = get_account(self._engine, run.account_id).external_id
+        client = self._connector.assume_role(role_arn, external_id, destination["region"],
+                                             session_name=f"uvm-reporting-run-{run.id[:18]}")
+        writer = S3ObjectWriter(client, bucket, region=destination["region"], role_arn=role_arn)
+        with writer.open_for_write(key, content_type=content_type(*run_format(run))) as (stream, written):
+            row_count = self.write(run, stream)
+        export_format, compression = run_format(run)
+        definition = parse_report_definition(run.definition)
+        manifest = {
+            "file": key.rpartition("/")[2],
+            "key": key,
+            "bucket": bucket,
+            "format": export_format.value,
+            "compression": compression.value if compression else None,
+            "rowCount": row_count,
+            "sizeBytes": written.size_bytes,
+            "sha256": written.sha256,
+            "columns": column_manifest(report_column_types(definition)),
+            "runId": run.id,
+            "reportId": run.report_id,
+            "reportName": definition.name,
+            "scheduledFor": format_utc(run.scheduled_for) if run.scheduled_for else None,
+            "createdAt": format_utc(utc_now()),
+        }
+        put_json(client, bucket, manifest_key(key), manifest, role_arn=role_arn)
+        return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256,
+                         result_key=f"s3://{bucket}/{key}")
 
     def write(self, run: RunRecord, out: BinaryWriter) -> int:
         """Write the run's rows to ``out`` in its format; return the number of rows."""

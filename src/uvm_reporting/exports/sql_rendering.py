@@ -3,17 +3,25 @@
 The same rules as the Python writers (exports/formats): timestamps as ISO-8601 UTC with a
 ``Z``, dates as ``YYYY-MM-DD``, numbers as their shortest text without a trailing ``.0``,
 text cells that start a spreadsheet formula prefixed with ``'``. Every literal here is a
-bound parameter or a constant of ours; report values never become SQL text.
+bound parameter or a constant of ours written as a SQL literal (``sql_constant``); report
+values never become SQL text.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, String, Text, case, cast, func, literal, type_coerce
+from sqlalchemy import ColumnElement, Integer, String, Text, case, cast, func, literal_column, type_coerce
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS
+
+
+def sql_constant(value: str) -> ColumnElement[Any]:
+    """One of our own constant strings as a SQL literal: keeps the statement's parameters to the
+    report's values (hundreds of bound commas and quotes would slow every export down)."""
+    return literal_column("'" + value.replace("'", "''") + "'", String)
 
 
 def render_text(column: ColumnElement[Any], field_type: FieldType, dialect: str) -> ColumnElement[Any]:
@@ -31,25 +39,26 @@ def render_text(column: ColumnElement[Any], field_type: FieldType, dialect: str)
         return case((integral, cast(cast(column, Integer), Text)), else_=cast(column, Text))
     text = type_coerce(column, String)
     first = func.substr(text, 1, 1)
-    return case((first.in_(list(FORMULA_TRIGGERS)), literal("'", String) + text), else_=text)
+    triggers = [sql_constant(trigger) for trigger in FORMULA_TRIGGERS]
+    return case((first.in_(triggers), sql_constant("'") + text), else_=text)
 
 
 def csv_field(text: ColumnElement[Any]) -> ColumnElement[Any]:
     """RFC 4180 minimal quoting of one field, in SQL: quote only when the field needs it."""
     needs_quotes = (
-        (func.instr(text, ",") > 0) | (func.instr(text, '"') > 0)
-        | (func.instr(text, "\n") > 0) | (func.instr(text, "\r") > 0)
+        (func.instr(text, sql_constant(",")) > 0) | (func.instr(text, sql_constant('"')) > 0)
+        | (func.instr(text, sql_constant("\n")) > 0) | (func.instr(text, sql_constant("\r")) > 0)
     )
-    quoted = literal('"', String) + func.replace(text, '"', '""') + literal('"', String)
-    return func.coalesce(case((needs_quotes, quoted), else_=text), "")
+    quoted = sql_constant('"') + func.replace(text, sql_constant('"'), sql_constant('""')) + sql_constant('"')
+    return func.coalesce(case((needs_quotes, quoted), else_=text), sql_constant(""))
 
 
 def csv_line(texts: list[ColumnElement[Any]]) -> ColumnElement[Any]:
     """One CSV record ending in LF (SQLite: ``||`` concatenation, C speed, no Python per row)."""
     line: ColumnElement[Any] = csv_field(texts[0])
     for text in texts[1:]:
-        line = line + literal(",", String) + csv_field(text)
-    return line + literal("\n", String)
+        line = line + sql_constant(",") + csv_field(text)
+    return line + sql_constant("\n")
 
 
 def ndjson_line(names: list[str], columns: list[ColumnElement[Any]], types: list[FieldType],
@@ -58,17 +67,17 @@ def ndjson_line(names: list[str], columns: list[ColumnElement[Any]], types: list
     if dialect == "sqlite":
         pairs: list[Any] = []
         for name, column, field_type in zip(names, columns, types, strict=True):
-            pairs += [literal(name, String), _json_value(column, field_type, dialect)]
-        return func.json_object(*pairs) + literal("\n", String)
+            pairs += [sql_constant(name), _json_value(column, field_type, dialect)]
+        return func.json_object(*pairs) + sql_constant("\n")
     parts: list[ColumnElement[Any]] = []
     for index, (name, column, field_type) in enumerate(zip(names, columns, types, strict=True)):
         value = _json_value(column, field_type, dialect)
-        parts.append(literal("{" if index == 0 else ",", String) + cast(func.to_json(literal(name, Text)), Text)
-                     + literal(":", String) + func.coalesce(cast(func.to_json(value), Text), "null"))
+        key = sql_constant(("{" if index == 0 else ",") + json.dumps(name) + ":")
+        parts.append(key + func.coalesce(cast(func.to_json(value), Text), sql_constant("null")))
     line = parts[0]
     for part in parts[1:]:
         line = line + part
-    return line + literal("}\n", String)
+    return line + sql_constant("}\n")
 
 
 def _json_value(column: ColumnElement[Any], field_type: FieldType, dialect: str) -> ColumnElement[Any]:

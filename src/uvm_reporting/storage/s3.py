@@ -24,7 +24,6 @@ Errors
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import logging
 import re
@@ -52,6 +51,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from uvm_reporting.domain.s3_names import bucket_name_problem, key_prefix_problem, region_problem, role_arn_problem
 from uvm_reporting.errors import BadUserInput, UvmReportingError
 from uvm_reporting.storage.local_folder import WrittenObject
 
@@ -117,88 +117,32 @@ _SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
 _EXAMPLE_ROLE_ARN = "arn:aws:iam::123456789012:role/uvm-reporting-delivery"
 
 
+# The naming rules live in the domain (report definitions check them when a report is saved);
+# these raise them at the S3 boundary as well.
 def validate_bucket_name(name: str) -> str:
     """Return ``name`` if it is a valid S3 general-purpose bucket name, else raise BadUserInput."""
-    what = f"S3 bucket name {name!r}"
-    if not 3 <= len(name) <= 63:
-        raise BadUserInput(f"{what} must be 3 to 63 characters long; it has {len(name)}.")
-    if not _BUCKET_CHARACTERS.fullmatch(name):
-        bad = next(char for char in name if not _BUCKET_CHARACTERS.fullmatch(char))
-        raise BadUserInput(f"{what} contains {bad!r}: only lowercase letters, digits, dots (.) and hyphens (-) "
-                           "are allowed.")
-    if not (name[0].isalnum() and name[-1].isalnum()):
-        raise BadUserInput(f"{what} must begin and end with a lowercase letter or a digit.")
-    if ".." in name:
-        raise BadUserInput(f"{what} must not contain two adjacent dots.")
-    if _looks_like_ip_address(name):
-        raise BadUserInput(f"{what} must not be formatted as an IP address.")
-    for prefix in _RESERVED_BUCKET_PREFIXES:
-        if name.startswith(prefix):
-            raise BadUserInput(f"{what} must not start with {prefix!r}: S3 reserves that prefix.")
-    for suffix in _RESERVED_BUCKET_SUFFIXES:
-        if name.endswith(suffix):
-            raise BadUserInput(f"{what} must not end with {suffix!r}: S3 reserves that suffix.")
-    return name
-
-
-def _looks_like_ip_address(name: str) -> bool:
-    try:
-        ipaddress.IPv4Address(name)
-    except ValueError:
-        return bool(re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name))
-    return True
+    return _checked("S3 bucket name", bucket_name_problem(name), name)
 
 
 def validate_region(region: str) -> str:
     """Return ``region`` if it reads like an AWS region code (``us-east-1``), else raise BadUserInput."""
-    if not _REGION.fullmatch(region):
-        raise BadUserInput(f"AWS region {region!r} is not a region code; expected something like 'us-east-1' "
-                           "or 'eu-west-2' (lowercase, ending in a number).")
-    return region
+    return _checked("AWS region", region_problem(region), region)
 
 
 def validate_role_arn(arn: str) -> str:
     """Return ``arn`` if it is an IAM role ARN (``arn:aws:iam::<account>:role/<path/>name``)."""
-    what = f"Role ARN {arn!r}"
-    parts = arn.split(":", 5)
-    if len(parts) != 6 or parts[0] != "arn":
-        raise BadUserInput(f"{what} is not an ARN; expected the form {_EXAMPLE_ROLE_ARN}.")
-    _, partition, service, region, account, resource = parts
-    if partition not in _PARTITIONS:
-        raise BadUserInput(f"{what} names the partition {partition!r}; expected one of {', '.join(_PARTITIONS)}.")
-    if service != "iam":
-        raise BadUserInput(f"{what} is for the service {service!r}; a role ARN is an IAM ARN "
-                           f"({_EXAMPLE_ROLE_ARN}).")
-    if region:
-        raise BadUserInput(f"{what} has a region ({region!r}); IAM ARNs have none: arn:{partition}:iam::<account>:...")
-    if not re.fullmatch(r"\d{12}", account):
-        raise BadUserInput(f"{what} must name a 12-digit AWS account id; it has {account!r}.")
-    if not resource.startswith("role/"):
-        kind = resource.split("/", 1)[0]
-        raise BadUserInput(f"{what} is not a role ({kind!r}); expected {_EXAMPLE_ROLE_ARN}.")
-    *path, name = resource.removeprefix("role/").split("/")
-    if not _ROLE_NAME.fullmatch(name):
-        raise BadUserInput(f"{what}: the role name {name!r} must be 1 to 64 letters, digits or '+=,.@_-'.")
-    if any(not _ROLE_PATH_SEGMENT.fullmatch(segment) for segment in path) or len("/".join(path)) + 2 > 512:
-        raise BadUserInput(f"{what}: the role path must be '/'-separated printable ASCII, at most 512 characters.")
-    return arn
+    return _checked("Role ARN", role_arn_problem(arn), arn)
 
 
 def validate_key_prefix(path: str) -> str:
     """Return ``path`` if it can prefix our object keys in a bucket (``""`` means the bucket's root)."""
-    what = f"Key prefix {path!r}"
-    if path.startswith("/"):
-        raise BadUserInput(f"{what} must not start with '/'; write 'exports/uvm', not '/exports/uvm'.")
-    if ".." in path:
-        raise BadUserInput(f"{what} must not contain '..'.")
-    for position, char in enumerate(path):
-        if ord(char) < 0x20 or ord(char) == 0x7F:
-            raise BadUserInput(f"{what} must not contain control characters (U+{ord(char):04X} at position "
-                               f"{position}).")
-    size = len(path.encode("utf-8"))
-    if size > MAX_KEY_PREFIX_BYTES:
-        raise BadUserInput(f"{what} is {size} bytes long in UTF-8; at most {MAX_KEY_PREFIX_BYTES} are allowed.")
-    return path
+    return _checked("Key prefix", key_prefix_problem(path), path)
+
+
+def _checked(what: str, problem: str | None, value: str) -> str:
+    if problem is not None:
+        raise BadUserInput(f"{what} {value!r} {problem}.")
+    return value
 
 
 def _validate_external_id(external_id: str) -> str:

@@ -1,4 +1,9 @@
-"""Saved reports of an account: a validated definition plus its access settings."""
+"""Saved reports of an account: a validated definition plus its access settings.
+
+A report with a schedule also carries, denormalised for the scheduler's index,
+``schedule_active`` and ``next_fire_at`` (the next fire time, NULL when it has no active
+schedule). Saving a report computes them; the scheduler advances ``next_fire_at``.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, and_, case, insert, literal, select, true, update
 
 from uvm_reporting.domain.report_definition import ReportDefinition, parse_report_definition
+from uvm_reporting.domain.schedule import ScheduleSettings, next_fire_time
 from uvm_reporting.errors import NotFound
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import new_id, utc_now
 from uvm_reporting.store.tables import reports
+from uvm_reporting.store.types import UtcDateTime
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,36 +30,65 @@ class Report:
     definition: ReportDefinition
     created_at: datetime
     updated_at: datetime
+    # When the scheduler next enqueues a run; None without an active schedule.
+    next_fire_at: datetime | None = None
 
     @property
     def name(self) -> str:
         return self.definition.name
 
     @property
+    def schedule(self) -> ScheduleSettings | None:
+        return self.definition.schedule
+
+    @property
     def is_public(self) -> bool:
         return self.definition.is_public
 
 
-def create_report(engine: Engine, account_id: str, data: Mapping[str, Any]) -> Report:
-    """Validate ``data`` against the catalog and save it; raises BadUserInput naming the problem."""
+def create_report(engine: Engine, account_id: str, data: Mapping[str, Any], *, now: datetime | None = None
+                  ) -> Report:
+    """Validate ``data`` against the catalog and save it; raises BadUserInput naming the problem.
+
+    ``now`` (default: the clock) is when the schedule's first fire time is counted from.
+    """
     get_account(engine, account_id)
     definition = parse_report_definition(data)
-    now = utc_now()
+    now = now or utc_now()
     report = Report(id=new_id(), account_id=account_id, definition=definition, created_at=now,
-                    updated_at=now)
+                    updated_at=now, next_fire_at=_next_fire_at(definition, now))
     with engine.begin() as connection:
         connection.execute(insert(reports).values(_row_values(report)))
     return report
 
 
-def update_report(engine: Engine, account_id: str, report_id: str, data: Mapping[str, Any]) -> Report:
+def update_report(engine: Engine, account_id: str, report_id: str, data: Mapping[str, Any], *,
+                  now: datetime | None = None) -> Report:
+    """Replace a report's definition; its next fire time is counted again from ``now``.
+
+    A fire time that is already due but not yet enqueued is kept while the schedule stays
+    active, so an edit in the seconds after a fire time does not lose that run (the scheduler
+    then runs the new schedule's latest fire time up to now, if it has one since).
+    """
     existing = get_report(engine, account_id, report_id)
     definition = parse_report_definition(data)
+    now = now or utc_now()
     report = Report(id=existing.id, account_id=account_id, definition=definition,
-                    created_at=existing.created_at, updated_at=utc_now())
+                    created_at=existing.created_at, updated_at=now)
+    values = _row_values(report)
+    following = _next_fire_at(definition, now)
+    if following is not None:
+        # Decided in the UPDATE itself (right-hand sides see the row before the update), so a
+        # scheduler advancing the row at the same moment is never overwritten with a stale value.
+        due_and_pending = and_(reports.c.schedule_active == true(), reports.c.next_fire_at <= now)
+        values["next_fire_at"] = case((due_and_pending, reports.c.next_fire_at),
+                                      else_=literal(following, UtcDateTime(precise=True)))
+    row_filter = (reports.c.id == report_id, reports.c.account_id == account_id)
     with engine.begin() as connection:
-        connection.execute(update(reports).where(reports.c.id == report_id).values(_row_values(report)))
-    return report
+        connection.execute(update(reports).where(*row_filter).values(values))
+        next_fire_at = connection.execute(select(reports.c.next_fire_at).where(*row_filter)).scalar_one()
+    return Report(id=report.id, account_id=account_id, definition=definition, created_at=report.created_at,
+                  updated_at=now, next_fire_at=next_fire_at)
 
 
 def get_report(engine: Engine, account_id: str, report_id: str) -> Report:
@@ -74,6 +110,28 @@ def list_reports(engine: Engine, account_id: str, *, public_only: bool = False) 
         return [_report_from_row(row) for row in connection.execute(query)]
 
 
+def due_schedules(engine: Engine, now: datetime, limit: int = 100) -> list[Report]:
+    """Reports of every account whose active schedule has a fire time due by ``now``, oldest first.
+
+    For the scheduler only: it spans tenants.
+    """
+    query = (
+        select(reports)
+        .where(reports.c.schedule_active == true(), reports.c.next_fire_at <= now)
+        .order_by(reports.c.next_fire_at, reports.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        return [_report_from_row(row) for row in connection.execute(query)]
+
+
+def _next_fire_at(definition: ReportDefinition, now: datetime) -> datetime | None:
+    schedule = definition.schedule
+    if schedule is None or not schedule.active:
+        return None
+    return next_fire_time(schedule, now)
+
+
 def _row_values(report: Report) -> dict[str, Any]:
     return {
         "id": report.id,
@@ -83,6 +141,8 @@ def _row_values(report: Report) -> dict[str, Any]:
         "definition": report.definition.to_json(),
         "viewers": report.definition.viewers,
         "editors": report.definition.editors,
+        "schedule_active": report.schedule is not None and report.schedule.active,
+        "next_fire_at": report.next_fire_at,
         "created_at": report.created_at,
         "updated_at": report.updated_at,
     }
@@ -95,4 +155,5 @@ def _report_from_row(row: Any) -> Report:
         definition=parse_report_definition(row.definition),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        next_fire_at=row.next_fire_at,
     )

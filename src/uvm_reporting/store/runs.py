@@ -70,14 +70,16 @@ def enqueue_run(
     destination: dict[str, Any] | None = None,
     scheduled_for: datetime | None = None,
     connection: Connection | None = None,
+    run_id: str | None = None,
 ) -> RunRecord:
     """Queue a run. ``destination`` holds an S3 run's bucket, key, region and role_arn.
 
     A second run for the same report and ``scheduled_for`` raises IntegrityError: that fire
-    time has its run already. Pass ``connection`` to enqueue inside the caller's transaction.
+    time has its run already. Pass ``connection`` to enqueue inside the caller's transaction,
+    and ``run_id`` (a fresh ``new_id()``) when the destination must name the run beforehand.
     """
     values = {
-        "id": new_id(),
+        "id": run_id or new_id(),
         "account_id": account_id,
         "report_id": report_id,
         "state": RunState.QUEUED.value,

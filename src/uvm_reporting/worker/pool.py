@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from uvm_reporting.domain.runs import RunErrorCode
 from uvm_reporting.errors import UvmReportingError
+from uvm_reporting.storage.s3 import DeliveryError
 from uvm_reporting.store.runs import (
     RunRecord,
     RunResult,
@@ -144,6 +145,8 @@ class WorkerPool:
 
 def describe_failure(error: Exception) -> tuple[RunErrorCode, str]:
     """A stable code and a message a person can act on; internals stay in the log."""
+    if isinstance(error, DeliveryError):
+        return RunErrorCode.DELIVERY_FAILED, f"{error.reason}: {error.message}"
     if isinstance(error, UvmReportingError):
         return RunErrorCode.INVALID_DEFINITION, error.message
     if isinstance(error, SQLAlchemyError):

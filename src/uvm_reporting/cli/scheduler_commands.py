@@ -1,0 +1,32 @@
+"""``uvm-reporting scheduler``: a process that only enqueues the runs of scheduled exports.
+
+Several may run at once (say one per host, for availability): each fire time still gets
+exactly one run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from uvm_reporting.cli import context
+from uvm_reporting.cli.worker_commands import install_stop_handlers
+from uvm_reporting.scheduler.service import DEFAULT_INTERVAL_SECONDS, Scheduler
+
+
+def scheduler(
+    interval: Annotated[float, typer.Option("--interval", min=0.5,
+                                            help="Seconds between two checks for due schedules.")
+                        ] = DEFAULT_INTERVAL_SECONDS,
+) -> None:
+    """Run the scheduler alone: enqueue a run for each due fire time of every active schedule."""
+    settings = context.settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = context.database()
+    stop = install_stop_handlers()
+    # No on_enqueued: workers in other processes find the runs by polling, or at once through
+    # PostgreSQL's NOTIFY, which enqueue_run sends.
+    Scheduler(engine).run_forever(stop, interval_seconds=interval)
+    engine.dispose()

@@ -1,0 +1,137 @@
+"""The scheduler: enqueues a run for each due fire time of every active schedule.
+
+Each tick reads the reports whose ``next_fire_at`` has passed. For each, every fire time
+missed up to now (the scheduler was down, or a tick came late) is coalesced into one run, for
+the latest of them: an export is a snapshot of the current data, so replaying missed ones
+would deliver the same file several times. In one transaction the scheduler advances
+``next_fire_at`` past now, conditionally on it still being the value it read, and inserts the
+run. Whoever advances the row first enqueues the run; the unique (report, fire time) of runs
+backs that up, so any number of schedulers may tick at once and each fire time gets one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine, true, update
+from sqlalchemy.exc import IntegrityError
+
+from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.domain.schedule import delivery_destination, latest_fire_time_at_or_before, next_fire_time
+from uvm_reporting.store.ids import new_id, utc_now
+from uvm_reporting.store.reports import Report, due_schedules
+from uvm_reporting.store.runs import RunRecord, enqueue_run
+from uvm_reporting.store.tables import reports
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_SECONDS = 15.0
+BATCH_SIZE = 100
+
+
+class Scheduler:
+    """Turns due fire times into queued S3 runs; safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        on_enqueued: Callable[[], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._on_enqueued = on_enqueued
+
+    def tick(self) -> list[RunRecord]:
+        """Enqueue what is due now; the runs this scheduler created (not those of others)."""
+        now = self._clock()
+        created: list[RunRecord] = []
+        seen: set[str] = set()
+        while True:
+            batch = due_schedules(self._engine, now, limit=BATCH_SIZE)
+            # A report whose turn failed stays due; skip it so the loop ends (next tick retries).
+            fresh = [report for report in batch if report.id not in seen]
+            for report in fresh:
+                seen.add(report.id)
+                run = self._fire(report, now)
+                if run is not None:
+                    created.append(run)
+            if not fresh or len(batch) < BATCH_SIZE:
+                break
+        if created and self._on_enqueued is not None:
+            self._on_enqueued()
+        return created
+
+    def run_forever(self, stop: threading.Event, interval_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
+        """Tick every ``interval_seconds`` until ``stop`` is set; a failed tick is logged, not fatal."""
+        log.info("scheduler started; checking for due schedules every %gs", interval_seconds)
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the next tick retries; stopping would stop every schedule
+                log.exception("scheduler tick failed; retrying in %gs", interval_seconds)
+            stop.wait(interval_seconds)
+        log.info("scheduler stopped")
+
+    def _fire(self, report: Report, now: datetime) -> RunRecord | None:
+        try:
+            return self._enqueue_due(report, now)
+        except Exception:  # one report's failure must not hold up the others
+            log.exception("enqueueing the scheduled run of report %s failed; retrying next tick", report.id)
+            return None
+
+    def _enqueue_due(self, report: Report, now: datetime) -> RunRecord | None:
+        schedule = report.schedule
+        seen = report.next_fire_at
+        if schedule is None or not schedule.active or seen is None:  # due_schedules returns none of these
+            return None
+        fire_at = latest_fire_time_at_or_before(schedule, now, not_before=seen)
+        following = next_fire_time(schedule, now)
+        run_id = new_id()
+        with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
+            # Advancing first claims this fire time: a scheduler that read the same row finds
+            # next_fire_at changed and does nothing (on PostgreSQL it waits for our row lock).
+            # updated_at must match too: a report edited since we read it is left to the next
+            # tick, which reads the new definition and schedule.
+            advanced = connection.execute(
+                update(reports)
+                .where(reports.c.id == report.id, reports.c.next_fire_at == seen, reports.c.schedule_active == true(),
+                       reports.c.updated_at == report.updated_at)
+                .values(next_fire_at=following)
+            ).rowcount
+            if advanced != 1:
+                log.debug("report %s: fire time %s was taken by another scheduler, or the report changed",
+                          report.id, seen.isoformat())
+                return None
+            if fire_at is None:  # the schedule changed since; none of its fire times fell in between
+                return None
+            try:
+                # A savepoint: if the fire time has its run already, keep the advance anyway, so the
+                # report does not stay due on a fire time that can never be enqueued again.
+                with connection.begin_nested():
+                    run = enqueue_run(
+                        self._engine,
+                        account_id=report.account_id,
+                        report_id=report.id,
+                        delivery=Delivery.S3,
+                        format=schedule.format,
+                        compression=schedule.compression,
+                        definition=report.definition.to_json(),
+                        requested_by=None,
+                        destination=delivery_destination(schedule, report_name=report.name, report_id=report.id,
+                                                         run_id=run_id, at=fire_at),
+                        scheduled_for=fire_at,
+                        connection=connection,
+                        run_id=run_id,
+                    )
+            except IntegrityError:
+                log.info("report %s: fire time %s has its run already", report.id, fire_at.isoformat())
+                return None
+        log.info("enqueued run %s of report %s (account %s) for fire time %s, to s3://%s/%s; next fire time %s",
+                 run.id, report.id, report.account_id, fire_at.isoformat(), schedule.delivery.bucket,
+                 (run.destination or {}).get("key"), following.isoformat())
+        return run

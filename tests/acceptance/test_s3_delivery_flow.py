@@ -1,0 +1,144 @@
+"""The seed's processReport without isPresignedUrl, on a report that delivers Parquet to the
+customer's bucket through an assumed role: the real server, curl, and a moto server with IAM."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from tests.acceptance.seed_commands import PROCESS_REPORT, fill
+from tests.acceptance.server_process import run_cli, running_server
+from tests.acceptance.test_seed_curl_flow import bash_json, get_token, poll_until_finished
+from tests.expected_exports import expected_findings_rows
+from tests.support.moto_server import AwsKeys, MotoIam, create_bucket, create_customer_role, unique_name
+from uvm_reporting.settings import Settings
+from uvm_reporting.store.database import create_database_engine
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
+PREFIX = "exports/uvm"
+
+
+def aws_env(moto_iam: MotoIam, keys: AwsKeys) -> dict[str, str]:
+    return {"UVM_REPORTING_S3_ENDPOINT_URL": moto_iam.endpoint_url, "AWS_ACCESS_KEY_ID": keys.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": keys.secret_access_key, "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def set_up(tmp_path: Path, moto_iam: MotoIam, keys: AwsKeys, *, trusted_external_id: str | None = None
+           ) -> tuple[Path, dict[str, str], dict[str, Any]]:
+    data_dir = tmp_path / "var"
+    env = aws_env(moto_iam, keys)
+    account = run_cli(data_dir, "accounts", "create", "--name", "Acme Corp")
+    shown = run_cli(data_dir, "accounts", "show", account["id"], **env)
+    assert shown["trust_policy"]["Statement"][0]["Principal"] == {"AWS": keys.arn}
+    assert shown["trust_policy"]["Statement"][0]["Condition"] == {
+        "StringEquals": {"sts:ExternalId": shown["external_id"]}}
+    bucket = create_bucket(moto_iam.s3(), unique_name("customer"))
+    role_arn = create_customer_role(moto_iam.iam(), name=unique_name("uvm-delivery"), trusted_principal_arn=keys.arn,
+                                    external_id=trusted_external_id or shown["external_id"], bucket=bucket,
+                                    prefix=PREFIX)
+    definition = json.loads((EXAMPLES / "all-findings.json").read_text())
+    definition["schedule"] = {"format": "parquet", "frequency": "daily", "time": "06:00", "active": False,
+                              "delivery": {"method": "s3", "bucket": bucket, "path": PREFIX, "region": "us-east-1",
+                                           "role_arn": role_arn}}
+    report_file = tmp_path / "report.json"
+    report_file.write_text(json.dumps(definition))
+    run_cli(data_dir, "data", "generate", "--account", account["id"], "--findings", "400")
+    report = run_cli(data_dir, "reports", "create", "--account", account["id"], "--file", str(report_file))
+    client = run_cli(data_dir, "clients", "create", "--account", account["id"])
+    ids = {"Account ID": account["id"], "Report ID": report["id"], "client ID": client["client_id"],
+           "client secret": client["client_secret"]}
+    return data_dir, ids, {"bucket": bucket, "env": env}
+
+
+def process_without_link(base_url: str, ids: dict[str, str], token: str) -> dict[str, Any]:
+    command = fill(PROCESS_REPORT, {"URL": f"{base_url}/api/graphql", "Account ID": ids["Account ID"],
+                                    "Bearer Token": token, "Report ID": ids["Report ID"]})
+    command = command.replace("processReport(id:$id, isPresignedUrl: true)", "processReport(id:$id)")
+    return bash_json(command)
+
+
+def check_delivery_with_curl(base_url: str, ids: dict[str, str], token: str) -> dict[str, Any]:
+    """The testReportDelivery mutation, sent with curl like the spec's calls."""
+    document = json.dumps({"query": "mutation ($id: String!) { testReportDelivery(id: $id) }",
+                           "variables": {"id": ids["Report ID"]}})
+    response = bash_json(f"curl -s '{base_url}/api/graphql' -H 'Content-Type: application/json' "
+                         f"-H 'accountId: {ids['Account ID']}' -H 'graphqlname: testReportDelivery' "
+                         f"-H 'Authorization: Bearer {token}' --data '{document}'")
+    result: dict[str, Any] = response["data"]["testReportDelivery"]
+    return result
+
+
+def manifest_key_of(path: str, bucket: str) -> str:
+    folder, _, name = path.removeprefix(f"s3://{bucket}/").rpartition("/")
+    return f"{folder}/{name.split('.')[0]}.manifest.json"
+
+
+def s3_keys(moto_iam: MotoIam, bucket: str) -> list[str]:
+    listing = moto_iam.s3().list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_parquet_is_delivered_to_the_customers_bucket_with_a_manifest(
+    tmp_path: Path, moto_iam: MotoIam, deployment_keys: AwsKeys
+) -> None:
+    data_dir, ids, customer = set_up(tmp_path, moto_iam, deployment_keys)
+    with running_server(data_dir, **customer["env"]) as (base_url, _):
+        token = get_token(base_url, ids)
+        started = process_without_link(base_url, ids, token)["data"]["processReport"]
+        status = poll_until_finished(base_url, ids, token, started["runId"])
+        tested = check_delivery_with_curl(base_url, ids, token)
+    assert status["status"] == "Completed", status
+    assert status["format"] == "parquet"
+    assert "presignedUrl" not in status
+    bucket = customer["bucket"]
+    path: str = status["resultFilePath"]
+    assert path.startswith(f"s3://{bucket}/{PREFIX}/All-findings-")
+    assert path.endswith(f"-{started['runId']}.parquet")
+    assert tested == {**tested, "ok": True, "code": None}
+    assert s3_keys(moto_iam, bucket) == sorted([path.removeprefix(f"s3://{bucket}/"), manifest_key_of(path, bucket)])
+
+    s3 = moto_iam.s3()
+    key = path.removeprefix(f"s3://{bucket}/")
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    table = pq.read_table(io.BytesIO(body))
+    assert table.num_rows == status["rowCount"] == 400
+    assert table.column_names[-1] == "asset.hostname"
+    assert str(table.schema.field("first_seen").type) == "timestamp[us, tz=UTC]"
+    assert str(table.schema.field("cvss_score").type) == "double"
+    engine = create_database_engine(Settings(data_dir=data_dir).database_url)
+    try:
+        expected = expected_findings_rows(engine, ids["Account ID"])
+    finally:
+        engine.dispose()
+    ids_in_file = table.column("id").to_pylist()
+    assert ids_in_file == [row[0] for row in expected]
+    assert table.column("title").to_pylist() == [row[2].removeprefix("'") if row[2].startswith("'=") else row[2]
+                                                 for row in expected]
+
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key_of(path, bucket))["Body"].read())
+    assert manifest["rowCount"] == 400
+    assert manifest["sizeBytes"] == len(body) == status["sizeBytes"]
+    assert manifest["sha256"] == status["sha256"]
+    assert manifest["format"] == "parquet"
+    assert manifest["columns"][-1] == {"name": "asset.hostname", "type": "string"}
+
+
+def test_a_role_trusting_another_external_id_fails_clearly(
+    tmp_path: Path, moto_iam: MotoIam, deployment_keys: AwsKeys
+) -> None:
+    data_dir, ids, customer = set_up(tmp_path, moto_iam, deployment_keys, trusted_external_id="not-ours-" + "0" * 40)
+    with running_server(data_dir, **customer["env"]) as (base_url, _):
+        token = get_token(base_url, ids)
+        tested = check_delivery_with_curl(base_url, ids, token)
+        started = process_without_link(base_url, ids, token)["data"]["processReport"]
+        status = poll_until_finished(base_url, ids, token, started["runId"])
+    assert tested["ok"] is False
+    assert tested["code"] == "EXTERNAL_ID_MISMATCH"
+    assert status["status"] == "Failed"
+    assert status["errorCode"] == "DELIVERY_FAILED"
+    assert "EXTERNAL_ID_MISMATCH" in status["errorMessage"]
+    assert moto_iam.s3().list_objects_v2(Bucket=customer["bucket"]).get("KeyCount", 0) == 0
