@@ -3,20 +3,30 @@ writers write, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
+import openpyxl
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, insert
 
+from tests.expected_exports import expected_findings_rows
 from uvm_reporting.domain.report_definition import parse_report_definition
+from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.fast_paths import copy_csv_postgres, stream_lines
 from uvm_reporting.exports.formats.csv_writer import write_csv
 from uvm_reporting.exports.formats.json_writer import write_ndjson
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
+from uvm_reporting.exports.run_executor import RunExecutor
+from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.ids import utc_now
+from uvm_reporting.store.reports import create_report
+from uvm_reporting.store.runs import enqueue_run
 from uvm_reporting.store.tables import findings
 
 from .conftest import ALL_FINDINGS_REPORT
@@ -94,3 +104,45 @@ def test_filter_values_are_bound_on_the_fast_paths(engine: Engine, account: Acco
     assert count == 0
     assert fast.count(b"\n") == 1  # the header only
     assert fast_export(engine, parse_report_definition(ALL_FINDINGS_REPORT), account.id, "csv")[0] == awkward_rows
+
+
+@pytest.mark.parametrize("export_format", ["csv", "json", "ndjson", "xlsx", "parquet"])
+def test_every_format_holds_every_row_on_either_database(engine: Engine, account: Account, awkward_rows: int,
+                                                         export_format: str, tmp_path: Path) -> None:
+    definition = parse_report_definition(ALL_FINDINGS_REPORT)
+    run = enqueue_run(engine, account_id=account.id, report_id=create_report(engine, account.id,
+                                                                               ALL_FINDINGS_REPORT).id,
+                      delivery=Delivery.DOWNLOAD, format=export_format, definition=definition.to_json(),
+                      requested_by="test")
+    sink = Sink()
+    count = RunExecutor(engine, LocalFolderStorage(tmp_path / "unused")).write(run, sink)
+    content = sink.buffer.getvalue()
+    records = read_back(export_format, content)
+    expected = {row[0]: row for row in expected_findings_rows(engine, account.id)}
+    assert count == awkward_rows == len(records)
+    assert [r["id"] for r in records] == sorted(expected, key=lambda i: i)  # the report sorts by id
+    by_id = {r["id"]: r for r in records}
+    critical = by_id["zz-1"]
+    assert float(critical["cvss_score"]) == 10.0
+    assert str(critical["first_seen"]).replace(" ", "T").rstrip("Z").removesuffix("+00:00") == \
+        expected["zz-1"][10].rstrip("Z")
+    title = critical["title"]
+    assert title == ("'=HYPERLINK(\"http://x\")" if export_format in ("csv", "xlsx") else "=HYPERLINK(\"http://x\")")
+
+
+def read_back(export_format: str, content: bytes) -> list[dict[str, Any]]:
+    if export_format == "csv":
+        return list(csv.DictReader(io.StringIO(content.decode("utf-8"), newline="")))
+    if export_format == "json":
+        records: list[dict[str, Any]] = json.loads(content)
+        return records
+    if export_format == "ndjson":
+        return [json.loads(line) for line in content.decode("utf-8").splitlines()]
+    if export_format == "parquet":
+        table = pq.read_table(io.BytesIO(content))
+        assert str(table.schema.field("first_seen").type) == "timestamp[us, tz=UTC]"
+        return table.to_pylist()  # type: ignore[no-any-return]
+    workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
+    rows = list(workbook.worksheets[0].iter_rows(values_only=True))
+    header = [str(cell) for cell in rows[0]]
+    return [dict(zip(header, row, strict=True)) for row in rows[1:]]

@@ -23,7 +23,7 @@ from typing import Any
 
 import adbc_driver_postgresql.dbapi
 import pyarrow as pa
-from sqlalchemy import Engine, Select
+from sqlalchemy import Engine, Select, String, type_coerce
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
@@ -73,6 +73,53 @@ def stream_lines(engine: Engine, statement: Select[Any], columns: Sequence[tuple
     return rows
 
 
+def arrow_batches_postgres(engine: Engine, statement: Select[Any]) -> Iterator[pa.RecordBatch]:
+    """The report's rows as Arrow record batches straight from PostgreSQL (ADBC, binary COPY)."""
+    sql, parameters = _numbered_sql(engine, statement)
+    with closing(adbc_driver_postgresql.dbapi.connect(_libpq_url(engine))) as connection, \
+            closing(connection.cursor()) as cursor:
+        cursor.execute(sql, parameters=parameters)
+        yield from cursor.fetch_record_batch()
+
+
+def raw_row_batches(engine: Engine, statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
+                    batch_rows: int = 10_000) -> Iterator[list[Any]]:
+    """SQLite rows as plain tuples, timestamps and dates as the ISO text SQLite stores: the
+    writers take that text as it is (Arrow parses it in C), so no Python datetime per cell."""
+    raw = statement.with_only_columns(*[
+        (type_coerce(column, String) if kind in (FieldType.TIMESTAMP, FieldType.DATE) else column).label(name)
+        for column, (name, kind) in zip(statement.selected_columns, columns, strict=True)])
+    yield from sqlite_rows(engine, raw, batch_rows)
+
+
+def sqlite_rows(engine: Engine, statement: Select[Any], batch_rows: int) -> Iterator[list[Any]]:
+    """Rows of ``statement`` in batches, through the DB-API cursor: no SQLAlchemy row objects."""
+    compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    by_name = _bound_parameters(compiled, engine.dialect)
+    with closing(engine.raw_connection()) as pooled:
+        cursor = pooled.cursor()
+        try:
+            cursor.execute(compiled.string, [by_name[name] for name in compiled.positiontup or ()])
+            while rows := cursor.fetchmany(batch_rows):
+                yield list(rows)
+        finally:
+            cursor.close()
+            pooled.rollback()
+
+
+def _numbered_sql(engine: Engine, statement: Select[Any]) -> tuple[str, tuple[Any, ...] | None]:
+    """SQL with $1, $2 … placeholders (what ADBC's PostgreSQL driver takes) and its values."""
+    numbered = postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+    compiled = statement.compile(dialect=numbered, compile_kwargs={"render_postcompile": True})
+    by_name = _bound_parameters(compiled, engine.dialect)
+    parameters = tuple(by_name[name] for name in compiled.positiontup or ())
+    return compiled.string, parameters or None
+
+
+def _libpq_url(engine: Engine) -> str:
+    return make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _csv_header(columns: Sequence[tuple[str, FieldType]]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow([name for name, _ in columns])
@@ -82,27 +129,13 @@ def _csv_header(columns: Sequence[tuple[str, FieldType]]) -> bytes:
 def _line_chunks(engine: Engine, statement: Select[Any], batch_rows: int = 10_000) -> Iterator[tuple[int, bytes]]:
     """(number of lines, their UTF-8 bytes) per batch of the single-column ``statement``."""
     if engine.dialect.name == "sqlite":
-        compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-        by_name = _bound_parameters(compiled, engine.dialect)
-        parameters = [by_name[name] for name in compiled.positiontup or ()]
-        with closing(engine.raw_connection()) as pooled:
-            cursor = pooled.cursor()
-            try:
-                cursor.execute(compiled.string, parameters)
-                while rows := cursor.fetchmany(batch_rows):
-                    yield len(rows), "".join([row[0] for row in rows]).encode("utf-8")
-            finally:
-                cursor.close()
-                pooled.rollback()
+        for rows in sqlite_rows(engine, statement, batch_rows):
+            yield len(rows), "".join([row[0] for row in rows]).encode("utf-8")
         return
-    numbered = postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
-    compiled = statement.compile(dialect=numbered, compile_kwargs={"render_postcompile": True})
-    by_name = _bound_parameters(compiled, engine.dialect)
-    parameters = [by_name[name] for name in compiled.positiontup or ()]
-    target = make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with closing(adbc_driver_postgresql.dbapi.connect(target)) as connection, \
+    sql, parameters = _numbered_sql(engine, statement)
+    with closing(adbc_driver_postgresql.dbapi.connect(_libpq_url(engine))) as connection, \
             closing(connection.cursor()) as cursor:
-        cursor.execute(compiled.string, parameters=tuple(parameters) if parameters else None)
+        cursor.execute(sql, parameters=parameters)
         for batch in cursor.fetch_record_batch():
             array = batch.column(0)
             yield len(array), _concatenated_text(array)
