@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -250,3 +252,36 @@ def test_the_same_document_is_parsed_once(api: Api, public_report: Report) -> No
     prepare = endpoint_cache[0].endpoint.__self__.prepare
     info = prepare.cache_info()
     assert info.hits >= 2
+
+
+def test_a_download_link_may_ask_for_another_format(api: Api, public_report: Report) -> None:
+    document = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true, format: \"ndjson\", " \
+               "compression: \"gzip\")}"
+    started = api.call(document, {"id": public_report.id})["data"]["processReport"]
+
+    def completed() -> dict[str, Any] | None:
+        status: dict[str, Any] = api.status(public_report.id, started["runId"])["data"]["getReportRunStatus"]
+        return status if status["status"] != "Running" else None
+
+    status = wait_for(completed, what="the ndjson run to finish")
+    assert (status["status"], status["format"]) == ("Completed", "ndjson")
+    url = urlsplit(status["presignedUrl"])
+    download = api.http.get(f"{url.path}?{url.query}")
+    assert download.headers["content-type"] == "application/gzip"
+    assert download.headers["content-disposition"].endswith('.ndjson.gz"')
+    lines = gzip.decompress(download.content).decode("utf-8").splitlines()
+    assert len(lines) == 120
+    assert json.loads(lines[0])["id"] == "finding-0000001"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ('isPresignedUrl: true, format: "pdf"', "not one of csv"),
+    ('isPresignedUrl: true, format: "parquet", compression: "gzip"', "gzip"),
+    ('isPresignedUrl: true, compression: "zip"', "gzip"),
+    ('format: "csv"', "isPresignedUrl"),
+])
+def test_bad_format_choices_are_named(api: Api, public_report: Report, arguments: str, message: str) -> None:
+    body = api.call(f"mutation ($id: String!) {{processReport(id:$id, {arguments})}}", {"id": public_report.id})
+    code, text = error_of(body)
+    assert code == "BAD_USER_INPUT"
+    assert message in text

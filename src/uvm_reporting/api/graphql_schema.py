@@ -42,10 +42,12 @@ json_scalar = ScalarType("JSON", serializer=lambda value: value, value_parser=la
 
 @mutation.field("processReport")
 def resolve_process_report(_: None, info: GraphQLResolveInfo, id: str,
-                           isPresignedUrl: bool | None = None) -> dict[str, Any]:  # noqa: N803
+                           isPresignedUrl: bool | None = None,  # noqa: N803 - the spec's name
+                           format: str | None = None, compression: str | None = None) -> dict[str, Any]:
     context = _context(info)
     return context.report_runs.process_report(context.account_id, id, presigned_url=bool(isPresignedUrl),
-                                              requested_by=context.client_id)
+                                              requested_by=context.client_id, download_format=format,
+                                              download_compression=compression)
 
 
 @mutation.field("createReport")

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.domain.schedule import delivery_destination
 from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
+from uvm_reporting.exports.formats import Compression, ExportFormat, validate_format_options
 from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.storage.s3 import S3Connector, check_delivery
 from uvm_reporting.store.accounts import get_account
@@ -37,15 +38,21 @@ class ReportRuns:
     connector: S3Connector
 
     def process_report(
-        self, account_id: str, report_id: str, *, presigned_url: bool, requested_by: str | None
+        self, account_id: str, report_id: str, *, presigned_url: bool, requested_by: str | None,
+        download_format: str | None = None, download_compression: str | None = None,
     ) -> dict[str, Any]:
-        """With a download link: CSV in our storage, whatever the report's schedule says (as the
-        spec has it). Without: the format and S3 destination of the report's schedule settings."""
+        """With a download link: CSV in our storage (or the format asked for), whatever the
+        report's schedule says, as the spec has it. Without: the format and S3 destination of the
+        report's schedule settings."""
         report = self.public_report(account_id, report_id)
         if presigned_url:
+            export_format, compression = _download_format(download_format, download_compression)
             run = enqueue_run(self.engine, account_id=account_id, report_id=report.id,
-                              delivery=Delivery.DOWNLOAD, format=DEFAULT_DOWNLOAD_FORMAT,
+                              delivery=Delivery.DOWNLOAD, format=export_format, compression=compression,
                               definition=report.definition.to_json(), requested_by=requested_by)
+        elif download_format or download_compression:
+            raise BadUserInput("format and compression choose a download link's file; pass isPresignedUrl: "
+                               "true with them. S3 deliveries use the format of the report's schedule.")
         else:
             schedule = report.schedule
             if schedule is None:
@@ -148,6 +155,17 @@ class ReportRuns:
                                external_id=get_account(self.engine, account_id).external_id)
         return {"ok": check.ok, "code": check.code, "message": check.message, "bucket": delivery.bucket,
                 "path": delivery.path, "roleArn": delivery.role_arn}
+
+
+def _download_format(export_format: str | None, compression: str | None) -> tuple[str, str | None]:
+    formats = [f.value for f in ExportFormat]
+    if export_format is not None and export_format not in formats:
+        raise BadUserInput(f"format {export_format!r} is not one of {', '.join(formats)}.")
+    if compression is not None and compression not in [c.value for c in Compression]:
+        raise BadUserInput(f"compression {compression!r} is not supported; use gzip or leave it out.")
+    chosen = ExportFormat(export_format or DEFAULT_DOWNLOAD_FORMAT)
+    validate_format_options(chosen, Compression(compression) if compression else None)
+    return chosen.value, compression
 
 
 def _timestamp(value: datetime | None) -> str | None:
