@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -75,3 +76,71 @@ def _wait_until_healthy(base_url: str, process: subprocess.Popen[str], log_name:
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.05)
     raise AssertionError(f"server did not answer /healthz within 60s:\n{Path(log_name).read_text()}")
+
+
+@contextmanager
+def cli_process(data_dir: Path, log_path: Path, *args: str, env: Mapping[str, str] | None = None,
+                stop_timeout: float = 60.0) -> Iterator[subprocess.Popen[str]]:
+    """Run ``uvm-reporting <args>`` (a worker, a scheduler) in the background, its output in ``log_path``,
+    with ``env`` added to the environment ``cli_env`` gives.
+
+    At the end a process still running is stopped: SIGTERM, then SIGKILL after ``stop_timeout`` seconds.
+    """
+    log = log_path.open("w")
+    process = subprocess.Popen([CLI, *args], env=cli_env(data_dir, **(env or {})), stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        log.close()
+
+
+def stop_process(process: subprocess.Popen[str], *, timeout: float) -> tuple[int | None, float]:
+    """Send SIGTERM and wait up to ``timeout`` seconds: (exit code or None if still running, seconds taken)."""
+    started = time.monotonic()
+    process.terminate()
+    try:
+        code: int | None = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        code = None
+    return code, time.monotonic() - started
+
+
+def stop_processes(processes: list[subprocess.Popen[str]], *, timeout: float) -> list[tuple[int | None, float]]:
+    """``stop_process`` for several at once: SIGTERM to all, then wait for each."""
+    started = time.monotonic()
+    for process in processes:
+        process.terminate()
+    results: list[tuple[int | None, float]] = []
+    for process in processes:
+        try:
+            code: int | None = process.wait(timeout=max(0.0, started + timeout - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            code = None
+        results.append((code, time.monotonic() - started))
+    return results
+
+
+def wait_for_log(log_path: Path, pattern: str, *, process: subprocess.Popen[str] | None = None,
+                 timeout: float = 60.0) -> re.Match[str]:
+    """Wait until ``log_path`` has a match of the regex ``pattern``; fail early if ``process`` exits."""
+    compiled = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = log_path.read_text() if log_path.exists() else ""
+        match = compiled.search(text)
+        if match is not None:
+            return match
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{log_path.name}: the process exited with {process.returncode} before "
+                                 f"logging {pattern!r}:\n{text}")
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{log_path.name}: no {pattern!r} within {timeout}s:\n{text}")
+        time.sleep(0.05)

@@ -32,7 +32,7 @@ def worker(
     workers = services.start_workers(threads)
     log.info("worker %s running %d thread(s); SIGTERM stops it", workers.pool.worker_prefix, threads)
     stop.wait()
-    log.info("stopping: no new claims; %d run(s) in progress get %.0fs", len(workers.pool.in_progress), grace)
+    log.info("stopping: no new claims; %d run(s) in progress get %.1fs", len(workers.pool.in_progress), grace)
     workers.stop(grace)
     services.engine.dispose()
     log.info("worker stopped")

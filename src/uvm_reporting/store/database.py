@@ -11,10 +11,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x75766D5F6D6967  # an arbitrary constant of ours: "uvm_mig"
 
 
 def create_database_engine(database_url: str) -> Engine:
@@ -56,7 +57,11 @@ def migrate(engine: Engine) -> None:
     """Apply every Alembic migration that the database does not have yet."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as connection:
+    # Processes started together (scale-out) must not race to create the same tables: one
+    # migrates while the others wait, then find nothing left to do.
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

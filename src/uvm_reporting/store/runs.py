@@ -225,7 +225,7 @@ def release_run(engine: Engine, run_id: str, worker_id: str) -> bool:
         updated = connection.execute(
             update(runs)
             .where(*_held_by(run_id, worker_id))
-            .values(state=RunState.QUEUED.value, worker_id=None, lease_expires_at=None,
+            .values(state=RunState.QUEUED.value, worker_id=None, lease_expires_at=None, started_at=None,
                     attempts=runs.c.attempts - 1)
         )
     return updated.rowcount == 1

@@ -87,7 +87,7 @@ class WorkerPool:
             unfinished = list(self._in_progress.items())
         for run_id, worker_id in unfinished:
             if release_run(self._engine, run_id, worker_id):
-                log.warning("run %s released unfinished after the %.0fs grace period", run_id, timeout)
+                log.warning("run %s released unfinished after the %.1fs grace period", run_id, timeout)
         # Leases stay renewed until the last run in progress has ended.
         self._heartbeat_stopping.set()
         if self._heartbeat_thread is not None:
