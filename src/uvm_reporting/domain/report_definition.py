@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +36,7 @@ from uvm_reporting.domain.catalog import (
     field_paths,
     resolve_field,
 )
+from uvm_reporting.domain.messages import json_kind, quoted
 from uvm_reporting.domain.schedule import ScheduleSettings, parse_schedule
 from uvm_reporting.errors import BadUserInput
 
@@ -161,7 +161,7 @@ class ReportDefinition:
         """The catalog field of a path this definition uses (validated, so always known)."""
         resolved = resolve_field(self.entity_spec, path)
         if resolved is None:  # only reachable for a definition built by hand, bypassing parsing
-            raise BadUserInput(f"unknown field {_quote(path)} for entity {self.entity}", path=path)
+            raise BadUserInput(f"unknown field {quoted(path)} for entity {self.entity}", path=path)
         return resolved
 
     @property
@@ -327,18 +327,12 @@ class _InvalidValueError(ValueError):
         self.index = index
 
 
-def _quote(text: str, limit: int = 80) -> str:
-    # JSON quoting keeps control characters visible; long input is cut so messages stay short.
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return json.dumps(text, ensure_ascii=False)
-
 
 def _unknown_field(entity: EntitySpec, path: str) -> str:
-    message = f"unknown field {_quote(path)} for entity {entity.name}"
+    message = f"unknown field {quoted(path)} for entity {entity.name}"
     close = difflib.get_close_matches(path, field_paths(entity), n=1, cutoff=0.6)
     if close:
-        message += f" (did you mean {_quote(close[0])}?)"
+        message += f" (did you mean {quoted(close[0])}?)"
     return message
 
 
@@ -354,7 +348,7 @@ def _check_columns(entity: EntitySpec, columns: Sequence[str], problems: _Proble
     for index, path in enumerate(columns):
         where = f"columns[{index}]"
         if path in first_seen:
-            problems.add(where, f"{_quote(path)} is listed twice (first at columns[{first_seen[path]}])")
+            problems.add(where, f"{quoted(path)} is listed twice (first at columns[{first_seen[path]}])")
             continue
         first_seen[path] = index
         _resolve(entity, path, where, problems)
@@ -367,10 +361,10 @@ def _check_sort(entity: EntitySpec, keys: Sequence[_RawSortKey], problems: _Prob
         where = f"sort[{index}]"
         resolved = _resolve(entity, key.field, f"{where}.field", problems)
         if key.field in first_seen:
-            problems.add(f"{where}.field", f"{_quote(key.field)} is already sorted on at sort[{first_seen[key.field]}]")
+            problems.add(f"{where}.field", f"{quoted(key.field)} is already sorted on at sort[{first_seen[key.field]}]")
         first_seen.setdefault(key.field, index)
         if key.direction not in DIRECTIONS:
-            problems.add(f"{where}.direction", f'{_quote(key.direction)} is not a direction; use "asc" or "desc"')
+            problems.add(f"{where}.direction", f'{quoted(key.direction)} is not a direction; use "asc" or "desc"')
             continue
         direction: Direction = "asc" if key.direction == "asc" else "desc"
         if resolved is not None:
@@ -386,7 +380,7 @@ def _check_filter(entity: EntitySpec, index: int, raw: _RawFilter, problems: _Pr
     except ValueError:
         problems.add(
             f"{where}.op",
-            f"{_quote(raw.op)} is not an operator; use one of {', '.join(o.value for o in FilterOp)}",
+            f"{quoted(raw.op)} is not an operator; use one of {', '.join(o.value for o in FilterOp)}",
         )
         return None
     if resolved is None:
@@ -397,8 +391,8 @@ def _check_filter(entity: EntitySpec, index: int, raw: _RawFilter, problems: _Pr
         kinds = " and ".join(sorted(t.value for t in accepted))
         problems.add(
             f"{where}.op",
-            f"{_quote(op.value)} does not apply to {spec.type.value} field "
-            f"{_quote(raw.field)}; it accepts {kinds} fields",
+            f"{quoted(op.value)} does not apply to {spec.type.value} field "
+            f"{quoted(raw.field)}; it accepts {kinds} fields",
         )
         return None
     try:
@@ -469,7 +463,7 @@ def _greater(low: Scalar, high: Scalar) -> bool:
 
 def _value_text(value: Scalar) -> str:
     json_value = _value_to_json(value)
-    return _quote(json_value) if isinstance(json_value, str) else str(json_value)
+    return quoted(json_value) if isinstance(json_value, str) else str(json_value)
 
 
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -492,21 +486,21 @@ def _scalar(spec: FieldSpec, value: Any, *, check_enum: bool) -> Scalar:
 def _string_value(spec: FieldSpec, value: Any, *, check_enum: bool) -> str:
     if not isinstance(value, str):
         raise _InvalidValueError(
-            f"expected a string for {spec.type.value} field {_quote(spec.name)}, got {_json_kind(value)}"
+            f"expected a string for {spec.type.value} field {quoted(spec.name)}, got {json_kind(value)}"
         )
     if len(value) > MAX_STRING_VALUE_LENGTH:
         raise _InvalidValueError(f"is longer than {MAX_STRING_VALUE_LENGTH} characters")
     if check_enum and spec.allowed_values and value not in spec.allowed_values:
         raise _InvalidValueError(
-            f"{_quote(value)} is not a value of {_quote(spec.name)}; use one of "
-            f"{', '.join(_quote(v) for v in spec.allowed_values)}"
+            f"{quoted(value)} is not a value of {quoted(spec.name)}; use one of "
+            f"{', '.join(quoted(v) for v in spec.allowed_values)}"
         )
     return value
 
 
 def _number_value(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _InvalidValueError(f"expected a number, got {_json_kind(value)}")
+        raise _InvalidValueError(f"expected a number, got {json_kind(value)}")
     try:
         number = float(value)
     except OverflowError:
@@ -518,39 +512,27 @@ def _number_value(value: Any) -> float:
 
 def _timestamp_value(value: Any) -> datetime:
     if not isinstance(value, str):
-        raise _InvalidValueError(f"expected {_TIMESTAMP_EXAMPLE}, got {_json_kind(value)}")
+        raise _InvalidValueError(f"expected {_TIMESTAMP_EXAMPLE}, got {json_kind(value)}")
     # A date or a local time is ambiguous by hours; say so rather than guess a zone.
     if _DATE_RE.fullmatch(value) or _NAIVE_TIMESTAMP_RE.fullmatch(value):
-        raise _InvalidValueError(f"{_quote(value)} has no time zone; use {_TIMESTAMP_EXAMPLE}")
+        raise _InvalidValueError(f"{quoted(value)} has no time zone; use {_TIMESTAMP_EXAMPLE}")
     if not _TIMESTAMP_RE.fullmatch(value):
-        raise _InvalidValueError(f"{_quote(value)} is not {_TIMESTAMP_EXAMPLE}")
+        raise _InvalidValueError(f"{quoted(value)} is not {_TIMESTAMP_EXAMPLE}")
     try:
         return datetime.fromisoformat(value.upper()).astimezone(UTC)
     except (ValueError, OverflowError):
-        raise _InvalidValueError(f"{_quote(value)} is not a valid timestamp") from None
+        raise _InvalidValueError(f"{quoted(value)} is not a valid timestamp") from None
 
 
 def _date_value(value: Any) -> date:
     if not isinstance(value, str) or not _DATE_RE.fullmatch(value):
-        shown = _quote(value) if isinstance(value, str) else _json_kind(value)
+        shown = quoted(value) if isinstance(value, str) else json_kind(value)
         raise _InvalidValueError(f"expected a date as YYYY-MM-DD, got {shown}")
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise _InvalidValueError(f"{_quote(value)} is not a valid date") from None
+        raise _InvalidValueError(f"{quoted(value)} is not a valid date") from None
 
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    kinds: tuple[tuple[type | tuple[type, ...], str], ...] = (
-        (bool, "a boolean"),  # before numbers: a bool is an int
-        ((int, float), "a number"),
-        (str, "a string"),
-        ((list, tuple), "a list"),
-        (Mapping, "an object"),
-    )
-    return next((kind for types, kind in kinds if isinstance(value, types)), type(value).__name__)
 
 
 # --- Entry point -------------------------------------------------------------------------------
@@ -563,7 +545,7 @@ def parse_report_definition(data: Mapping[str, Any]) -> ReportDefinition:
     first problem's location) and ``problems`` (a list of ``{"path", "message"}``).
     """
     if not isinstance(data, Mapping):
-        raise _error([Problem("", f"a report definition must be a JSON object, not {_json_kind(data)}")])
+        raise _error([Problem("", f"a report definition must be a JSON object, not {json_kind(data)}")])
     schedule, schedule_problems = _parse_schedule(data.get("schedule"))
     try:
         raw = _RawDefinition.model_validate(dict(data))
@@ -576,7 +558,7 @@ def parse_report_definition(data: Mapping[str, Any]) -> ReportDefinition:
         problems.add("name", "must not be blank")
     entity = ENTITIES.get(raw.entity)
     if entity is None:
-        problems.add("entity", f"{_quote(raw.entity)} is not an entity; use one of {', '.join(ENTITIES)}")
+        problems.add("entity", f"{quoted(raw.entity)} is not an entity; use one of {', '.join(ENTITIES)}")
         raise _error(problems.items + schedule_problems)
     _check_columns(entity, raw.columns, problems)
     filters = [_check_filter(entity, index, item, problems) for index, item in enumerate(raw.filters)]

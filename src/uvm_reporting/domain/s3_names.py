@@ -8,9 +8,10 @@ naming, IAM role ARNs, object key names); they do not ask AWS whether a bucket o
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
+
+from uvm_reporting.domain.messages import quoted
 
 BUCKET_MIN_LENGTH = 3
 BUCKET_MAX_LENGTH = 63
@@ -55,7 +56,7 @@ def _bucket_name_problems(name: str) -> Iterator[str]:
     if not _BUCKET_CHARACTERS.fullmatch(name):
         bad = next(c for c in name if not _BUCKET_CHARACTERS.fullmatch(c))
         hint = " (bucket names are lower case)" if bad.isupper() else ""
-        yield f"may contain only lower-case letters, digits, dots and hyphens, not {_quote(bad)}{hint}"
+        yield f"may contain only lower-case letters, digits, dots and hyphens, not {quoted(bad)}{hint}"
     if not (name[0].isalnum() and name[-1].isalnum()):
         yield "must begin and end with a letter or a digit"
     if ".." in name:
@@ -64,10 +65,10 @@ def _bucket_name_problems(name: str) -> Iterator[str]:
         yield "must not be formatted like an IP address"
     for prefix in RESERVED_BUCKET_PREFIXES:
         if name.startswith(prefix):
-            yield f"must not begin with {_quote(prefix)}, which AWS reserves"
+            yield f"must not begin with {quoted(prefix)}, which AWS reserves"
     for suffix in RESERVED_BUCKET_SUFFIXES:
         if name.endswith(suffix):
-            yield f"must not end with {_quote(suffix)}, which AWS reserves"
+            yield f"must not end with {quoted(suffix)}, which AWS reserves"
 
 
 def region_problem(region: str) -> str | None:
@@ -104,26 +105,26 @@ def _role_arn_problems(arn: str) -> Iterator[str]:
         yield f"must be an IAM role ARN {example}"
         return
     if match["partition"] not in _PARTITIONS:
-        yield f"has partition {_quote(match['partition'])}; use one of {', '.join(_PARTITIONS)}"
+        yield f"has partition {quoted(match['partition'])}; use one of {', '.join(_PARTITIONS)}"
     if match["service"] != "iam":
-        yield f"names service {_quote(match['service'])}; a role ARN names iam ({example})"
+        yield f"names service {quoted(match['service'])}; a role ARN names iam ({example})"
     if match["region"]:
         yield "must have an empty region field: IAM is global (arn:aws:iam::<account>:role/<name>)"
     if not _ACCOUNT_ID.fullmatch(match["account"]):
         yield "must name the 12-digit AWS account id that owns the role"
     resource = match["resource"]
     if not resource.startswith("role/"):
-        yield f"must name a role (role/<name>), not {_quote(resource.split('/')[0])}"
+        yield f"must name a role (role/<name>), not {quoted(resource.split('/')[0])}"
     *path, name = resource.removeprefix("role/").split("/")
     if not name:
         yield "must end with the role's name"
     if len(name) > ROLE_NAME_MAX_LENGTH or not _ROLE_NAME.fullmatch(name):
-        yield (f"has role name {_quote(name)}; a role name is 1 to {ROLE_NAME_MAX_LENGTH} letters, "
+        yield (f"has role name {quoted(name)}; a role name is 1 to {ROLE_NAME_MAX_LENGTH} letters, "
                "digits and +=,.@_- characters")
     if path:
         joined = "/" + "/".join(path) + "/"
         if len(joined) > ROLE_PATH_MAX_LENGTH or not all(_ROLE_PATH_SEGMENT.fullmatch(p) for p in path):
-            yield f"has an invalid role path {_quote(joined)}"
+            yield f"has an invalid role path {quoted(joined)}"
 
 
 def key_prefix_problem(prefix: str) -> str | None:
@@ -152,10 +153,3 @@ def _key_prefix_problems(prefix: str) -> Iterator[str]:
         yield 'must not contain "//" (an empty folder name)'
     if ".." in segments or "." in segments:
         yield 'must not contain "." or ".." as a folder name'
-
-
-def _quote(text: str, limit: int = 80) -> str:
-    # JSON quoting keeps control characters visible; long input is cut so messages stay short.
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return json.dumps(text, ensure_ascii=False)

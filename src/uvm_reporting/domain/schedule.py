@@ -21,7 +21,6 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import difflib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
+from uvm_reporting.domain.messages import json_kind, quoted
 from uvm_reporting.domain.s3_names import (
     bucket_name_problem,
     key_prefix_problem,
@@ -192,14 +192,14 @@ class _Reader:
                 self.add(key, "is required")
             return None
         if not isinstance(value, str):
-            self.add(key, f"must be a string, not {_json_kind(value)}")
+            self.add(key, f"must be a string, not {json_kind(value)}")
             return None
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], *, required: bool) -> str | None:
         value = self.string(key, required=required)
         if value is not None and value not in choices:
-            self.add(key, f"{_quote(value)} is not one of {', '.join(choices)}")
+            self.add(key, f"{quoted(value)} is not one of {', '.join(choices)}")
             return None
         return value
 
@@ -212,7 +212,7 @@ def parse_schedule(data: Any, path: str = "schedule") -> tuple[ScheduleSettings 
     """
     problems: Problems = []
     if not isinstance(data, Mapping):
-        return None, [(path, f"must be a JSON object, not {_json_kind(data)}")]
+        return None, [(path, f"must be a JSON object, not {json_kind(data)}")]
     reader = _Reader(data, path, SCHEDULE_KEYS, problems)
 
     export_format = cast(ExportFormat | None, reader.choice("format", EXPORT_FORMATS, required=True))
@@ -274,7 +274,7 @@ def _parse_active(reader: _Reader) -> bool:
     if active is None:
         return True
     if not isinstance(active, bool):
-        reader.add("active", f"must be true or false, not {_json_kind(active)}")
+        reader.add("active", f"must be true or false, not {json_kind(active)}")
         return True
     return active
 
@@ -284,7 +284,7 @@ def _parse_delivery(data: Any, parent: _Reader) -> S3Delivery | None:
         parent.add("delivery", "is required")
         return None
     if not isinstance(data, Mapping):
-        parent.add("delivery", f"must be a JSON object, not {_json_kind(data)}")
+        parent.add("delivery", f"must be a JSON object, not {json_kind(data)}")
         return None
     count = len(parent.problems)
     reader = _Reader(data, parent.where("delivery"), DELIVERY_KEYS, parent.problems)
@@ -330,7 +330,7 @@ def _parse_time(reader: _Reader) -> dt.time | None:
         return None
     match = _TIME.fullmatch(value)
     if match is None:
-        reader.add("time", f'{_quote(value)} is not a time of day as "HH:MM" (24-hour clock), e.g. "06:30"')
+        reader.add("time", f'{quoted(value)} is not a time of day as "HH:MM" (24-hour clock), e.g. "06:30"')
         return None
     return dt.time(int(match[1]), int(match[2]))
 
@@ -340,7 +340,7 @@ def _parse_day(reader: _Reader) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        reader.add("day", f"must be an integer from 1 to 31, not {_json_kind(value)}")
+        reader.add("day", f"must be an integer from 1 to 31, not {json_kind(value)}")
         return None
     if not 1 <= value <= 31:
         reader.add("day", f"must be from 1 to 31, not {value}; months without that day fire on their last day")
@@ -380,23 +380,23 @@ def _cron_problems(expression: str) -> Iterator[str]:
     fields = expression.split()
     if len(fields) != len(_CRON_FIELDS):
         yield (f"must have 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 6 * * 1-5\"; "
-               f"{_quote(expression)} has {len(fields)}")
+               f"{quoted(expression)} has {len(fields)}")
     for position, (field, label) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
         names = _CRON_NAMES[position]
         pattern = _CRON_NAMED if names else _CRON_NUMERIC
         words = {w.lower() for w in re.findall(r"[A-Za-z]+", field)}
         if not pattern.fullmatch(field) or not words <= names:
             allowed = 'numbers, names (jan, mon), "*", ",", "-" and "/"' if names else 'numbers, "*", ",", "-" and "/"'
-            yield f"the {label} field {_quote(field)} is not valid; use {allowed}"
+            yield f"the {label} field {quoted(field)} is not valid; use {allowed}"
     normalised = " ".join(fields)
     if not croniter.is_valid(normalised):
-        yield f"{_quote(expression)} is not a valid cron expression (a value is out of range?)"
+        yield f"{quoted(expression)} is not a valid cron expression (a value is out of range?)"
     try:
         croniter(normalised, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
     except CroniterBadDateError:
-        yield f"{_quote(expression)} never fires (no such date)"
+        yield f"{quoted(expression)} never fires (no such date)"
     except (CroniterError, ValueError) as error:
-        yield f"{_quote(expression)} is not a valid cron expression: {error}"
+        yield f"{quoted(expression)} is not a valid cron expression: {error}"
 
 
 def timezone_problem(name: str) -> str | None:
@@ -405,13 +405,13 @@ def timezone_problem(name: str) -> str | None:
         return None
     known = _known_timezones()
     if name not in known:
-        message = f"{_quote(name)} is not an IANA time zone name such as \"Europe/Berlin\""
+        message = f"{quoted(name)} is not an IANA time zone name such as \"Europe/Berlin\""
         close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.7)
         return message + (f' (did you mean "{close[0]}"?)' if close else "")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        return f"{_quote(name)} cannot be loaded from this system's time zone database"
+        return f"{quoted(name)} cannot be loaded from this system's time zone database"
     return None
 
 
@@ -443,13 +443,13 @@ def _file_name_problems(template: str) -> Iterator[str]:
     unknown = [p for p in placeholders if p not in FILE_NAME_PLACEHOLDERS]
     if unknown:
         known = ", ".join(f"{{{p}}}" for p in FILE_NAME_PLACEHOLDERS)
-        yield f"unknown placeholder {_quote('{' + unknown[0] + '}')}; use {known}"
+        yield f"unknown placeholder {quoted('{' + unknown[0] + '}')}; use {known}"
     literal = _PLACEHOLDER.sub("", template)
     if "{" in literal or "}" in literal:
         yield 'has an unmatched "{" or "}"'
     if not _FILE_NAME_LITERAL.fullmatch(literal):
         bad = next(c for c in literal if not _FILE_NAME_LITERAL.fullmatch(c))
-        yield f"may contain only letters, digits, the characters !_.*'()- and placeholders, not {_quote(bad)}"
+        yield f"may contain only letters, digits, the characters !_.*'()- and placeholders, not {quoted(bad)}"
     if REQUIRED_PLACEHOLDER not in placeholders:
         yield "must contain {run_id}, so that no run overwrites another run's file"
 
@@ -625,29 +625,11 @@ def _end_of_gap(wall: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
 # --- Helpers -----------------------------------------------------------------------------------
 
 
-def _quote(text: str, limit: int = 80) -> str:
-    # JSON quoting keeps control characters visible; long input is cut so messages stay short.
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return json.dumps(text, ensure_ascii=False)
-
 
 def _key_text(key: Any) -> str:
     text = str(key)
     return text if len(text) <= 80 else text[:80] + "..."  # an unknown key can be any length
 
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    kinds: tuple[tuple[type | tuple[type, ...], str], ...] = (
-        (bool, "a boolean"),  # before numbers: a bool is an int
-        ((int, float), "a number"),
-        (str, "a string"),
-        ((list, tuple), "a list"),
-        (Mapping, "an object"),
-    )
-    return next((kind for types, kind in kinds if isinstance(value, types)), type(value).__name__)
 
 
 def delivery_destination(schedule: ScheduleSettings, *, report_name: str, report_id: str, run_id: str,
