@@ -3,13 +3,15 @@
 * PostgreSQL, CSV: ``COPY (<report query>) TO STDOUT (FORMAT csv, HEADER)``; the server
   formats and quotes, we pass the bytes on.
 * SQLite (CSV, NDJSON) and PostgreSQL (NDJSON): the database renders each record as one
-  line of text. On PostgreSQL, ADBC hands the lines over as Arrow string arrays, whose data
-  buffer is exactly the lines one after another, so a batch is written with one ``write``.
-  On SQLite the lines come through Python's own sqlite3 module: a second copy of the SQLite
-  library in the process (as ADBC's SQLite driver would bring) breaks SQLite's file locks
-  and can corrupt the database (sqlite.org/howtocorrupt.html, section 2.2.1).
+  line of text. On PostgreSQL the lines stream through COPY as well. On SQLite they come
+  through Python's own sqlite3 module, joined per batch: a second copy of the SQLite library
+  in the process (as ADBC's SQLite driver would bring) breaks SQLite's file locks and can
+  corrupt the database (sqlite.org/howtocorrupt.html, section 2.2.1).
 
-Parameters stay parameters: the drivers bind them; psycopg's ``copy()`` binds them
+Both stream: ADBC's PostgreSQL driver was tried for Arrow batches, but with a bound
+parameter (the account id is always one) it holds the whole result in memory.
+
+Parameters stay parameters: sqlite3 binds them; psycopg's ``copy()`` binds them
 client-side with its own quoting (PostgreSQL's COPY takes no server-side parameters).
 """
 
@@ -21,11 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from typing import Any
 
-import adbc_driver_postgresql.dbapi
-import pyarrow as pa
 from sqlalchemy import Engine, Select, String, type_coerce
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import make_url
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats.common import BinaryWriter
@@ -56,11 +54,10 @@ def stream_lines(engine: Engine, statement: Select[Any], columns: Sequence[tuple
                  out: BinaryWriter, *, kind: str) -> int:
     """Stream CSV (``kind="csv"``, header first) or NDJSON lines rendered by the database."""
     dialect = engine.dialect.name
-    texts = [render_text(c, t, dialect) for c, (_, t) in zip(statement.selected_columns, columns, strict=True)]
     if kind == "csv":
         if dialect != "sqlite":
             raise ValueError("CSV lines are rendered on SQLite; PostgreSQL uses COPY")
-        line = csv_line(texts)
+        line = csv_line(list(statement.selected_columns), [t for _, t in columns], dialect)
         out.write(_csv_header(columns))
     else:
         line = ndjson_line([name for name, _ in columns], list(statement.selected_columns),
@@ -71,15 +68,6 @@ def stream_lines(engine: Engine, statement: Select[Any], columns: Sequence[tuple
         rows += count
         out.write(chunk)
     return rows
-
-
-def arrow_batches_postgres(engine: Engine, statement: Select[Any]) -> Iterator[pa.RecordBatch]:
-    """The report's rows as Arrow record batches straight from PostgreSQL (ADBC, binary COPY)."""
-    sql, parameters = _numbered_sql(engine, statement)
-    with closing(adbc_driver_postgresql.dbapi.connect(_libpq_url(engine))) as connection, \
-            closing(connection.cursor()) as cursor:
-        cursor.execute(sql, parameters=parameters)
-        yield from cursor.fetch_record_batch()
 
 
 def raw_row_batches(engine: Engine, statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
@@ -107,19 +95,6 @@ def sqlite_rows(engine: Engine, statement: Select[Any], batch_rows: int) -> Iter
             pooled.rollback()
 
 
-def _numbered_sql(engine: Engine, statement: Select[Any]) -> tuple[str, tuple[Any, ...] | None]:
-    """SQL with $1, $2 … placeholders (what ADBC's PostgreSQL driver takes) and its values."""
-    numbered = postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
-    compiled = statement.compile(dialect=numbered, compile_kwargs={"render_postcompile": True})
-    by_name = _bound_parameters(compiled, engine.dialect)
-    parameters = tuple(by_name[name] for name in compiled.positiontup or ())
-    return compiled.string, parameters or None
-
-
-def _libpq_url(engine: Engine) -> str:
-    return make_url(engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def _csv_header(columns: Sequence[tuple[str, FieldType]]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow([name for name, _ in columns])
@@ -132,26 +107,24 @@ def _line_chunks(engine: Engine, statement: Select[Any], batch_rows: int = 10_00
         for rows in sqlite_rows(engine, statement, batch_rows):
             yield len(rows), "".join([row[0] for row in rows]).encode("utf-8")
         return
-    sql, parameters = _numbered_sql(engine, statement)
-    with closing(adbc_driver_postgresql.dbapi.connect(_libpq_url(engine))) as connection, \
-            closing(connection.cursor()) as cursor:
-        cursor.execute(sql, parameters=parameters)
-        for batch in cursor.fetch_record_batch():
-            array = batch.column(0)
-            yield len(array), _concatenated_text(array)
-
-
-def _concatenated_text(array: pa.Array) -> bytes:
-    """The UTF-8 bytes of every value of a string array, back to back, without copying rows."""
-    if array.null_count:
-        raise ValueError("a rendered line was NULL")
-    if len(array) == 0:
-        return b""
-    _validity, offsets, data = array.buffers()
-    width = 8 if pa.types.is_large_string(array.type) else 4
-    positions = memoryview(offsets).cast("q" if width == 8 else "i")
-    start, end = positions[array.offset], positions[array.offset + len(array)]
-    return bytes(memoryview(data)[start:end])  # one memcpy per batch
+    # COPY's text format ends each row with LF and doubles every backslash; a rendered JSON
+    # line holds no raw tab, CR or LF (JSON escapes them), so halving the backslashes gives the
+    # line back. libpq hands COPY data over one row at a time, so no pair is ever split.
+    compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    sql = f"COPY ({compiled.string}) TO STDOUT"
+    with closing(engine.raw_connection()) as pooled:
+        connection = pooled.driver_connection
+        assert connection is not None  # a pooled connection always has one
+        with connection.cursor() as cursor, cursor.copy(sql, _bound_parameters(compiled, engine.dialect)) as copy:
+            pending: list[bytes] = []
+            for row in copy:
+                pending.append(bytes(row).replace(b"\\\\", b"\\"))
+                if len(pending) >= batch_rows:
+                    yield len(pending), b"".join(pending)
+                    pending = []
+            if pending:
+                yield len(pending), b"".join(pending)
+        connection.rollback()
 
 
 def _with_text_columns(statement: Select[Any], columns: Sequence[tuple[str, FieldType]],

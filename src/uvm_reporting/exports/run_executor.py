@@ -4,7 +4,7 @@ Memory stays flat on every path. The fastest path that fits is taken:
 
 | database   | csv           | ndjson / json   | xlsx, parquet          |
 |------------|---------------|-----------------|------------------------|
-| PostgreSQL | COPY          | rendered lines  | Arrow batches (parquet), rows (xlsx) |
+| PostgreSQL | COPY          | lines via COPY  | rows in batches (server-side cursor) |
 | SQLite     | rendered lines| rendered lines  | raw rows in batches    |
 
 (see exports/fast_paths.py); each gives the same content as the Python writers.
@@ -23,12 +23,7 @@ from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.errors import UvmReportingError
-from uvm_reporting.exports.fast_paths import (
-    arrow_batches_postgres,
-    copy_csv_postgres,
-    raw_row_batches,
-    stream_lines,
-)
+from uvm_reporting.exports.fast_paths import copy_csv_postgres, raw_row_batches, stream_lines
 from uvm_reporting.exports.formats import (
     Compression,
     ExportFormat,
@@ -39,7 +34,6 @@ from uvm_reporting.exports.formats import (
 )
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.formats.gzip_stream import GzipStream
-from uvm_reporting.exports.formats.parquet_writer import write_parquet_arrow
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
@@ -157,8 +151,6 @@ class RunExecutor:
             rows = stream_lines(self._engine, statement, columns, array, kind="ndjson")
             array.finish()
             return rows
-        if export_format is ExportFormat.PARQUET and dialect == "postgresql":
-            return write_parquet_arrow(arrow_batches_postgres(self._engine, statement), columns, out)
         return write_export(export_format, None, self._batches(statement, columns), columns, out)
 
     def _batches(self, statement: Select[Any], columns: Columns) -> Iterator[Sequence[Any]]:

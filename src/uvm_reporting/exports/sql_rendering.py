@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, String, Text, case, cast, func, literal_column, type_coerce
+from sqlalchemy import ColumnElement, Integer, String, Text, case, cast, func, literal_column, or_, type_coerce
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS
@@ -38,26 +38,39 @@ def render_text(column: ColumnElement[Any], field_type: FieldType, dialect: str)
         integral = column == cast(column, Integer)
         return case((integral, cast(cast(column, Integer), Text)), else_=cast(column, Text))
     text = type_coerce(column, String)
-    first = func.substr(text, 1, 1)
+    return formula_prefix(text) + text
+
+
+def formula_prefix(text: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``'`` when ``text`` would start a spreadsheet formula, else the empty string."""
     triggers = [sql_constant(trigger) for trigger in FORMULA_TRIGGERS]
-    return case((first.in_(triggers), sql_constant("'") + text), else_=text)
+    return case((func.substr(text, 1, 1).in_(triggers), sql_constant("'")), else_=sql_constant(""))
 
 
-def csv_field(text: ColumnElement[Any]) -> ColumnElement[Any]:
-    """RFC 4180 minimal quoting of one field, in SQL: quote only when the field needs it."""
-    needs_quotes = (
-        (func.instr(text, sql_constant(",")) > 0) | (func.instr(text, sql_constant('"')) > 0)
-        | (func.instr(text, sql_constant("\n")) > 0) | (func.instr(text, sql_constant("\r")) > 0)
-    )
-    quoted = sql_constant('"') + func.replace(text, sql_constant('"'), sql_constant('""')) + sql_constant('"')
-    return func.coalesce(case((needs_quotes, quoted), else_=text), sql_constant(""))
+def csv_field(column: ColumnElement[Any], field_type: FieldType, dialect: str) -> ColumnElement[Any]:
+    """One field of a CSV record, with RFC 4180 minimal quoting (SQLite).
+
+    Numbers, timestamps and dates as rendered never hold a comma, quote or line break. Text is
+    searched with instr() (several times cheaper in SQLite than one GLOB with a character
+    class); each branch evaluates the formula prefix at most once (SQLite evaluates a repeated
+    sub-expression every time it appears).
+    """
+    if field_type not in (FieldType.STRING, FieldType.TEXT):
+        return func.coalesce(render_text(column, field_type, dialect), sql_constant(""))
+    text = type_coerce(column, String)
+    needs_quotes = or_(*[func.instr(text, sql_constant(char)) > 0 for char in (",", '"', "\n", "\r")])
+    # The prefix holds no double quote, so quoting the raw text after it is the same as
+    # quoting the prefixed text.
+    quoted = (sql_constant('"') + formula_prefix(text) + func.replace(text, sql_constant('"'), sql_constant('""'))
+              + sql_constant('"'))
+    return func.coalesce(case((needs_quotes, quoted), else_=formula_prefix(text) + text), sql_constant(""))
 
 
-def csv_line(texts: list[ColumnElement[Any]]) -> ColumnElement[Any]:
+def csv_line(columns: list[ColumnElement[Any]], types: list[FieldType], dialect: str) -> ColumnElement[Any]:
     """One CSV record ending in LF (SQLite: ``||`` concatenation, C speed, no Python per row)."""
-    line: ColumnElement[Any] = csv_field(texts[0])
-    for text in texts[1:]:
-        line = line + sql_constant(",") + csv_field(text)
+    line: ColumnElement[Any] = csv_field(columns[0], types[0], dialect)
+    for column, field_type in zip(columns[1:], types[1:], strict=True):
+        line = line + sql_constant(",") + csv_field(column, field_type, dialect)
     return line + sql_constant("\n")
 
 
@@ -77,7 +90,7 @@ def ndjson_line(names: list[str], columns: list[ColumnElement[Any]], types: list
     line = parts[0]
     for part in parts[1:]:
         line = line + part
-    return line + sql_constant("}\n")
+    return line + sql_constant("}")  # PostgreSQL: COPY ends each row with LF itself
 
 
 def _json_value(column: ColumnElement[Any], field_type: FieldType, dialect: str) -> ColumnElement[Any]:

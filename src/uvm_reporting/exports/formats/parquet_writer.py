@@ -13,7 +13,7 @@ clearly smaller files than snappy at a similar write speed, and every current Pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -93,31 +93,6 @@ def write_parquet(batches: Batches, columns: Columns, out: BinaryWriter, *,
             pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
             pending_rows += len(batch)
             rows += len(batch)
-            if pending_rows >= rows_per_group:
-                writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=pending_rows)
-                pending, pending_rows = [], 0
-        if pending:
-            writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=pending_rows)
-    return rows
-
-
-def write_parquet_arrow(batches: Iterable[Any], columns: Columns, out: BinaryWriter, *,
-                        rows_per_group: int = ROWS_PER_GROUP) -> int:
-    """Write Arrow record batches (e.g. straight from a database driver) as Parquet; each batch is
-    cast to the export's schema, so driver type choices (say ``timestamp[us, tz=UTC]`` vs
-    ``timestamp[ns]``) never leak into the file."""
-    schema = arrow_schema(columns)
-    pending: list[Any] = []
-    pending_rows = 0
-    rows = 0
-    with pq.ParquetWriter(_Sink(out), schema, compression=COMPRESSION) as writer:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            renamed = pa.RecordBatch.from_arrays(batch.columns, names=schema.names)
-            pending.append(renamed.cast(schema))
-            pending_rows += batch.num_rows
-            rows += batch.num_rows
             if pending_rows >= rows_per_group:
                 writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=pending_rows)
                 pending, pending_rows = [], 0
