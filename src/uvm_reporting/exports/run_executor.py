@@ -157,11 +157,13 @@ class RunExecutor:
         if self._engine.dialect.name == "sqlite":
             yield from raw_row_batches(self._engine, statement, columns, self._batch_size)
             return
-        with self._engine.connect() as connection, closing(
+        with self._engine.connect() as connection:
+            # An export reads every row: plan for the whole result, not for the first rows
+            # (PostgreSQL's default for cursors, which can pick a nested loop).
+            connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
             # closing(): a failed write must close the server-side cursor before the connection.
-            connection.execution_options(yield_per=self._batch_size).execute(statement)
-        ) as result:
-            yield from result.partitions()
+            with closing(connection.execution_options(yield_per=self._batch_size).execute(statement)) as result:
+                yield from result.partitions()
 
 
 class _JsonArrayFromLines:

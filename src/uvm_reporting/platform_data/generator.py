@@ -392,6 +392,7 @@ def generate_platform_data(
         _insert_all(connection, tables.assets, account_id, iter_assets(asset_total, seed=seed, now=now))
         _insert_all(connection, tables.findings, account_id,
                     iter_findings(findings, asset_count=asset_total, seed=seed, now=now))
+    tables.analyze_platform_tables(engine)
     return GenerationResult(findings=findings, assets=asset_total)
 
 

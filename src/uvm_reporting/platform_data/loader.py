@@ -76,9 +76,11 @@ def load_platform_file(engine: Engine, account_id: str, entity: str, path: Path)
         # IMMEDIATE: take SQLite's write lock up front, so the look-ups before the first insert
         # cannot turn into a failed lock upgrade when another writer commits meanwhile.
         with closing(records), engine.execution_options(sqlite_begin="IMMEDIATE").begin() as connection:
-            return _store(connection, table, account_id, records)
+            loaded = _store(connection, table, account_id, records)
     except _AlreadyStored as error:
         raise _already_stored_error(engine, table, account_id, error) from None
+    tables.analyze_platform_tables(engine)
+    return loaded
 
 
 # --- validation ------------------------------------------------------------------------------
