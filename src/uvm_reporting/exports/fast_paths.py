@@ -43,8 +43,7 @@ def copy_csv_postgres(engine: Engine, statement: Select[Any], columns: Sequence[
         assert connection is not None  # a pooled connection always has one
         with connection.cursor() as cursor:
             with cursor.copy(sql, _bound_parameters(compiled, engine.dialect)) as copy:
-                for chunk in copy:
-                    out.write(bytes(chunk))
+                _write_in_blocks(copy, out)
             rows = int(cursor.rowcount)
         connection.rollback()
     return rows
@@ -125,6 +124,22 @@ def _line_chunks(engine: Engine, statement: Select[Any], batch_rows: int = 10_00
             if pending:
                 yield len(pending), b"".join(pending)
         connection.rollback()
+
+
+def _write_in_blocks(rows: Iterator[Any], out: BinaryWriter, block_bytes: int = 1 << 20) -> None:
+    """libpq hands COPY data over one row at a time: write it on in blocks of about a MiB, so
+    hashing and file writes happen per block, not per row."""
+    pending: list[bytes] = []
+    size = 0
+    for row in rows:
+        data = bytes(row)
+        pending.append(data)
+        size += len(data)
+        if size >= block_bytes:
+            out.write(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        out.write(b"".join(pending))
 
 
 def _with_text_columns(statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
