@@ -9,7 +9,9 @@ Every benchmark drives the product the way an operator and an API client do: the
 Data sets are generated once with the generator's default seed (0) and cached under
 ``bench/.data/<backend>-<rows>/`` (SQLite) or in the PostgreSQL database ``uvm_bench_<rows>``
 (its keys and result storage still live under ``bench/.data/postgresql-<rows>/``). A cached
-data set is reused only when its account still holds exactly ``rows`` findings.
+data set is reused only when its account still holds exactly ``rows`` findings. A benchmark
+holds its data set's lock until it ends: two benchmarks on the same data set would share one
+run queue, so the second one waits.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 from psycopg import sql as pgsql
@@ -61,6 +63,7 @@ GET_REPORT_RUN_STATUS = (
 )
 MiB = 1024 * 1024
 MAX_FAILED_POLLS = 1_000
+STALE_QUEUED_SECONDS = 600
 
 
 class BenchError(Exception):
@@ -313,16 +316,40 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 300) -> dict[str, 
     return result
 
 
-@contextlib.contextmanager
-def _dataset_lock(root: Path) -> Iterator[None]:
-    """One preparer per data set, so two benchmarks started together don't both generate it."""
+_HELD_LOCKS: dict[str, IO[str]] = {}
+LOCK_WAIT_SECONDS = 4 * 3600
+
+
+def _hold_dataset(root: Path) -> None:
+    """Take the data set's lock for the rest of this process, waiting while another benchmark
+    holds it. The runs table is one queue: the workers of one benchmark's server would claim the
+    runs of another benchmark on the same data set and spoil both measurements."""
+    if root.name in _HELD_LOCKS:
+        return
     DATA_ROOT.mkdir(parents=True, exist_ok=True)
-    with (DATA_ROOT / f".{root.name}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    handle = (DATA_ROOT / f".{root.name}.lock").open("w")
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    told = False
+    while True:
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                handle.close()
+                raise BenchError(f"another benchmark held the data set {root.name} for {LOCK_WAIT_SECONDS}s") from None
+            if not told:
+                print(f"   waiting for another benchmark that uses the data set {root.name}", flush=True)
+                told = True
+            time.sleep(1)
+    _HELD_LOCKS[root.name] = handle  # released when this process exits
+
+
+def release_dataset(dataset: Dataset) -> None:
+    """Let other benchmarks use the data set before this process ends."""
+    handle = _HELD_LOCKS.pop(dataset.root.name, None)
+    if handle is not None:
+        handle.close()
 
 
 def prepare_dataset(backend: str, rows: int) -> Dataset:
@@ -330,12 +357,12 @@ def prepare_dataset(backend: str, rows: int) -> Dataset:
     if backend not in BACKENDS:
         raise BenchError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     root = DATA_ROOT / f"{backend}-{rows}"
-    with _dataset_lock(root):
-        cached = _load_cached(root)
-        if cached is not None and _still_valid(cached):
-            _settle_unfinished_runs(cached)
-            return cached
-        return _build(backend, rows, root)
+    _hold_dataset(root)
+    cached = _load_cached(root)
+    if cached is not None and _still_valid(cached):
+        _settle_unfinished_runs(cached)
+        return cached
+    return _build(backend, rows, root)
 
 
 def _load_cached(root: Path) -> Dataset | None:
@@ -377,20 +404,30 @@ def _still_valid(dataset: Dataset) -> bool:
 
 
 def _settle_unfinished_runs(dataset: Dataset) -> None:
-    """Runs left queued or started by an interrupted benchmark would be claimed first by the next
-    worker and distort its figures: mark them failed in the (benchmark-only) database."""
+    """Runs left behind by an interrupted benchmark would be claimed first by the next worker and
+    distort its figures: mark them failed in the (benchmark-only) database. Only runs that are
+    surely abandoned count: started ones whose worker's lease has expired, and runs queued for
+    more than STALE_QUEUED_SECONDS. So a benchmark running at the same time keeps its runs."""
+    now = datetime.now(UTC)
+    stale = now - timedelta(seconds=STALE_QUEUED_SECONDS)
     statement = ("UPDATE runs SET state = 'failed', error_code = 'INTERNAL', "
-                 "error_message = 'abandoned by an interrupted benchmark' WHERE state IN ('queued', 'started')")
+                 "error_message = 'abandoned by an interrupted benchmark' "
+                 "WHERE (state = 'started' AND lease_expires_at < %s) OR (state = 'queued' AND created_at < %s)")
     try:
         if dataset.backend == "sqlite":
             with contextlib.closing(sqlite3.connect(dataset.sqlite_file, timeout=30)) as connection:
-                connection.execute(statement)
+                connection.execute(statement.replace("%s", "?"), (_sqlite_utc(now), _sqlite_utc(stale)))
                 connection.commit()
         else:
             with psycopg.connect(f"{PG_CONNINFO} dbname={dataset.pg_database}") as connection:
-                connection.execute(statement)
+                connection.execute(statement, (now, stale))
     except (sqlite3.Error, psycopg.Error) as error:
         print(f"   note: could not settle unfinished runs: {error}")
+
+
+def _sqlite_utc(moment: datetime) -> str:
+    """A timestamp as the store keeps it on SQLite (fixed-width ISO-8601 text, so it sorts)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _pg_admin() -> psycopg.Connection[Any]:
@@ -453,17 +490,16 @@ def _build(backend: str, rows: int, root: Path) -> Dataset:
 
 def ensure_report(dataset: Dataset, key: str, definition: dict[str, Any]) -> str:
     """The id of an extra report saved once per data set under ``key`` (e.g. a tiny report)."""
-    with _dataset_lock(dataset.root):
-        existing = dataset.reports.get(key)
-        if existing is not None and _query_one(dataset, "SELECT count(*) FROM reports WHERE id = %s",
-                                               existing) == 1:
-            return existing
-        path = dataset.root / f"report-{key}.json"
-        path.write_text(json.dumps(definition, indent=2) + "\n")
-        created = run_cli(dataset.env(), "reports", "create", "--account", dataset.account_id, "--file", str(path))
-        dataset.reports[key] = str(created["id"])
-        dataset.save()
-        return dataset.reports[key]
+    _hold_dataset(dataset.root)
+    existing = dataset.reports.get(key)
+    if existing is not None and _query_one(dataset, "SELECT count(*) FROM reports WHERE id = %s", existing) == 1:
+        return existing
+    path = dataset.root / f"report-{key}.json"
+    path.write_text(json.dumps(definition, indent=2) + "\n")
+    created = run_cli(dataset.env(), "reports", "create", "--account", dataset.account_id, "--file", str(path))
+    dataset.reports[key] = str(created["id"])
+    dataset.save()
+    return dataset.reports[key]
 
 
 def report_definition(path: Path = ALL_FINDINGS_REPORT) -> dict[str, Any]:

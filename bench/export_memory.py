@@ -36,6 +36,7 @@ from _harness import (
     print_header,
     print_table,
     process_report_arguments,
+    release_dataset,
     run_main,
     running_server,
     running_worker,
@@ -87,6 +88,7 @@ def measure(backend: str, rows: int, formats: list[str], runs: int, poll_interva
                 result.api_seconds.append(timing.api_seconds or 0.0)
                 print(f"   {rows:,} rows {result.fmt} run {number}/{runs}: worker peak {megabytes(peak)} MB "
                       f"(idle {megabytes(idle)} MB), export {seconds(timing.api_seconds)}s", flush=True)
+    release_dataset(dataset)
     return results
 
 
