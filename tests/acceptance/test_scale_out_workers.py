@@ -9,14 +9,13 @@ import random
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from tests.acceptance.server_process import CLI, cli_env
+from tests.acceptance.server_process import cli_process
 from tests.integration.conftest import ALL_FINDINGS_REPORT, wait_for
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
@@ -27,23 +26,9 @@ from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run
 from uvm_reporting.store.tables import runs
 
 
-@contextmanager
 def worker_process(data_dir: Path, database_url: str, log_path: Path, *args: str,
-                   **env: str) -> Iterator[subprocess.Popen[str]]:
-    log = log_path.open("w")
-    process = subprocess.Popen([CLI, "worker", *args], stdout=log, stderr=subprocess.STDOUT, text=True,
-                               env=cli_env(data_dir, UVM_REPORTING_DATABASE_URL=database_url, **env))
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        log.close()
+                   **env: str) -> AbstractContextManager[subprocess.Popen[str]]:
+    return cli_process(data_dir, log_path, "worker", *args, env={"UVM_REPORTING_DATABASE_URL": database_url, **env})
 
 
 def set_up(database_url: str, findings: int) -> tuple[Engine, Report]:
