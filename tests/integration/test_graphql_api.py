@@ -19,7 +19,7 @@ from uvm_reporting.api.graphql_schema import SCHEMA_FILE
 from uvm_reporting.services import Services
 from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.api_clients import create_client, revoke_client
-from uvm_reporting.store.reports import Report
+from uvm_reporting.store.reports import Report, update_report
 
 from .conftest import wait_for
 
@@ -285,3 +285,13 @@ def test_bad_format_choices_are_named(api: Api, public_report: Report, arguments
     code, text = error_of(body)
     assert code == "BAD_USER_INPUT"
     assert message in text
+
+
+def test_a_report_made_private_hides_its_runs(api: Api, services: Services, public_report: Report) -> None:
+    run_id = api.process(public_report.id)["runId"]
+    update_report(services.engine, public_report.account_id, public_report.id,
+                  {**public_report.definition.to_json(), "viewers": "private"})
+    for report_id, wanted_run in ((public_report.id, run_id), (None, run_id), (public_report.id, None)):
+        code, message = error_of(api.status(report_id, wanted_run))
+        assert code == "FORBIDDEN"
+        assert "private" in message

@@ -22,7 +22,7 @@ from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.storage.s3 import S3Connector, check_delivery
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import new_id, utc_now
-from uvm_reporting.store.reports import Report, create_report, get_report, update_report
+from uvm_reporting.store.reports import Report, create_report, get_report, report_is_public, update_report
 from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run, list_runs
 from uvm_reporting.store.types import format_utc
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
@@ -77,9 +77,9 @@ class ReportRuns:
             run = get_run(self.engine, account_id, run_id)
             if report_id and report_id != run.report_id:
                 raise NotFound(f"Run {run_id} does not belong to report {report_id}.", run_id=run_id)
-            self.public_report(account_id, run.report_id)
+            self.require_public(account_id, run.report_id)
         elif report_id:
-            self.public_report(account_id, report_id)
+            self.require_public(account_id, report_id)
             latest = list_runs(self.engine, account_id, report_id, limit=1)
             if not latest:
                 raise NotFound(f"Report {report_id} has no runs yet; start one with processReport.",
@@ -104,12 +104,13 @@ class ReportRuns:
     def public_report(self, account_id: str, report_id: str) -> Report:
         report = get_report(self.engine, account_id, report_id)
         if not report.is_public:
-            raise Forbidden(
-                f"Report {report_id} is private. Only reports whose Viewers and Editors access are both "
-                "Public can be used through the API; ask an Editor of the report to make it Public.",
-                report_id=report_id,
-            )
+            raise _private(report_id)
         return report
+
+    def require_public(self, account_id: str, report_id: str) -> None:
+        """The check of ``public_report`` without loading the definition (status polls)."""
+        if not report_is_public(self.engine, account_id, report_id):
+            raise _private(report_id)
 
     def describe(self, run: RunRecord, *, with_link: bool = True) -> dict[str, Any]:
         """The JSON a client sees: always status, counts, format and timestamps."""
@@ -155,6 +156,14 @@ class ReportRuns:
                                external_id=get_account(self.engine, account_id).external_id)
         return {"ok": check.ok, "code": check.code, "message": check.message, "bucket": delivery.bucket,
                 "path": delivery.path, "roleArn": delivery.role_arn}
+
+
+def _private(report_id: str) -> Forbidden:
+    return Forbidden(
+        f"Report {report_id} is private. Only reports whose Viewers and Editors access are both "
+        "Public can be used through the API; ask an Editor of the report to make it Public.",
+        report_id=report_id,
+    )
 
 
 def _download_format(export_format: str | None, compression: str | None) -> tuple[str, str | None]:

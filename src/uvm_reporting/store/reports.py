@@ -102,6 +102,19 @@ def get_report(engine: Engine, account_id: str, report_id: str) -> Report:
     return _report_from_row(row)
 
 
+def report_is_public(engine: Engine, account_id: str, report_id: str) -> bool:
+    """Whether the report's Viewers and Editors are both public, without parsing its definition
+    (a status poll asks this on every call); NotFound like ``get_report``."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(reports.c.viewers, reports.c.editors)
+            .where(reports.c.id == report_id, reports.c.account_id == account_id)
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"Report {report_id} was not found in account {account_id}.", report_id=report_id)
+    return bool(row.viewers == "public" and row.editors == "public")
+
+
 def list_reports(engine: Engine, account_id: str, *, public_only: bool = False) -> list[Report]:
     query = select(reports).where(reports.c.account_id == account_id).order_by(reports.c.created_at)
     if public_only:
