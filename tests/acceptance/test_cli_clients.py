@@ -6,31 +6,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from uvm_reporting.settings import Settings
 from uvm_reporting.store.accounts import Account, create_account
 from uvm_reporting.store.api_clients import authenticate_client, get_active_client
-from uvm_reporting.store.database import open_database
 
 CLI = Path(sys.executable).parent / "uvm-reporting"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-@pytest.fixture
-def store(data_dir: Path) -> Iterator[Engine]:
-    engine = open_database(Settings(data_dir=data_dir).database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -6,16 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from uvm_reporting.settings import Settings
 from uvm_reporting.store.accounts import account_counts, create_account
-from uvm_reporting.store.database import open_database
 
 COMMAND = Path(sys.executable).parent / "uvm-reporting"
 
@@ -28,19 +25,6 @@ FINDING = {
     "first_seen": "2026-03-01T10:00:00Z",
     "last_seen": "2026-03-02T10:00:00Z",
 }
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "var"
-
-
-@pytest.fixture
-def store(data_dir: Path) -> Iterator[Engine]:
-    """The same SQLite file the command opens (through UVM_REPORTING_DATA_DIR)."""
-    engine = open_database(Settings(data_dir=data_dir).database_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -82,14 +82,7 @@ def test_worker_threads_complete_queued_runs(services: Services, public_report: 
 
 def test_a_broken_definition_ends_as_a_failed_run_with_a_reason(services: Services, public_report: Report) -> None:
     broken = {**public_report.definition.to_json(), "columns": ["no_such_field"]}
-    run = enqueue(services, public_report, definition=broken)
-    pool = services.worker_pool(threads=1)
-    pool.start()
-    try:
-        services.signal.notify()
-        done = wait_for(lambda: _final(services, run), what="the run to fail")
-    finally:
-        pool.stop()
+    done = _run_with_one_worker(services, enqueue(services, public_report, definition=broken))
     assert done.state is RunState.FAILED
     assert done.error_code == RunErrorCode.INVALID_DEFINITION
     assert "no_such_field" in (done.error_message or "")
@@ -99,15 +92,21 @@ def test_storage_that_cannot_be_written_fails_the_run(services: Services, public
     run = enqueue(services, public_report)
     blocker = local(services).root / "results"
     blocker.write_text("a file where a folder should be")
+    done = _run_with_one_worker(services, run)
+    assert done.state is RunState.FAILED
+    assert done.error_code == RunErrorCode.STORAGE_FAILED
+
+
+def _run_with_one_worker(services: Services, run: RunRecord) -> RunRecord:
+    """Start a one-thread worker pool, wait until ``run`` is final, stop the pool."""
     pool = services.worker_pool(threads=1)
     pool.start()
     try:
         services.signal.notify()
-        done = wait_for(lambda: _final(services, run), what="the run to fail")
+        done: RunRecord = wait_for(partial(_final, services, run), what=f"run {run.id} to finish")
     finally:
         pool.stop()
-    assert done.state is RunState.FAILED
-    assert done.error_code == RunErrorCode.STORAGE_FAILED
+    return done
 
 
 def _final(services: Services, run: RunRecord) -> RunRecord | None:
