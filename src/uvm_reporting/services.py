@@ -40,7 +40,8 @@ class Services:
     report_runs: ReportRuns
 
     def worker_pool(self, threads: int | None = None) -> WorkerPool:
-        executor = RunExecutor(self.engine, self.storage, self.connector)
+        executor = RunExecutor(self.engine, self.storage, self.connector,
+                               parallelism=self.settings.export_parallelism)
         return WorkerPool(
             self.engine,
             executor.execute,

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         description="This deployment's AWS principal, shown in the trust policy; default: asked of STS.",
     )
     worker_threads: int = Field(default=2, ge=0, le=64)
+    export_parallelism: int = Field(
+        default=2, ge=1, le=16,
+        description="Database connections (and threads) one large CSV/NDJSON/JSON export may use at once, "
+                    "each over its own range of ids; 1 turns splitting off.",
+    )
     scheduler_in_serve: bool = Field(default=True, description="Run the scheduler inside serve (embedded mode).")
     scheduler_interval_seconds: float = Field(default=15.0, ge=0.5, description="Seconds between scheduler ticks.")
     run_lease_seconds: int = Field(default=60, ge=5)

@@ -27,21 +27,23 @@ from sqlalchemy import Engine, Select, String, type_coerce
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats.common import BinaryWriter
-from uvm_reporting.exports.sql_rendering import csv_line, ndjson_line, render_text
+from uvm_reporting.exports.sql_rendering import POSTGRES_EXPORT_SETTINGS, csv_line, ndjson_line, render_text
 
 LINE = "line"
 
 
 def copy_csv_postgres(engine: Engine, statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
-                      out: BinaryWriter) -> int:
+                      out: BinaryWriter, *, header: bool = True) -> int:
     """Stream the report as CSV through COPY; return the number of rows."""
     rendered = _with_text_columns(statement, columns, "postgresql")
     compiled = rendered.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-    sql = f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+    sql = f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv, HEADER {'true' if header else 'false'})"
     with closing(engine.raw_connection()) as pooled:
         connection = pooled.driver_connection
         assert connection is not None  # a pooled connection always has one
         with connection.cursor() as cursor:
+            for setting in POSTGRES_EXPORT_SETTINGS:
+                cursor.execute(setting)
             with cursor.copy(sql, _bound_parameters(compiled, engine.dialect)) as copy:
                 _write_in_blocks(copy, out)
             rows = int(cursor.rowcount)
@@ -50,14 +52,16 @@ def copy_csv_postgres(engine: Engine, statement: Select[Any], columns: Sequence[
 
 
 def stream_lines(engine: Engine, statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
-                 out: BinaryWriter, *, kind: str) -> int:
-    """Stream CSV (``kind="csv"``, header first) or NDJSON lines rendered by the database."""
+                 out: BinaryWriter, *, kind: str, header: bool = True) -> int:
+    """Stream CSV (``kind="csv"``, header first unless ``header`` is false) or NDJSON lines
+    rendered by the database."""
     dialect = engine.dialect.name
     if kind == "csv":
         if dialect != "sqlite":
             raise ValueError("CSV lines are rendered on SQLite; PostgreSQL uses COPY")
         line = csv_line(list(statement.selected_columns), [t for _, t in columns], dialect)
-        out.write(_csv_header(columns))
+        if header:
+            out.write(_csv_header(columns))
     else:
         line = ndjson_line([name for name, _ in columns], list(statement.selected_columns),
                            [t for _, t in columns], dialect)
@@ -108,33 +112,36 @@ def _line_chunks(engine: Engine, statement: Select[Any], batch_rows: int = 10_00
         return
     # COPY's text format ends each row with LF and doubles every backslash; a rendered JSON
     # line holds no raw tab, CR or LF (JSON escapes them), so halving the backslashes gives the
-    # line back. libpq hands COPY data over one row at a time, so no pair is ever split.
+    # line back. libpq hands COPY data over one whole row at a time, so no pair is ever split
+    # and a batch of rows can be unescaped at once.
     compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
     sql = f"COPY ({compiled.string}) TO STDOUT"
     with closing(engine.raw_connection()) as pooled:
         connection = pooled.driver_connection
         assert connection is not None  # a pooled connection always has one
-        with connection.cursor() as cursor, cursor.copy(sql, _bound_parameters(compiled, engine.dialect)) as copy:
-            pending: list[bytes] = []
-            for row in copy:
-                pending.append(bytes(row).replace(b"\\\\", b"\\"))
-                if len(pending) >= batch_rows:
-                    yield len(pending), b"".join(pending)
-                    pending = []
-            if pending:
-                yield len(pending), b"".join(pending)
+        with connection.cursor() as cursor:
+            for setting in POSTGRES_EXPORT_SETTINGS:
+                cursor.execute(setting)
+            with cursor.copy(sql, _bound_parameters(compiled, engine.dialect)) as copy:
+                pending: list[Any] = []
+                for row in copy:
+                    pending.append(row)
+                    if len(pending) >= batch_rows:
+                        yield len(pending), b"".join(pending).replace(b"\\\\", b"\\")
+                        pending = []
+                if pending:
+                    yield len(pending), b"".join(pending).replace(b"\\\\", b"\\")
         connection.rollback()
 
 
 def _write_in_blocks(rows: Iterator[Any], out: BinaryWriter, block_bytes: int = 1 << 20) -> None:
     """libpq hands COPY data over one row at a time: write it on in blocks of about a MiB, so
     hashing and file writes happen per block, not per row."""
-    pending: list[bytes] = []
+    pending: list[Any] = []  # the rows as psycopg hands them over (buffers): joined, not copied one by one
     size = 0
     for row in rows:
-        data = bytes(row)
-        pending.append(data)
-        size += len(data)
+        pending.append(row)
+        size += len(row)
         if size >= block_bytes:
             out.write(b"".join(pending))
             pending, size = [], 0

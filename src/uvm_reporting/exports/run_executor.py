@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, closing
+from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, Select
+from sqlalchemy import ColumnElement, Engine, Select
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition import parse_report_definition
@@ -34,6 +35,7 @@ from uvm_reporting.exports.formats import (
 )
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.formats.gzip_stream import GzipStream
+from uvm_reporting.exports.id_ranges import split_by_id, write_ranges
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
@@ -77,11 +79,13 @@ def manifest_key(key: str) -> str:
 
 class RunExecutor:
     def __init__(self, engine: Engine, storage: ResultStorage, connector: S3Connector | None = None,
-                 batch_size: int = 5000) -> None:
+                 *, batch_size: int = 5000, parallelism: int = 1, split_min_rows: int = 200_000) -> None:
         self._engine = engine
         self._storage = storage
         self._connector = connector
         self._batch_size = batch_size
+        self._parallelism = parallelism
+        self._split_min_rows = split_min_rows
 
     def execute(self, run: RunRecord) -> RunResult:
         if run.delivery is Delivery.S3:
@@ -132,26 +136,42 @@ class RunExecutor:
         statement = compile_report_query(definition, run.account_id)
         columns = report_column_types(definition)
         export_format, compression = run_format(run)
+        ranges = None
+        if export_format in _LINE_FORMATS:
+            ranges = split_by_id(self._engine, definition, run.account_id, self._parallelism, self._split_min_rows)
         if compression is None:
-            return self._write_format(export_format, statement, columns, out)
+            return self._write_format(export_format, statement, columns, out, ranges)
         compressed = GzipStream(out)
-        rows = self._write_format(export_format, statement, columns, compressed)
+        rows = self._write_format(export_format, statement, columns, compressed, ranges)
         compressed.finish()
         return rows
 
     def _write_format(self, export_format: ExportFormat, statement: Select[Any], columns: Columns,
-                      out: BinaryWriter) -> int:
-        dialect = self._engine.dialect.name
-        if export_format is ExportFormat.CSV and dialect == "postgresql":
-            return copy_csv_postgres(self._engine, statement, columns, out)
-        if export_format is ExportFormat.CSV or export_format is ExportFormat.NDJSON:
-            return stream_lines(self._engine, statement, columns, out, kind=export_format.value)
-        if export_format is ExportFormat.JSON:
-            array = _JsonArrayFromLines(out)
-            rows = stream_lines(self._engine, statement, columns, array, kind="ndjson")
-            array.finish()
-            return rows
+                      out: BinaryWriter, ranges: list[ColumnElement[bool]] | None = None) -> int:
+        if export_format in _LINE_FORMATS:
+            return self._write_lines(export_format, statement, columns, out, ranges)
         return write_export(export_format, None, self._batches(statement, columns), columns, out)
+
+    def _write_lines(self, export_format: ExportFormat, statement: Select[Any], columns: Columns,
+                     out: BinaryWriter, ranges: list[ColumnElement[bool]] | None) -> int:
+        """CSV, NDJSON and JSON: text the database renders, in id ranges at once when given."""
+        engine = self._engine
+
+        def write(part: Select[Any], sink: BinaryWriter, first: bool) -> int:
+            if export_format is ExportFormat.CSV and engine.dialect.name == "postgresql":
+                return copy_csv_postgres(engine, part, columns, sink, header=first)
+            kind = "csv" if export_format is ExportFormat.CSV else "ndjson"
+            return stream_lines(engine, part, columns, sink, kind=kind, header=first)
+
+        array = _JsonArrayFromLines(out) if export_format is ExportFormat.JSON else None
+        sink: BinaryWriter = array if array is not None else out
+        if ranges is None:
+            rows = write(statement, sink, True)
+        else:
+            rows = write_ranges([partial(write, statement.where(condition)) for condition in ranges], sink)
+        if array is not None:
+            array.finish()
+        return rows
 
     def _batches(self, statement: Select[Any], columns: Columns) -> Iterator[Sequence[Any]]:
         if self._engine.dialect.name == "sqlite":
@@ -166,20 +186,28 @@ class RunExecutor:
                 yield from result.partitions()
 
 
+_LINE_FORMATS = (ExportFormat.CSV, ExportFormat.NDJSON, ExportFormat.JSON)
+
+
 class _JsonArrayFromLines:
     """Turns NDJSON lines into one JSON array. Safe because a JSON text never holds a raw
-    newline: every LF in the stream ends an object."""
+    newline: every LF in the stream ends an object. Data may arrive cut anywhere (appended
+    ranges come in blocks), so the LF that ends the data so far is held back until more
+    follows: it becomes ``,\n`` before another object, or closes the array in finish()."""
 
     def __init__(self, out: BinaryWriter) -> None:
         self._out = out
-        self._rows_written = False
+        self._started = False
+        self._object_ended = False
 
     def write(self, data: bytes, /) -> int:
         if data:
-            body = data[:-1].replace(b"\n", b",\n")
-            self._out.write((b",\n" if self._rows_written else b"[\n") + body)
-            self._rows_written = True
+            prefix = b",\n" if self._object_ended else b"" if self._started else b"[\n"
+            self._started = True
+            self._object_ended = data.endswith(b"\n")
+            body = data[:-1] if self._object_ended else data
+            self._out.write(prefix + body.replace(b"\n", b",\n"))
         return len(data)
 
     def finish(self) -> None:
-        self._out.write(b"\n]\n" if self._rows_written else b"[]\n")
+        self._out.write(b"\n]\n" if self._started else b"[]\n")

@@ -2,7 +2,9 @@
 
 The same rules as the Python writers (exports/formats): timestamps as ISO-8601 UTC with a
 ``Z``, dates as ``YYYY-MM-DD``, numbers as their shortest text without a trailing ``.0``,
-text cells that start a spreadsheet formula prefixed with ``'``. Every literal here is a
+text cells that start a spreadsheet formula prefixed with ``'``. On PostgreSQL the text of a
+timestamp or number depends on session settings; POSTGRES_EXPORT_SETTINGS pins them, and
+every export transaction applies it. Every literal here is a
 bound parameter or a constant of ours written as a SQL literal (``sql_constant``); report
 values never become SQL text.
 """
@@ -17,6 +19,12 @@ from sqlalchemy import ColumnElement, Integer, String, Text, case, cast, func, l
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS
 
+POSTGRES_EXPORT_SETTINGS = (
+    "SET LOCAL DateStyle = 'ISO, YMD'",  # timestamp text as YYYY-MM-DD HH:MM:SS
+    "SET LOCAL extra_float_digits = 1",  # float8 text as the shortest exact form
+    "SET LOCAL cursor_tuple_fraction = 1.0",  # an export reads every row: plan for all of them
+)
+
 
 def sql_constant(value: str) -> ColumnElement[Any]:
     """One of our own constant strings as a SQL literal: keeps the statement's parameters to the
@@ -28,7 +36,11 @@ def render_text(column: ColumnElement[Any], field_type: FieldType, dialect: str)
     """``column`` as the text an export prints; NULL stays NULL."""
     if field_type is FieldType.TIMESTAMP:
         if dialect == "postgresql":
-            return func.to_char(func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            # The UTC wall-clock time's own text output cut to whole seconds, with T and Z:
+            # several times cheaper per value than to_char(). Its form depends on DateStyle,
+            # which POSTGRES_EXPORT_SETTINGS pins to ISO.
+            wall_clock = cast(func.timezone("UTC", column), Text)
+            return func.replace(func.left(wall_clock, 19), sql_constant(" "), sql_constant("T")) + sql_constant("Z")
         return type_coerce(column, String)  # SQLite keeps exactly this text (store.types)
     if field_type is FieldType.DATE:
         return cast(column, Text) if dialect == "postgresql" else type_coerce(column, String)
@@ -38,11 +50,15 @@ def render_text(column: ColumnElement[Any], field_type: FieldType, dialect: str)
         integral = column == cast(column, Integer)
         return case((integral, cast(cast(column, Integer), Text)), else_=cast(column, Text))
     text = type_coerce(column, String)
-    return formula_prefix(text) + text
+    return formula_prefix(text, dialect) + text
 
 
-def formula_prefix(text: ColumnElement[Any]) -> ColumnElement[Any]:
+def formula_prefix(text: ColumnElement[Any], dialect: str = "sqlite") -> ColumnElement[Any]:
     """``'`` when ``text`` would start a spreadsheet formula, else the empty string."""
+    if dialect == "postgresql":
+        # ascii() of the first character compared as integers: no substring, no collation.
+        codes = [literal_column(str(ord(trigger)), Integer) for trigger in FORMULA_TRIGGERS]
+        return case((func.ascii(text).in_(codes), sql_constant("'")), else_=sql_constant(""))
     triggers = [sql_constant(trigger) for trigger in FORMULA_TRIGGERS]
     return case((func.substr(text, 1, 1).in_(triggers), sql_constant("'")), else_=sql_constant(""))
 
