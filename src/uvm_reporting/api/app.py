@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from uvm_reporting import __version__
 from uvm_reporting.api.access_log import AccessLogMiddleware
+from uvm_reporting.api.bearer_auth import ActiveClients
 from uvm_reporting.api.download_routes import download_routes
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import build_schema
@@ -22,7 +23,8 @@ from uvm_reporting.storage.local_folder import LocalFolderStorage
 
 
 def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
-    graphql = GraphQLEndpoint(build_schema(), services.tokens, services.engine, services.report_runs)
+    graphql = GraphQLEndpoint(build_schema(), services.tokens, ActiveClients.of(services.engine),
+                              services.report_runs)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "region": services.settings.region})
@@ -35,6 +37,7 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
         try:
             yield
         finally:
+            graphql.close()
             if scheduler is not None:
                 scheduler.stop()
             if workers is not None:

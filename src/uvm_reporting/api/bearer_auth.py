@@ -1,14 +1,22 @@
-"""RFC 6750 bearer-token checks for the API: who is calling, and is their client still active."""
+"""RFC 6750 bearer-token checks for the API: who is calling, and is their client still active.
+
+Both answers are remembered so that a status poll costs no signature check and no client
+lookup: a token's verification until its ``exp`` (:class:`AccessTokens`), and whether its client
+is active for ``ACCESS_TTL_SECONDS`` (:class:`ActiveClients`). A revoked client is therefore
+refused by every API process at most that long after ``clients revoke``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse
 
+from uvm_reporting.auth.access_cache import ACCESS_TTL_SECONDS, AccessCache
 from uvm_reporting.auth.access_tokens import AccessClaims, AccessTokens, InvalidToken
-from uvm_reporting.store.api_clients import get_active_client
+from uvm_reporting.store.api_clients import ClientRecord, get_active_client
 
 REALM = "uvm-reporting"
 
@@ -17,6 +25,29 @@ REALM = "uvm-reporting"
 class Caller:
     client_id: str
     account_id: str
+
+
+class ActiveClients:
+    """The account of each active API client, each answer (revoked or unknown too) trusted for
+    ``ttl_seconds``. Only clients named by a verified token are looked up: the cache's keys are
+    not the caller's to choose."""
+
+    def __init__(self, lookup: Callable[[str], ClientRecord | None],
+                 cache: AccessCache[str, str | None] | None = None) -> None:
+        self._lookup = lookup
+        self._cache: AccessCache[str, str | None] = cache if cache is not None else AccessCache()
+
+    @classmethod
+    def of(cls, engine: Engine, *, ttl_seconds: float = ACCESS_TTL_SECONDS) -> ActiveClients:
+        return cls(lambda client_id: get_active_client(engine, client_id), AccessCache(ttl_seconds))
+
+    def account_of(self, client_id: str) -> str | None:
+        """The account of ``client_id`` if it exists and is not revoked, else None."""
+        return self._cache.get_or_load(client_id, lambda: self._account_of(client_id))
+
+    def _account_of(self, client_id: str) -> str | None:
+        client = self._lookup(client_id)
+        return client.account_id if client is not None and client.active else None
 
 
 class BearerAuthError(Exception):
@@ -42,7 +73,7 @@ class BearerAuthError(Exception):
         )
 
 
-def authenticate_bearer(authorization: str | None, tokens: AccessTokens, engine: Engine) -> Caller:
+def authenticate_bearer(authorization: str | None, tokens: AccessTokens, clients: ActiveClients) -> Caller:
     """The caller of a request with ``authorization``, or BearerAuthError."""
     if not authorization:
         raise BearerAuthError(None)
@@ -53,7 +84,6 @@ def authenticate_bearer(authorization: str | None, tokens: AccessTokens, engine:
         claims: AccessClaims = tokens.verify(token.strip())
     except InvalidToken as error:
         raise BearerAuthError(error.message) from None
-    client = get_active_client(engine, claims.client_id)
-    if client is None or client.account_id != claims.account_id:
+    if clients.account_of(claims.client_id) != claims.account_id:
         raise BearerAuthError("the API client of this token was revoked; ask for new client credentials")
     return Caller(client_id=claims.client_id, account_id=claims.account_id)

@@ -1,13 +1,17 @@
 """``POST /api/graphql``: bearer auth, the ``accountId`` header, cached documents, execution.
 
-The core is synchronous (SQLAlchemy); the whole request runs in the thread pool so a slow
-database never blocks the event loop.
+The core is synchronous (SQLAlchemy); the whole request runs on a thread of the endpoint's own
+pool (one hop per request) so a slow database never blocks the event loop. That pool is a plain
+``concurrent.futures`` executor: its hop costs about half of anyio's ``to_thread`` (no capacity
+limiter or cancel scopes), which is a sizeable part of a status poll.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -22,13 +26,13 @@ from graphql import (
     parse,
     validate,
 )
-from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
 
-from uvm_reporting.api.bearer_auth import BearerAuthError, Caller, authenticate_bearer
+from uvm_reporting.api.access_log import logging_enabled, note
+from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, Caller, authenticate_bearer
 from uvm_reporting.api.graphql_schema import GraphQLContext
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
@@ -37,6 +41,10 @@ from uvm_reporting.errors import UvmReportingError
 log = logging.getLogger(__name__)
 
 MAX_QUERY_BYTES = 64 * 1024
+# Requests handled at once per process. The work is mostly Python (one GIL): more threads would
+# not answer faster, only hold more database connections (SQLAlchemy's pool holds 15, and the
+# worker and scheduler threads of `serve` need theirs).
+HANDLER_THREADS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,26 +55,40 @@ class PreparedDocument:
     errors: tuple[GraphQLError, ...]
     root_fields: tuple[str, ...]
 
+    @property
+    def fields_text(self) -> str:
+        return ",".join(self.root_fields)
+
 
 class GraphQLEndpoint:
-    def __init__(self, schema: GraphQLSchema, tokens: AccessTokens, engine: Engine,
+    def __init__(self, schema: GraphQLSchema, tokens: AccessTokens, clients: ActiveClients,
                  report_runs: ReportRuns) -> None:
         self._schema = schema
         self._tokens = tokens
-        self._engine = engine
+        self._clients = clients
         self._report_runs = report_runs
         self.prepare = lru_cache(maxsize=512)(self._prepare)
+        self._executor: ThreadPoolExecutor | None = None  # made on the first request (event loop only)
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/api/graphql", self.handle, methods=["POST"])]
 
+    def close(self) -> None:
+        """Let the handler threads end once the requests they run are answered (app shutdown)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
+
     async def handle(self, request: Request) -> Response:
         body = await request.body()
-        return await run_in_threadpool(self._handle_sync, request.headers, body)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="graphql")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._handle_sync, request.headers, body, request.scope)
 
-    def _handle_sync(self, headers: Any, body: bytes) -> Response:
+    def _handle_sync(self, headers: Any, body: bytes, scope: Scope) -> Response:
         try:
-            caller = authenticate_bearer(headers.get("authorization"), self._tokens, self._engine)
+            caller = authenticate_bearer(headers.get("authorization"), self._tokens, self._clients)
         except BearerAuthError as error:
             return error.response()
         try:
@@ -77,12 +99,14 @@ class GraphQLEndpoint:
         if prepared.errors:
             code = "GRAPHQL_PARSE_FAILED" if prepared.document is None else "GRAPHQL_VALIDATION_FAILED"
             return JSONResponse({"errors": [_format_error(e, code) for e in prepared.errors]}, status_code=400)
-        graphql_name = headers.get("graphqlname")
-        log.info("graphql %s account=%s client=%s graphqlname=%s", ",".join(prepared.root_fields),
-                 caller.account_id, caller.client_id, graphql_name)
-        if graphql_name and graphql_name not in prepared.root_fields:
-            log.info("graphqlname %r does not name a field of the operation (%s); ignored", graphql_name,
-                     ",".join(prepared.root_fields))
+        if logging_enabled():
+            # On the request's one access-log line. A graphqlname that names no field of the
+            # operation is only logged, as such.
+            graphql_name = headers.get("graphqlname")
+            mismatch = " (not a field of the operation; ignored)" \
+                if graphql_name and graphql_name not in prepared.root_fields else ""
+            note(scope, f"graphql={prepared.fields_text} account={caller.account_id} client={caller.client_id} "
+                        f"graphqlname={graphql_name!r}{mismatch}")
         account_error = _check_account_header(headers.get("accountid"), caller)
         if account_error is not None:
             return JSONResponse({"data": None, "errors": [account_error]})

@@ -3,17 +3,29 @@
 Entry points (GraphQL, CLI) call these; they hold the rules the spec states: only public
 reports are reachable, a download link means CSV, a run is looked up within the caller's
 account only.
+
+Status polls are the hot path. A poll of a run by id is one query (the run and its report's
+access, both filtered by the caller's account). On top of that, two in-process caches, keyed by
+account id and run or report id so that no entry ever answers for another account:
+
+- finished runs: a Completed or Failed run never changes again (no code path updates or deletes
+  a run once it is final), so its record and its status document are kept (LRU-bounded); each
+  answer still gets a fresh download link;
+- whether a report is public, trusted for ``ACCESS_TTL_SECONDS`` (auth/access_cache.py): a
+  report made private is refused by every process at most that long after the change. Polls of
+  a running run read the report's access afresh with the run anyway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
+from uvm_reporting.auth.access_cache import AccessCache
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.domain.schedule import delivery_destination
 from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
@@ -23,11 +35,12 @@ from uvm_reporting.storage.s3 import S3Connector, check_delivery
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import new_id, utc_now
 from uvm_reporting.store.reports import Report, create_report, get_report, report_is_public, update_report
-from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run, list_runs
+from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run_and_report_access, list_runs
 from uvm_reporting.store.types import format_utc
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
 DEFAULT_DOWNLOAD_FORMAT = "csv"
+FINISHED_RUNS_KEPT = 4096
 
 
 @dataclass
@@ -36,6 +49,11 @@ class ReportRuns:
     signal: RunQueueSignal
     download_link: Callable[[RunRecord], SignedLink]
     connector: S3Connector
+    # (account id, report id) -> whether the report is public, for status polls only.
+    report_access: AccessCache[tuple[str, str], bool] = field(default_factory=AccessCache)
+    # (account id, run id) -> a final run and its status document without the link. Never stale.
+    finished_runs: AccessCache[tuple[str, str], tuple[RunRecord, dict[str, Any]]] = field(
+        default_factory=lambda: AccessCache(float("inf"), max_entries=FINISHED_RUNS_KEPT))
 
     def process_report(
         self, account_id: str, report_id: str, *, presigned_url: bool, requested_by: str | None,
@@ -74,20 +92,35 @@ class ReportRuns:
 
     def run_status(self, account_id: str, report_id: str | None, run_id: str | None) -> dict[str, Any]:
         if run_id:
-            run = get_run(self.engine, account_id, run_id)
+            public: bool | None = None
+            finished = self.finished_runs.get((account_id, run_id), None)
+            if finished is not None:
+                run, document = finished
+            else:
+                read_at = self.report_access.clock()
+                run, public = get_run_and_report_access(self.engine, account_id, run_id)
+                self.report_access.put((account_id, run.report_id), public, read_at=read_at)
+                document = self._document(run)
+                if run.state.is_final:
+                    self.finished_runs.put((account_id, run.id), (run, document), read_at=read_at)
             if report_id and report_id != run.report_id:
                 raise NotFound(f"Run {run_id} does not belong to report {report_id}.", run_id=run_id)
-            self.require_public(account_id, run.report_id)
-        elif report_id:
-            self.require_public(account_id, report_id)
+            if not (self._report_is_public(account_id, run.report_id) if public is None else public):
+                raise _private(run.report_id)
+            return self._with_link(run, dict(document))
+        if report_id:
+            if not self._report_is_public(account_id, report_id):
+                raise _private(report_id)
             latest = list_runs(self.engine, account_id, report_id, limit=1)
             if not latest:
                 raise NotFound(f"Report {report_id} has no runs yet; start one with processReport.",
                                report_id=report_id)
-            run = latest[0]
-        else:
-            raise BadUserInput("Pass runId (from processReport's response), or reportId for its latest run.")
-        return self.describe(run)
+            return self.describe(latest[0])
+        raise BadUserInput("Pass runId (from processReport's response), or reportId for its latest run.")
+
+    def _report_is_public(self, account_id: str, report_id: str) -> bool:
+        return self.report_access.get_or_load((account_id, report_id),
+                                              lambda: report_is_public(self.engine, account_id, report_id))
 
     def run_history(self, account_id: str, report_id: str, limit: int) -> list[dict[str, Any]]:
         self.public_report(account_id, report_id)
@@ -107,13 +140,22 @@ class ReportRuns:
             raise _private(report_id)
         return report
 
-    def require_public(self, account_id: str, report_id: str) -> None:
-        """The check of ``public_report`` without loading the definition (status polls)."""
-        if not report_is_public(self.engine, account_id, report_id):
-            raise _private(report_id)
-
     def describe(self, run: RunRecord, *, with_link: bool = True) -> dict[str, Any]:
         """The JSON a client sees: always status, counts, format and timestamps."""
+        status = self._document(run)
+        return self._with_link(run, status) if with_link else status
+
+    def _with_link(self, run: RunRecord, status: dict[str, Any]) -> dict[str, Any]:
+        """``status`` plus a fresh download link when ``run`` is a Completed download run."""
+        if run.delivery is Delivery.DOWNLOAD and run.state is RunState.COMPLETED:
+            link = self.download_link(run)
+            status["presignedUrl"] = link.url
+            status["presignedUrlExpiresAt"] = _timestamp(link.expires_at)
+        return status
+
+    @staticmethod
+    def _document(run: RunRecord) -> dict[str, Any]:
+        """The status of ``run`` but its download link: fixed once the run is final."""
         status: dict[str, Any] = {
             "runId": run.id,
             "reportId": run.report_id,
@@ -138,10 +180,6 @@ class ReportRuns:
                 status["scheduledFor"] = _timestamp(run.scheduled_for)
             if run.state is RunState.COMPLETED:
                 status["resultFilePath"] = run.result_key
-        elif with_link and run.state is RunState.COMPLETED:
-            link = self.download_link(run)
-            status["presignedUrl"] = link.url
-            status["presignedUrlExpiresAt"] = _timestamp(link.expires_at)
         return status
 
     def test_delivery(self, account_id: str, report_id: str) -> dict[str, Any]:

@@ -112,7 +112,12 @@ def report_is_public(engine: Engine, account_id: str, report_id: str) -> bool:
         ).one_or_none()
     if row is None:
         raise NotFound(f"Report {report_id} was not found in account {account_id}.", report_id=report_id)
-    return bool(row.viewers == "public" and row.editors == "public")
+    return is_public_access(row.viewers, row.editors)
+
+
+def is_public_access(viewers: str, editors: str) -> bool:
+    """The rule of ``ReportDefinition.is_public`` over a row's ``viewers`` and ``editors`` columns."""
+    return viewers == "public" and editors == "public"
 
 
 def list_reports(engine: Engine, account_id: str, *, public_only: bool = False) -> list[Report]:

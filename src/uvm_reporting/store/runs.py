@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Dialect, Engine, Select, and_, bindparam, func, insert, or_, select, update
 
 from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
 from uvm_reporting.errors import NotFound
 from uvm_reporting.store.ids import new_id, utc_now
-from uvm_reporting.store.tables import runs
+from uvm_reporting.store.reports import is_public_access
+from uvm_reporting.store.tables import reports, runs
 
 RUNS_CHANNEL = "uvm_reporting_runs"  # PostgreSQL NOTIFY channel of newly queued runs
 
@@ -114,6 +116,65 @@ def get_run(engine: Engine, account_id: str, run_id: str) -> RunRecord:
             return _get(connection, and_(runs.c.id == run_id, runs.c.account_id == account_id))
         except LookupError:
             raise NotFound(f"Run {run_id} was not found in account {account_id}.", run_id=run_id) from None
+
+
+def get_run_and_report_access(engine: Engine, account_id: str, run_id: str) -> tuple[RunRecord, bool]:
+    """The run ``run_id`` of ``account_id`` (NotFound like ``get_run``) and whether its report is
+    public, in one query: a status poll needs both on every call."""
+    row = _RUN_AND_REPORT_ACCESS.one_or_none(engine, run_id=run_id, account_id=account_id)
+    if row is None:
+        raise NotFound(f"Run {run_id} was not found in account {account_id}.", run_id=run_id)
+    return _record(row), is_public_access(row.report_viewers, row.report_editors)
+
+
+class _HotSelect:
+    """A single-row SELECT for the hottest path (status polls), run on the pooled DB-API
+    connection: SQLAlchemy compiles the SQL and provides each column's result conversion once per
+    dialect, which saves most of its per-call cost (statement execution machinery, and on SQLite
+    the explicit BEGIN/ROLLBACK around a read). One SELECT reads one consistent snapshot by itself;
+    on PostgreSQL the pool's reset on return ends the transaction it opened.
+    """
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self._statement = statement
+        # By dialect, driver and parameter style: what the SQL text and the conversions depend on.
+        self._prepared: dict[tuple[str, str, str], tuple[str, tuple[str, ...] | None, list[tuple[str, Any]]]] = {}
+
+    def one_or_none(self, engine: Engine, **params: str) -> SimpleNamespace | None:
+        sql, positions, columns = self._prepare(engine.dialect)
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(sql, tuple(params[name] for name in positions) if positions is not None else params)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        return SimpleNamespace(**{name: value if convert is None else convert(value)
+                                  for (name, convert), value in zip(columns, row, strict=True)})
+
+    def _prepare(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None, list[tuple[str, Any]]]:
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            compiled = self._statement.compile(dialect=dialect)
+            positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+            columns = [(str(column.key), column.type.dialect_impl(dialect).result_processor(dialect, None))
+                       for column in self._statement.selected_columns]
+            prepared = self._prepared[key] = (compiled.string, positions, columns)
+        return prepared
+
+
+# Both tables are filtered by the caller's account.
+_RUN_AND_REPORT_ACCESS = _HotSelect(
+    select(runs, reports.c.viewers.label("report_viewers"), reports.c.editors.label("report_editors"))
+    .join(reports, and_(reports.c.id == runs.c.report_id, reports.c.account_id == runs.c.account_id))
+    .where(runs.c.id == bindparam("run_id"), runs.c.account_id == bindparam("account_id"))
+)
 
 
 def find_run(engine: Engine, run_id: str) -> RunRecord | None:

@@ -1,0 +1,117 @@
+"""The cache of access decisions: expiry counted from before the read, LRU bound, nothing kept on errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from uvm_reporting.auth.access_cache import ACCESS_TTL_SECONDS, AccessCache
+from uvm_reporting.errors import NotFound
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_the_documented_bound_is_a_few_seconds() -> None:
+    assert 0 < ACCESS_TTL_SECONDS <= 5
+
+
+def test_an_answer_is_reused_until_ttl_after_its_read_then_read_again(clock: Clock) -> None:
+    cache: AccessCache[str, bool] = AccessCache(2.0, clock=clock)
+    reads: list[str] = []
+
+    def load() -> bool:
+        reads.append("read")
+        return True
+
+    assert cache.get_or_load("k", load) is True
+    clock.now += 1.999
+    assert cache.get_or_load("k", load) is True
+    assert len(reads) == 1
+    clock.now += 0.001  # exactly ttl after the read: expired
+    assert cache.get_or_load("k", load) is True
+    assert len(reads) == 2
+
+
+def test_the_ttl_counts_from_before_a_slow_read(clock: Clock) -> None:
+    cache: AccessCache[str, str] = AccessCache(2.0, clock=clock)
+
+    def slow_load() -> str:
+        clock.now += 1.5  # the database took 1.5 s to answer
+        return "old"
+
+    cache.get_or_load("k", slow_load)
+    clock.now += 0.5  # 2 s after the read started: a change made during the read is seen now
+    assert cache.get("k", None) is None
+
+
+def test_an_answer_read_too_long_ago_is_not_kept(clock: Clock) -> None:
+    cache: AccessCache[str, str] = AccessCache(2.0, clock=clock)
+    cache.put("k", "v", read_at=clock.now - 2.0)
+    assert cache.get("k", "missing") == "missing"
+    assert len(cache) == 0
+
+
+def test_none_is_a_value_like_any_other(clock: Clock) -> None:
+    cache: AccessCache[str, str | None] = AccessCache(2.0, clock=clock)
+    calls = 0
+
+    def load() -> None:
+        nonlocal calls
+        calls += 1
+
+    assert cache.get_or_load("revoked", load) is None
+    assert cache.get_or_load("revoked", load) is None
+    assert calls == 1
+
+
+def test_what_the_load_raises_reaches_the_caller_and_is_not_kept(clock: Clock) -> None:
+    cache: AccessCache[str, bool] = AccessCache(2.0, clock=clock)
+
+    def missing() -> bool:
+        raise NotFound("no such report")
+
+    with pytest.raises(NotFound):
+        cache.get_or_load("k", missing)
+    assert cache.get_or_load("k", lambda: True) is True
+
+
+def test_a_zero_ttl_keeps_nothing(clock: Clock) -> None:
+    cache: AccessCache[str, int] = AccessCache(0, clock=clock)
+    values = iter(range(10))
+    assert cache.get_or_load("k", lambda: next(values)) == 0
+    assert cache.get_or_load("k", lambda: next(values)) == 1
+    assert len(cache) == 0
+
+
+def test_the_least_recently_used_entries_go_first(clock: Clock) -> None:
+    cache: AccessCache[str, int] = AccessCache(2.0, max_entries=2, clock=clock)
+    cache.put("a", 1, read_at=clock.now)
+    cache.put("b", 2, read_at=clock.now)
+    assert cache.get("a", None) == 1  # a is now the most recently used
+    cache.put("c", 3, read_at=clock.now)
+    assert (cache.get("a", None), cache.get("b", None), cache.get("c", None)) == (1, None, 3)
+    assert len(cache) == 2
+
+
+def test_keys_are_exact(clock: Clock) -> None:
+    cache: AccessCache[tuple[str, str], bool] = AccessCache(2.0, clock=clock)
+    cache.put(("account-a", "report-1"), True, read_at=clock.now)
+    assert cache.get(("account-b", "report-1"), None) is None
+    assert cache.get(("account-a", "report-2"), None) is None
+
+
+def test_an_infinite_ttl_never_expires(clock: Clock) -> None:
+    cache: AccessCache[str, str] = AccessCache(float("inf"), clock=clock)
+    cache.put("k", "v", read_at=clock.now)
+    clock.now += 10 ** 9
+    assert cache.get("k", None) == "v"
