@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
 
+import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -149,7 +151,9 @@ def describe_failure(error: Exception) -> tuple[RunErrorCode, str]:
         return RunErrorCode.DELIVERY_FAILED, f"{error.reason}: {error.message}"
     if isinstance(error, UvmReportingError):
         return RunErrorCode.INVALID_DEFINITION, error.message
-    if isinstance(error, SQLAlchemyError):
+    # The fast paths talk to the driver directly (COPY, sqlite3 cursors): its errors are the
+    # query's as much as SQLAlchemy's are.
+    if isinstance(error, SQLAlchemyError | sqlite3.Error | psycopg.Error):
         return RunErrorCode.QUERY_FAILED, (
             "The report's query failed in the database. Check the report definition; the operator "
             "log has the details."
