@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from typing import Any
 
-from sqlalchemy import Engine, Select, String, type_coerce
+from sqlalchemy import Engine, Select
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats.common import BinaryWriter
@@ -71,16 +71,6 @@ def stream_lines(engine: Engine, statement: Select[Any], columns: Sequence[tuple
         rows += count
         out.write(chunk)
     return rows
-
-
-def raw_row_batches(engine: Engine, statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
-                    batch_rows: int = 10_000) -> Iterator[list[Any]]:
-    """SQLite rows as plain tuples, timestamps and dates as the ISO text SQLite stores: the
-    writers take that text as it is (Arrow parses it in C), so no Python datetime per cell."""
-    raw = statement.with_only_columns(*[
-        (type_coerce(column, String) if kind in (FieldType.TIMESTAMP, FieldType.DATE) else column).label(name)
-        for column, (name, kind) in zip(statement.selected_columns, columns, strict=True)])
-    yield from sqlite_rows(engine, raw, batch_rows)
 
 
 def sqlite_rows(engine: Engine, statement: Select[Any], batch_rows: int) -> Iterator[list[Any]]:

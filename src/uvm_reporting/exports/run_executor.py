@@ -1,20 +1,23 @@
 """Executes one claimed run: definition -> parameterised SQL -> a format -> a destination.
 
-Memory stays flat on every path. The fastest path that fits is taken:
+Memory stays flat on every path, and no path builds Python objects per cell where the
+database can do the work:
 
-| database   | csv           | ndjson / json   | xlsx, parquet          |
-|------------|---------------|-----------------|------------------------|
-| PostgreSQL | COPY          | lines via COPY  | rows in batches (server-side cursor) |
-| SQLite     | rendered lines| rendered lines  | raw rows in batches    |
+| database   | csv            | ndjson / json  | xlsx                                | parquet                         |
+|------------|----------------|----------------|-------------------------------------|---------------------------------|
+| PostgreSQL | COPY           | lines via COPY | binary cursor, Excel serials in SQL | Arrow batches from COPY CSV     |
+| SQLite     | rendered lines | rendered lines | rows in batches, serials in SQL     | Arrow batches from rendered CSV |
 
-(see exports/fast_paths.py); each gives the same content as the Python writers.
+(exports/fast_paths.py, exports/xlsx_rows.py, exports/arrow_batches.py). CSV, NDJSON and JSON
+of a large report sorted by id run as parallel id ranges (exports/id_ranges.py). Each path
+gives the same content as the Python writers in exports/formats.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, closing
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any, Protocol
 
@@ -24,19 +27,21 @@ from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.errors import UvmReportingError
-from uvm_reporting.exports.fast_paths import copy_csv_postgres, raw_row_batches, stream_lines
+from uvm_reporting.exports.arrow_batches import record_batches
+from uvm_reporting.exports.fast_paths import copy_csv_postgres, stream_lines
 from uvm_reporting.exports.formats import (
     Compression,
     ExportFormat,
     column_manifest,
     content_type,
     file_extension,
-    write_export,
 )
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.formats.gzip_stream import GzipStream
+from uvm_reporting.exports.formats.parquet_writer import write_parquet_batches
 from uvm_reporting.exports.id_ranges import split_by_id, write_ranges
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
+from uvm_reporting.exports.xlsx_rows import write_xlsx_export
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
 from uvm_reporting.store.accounts import get_account
@@ -148,9 +153,11 @@ class RunExecutor:
 
     def _write_format(self, export_format: ExportFormat, statement: Select[Any], columns: Columns,
                       out: BinaryWriter, ranges: list[ColumnElement[bool]] | None = None) -> int:
-        if export_format in _LINE_FORMATS:
-            return self._write_lines(export_format, statement, columns, out, ranges)
-        return write_export(export_format, None, self._batches(statement, columns), columns, out)
+        if export_format is ExportFormat.XLSX:
+            return write_xlsx_export(self._engine, statement, columns, out, batch_rows=self._batch_size)
+        if export_format is ExportFormat.PARQUET:
+            return write_parquet_batches(record_batches(self._engine, statement, columns), columns, out)
+        return self._write_lines(export_format, statement, columns, out, ranges)
 
     def _write_lines(self, export_format: ExportFormat, statement: Select[Any], columns: Columns,
                      out: BinaryWriter, ranges: list[ColumnElement[bool]] | None) -> int:
@@ -172,18 +179,6 @@ class RunExecutor:
         if array is not None:
             array.finish()
         return rows
-
-    def _batches(self, statement: Select[Any], columns: Columns) -> Iterator[Sequence[Any]]:
-        if self._engine.dialect.name == "sqlite":
-            yield from raw_row_batches(self._engine, statement, columns, self._batch_size)
-            return
-        with self._engine.connect() as connection:
-            # An export reads every row: plan for the whole result, not for the first rows
-            # (PostgreSQL's default for cursors, which can pick a nested loop).
-            connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-            # closing(): a failed write must close the server-side cursor before the connection.
-            with closing(connection.execution_options(yield_per=self._batch_size).execute(statement)) as result:
-                yield from result.partitions()
 
 
 _LINE_FORMATS = (ExportFormat.CSV, ExportFormat.NDJSON, ExportFormat.JSON)

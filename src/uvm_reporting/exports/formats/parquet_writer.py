@@ -1,10 +1,13 @@
 """Parquet via pyarrow, written to ``out`` row group by row group.
 
 Schema from the catalog types: string/text -> ``string``, number -> ``double``, timestamp ->
-``timestamp[us, tz=UTC]``, date -> ``date32``; every column nullable. Incoming batches are
-turned into Arrow column-wise at once (the Python rows are dropped right away) and gathered
-until about ``rows_per_group`` rows, then written as one row group: groups of a database
-batch (a few thousand rows) would bloat the footer and weaken compression and statistics.
+``timestamp[us, tz=UTC]``, date -> ``date32``; every column nullable. ``write_parquet`` takes
+batches of Python rows and turns each into Arrow column-wise at once (the Python rows are
+dropped right away); ``write_parquet_batches`` takes Arrow record batches of that schema as
+they are (exports/arrow_batches.py parses them from the database's CSV). Either way batches
+are gathered until about ``rows_per_group`` rows, then written as one row group: groups of a
+database batch (a few thousand rows) would bloat the footer and weaken compression and
+statistics.
 
 Compression is zstd: on this kind of data (repeated hostnames, severities, CVE ids) it makes
 clearly smaller files than snappy at a similar write speed, and every current Parquet reader
@@ -13,7 +16,7 @@ clearly smaller files than snappy at a similar write speed, and every current Pa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -78,21 +81,36 @@ def _column(values: Sequence[Any], kind: FieldType) -> Any:
 def write_parquet(batches: Batches, columns: Columns, out: BinaryWriter, *,
                   rows_per_group: int = ROWS_PER_GROUP) -> int:
     """Write every row as a Parquet file streamed to ``out``; return the number of rows."""
+    schema = arrow_schema(columns)
+    kinds = [kind for _, kind in columns]
+
+    def record_batches() -> Iterator[Any]:
+        for batch in batches:
+            if batch:
+                arrays = [_column(values, kind)
+                          for values, kind in zip(zip(*batch, strict=True), kinds, strict=True)]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    return write_parquet_batches(record_batches(), columns, out, rows_per_group=rows_per_group)
+
+
+def write_parquet_batches(batches: Iterable[Any], columns: Columns, out: BinaryWriter, *,
+                          rows_per_group: int = ROWS_PER_GROUP) -> int:
+    """Write Arrow record batches of ``arrow_schema(columns)`` as a Parquet file streamed to
+    ``out``; return the number of rows."""
     if rows_per_group < 1:
         raise ValueError(f"rows_per_group must be positive, got {rows_per_group}")
     schema = arrow_schema(columns)
-    kinds = [kind for _, kind in columns]
     pending: list[Any] = []
     pending_rows = 0
     rows = 0
     with pq.ParquetWriter(_Sink(out), schema, compression=COMPRESSION) as writer:
         for batch in batches:
-            if not batch:
+            if not batch.num_rows:
                 continue
-            arrays = [_column(values, kind) for values, kind in zip(zip(*batch, strict=True), kinds, strict=True)]
-            pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-            pending_rows += len(batch)
-            rows += len(batch)
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            rows += batch.num_rows
             if pending_rows >= rows_per_group:
                 writer.write_table(pa.Table.from_batches(pending, schema), row_group_size=pending_rows)
                 pending, pending_rows = [], 0

@@ -8,12 +8,21 @@ cell is written as a string, never a formula, but a user who edits it or saves t
 CSV would otherwise revive the formula). Excel caps a cell at 32,767 characters; longer text
 is cut there by xlsxwriter.
 
+A timestamp or date arrives as the database hands it over (see formats.common) or already
+as its Excel serial number, a ``float`` (exports/xlsx_rows.py has the database compute it);
+either way the cell holds the same number.
+
 A sheet holds at most 1,048,576 rows; past that the rows continue on ``Sheet2`` and so on,
 each sheet with its own header.
 
 xlsxwriter writes to a path, so the workbook is built in a private temporary folder (under
 the system's temporary directory, ``TMPDIR``) and then copied to ``out`` in chunks; the
 folder is removed whatever happens.
+
+Speed: xlsxwriter's own work per cell (the row's XML) is most of the time, so the loop around
+it does as little as it can: the columns are grouped by type once, with no per-cell type
+dispatch and no function of ours per cell, and each cell goes straight to the worksheet's
+undecorated ``_write_string`` / ``_write_number`` (see ``_cell_writers``).
 """
 
 from __future__ import annotations
@@ -21,17 +30,16 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
 import xlsxwriter
-from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns, as_date, naive_utc
-from uvm_reporting.exports.formula_safety import neutralise_formula
+from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS
 
 EXCEL_MAX_ROWS = 1_048_576
 MAX_DATA_ROWS_PER_SHEET = EXCEL_MAX_ROWS - 1
@@ -53,29 +61,7 @@ _WORKBOOK_OPTIONS = {
 
 # Column widths (in characters) that show a whole date-time or date instead of "#####".
 _WIDTHS = {FieldType.TIMESTAMP: 24, FieldType.DATE: 11}
-
-CellWriter = Callable[[Worksheet, int, int, Any], None]
-
-
-def _cell_writers(columns: Columns, timestamp: Format, day: Format) -> list[tuple[int, CellWriter]]:
-    def text(sheet: Worksheet, row: int, col: int, value: Any) -> None:
-        sheet.write_string(row, col, neutralise_formula(value if isinstance(value, str) else str(value)))
-
-    def number(sheet: Worksheet, row: int, col: int, value: Any) -> None:
-        sheet.write_number(row, col, value)
-
-    def moment(sheet: Worksheet, row: int, col: int, value: Any) -> None:
-        sheet.write_datetime(row, col, naive_utc(value), timestamp)
-
-    def calendar_day(sheet: Worksheet, row: int, col: int, value: Any) -> None:
-        # A date is the date-time at its midnight in Excel.
-        sheet.write_datetime(row, col, datetime.combine(as_date(value), time()), day)
-
-    by_type: dict[FieldType, CellWriter] = {
-        FieldType.STRING: text, FieldType.TEXT: text, FieldType.NUMBER: number,
-        FieldType.TIMESTAMP: moment, FieldType.DATE: calendar_day,
-    }
-    return [(index, by_type[kind]) for index, (_, kind) in enumerate(columns)]
+_TEXT_TYPES = (FieldType.STRING, FieldType.TEXT)
 
 
 def write_xlsx(batches: Batches, columns: Columns, out: BinaryWriter, *,
@@ -104,10 +90,31 @@ def write_xlsx(batches: Batches, columns: Columns, out: BinaryWriter, *,
     return rows
 
 
+def _midnight(value: date | str) -> datetime:
+    # A date is the date-time at its midnight in Excel.
+    return datetime.combine(as_date(value), time())
+
+
+_CellWriter = Callable[..., Any]
+
+
+def _cell_writers(sheet: Worksheet) -> tuple[_CellWriter, _CellWriter, _CellWriter]:
+    """The sheet's string, number and date-time writers, without the public methods' decorator
+    (it only turns "A1"-style cell names into numbers, and we pass numbers). Should a later
+    xlsxwriter drop these private names, the public methods do the same work."""
+    return (getattr(sheet, "_write_string", sheet.write_string),
+            getattr(sheet, "_write_number", sheet.write_number),
+            getattr(sheet, "_write_datetime", sheet.write_datetime))
+
+
 def _fill(workbook: xlsxwriter.Workbook, batches: Batches, columns: Columns, rows_per_sheet: int) -> int:
     header = workbook.add_format({"bold": True})
-    writers = _cell_writers(columns, workbook.add_format({"num_format": TIMESTAMP_FORMAT}),
-                            workbook.add_format({"num_format": DATE_FORMAT}))
+    formats = {FieldType.TIMESTAMP: (workbook.add_format({"num_format": TIMESTAMP_FORMAT}), naive_utc),
+               FieldType.DATE: (workbook.add_format({"num_format": DATE_FORMAT}), _midnight)}
+    # The columns by type, once: the loop below then does no per-cell type dispatch.
+    texts = [index for index, (_, kind) in enumerate(columns) if kind in _TEXT_TYPES]
+    numbers = [index for index, (_, kind) in enumerate(columns) if kind is FieldType.NUMBER]
+    dated = [(index, *formats[kind]) for index, (_, kind) in enumerate(columns) if kind in formats]
 
     def new_sheet() -> Worksheet:
         sheet = workbook.add_worksheet()
@@ -119,18 +126,33 @@ def _fill(workbook: xlsxwriter.Workbook, batches: Batches, columns: Columns, row
             sheet.write_string(0, index, name, header)
         return sheet
 
-    sheet = new_sheet()
+    write_string, write_number, write_datetime = _cell_writers(new_sheet())
     sheet_row = 0  # data rows on the current sheet; the header is row 0
     rows = 0
     for batch in batches:
         for row in batch:
             if sheet_row == rows_per_sheet:
-                sheet = new_sheet()
+                write_string, write_number, write_datetime = _cell_writers(new_sheet())
                 sheet_row = 0
             sheet_row += 1
-            for index, write in writers:
+            # A row reaches the file once the next one starts, so the order of its cells is free.
+            for index in texts:
                 value = row[index]
                 if value is not None:
-                    write(sheet, sheet_row, index, value)
+                    text = value if value.__class__ is str else str(value)
+                    # neutralise_formula(), inline: this runs for every text cell.
+                    write_string(sheet_row, index, "'" + text if text.startswith(FORMULA_TRIGGERS) else text)
+            for index in numbers:
+                value = row[index]
+                if value is not None:
+                    write_number(sheet_row, index, value)
+            for index, cell_format, as_datetime in dated:
+                value = row[index]
+                if value is None:
+                    continue
+                if value.__class__ is float:  # already the Excel serial number (exports/xlsx_rows.py)
+                    write_number(sheet_row, index, value, cell_format)
+                else:
+                    write_datetime(sheet_row, index, as_datetime(value), cell_format)
         rows += len(batch)
     return rows
