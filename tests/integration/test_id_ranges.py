@@ -33,6 +33,8 @@ def export(engine: Engine, account: Account, definition: dict[str, Any], export_
     run = enqueue_run(engine, account_id=account.id, report_id=report.id, delivery=Delivery.DOWNLOAD,
                       format=export_format, compression=compression,
                       definition=parse_report_definition(definition).to_json(), requested_by="test")
+    if engine.dialect.name != "sqlite":
+        pytest.skip("exports split into id ranges on SQLite only")
     sink = io.BytesIO()
     executor = RunExecutor(engine, LocalFolderStorage(tmp_path / "unused"), parallelism=parallelism, split_min_rows=1)
     count = executor.write(run, sink)
