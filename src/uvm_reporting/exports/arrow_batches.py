@@ -40,7 +40,7 @@ from sqlalchemy import ColumnElement, Engine, Select, func
 from sqlalchemy.exc import DBAPIError
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.fast_paths import _bound_parameters, sqlite_rows
+from uvm_reporting.exports.fast_paths import bound_parameters, copy_blocks, postgres_export_connection, sqlite_rows
 from uvm_reporting.exports.formats.parquet_writer import arrow_schema
 from uvm_reporting.exports.sql_rendering import sql_constant
 
@@ -77,7 +77,7 @@ def postgres_record_batches(engine: Engine, statement: Select[Any], columns: Col
     """The report's rows as record batches of the export's Arrow schema (PostgreSQL)."""
     compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
     sql = f"COPY ({compiled.string}) TO STDOUT (FORMAT csv)"
-    yield from csv_record_batches(_copy_blocks(engine, sql, _bound_parameters(compiled, engine.dialect)), columns)
+    yield from csv_record_batches(_copy_blocks(engine, sql, bound_parameters(compiled, engine.dialect)), columns)
 
 
 def sqlite_record_batches(engine: Engine, statement: Select[Any], columns: Columns) -> RecordBatches:
@@ -116,24 +116,12 @@ def csv_record_batches(blocks: Iterator[bytes], columns: Columns, *, quote_char:
 
 
 def _copy_blocks(engine: Engine, sql: str, parameters: dict[str, Any]) -> Iterator[bytes]:
-    # On an error or an early close, the pool's reset on return rolls back (or discards).
-    with closing(engine.raw_connection()) as pooled, _as_query_error(engine, sql):
-        connection = pooled.driver_connection
-        assert connection is not None  # a pooled connection always has one
-        with connection.cursor() as cursor:
-            cursor.execute(_POSTGRES_SETTINGS)  # for this transaction only
-            with cursor.copy(sql, parameters) as copy:
-                pending: list[Any] = []
-                size = 0
-                for row in copy:  # libpq hands COPY data over one row at a time
-                    pending.append(row)
-                    size += len(row)
-                    if size >= BLOCK_BYTES:
-                        yield b"".join(pending)
-                        pending, size = [], 0
-                if pending:
-                    yield b"".join(pending)
-        connection.rollback()
+    with postgres_export_connection(engine) as connection, _as_query_error(engine, sql), \
+            connection.cursor() as cursor:
+        cursor.execute(_POSTGRES_SETTINGS)  # for this transaction only, over the export's own
+        with cursor.copy(sql, parameters) as copy:
+            for _, block in copy_blocks(copy, BLOCK_BYTES):
+                yield block
 
 
 def _sqlite_blocks(engine: Engine, lines: Select[Any]) -> Iterator[bytes]:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
-from contextlib import closing
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, Select
@@ -38,17 +38,41 @@ def copy_csv_postgres(engine: Engine, statement: Select[Any], columns: Sequence[
     rendered = _with_text_columns(statement, columns, "postgresql")
     compiled = rendered.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
     sql = f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv, HEADER {'true' if header else 'false'})"
+    with postgres_export_connection(engine) as connection, connection.cursor() as cursor:
+        with cursor.copy(sql, bound_parameters(compiled, engine.dialect)) as copy:
+            for _, block in copy_blocks(copy):
+                out.write(block)
+        return int(cursor.rowcount)
+
+
+@contextmanager
+def postgres_export_connection(engine: Engine) -> Iterator[Any]:
+    """The driver's connection of a pooled one, in a transaction with POSTGRES_EXPORT_SETTINGS,
+    rolled back once read (an export only reads; after an error or an early close, the pool's
+    reset on return rolls back)."""
     with closing(engine.raw_connection()) as pooled:
         connection = pooled.driver_connection
         assert connection is not None  # a pooled connection always has one
-        with connection.cursor() as cursor:
-            for setting in POSTGRES_EXPORT_SETTINGS:
-                cursor.execute(setting)
-            with cursor.copy(sql, _bound_parameters(compiled, engine.dialect)) as copy:
-                _write_in_blocks(copy, out)
-            rows = int(cursor.rowcount)
+        for setting in POSTGRES_EXPORT_SETTINGS:
+            connection.execute(setting)
+        yield connection
         connection.rollback()
-    return rows
+
+
+def copy_blocks(copy: Iterable[Any], block_bytes: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
+    """COPY data, which libpq hands over one whole row at a time, joined into blocks of about
+    ``block_bytes``: (number of rows, bytes). Hashing, writing and parsing then happen per
+    block, not per row; the rows (psycopg's buffers) are joined, not copied one by one."""
+    pending: list[Any] = []
+    size = 0
+    for row in copy:
+        pending.append(row)
+        size += len(row)
+        if size >= block_bytes:
+            yield len(pending), b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield len(pending), b"".join(pending)
 
 
 def stream_lines(engine: Engine, statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
@@ -76,7 +100,7 @@ def stream_lines(engine: Engine, statement: Select[Any], columns: Sequence[tuple
 def sqlite_rows(engine: Engine, statement: Select[Any], batch_rows: int) -> Iterator[list[Any]]:
     """Rows of ``statement`` in batches, through the DB-API cursor: no SQLAlchemy row objects."""
     compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-    by_name = _bound_parameters(compiled, engine.dialect)
+    by_name = bound_parameters(compiled, engine.dialect)
     with closing(engine.raw_connection()) as pooled:
         cursor = pooled.cursor()
         try:
@@ -102,41 +126,14 @@ def _line_chunks(engine: Engine, statement: Select[Any], batch_rows: int = 10_00
         return
     # COPY's text format ends each row with LF and doubles every backslash; a rendered JSON
     # line holds no raw tab, CR or LF (JSON escapes them), so halving the backslashes gives the
-    # line back. libpq hands COPY data over one whole row at a time, so no pair is ever split
-    # and a batch of rows can be unescaped at once.
+    # line back. Blocks hold whole rows, so no pair is ever split and a block can be unescaped
+    # at once.
     compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
     sql = f"COPY ({compiled.string}) TO STDOUT"
-    with closing(engine.raw_connection()) as pooled:
-        connection = pooled.driver_connection
-        assert connection is not None  # a pooled connection always has one
-        with connection.cursor() as cursor:
-            for setting in POSTGRES_EXPORT_SETTINGS:
-                cursor.execute(setting)
-            with cursor.copy(sql, _bound_parameters(compiled, engine.dialect)) as copy:
-                pending: list[Any] = []
-                for row in copy:
-                    pending.append(row)
-                    if len(pending) >= batch_rows:
-                        yield len(pending), b"".join(pending).replace(b"\\\\", b"\\")
-                        pending = []
-                if pending:
-                    yield len(pending), b"".join(pending).replace(b"\\\\", b"\\")
-        connection.rollback()
-
-
-def _write_in_blocks(rows: Iterator[Any], out: BinaryWriter, block_bytes: int = 1 << 20) -> None:
-    """libpq hands COPY data over one row at a time: write it on in blocks of about a MiB, so
-    hashing and file writes happen per block, not per row."""
-    pending: list[Any] = []  # the rows as psycopg hands them over (buffers): joined, not copied one by one
-    size = 0
-    for row in rows:
-        pending.append(row)
-        size += len(row)
-        if size >= block_bytes:
-            out.write(b"".join(pending))
-            pending, size = [], 0
-    if pending:
-        out.write(b"".join(pending))
+    with postgres_export_connection(engine) as connection, connection.cursor() as cursor, \
+            cursor.copy(sql, bound_parameters(compiled, engine.dialect)) as copy:
+        for count, block in copy_blocks(copy):
+            yield count, block.replace(b"\\\\", b"\\")
 
 
 def _with_text_columns(statement: Select[Any], columns: Sequence[tuple[str, FieldType]],
@@ -146,7 +143,7 @@ def _with_text_columns(statement: Select[Any], columns: Sequence[tuple[str, Fiel
     return statement.with_only_columns(*rendered)
 
 
-def _bound_parameters(compiled: Any, dialect: Any) -> dict[str, Any]:
+def bound_parameters(compiled: Any, dialect: Any) -> dict[str, Any]:
     """Parameter values as the driver must receive them (after our types' bind processing)."""
     values: dict[str, Any] = compiled.construct_params()
     for name, bind in compiled.binds.items():

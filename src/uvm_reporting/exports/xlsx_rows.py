@@ -26,7 +26,6 @@ less per cell than the same test in SQLite and no more than in PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import closing
 from typing import Any
 
 from sqlalchemy import (
@@ -47,7 +46,7 @@ from sqlalchemy import (
 )
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.fast_paths import sqlite_rows
+from uvm_reporting.exports.fast_paths import bound_parameters, postgres_export_connection, sqlite_rows
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.formats.xlsx_writer import MAX_DATA_ROWS_PER_SHEET, write_xlsx
 from uvm_reporting.exports.sql_rendering import sql_constant
@@ -160,27 +159,8 @@ def _postgres_rows(engine: Engine, statement: Select[Any], batch_rows: int) -> I
     """Rows through a server-side cursor as the driver's tuples (no SQLAlchemy row objects),
     in binary: doubles arrive as they are, whatever ``extra_float_digits`` says."""
     compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-    with closing(engine.raw_connection()) as pooled:
-        connection = pooled.driver_connection
-        assert connection is not None  # a pooled connection always has one
-        try:
-            # An export reads every row: plan for the whole result, not for the first rows
-            # (PostgreSQL's default for cursors, which can pick a nested loop).
-            connection.execute("SET LOCAL cursor_tuple_fraction = 1.0")
-            with connection.cursor(name="uvm_xlsx_rows", binary=True) as cursor:
-                cursor.execute(compiled.string, _bound_parameters(compiled, engine.dialect))
-                while rows := cursor.fetchmany(batch_rows):
-                    yield rows
-        finally:
-            connection.rollback()
-
-
-def _bound_parameters(compiled: Any, dialect: Any) -> dict[str, Any]:
-    """Parameter values as the driver must receive them (after our types' bind processing)."""
-    values: dict[str, Any] = compiled.construct_params()
-    for name, bind in compiled.binds.items():
-        if name in values:
-            processor = bind.type.bind_processor(dialect)
-            if processor is not None:
-                values[name] = processor(values[name])
-    return values
+    with postgres_export_connection(engine) as connection, \
+            connection.cursor(name="uvm_xlsx_rows", binary=True) as cursor:
+        cursor.execute(compiled.string, bound_parameters(compiled, engine.dialect))
+        while rows := cursor.fetchmany(batch_rows):
+            yield rows
