@@ -13,9 +13,9 @@ from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_execut
 from graphql import GraphQLResolveInfo, GraphQLSchema
 
 from uvm_reporting.application.report_runs import ReportRuns
+from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput, NotFound
 from uvm_reporting.store.reports import Report, list_reports
-from uvm_reporting.store.types import format_utc
 
 SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
 

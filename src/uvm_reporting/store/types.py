@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, String
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from uvm_reporting.domain.timestamps import format_utc
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware UTC timestamp.
@@ -47,11 +49,3 @@ class UtcDateTime(TypeDecorator[datetime]):
         if isinstance(value, datetime):
             return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         raise TypeError(f"unexpected timestamp value {value!r}")
-
-
-def format_utc(value: datetime, precise: bool = False) -> str:
-    """ISO-8601 UTC text with a ``Z``: seconds, or milliseconds when ``precise``."""
-    value = value.astimezone(UTC)
-    if precise:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
