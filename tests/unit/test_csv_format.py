@@ -18,7 +18,7 @@ class Sink:
     def __init__(self) -> None:
         self.data = bytearray()
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview, /) -> int:
         self.data += data
         return len(data)
 

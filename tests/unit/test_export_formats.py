@@ -111,7 +111,7 @@ class Sink:
     def __init__(self) -> None:
         self.data = bytearray()
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview, /) -> int:
         self.data += data
         return len(data)
 
@@ -408,7 +408,7 @@ class CountingSink:
     def __init__(self) -> None:
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview, /) -> int:
         self.size += len(data)
         return len(data)
 

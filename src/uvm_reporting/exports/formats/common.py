@@ -12,11 +12,11 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.store.types import format_utc
+from uvm_reporting.domain.timestamps import format_utc
 
 
 class BinaryWriter(Protocol):
-    def write(self, data: bytes, /) -> int: ...
+    def write(self, data: bytes | memoryview, /) -> int: ...
 
 
 Batches = Iterable[Sequence[Sequence[Any]]]

@@ -22,7 +22,7 @@ class GzipStream:
         self._out = out
         self._compressor = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
 
-    def write(self, data: bytes, /) -> int:
+    def write(self, data: bytes | memoryview, /) -> int:
         compressed = self._compressor.compress(data)
         if compressed:
             self._out.write(compressed)

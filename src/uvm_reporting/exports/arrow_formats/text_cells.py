@@ -1,0 +1,109 @@
+"""Vectorised tests and edits of Arrow text columns, shared by the CSV and NDJSON renderers.
+
+An Arrow string array is two buffers: the bytes of every value one after the other, and the
+offsets where each value starts. Most questions an export asks of its text (does any value
+hold a comma? which values start with ``=``?) are answered on those buffers with NumPy at
+memory speed, and the per-value work (quoting, escaping) is then done only where it is needed,
+by Arrow's compute kernels in C++. Both release the GIL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS
+
+_CONTROL_LIMIT = 0x20
+_FORMULA_FIRST_BYTES = np.zeros(256, dtype=bool)
+_FORMULA_FIRST_BYTES[[ord(trigger) for trigger in FORMULA_TRIGGERS]] = True
+
+
+def as_string_array(values: Any) -> Any:
+    """``values`` (an Array or ChunkedArray of text) as one ``pa.string()`` array."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values.type != pa.string():
+        values = values.cast(pa.string())
+    return values
+
+
+def _offsets(values: Any) -> Any:
+    """The ``len(values) + 1`` offsets of a string array, as int64 (the array may be a slice)."""
+    buffer = values.buffers()[1]
+    return np.frombuffer(buffer, dtype=np.int32, count=len(values) + 1, offset=values.offset * 4).astype(np.int64)
+
+
+def _data(values: Any, offsets: Any) -> Any:
+    """The bytes of every value of the array, and nothing outside it (a slice holds more)."""
+    buffer = values.buffers()[2]
+    if buffer is None or offsets[-1] == offsets[0]:
+        return np.zeros(0, dtype=np.uint8)
+    return np.frombuffer(buffer, dtype=np.uint8, count=int(offsets[-1] - offsets[0]), offset=int(offsets[0]))
+
+
+def _value_bytes(values: Any) -> bytes:
+    """The bytes of every value of a string array, as one ``bytes`` (a copy, at memcpy speed)."""
+    offsets = _offsets(values)
+    if offsets[-1] == offsets[0]:
+        return b""
+    data: bytes = values.buffers()[2].to_pybytes()[int(offsets[0]):int(offsets[-1])]
+    return data
+
+
+def bytes_present(values: Any, candidates: frozenset[int]) -> frozenset[int]:
+    """Which of the byte values ``candidates`` occur anywhere in the string array: every other
+    byte is deleted in one C pass (``bytes.translate``), and what is left says. The bytes behind
+    a NULL are empty in every Arrow writer we read from."""
+    others = bytes(byte for byte in range(256) if byte not in candidates)
+    return frozenset(_value_bytes(values).translate(None, others))
+
+
+def cells_holding(values: Any, byte_values: Iterable[int]) -> Any:
+    """A boolean NumPy mask: which values contain any of ``byte_values``."""
+    offsets = _offsets(values)
+    data = _data(values, offsets)
+    wanted = sorted(set(byte_values))
+    hits = np.zeros(len(data), dtype=bool)
+    controls = [byte for byte in wanted if byte < _CONTROL_LIMIT]
+    if len(controls) == _CONTROL_LIMIT:  # all control characters: one comparison
+        hits |= data < _CONTROL_LIMIT
+        wanted = [byte for byte in wanted if byte >= _CONTROL_LIMIT]
+    for byte in wanted:
+        hits |= data == byte
+    positions = np.flatnonzero(hits) + offsets[0]
+    mask = np.zeros(len(values), dtype=bool)
+    if len(positions):
+        # The value holding byte position p is the last one that starts at or before p.
+        mask[np.unique(np.searchsorted(offsets, positions, side="right") - 1)] = True
+    return mask
+
+
+def formula_cells(values: Any) -> Any:
+    """A boolean NumPy mask: which values start a spreadsheet formula (exports/formula_safety)."""
+    offsets = _offsets(values)
+    starts, ends = offsets[:-1], offsets[1:]
+    buffer = values.buffers()[2]
+    if buffer is None or len(values) == 0 or offsets[-1] == offsets[0]:
+        return np.zeros(len(values), dtype=bool)
+    data = np.frombuffer(buffer, dtype=np.uint8, count=int(offsets[-1]))
+    first = data[np.minimum(starts, len(data) - 1)]
+    return _FORMULA_FIRST_BYTES[first] & (ends > starts)
+
+
+def neutralise_formulas(values: Any) -> Any:
+    """``values`` with ``'`` in front of every value that starts a formula."""
+    mask = formula_cells(values)
+    if not mask.any():
+        return values
+    prefixed = pc.binary_join_element_wise("'", values, "")
+    return pc.if_else(pa.array(mask), prefixed, values)
+
+
+def replace_where(values: Any, mask: Any, replaced: Any) -> Any:
+    """``values`` with the masked positions taken from ``replaced`` (same length)."""
+    return pc.if_else(pa.array(mask), replaced, values)
