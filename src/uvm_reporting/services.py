@@ -41,7 +41,9 @@ class Services:
 
     def worker_pool(self, threads: int | None = None) -> WorkerPool:
         executor = RunExecutor(self.engine, self.storage, self.connector,
-                               parallelism=self.settings.export_parallelism)
+                               parallelism=self.settings.export_parallelism,
+                               export_process_min_rows=self.settings.export_process_min_rows,
+                               log_level=self.settings.log_level)
         return WorkerPool(
             self.engine,
             executor.execute,

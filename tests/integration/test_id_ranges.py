@@ -1,11 +1,10 @@
-"""A large export split into id ranges, run at once, writes exactly what one query writes."""
+"""A large SQLite export split into id ranges, run at once in the export process, writes exactly
+what one query writes."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,8 @@ from sqlalchemy import Engine, select
 
 from uvm_reporting.domain.report_definition import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
-from uvm_reporting.exports.formats.common import BinaryWriter
-from uvm_reporting.exports.id_ranges import split_by_id, write_ranges
-from uvm_reporting.exports.run_executor import RunExecutor, _JsonArrayFromLines
+from uvm_reporting.exports.id_ranges import split_by_id
+from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.accounts import Account, create_account
@@ -36,7 +34,8 @@ def export(engine: Engine, account: Account, definition: dict[str, Any], export_
     if engine.dialect.name != "sqlite":
         pytest.skip("exports split into id ranges on SQLite only")
     sink = io.BytesIO()
-    executor = RunExecutor(engine, LocalFolderStorage(tmp_path / "unused"), parallelism=parallelism, split_min_rows=1)
+    executor = RunExecutor(engine, LocalFolderStorage(tmp_path / "unused"), parallelism=parallelism, split_min_rows=1,
+                           export_process_min_rows=0)
     count = executor.write(run, sink)
     return count, sink.getvalue()
 
@@ -95,68 +94,3 @@ def test_ranges_hold_only_the_accounts_rows(engine: Engine, account: Account, fi
     exported_ids = [row["id"] for row in csv.DictReader(io.StringIO(content.decode("utf-8")))]
     assert count == findings_data == len(exported_ids)
     assert set(exported_ids) == own_ids
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.buffer = io.BytesIO()
-
-    def write(self, data: bytes, /) -> int:
-        return self.buffer.write(data)
-
-
-def test_ranges_are_appended_in_order_with_one_header() -> None:
-    def part(lines: list[bytes]) -> Any:
-        def write(sink: BinaryWriter, first: bool) -> int:
-            if first:
-                sink.write(b"header\n")
-            for line in lines:
-                sink.write(line)
-            return len(lines)
-        return write
-
-    out = Recorder()
-    rows = write_ranges([part([b"a\n", b"b\n"]), part([b"c\n"]), part([b"d\n", b"e\n"])], out)
-    assert rows == 5
-    assert out.buffer.getvalue() == b"header\na\nb\nc\nd\ne\n"
-
-
-def test_a_failing_range_stops_the_others_and_its_error_is_raised() -> None:
-    stopped = threading.Event()
-    failing_started = threading.Event()
-
-    def long_range(sink: BinaryWriter, first: bool) -> int:
-        failing_started.wait(timeout=10)
-        try:
-            for _ in range(1_000_000):
-                sink.write(b"x\n")
-        except Exception:
-            stopped.set()
-            raise
-        return 1_000_000
-
-    def failing_range(sink: BinaryWriter, first: bool) -> int:
-        failing_started.set()
-        raise OSError("disk full")
-
-    out = Recorder()
-    with pytest.raises(OSError, match="disk full"):
-        write_ranges([long_range, failing_range], out)
-    assert stopped.is_set()
-    assert out.buffer.getvalue().count(b"\n") < 1_000_000
-
-
-@pytest.mark.parametrize("lines", [b'{"a":1}\n{"a":2}\n{"a":3}\n', b'{"a":"x"}\n', b""])
-def test_json_array_is_the_same_wherever_appended_blocks_cut_the_lines(lines: bytes) -> None:
-    whole = Recorder()
-    array = _JsonArrayFromLines(whole)
-    array.write(lines)
-    array.finish()
-    assert json.loads(whole.buffer.getvalue()) == [json.loads(line) for line in lines.splitlines()]
-    for cut in range(len(lines) + 1):
-        pieces = Recorder()
-        array = _JsonArrayFromLines(pieces)
-        array.write(lines[:cut])
-        array.write(lines[cut:])
-        array.finish()
-        assert pieces.buffer.getvalue() == whole.buffer.getvalue()

@@ -1,39 +1,22 @@
-"""Large exports in parallel: the rows split into contiguous ranges of ids, one thread and one
-database connection per range, written out in order.
+"""Large SQLite exports in parallel: the rows split into contiguous ranges of ids, each read by
+its own connection and thread of the export process, written out in order (exports/ordered_parts.py).
 
-The tools a user would otherwise run (``sqlite3 -csv``, ``psql \\copy``) use one core, and
-most of an export's time is the database reading, joining and rendering rows. Both databases
-do that work in parallel across connections: PostgreSQL runs one backend per connection, and
-Python's sqlite3 module releases the GIL while SQLite steps through a statement.
+The tools a user would otherwise run (``sqlite3 -csv``) use one core, and most of a SQLite
+export's time is SQLite reading and joining rows; ADBC's driver steps SQLite without holding
+the GIL, so two connections use both cores.
 
 Only a report ordered by its entity's id alone, without a limit, is split: then the ranges,
-one after the other, hold exactly the rows of the single query in its order. The first range
-streams straight to the destination; the others spool to temporary files (under ``TMPDIR``,
-unlinked from the start, so nothing half-written is ever visible) and are appended in order
-once the first is done. If one range fails, the others stop at their next write.
+one after the other, hold exactly the rows of the single query in its order.
 """
 
 from __future__ import annotations
 
-import tempfile
-import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import ExitStack
 from itertools import pairwise
-from typing import IO, Any
 
 from sqlalchemy import ColumnElement, Engine, func, select
 
 from uvm_reporting.domain.report_definition import ReportDefinition
-from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.store.tables import PLATFORM_TABLES
-
-RangeWriter = Callable[[BinaryWriter, bool], int]
-"""Writes one range's rows to the sink (with the header when the flag says it is the first);
-returns the number of rows."""
-
-_APPEND_BLOCK = 1 << 20
 
 
 def split_by_id(engine: Engine, definition: ReportDefinition, account_id: str, parts: int,
@@ -58,55 +41,7 @@ def split_by_id(engine: Engine, definition: ReportDefinition, account_id: str, p
     return conditions
 
 
-def write_ranges(ranges: Sequence[RangeWriter], out: BinaryWriter) -> int:
-    """Run every range at once; the first writes to ``out``, the rest are appended after it."""
-    failed = threading.Event()
-
-    def run(write: RangeWriter, sink: BinaryWriter, first: bool) -> int:
-        try:
-            return write(_StopOnFailure(sink, failed), first)
-        except BaseException:
-            failed.set()
-            raise
-
-    with ExitStack() as stack:
-        spools = [stack.enter_context(tempfile.TemporaryFile(prefix="uvm-reporting-range-")) for _ in ranges[1:]]
-        sinks: list[BinaryWriter] = [out, *spools]
-        with ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="export-range") as pool:
-            futures = [pool.submit(run, write, sink, index == 0)
-                       for index, (write, sink) in enumerate(zip(ranges, sinks, strict=True))]
-            wait(futures)
-        errors = [error for future in futures if (error := future.exception()) is not None]
-        if errors:
-            # The range that failed first, not one that stopped because of it.
-            raise next((error for error in errors if not isinstance(error, _RangeFailed)), errors[0])
-        for spool in spools:
-            _append(spool, out)
-    return sum(future.result() for future in futures)
-
-
 def _ordered_by_id_alone(definition: ReportDefinition) -> bool:
     # The compiler appends "id ascending" to every sort; a sort that is only that, or empty, is it.
     return all(key.resolved.relation is None and key.field == "id" and key.direction == "asc"
                for key in definition.sort)
-
-
-def _append(spool: IO[bytes], out: BinaryWriter) -> None:
-    spool.seek(0)
-    while block := spool.read(_APPEND_BLOCK):
-        out.write(block)
-
-
-class _RangeFailed(Exception):
-    """Another range failed; this one stops writing."""
-
-
-class _StopOnFailure:
-    def __init__(self, sink: Any, failed: threading.Event) -> None:
-        self._sink = sink
-        self._failed = failed
-
-    def write(self, data: bytes, /) -> int:
-        if self._failed.is_set():
-            raise _RangeFailed("another part of this export failed")
-        return int(self._sink.write(data))

@@ -1,53 +1,56 @@
 """Executes one claimed run: definition -> parameterised SQL -> a format -> a destination.
 
-Memory stays flat on every path, and no path builds Python objects per cell where the
-database can do the work:
+Two ways to write the file, with the same bytes (tests check they agree):
 
-| database   | csv            | ndjson / json  | xlsx                                | parquet                         |
-|------------|----------------|----------------|-------------------------------------|---------------------------------|
-| PostgreSQL | COPY           | lines via COPY | binary cursor, Excel serials in SQL | Arrow batches from COPY CSV     |
-| SQLite     | rendered lines | rendered lines | rows in batches, serials in SQL     | Arrow batches from rendered CSV |
+* a report whose entity holds at least ``export_process_min_rows`` rows of the account runs in
+  an export process of its own (exports/export_process.py): ADBC record batches rendered by
+  Arrow's kernels, no Python object per value; large CSV, NDJSON and JSON exports on SQLite
+  read parallel id ranges there (exports/id_ranges.py);
+* smaller reports are written in the worker's thread by the row writers of exports/formats,
+  from the driver's rows (exports/row_batches.py): no process to start for a few rows.
 
-(exports/fast_paths.py, exports/xlsx_rows.py, exports/arrow_batches.py). CSV, NDJSON and JSON
-of a large report sorted by id run as parallel id ranges on SQLite (exports/id_ranges.py). Each path
-gives the same content as the Python writers in exports/formats.
+Either way the bytes stream into the destination, which counts, hashes and publishes them.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from functools import partial
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Protocol
 
-from sqlalchemy import ColumnElement, Engine, Select
+from sqlalchemy import Engine, func, select
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.domain.report_definition import parse_report_definition
+from uvm_reporting.domain.report_definition import ReportDefinition, parse_report_definition
 from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import UvmReportingError
-from uvm_reporting.exports.arrow_batches import record_batches
-from uvm_reporting.exports.fast_paths import copy_csv_postgres, stream_lines
+from uvm_reporting.exports.driver_sql import driver_query
+from uvm_reporting.exports.export_job import ExportJob, QueryPart
+from uvm_reporting.exports.export_process import run_export_process
 from uvm_reporting.exports.formats import (
     Compression,
     ExportFormat,
     column_manifest,
     content_type,
     file_extension,
+    write_export,
 )
 from uvm_reporting.exports.formats.common import BinaryWriter
-from uvm_reporting.exports.formats.gzip_stream import GzipStream
-from uvm_reporting.exports.formats.parquet_writer import write_parquet_batches
-from uvm_reporting.exports.id_ranges import split_by_id, write_ranges
+from uvm_reporting.exports.id_ranges import split_by_id
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
-from uvm_reporting.exports.xlsx_rows import write_xlsx_export
+from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.runs import RunRecord, RunResult
-from uvm_reporting.store.types import format_utc
+from uvm_reporting.store.tables import PLATFORM_TABLES
+
+log = logging.getLogger(__name__)
 
 Columns = Sequence[tuple[str, FieldType]]
 
@@ -84,13 +87,16 @@ def manifest_key(key: str) -> str:
 
 class RunExecutor:
     def __init__(self, engine: Engine, storage: ResultStorage, connector: S3Connector | None = None,
-                 *, batch_size: int = 5000, parallelism: int = 1, split_min_rows: int = 200_000) -> None:
+                 *, batch_size: int = 10_000, parallelism: int = 1, split_min_rows: int = 200_000,
+                 export_process_min_rows: int = 20_000, log_level: str = "INFO") -> None:
         self._engine = engine
         self._storage = storage
         self._connector = connector
         self._batch_size = batch_size
         self._parallelism = parallelism
         self._split_min_rows = split_min_rows
+        self._export_process_min_rows = export_process_min_rows
+        self._log_level = log_level
 
     def execute(self, run: RunRecord) -> RunResult:
         if run.delivery is Delivery.S3:
@@ -141,71 +147,45 @@ class RunExecutor:
         statement = compile_report_query(definition, run.account_id)
         columns = report_column_types(definition)
         export_format, compression = run_format(run)
+        if not self._in_export_process(definition, run.account_id):
+            rows = row_batches(self._engine, statement, self._batch_size)
+            return write_export(export_format, compression, rows, columns, out)
         ranges = None
-        # Only SQLite: there the database's own work per row dominates and spreads over the
-        # ranges; on PostgreSQL receiving COPY's rows is the limit, and two streams measured
-        # no faster than one (bench/RESULTS.md).
-        if export_format in _LINE_FORMATS and self._engine.dialect.name == "sqlite":
+        # Only SQLite: there reading and joining rows dominates and spreads over the ranges; on
+        # PostgreSQL the server's one backend per query is the limit either way.
+        if export_format in _TEXT_FORMATS and self._engine.dialect.name == "sqlite":
             ranges = split_by_id(self._engine, definition, run.account_id, self._parallelism, self._split_min_rows)
-        if compression is None:
-            return self._write_format(export_format, statement, columns, out, ranges)
-        compressed = GzipStream(out)
-        rows = self._write_format(export_format, statement, columns, compressed, ranges)
-        compressed.finish()
-        return rows
+        statements = [statement] if ranges is None else [statement.where(condition) for condition in ranges]
+        queries = [driver_query(part, self._engine.dialect) for part in statements]
+        job = ExportJob(dialect=self._engine.dialect.name, database=_driver_database(self._engine),
+                        parts=tuple(QueryPart(query.sql, query.parameters) for query in queries),
+                        columns=tuple(columns), format=export_format, compression=compression,
+                        batch_rows=self._batch_size, log_level=self._log_level)
+        outcome = run_export_process(job, out)
+        log.info("run %s: export process wrote %d rows in %.2fs (%d parts), peak RSS %.1f MiB", run.id,
+                 outcome.rows, outcome.seconds, len(queries), outcome.peak_rss_bytes / (1 << 20))
+        return outcome.rows
 
-    def _write_format(self, export_format: ExportFormat, statement: Select[Any], columns: Columns,
-                      out: BinaryWriter, ranges: list[ColumnElement[bool]] | None = None) -> int:
-        if export_format is ExportFormat.XLSX:
-            return write_xlsx_export(self._engine, statement, columns, out, batch_rows=self._batch_size)
-        if export_format is ExportFormat.PARQUET:
-            return write_parquet_batches(record_batches(self._engine, statement, columns), columns, out)
-        return self._write_lines(export_format, statement, columns, out, ranges)
-
-    def _write_lines(self, export_format: ExportFormat, statement: Select[Any], columns: Columns,
-                     out: BinaryWriter, ranges: list[ColumnElement[bool]] | None) -> int:
-        """CSV, NDJSON and JSON: text the database renders, in id ranges at once when given."""
-        engine = self._engine
-
-        def write(part: Select[Any], sink: BinaryWriter, first: bool) -> int:
-            if export_format is ExportFormat.CSV and engine.dialect.name == "postgresql":
-                return copy_csv_postgres(engine, part, columns, sink, header=first)
-            kind = "csv" if export_format is ExportFormat.CSV else "ndjson"
-            return stream_lines(engine, part, columns, sink, kind=kind, header=first)
-
-        array = _JsonArrayFromLines(out) if export_format is ExportFormat.JSON else None
-        sink: BinaryWriter = array if array is not None else out
-        if ranges is None:
-            rows = write(statement, sink, True)
-        else:
-            rows = write_ranges([partial(write, statement.where(condition)) for condition in ranges], sink)
-        if array is not None:
-            array.finish()
-        return rows
+    def _in_export_process(self, definition: ReportDefinition, account_id: str) -> bool:
+        """Whether the report's entity holds at least ``export_process_min_rows`` rows of the
+        account (an upper bound of the report's rows; the count stops there)."""
+        threshold = self._export_process_min_rows
+        if threshold <= 0:
+            return True
+        table = PLATFORM_TABLES[definition.entity]
+        capped = select(table.c.id).where(table.c.account_id == account_id).limit(threshold).subquery()
+        with self._engine.connect() as connection:
+            return (connection.scalar(select(func.count()).select_from(capped)) or 0) >= threshold
 
 
-_LINE_FORMATS = (ExportFormat.CSV, ExportFormat.NDJSON, ExportFormat.JSON)
+_TEXT_FORMATS = (ExportFormat.CSV, ExportFormat.NDJSON, ExportFormat.JSON)
 
 
-class _JsonArrayFromLines:
-    """Turns NDJSON lines into one JSON array. Safe because a JSON text never holds a raw
-    newline: every LF in the stream ends an object. Data may arrive cut anywhere (appended
-    ranges come in blocks), so the LF that ends the data so far is held back until more
-    follows: it becomes ``,\n`` before another object, or closes the array in finish()."""
-
-    def __init__(self, out: BinaryWriter) -> None:
-        self._out = out
-        self._started = False
-        self._object_ended = False
-
-    def write(self, data: bytes, /) -> int:
-        if data:
-            prefix = b",\n" if self._object_ended else b"" if self._started else b"[\n"
-            self._started = True
-            self._object_ended = data.endswith(b"\n")
-            body = data[:-1] if self._object_ended else data
-            self._out.write(prefix + body.replace(b"\n", b",\n"))
-        return len(data)
-
-    def finish(self) -> None:
-        self._out.write(b"\n]\n" if self._started else b"[]\n")
+def _driver_database(engine: Engine) -> str:
+    """The database as the export process's driver opens it: a SQLite file's path, or a libpq URI."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise UvmReportingError("Exports need a SQLite database file, not an in-memory database.")
+        return str(Path(url.database).resolve())
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from uvm_reporting.domain.runs import RunErrorCode
 from uvm_reporting.errors import UvmReportingError
+from uvm_reporting.exports.export_process import ExportProcessFailed
 from uvm_reporting.storage.s3 import DeliveryError
 from uvm_reporting.store.runs import (
     RunRecord,
@@ -149,10 +150,12 @@ def describe_failure(error: Exception) -> tuple[RunErrorCode, str]:
     """A stable code and a message a person can act on; internals stay in the log."""
     if isinstance(error, DeliveryError):
         return RunErrorCode.DELIVERY_FAILED, f"{error.reason}: {error.message}"
+    if isinstance(error, ExportProcessFailed):
+        return RunErrorCode.__members__.get(error.code, RunErrorCode.INTERNAL), error.message
     if isinstance(error, UvmReportingError):
         return RunErrorCode.INVALID_DEFINITION, error.message
-    # The fast paths talk to the driver directly (COPY, sqlite3 cursors): its errors are the
-    # query's as much as SQLAlchemy's are.
+    # Small exports read through the driver directly (exports/row_batches.py): its errors are
+    # the query's as much as SQLAlchemy's are.
     if isinstance(error, SQLAlchemyError | sqlite3.Error | psycopg.Error):
         return RunErrorCode.QUERY_FAILED, (
             "The report's query failed in the database. Check the report definition; the operator "

@@ -4,7 +4,7 @@ Schema from the catalog types: string/text -> ``string``, number -> ``double``, 
 ``timestamp[us, tz=UTC]``, date -> ``date32``; every column nullable. ``write_parquet`` takes
 batches of Python rows and turns each into Arrow column-wise at once (the Python rows are
 dropped right away); ``write_parquet_batches`` takes Arrow record batches of that schema as
-they are (exports/arrow_batches.py parses them from the database's CSV). Either way batches
+they are (the export process reads them through ADBC, exports/arrow_pipeline.py). Either way batches
 are gathered until about ``rows_per_group`` rows, then written as one row group: groups of a
 database batch (a few thousand rows) would bloat the footer and weaken compression and
 statistics.

@@ -9,7 +9,8 @@ CSV would otherwise revive the formula). Excel caps a cell at 32,767 characters;
 is cut there by xlsxwriter.
 
 A timestamp or date arrives as the database hands it over (see formats.common) or already
-as its Excel serial number, a ``float`` (exports/xlsx_rows.py has the database compute it);
+as its Excel serial number, a ``float`` (the export process computes them column-wise,
+exports/arrow_formats/excel_serials.py);
 either way the cell holds the same number.
 
 A sheet holds at most 1,048,576 rows; past that the rows continue on ``Sheet2`` and so on,
@@ -150,7 +151,7 @@ def _fill(workbook: xlsxwriter.Workbook, batches: Batches, columns: Columns, row
                 value = row[index]
                 if value is None:
                     continue
-                if value.__class__ is float:  # already the Excel serial number (exports/xlsx_rows.py)
+                if value.__class__ is float:  # already the Excel serial number (excel_serials.py)
                     write_number(sheet_row, index, value, cell_format)
                 else:
                     write_datetime(sheet_row, index, as_datetime(value), cell_format)

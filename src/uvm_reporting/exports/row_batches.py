@@ -1,0 +1,40 @@
+"""A report's rows in batches through the engine's own driver (sqlite3, psycopg), for exports
+small enough to write in the worker's thread with the row writers of exports/formats.
+
+No SQLAlchemy row objects: the driver's tuples go to the writers as they are. On PostgreSQL a
+server-side cursor streams the rows in binary (doubles arrive exact, whatever
+``extra_float_digits`` says).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from typing import Any
+
+from sqlalchemy import Engine, Select
+
+from uvm_reporting.exports.driver_sql import bound_parameters
+
+
+def row_batches(engine: Engine, statement: Select[Any], batch_rows: int) -> Iterator[Sequence[Sequence[Any]]]:
+    compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    values = bound_parameters(compiled, engine.dialect)
+    with closing(engine.raw_connection()) as pooled:
+        if engine.dialect.name == "sqlite":
+            cursor = pooled.cursor()
+            parameters: Any = [values[name] for name in compiled.positiontup or ()]
+        else:
+            connection = pooled.driver_connection
+            assert connection is not None  # a pooled connection always has one
+            # An export reads every row: plan the cursor for all of them, not the first tenth.
+            connection.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+            cursor = connection.cursor(name="uvm_export_rows", binary=True)
+            parameters = values
+        try:
+            cursor.execute(compiled.string, parameters)
+            while rows := cursor.fetchmany(batch_rows):
+                yield rows
+        finally:
+            cursor.close()
+            pooled.rollback()
