@@ -20,8 +20,8 @@ from uvm_reporting.exports.arrow_formats.text_cells import (
     as_string_array,
     bytes_present,
     cells_holding,
+    edit_where,
     neutralise_formulas,
-    replace_where,
 )
 from uvm_reporting.exports.arrow_formats.values_text import date_texts, number_texts, timestamp_texts
 
@@ -42,14 +42,12 @@ def csv_records(batch: Any, columns: Columns) -> Any:
     """One CSV record per row of ``batch``, each ending in LF, as a ``pa.string()`` array whose
     values lie one after the other: ``record_bytes()`` hands them over without a copy."""
     fields = [_field_texts(batch.column(index), kind) for index, (_, kind) in enumerate(columns)]
-    fields = [pc.fill_null(field, "") for field in fields]
     if len(fields) == 1:
         # csv.writer quotes a lone empty field, or the record would be an empty line.
-        fields[0] = pc.if_else(pc.equal(fields[0], ""), '""', fields[0])
-    fields[-1] = pc.binary_join_element_wise(fields[-1], "", "\n")
-    if len(fields) == 1:
-        return as_string_array(fields[0])
-    return as_string_array(pc.binary_join_element_wise(*fields, ","))
+        alone = pc.fill_null(fields[0], "")
+        return as_string_array(pc.binary_join_element_wise(pc.if_else(pc.equal(alone, ""), '""', alone), "", "\n"))
+    fields[-1] = pc.binary_join_element_wise(pc.fill_null(fields[-1], ""), "", "\n")
+    return as_string_array(pc.binary_join_element_wise(*fields, ",", null_handling="replace", null_replacement=""))
 
 
 def record_bytes(records: Any) -> memoryview:
@@ -82,6 +80,6 @@ def _quoted_where_needed(values: Any) -> Any:
     present = bytes_present(values, _NEEDS_QUOTES)
     if not present:
         return values
-    mask = cells_holding(values, present)
-    quoted = pc.binary_join_element_wise('"', pc.replace_substring(values, '"', '""'), '"', "")
-    return replace_where(values, mask, quoted)
+    doubled: Any = (lambda chosen: pc.replace_substring(chosen, '"', '""')) if ord('"') in present else (lambda c: c)
+    return edit_where(values, cells_holding(values, present),
+                      lambda chosen: pc.binary_join_element_wise('"', doubled(chosen), '"', ""))

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.arrow_formats.text_cells import as_string_array, bytes_present, cells_holding
+from uvm_reporting.exports.arrow_formats.text_cells import as_string_array, bytes_present, cells_holding, edit_where
 from uvm_reporting.exports.arrow_formats.values_text import date_texts, number_texts, timestamp_texts
 
 Columns = Sequence[tuple[str, FieldType]]
@@ -72,11 +72,13 @@ def _escaped(values: Any) -> Any:
     present = bytes_present(values, _NEEDS_ESCAPE)
     if not present:
         return values
-    mask = cells_holding(values, present)
-    escaped = values.filter(pa.array(mask))
-    for char, replacement in _SHORT_ESCAPES:
-        if ord(char) in present:
-            escaped = pc.replace_substring(escaped, char, replacement)
-    for code in sorted(present - _SHORT_ESCAPED):
-        escaped = pc.replace_substring(escaped, chr(code), f"\\u{code:04x}")
-    return pc.replace_with_mask(values, pa.array(mask), as_string_array(escaped))
+
+    def escape(chosen: Any) -> Any:
+        for char, replacement in _SHORT_ESCAPES:
+            if ord(char) in present:
+                chosen = pc.replace_substring(chosen, char, replacement)
+        for code in sorted(present - _SHORT_ESCAPED):
+            chosen = pc.replace_substring(chosen, chr(code), f"\\u{code:04x}")
+        return chosen
+
+    return edit_where(values, cells_holding(values, present), escape)

@@ -9,7 +9,7 @@ by Arrow's compute kernels in C++. Both release the GIL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -64,22 +64,25 @@ def bytes_present(values: Any, candidates: frozenset[int]) -> frozenset[int]:
 
 
 def cells_holding(values: Any, byte_values: Iterable[int]) -> Any:
-    """A boolean NumPy mask: which values contain any of ``byte_values``."""
+    """A boolean NumPy mask: which values contain any of ``byte_values``. One comparison per
+    byte value marks the hits, one ``logical_or.reduceat`` folds them per value."""
     offsets = _offsets(values)
     data = _data(values, offsets)
+    mask = np.zeros(len(values), dtype=bool)
+    if len(data) == 0:
+        return mask
     wanted = sorted(set(byte_values))
-    hits = np.zeros(len(data), dtype=bool)
+    hits = np.zeros(len(data) + 1, dtype=bool)  # one False past the end: every start is an index
     controls = [byte for byte in wanted if byte < _CONTROL_LIMIT]
     if len(controls) == _CONTROL_LIMIT:  # all control characters: one comparison
-        hits |= data < _CONTROL_LIMIT
+        hits[:-1] |= data < _CONTROL_LIMIT
         wanted = [byte for byte in wanted if byte >= _CONTROL_LIMIT]
     for byte in wanted:
-        hits |= data == byte
-    positions = np.flatnonzero(hits) + offsets[0]
-    mask = np.zeros(len(values), dtype=bool)
-    if len(positions):
-        # The value holding byte position p is the last one that starts at or before p.
-        mask[np.unique(np.searchsorted(offsets, positions, side="right") - 1)] = True
+        hits[:-1] |= data == byte
+    filled = offsets[1:] > offsets[:-1]
+    # An empty value's slot holds its neighbour's first byte: ignored below.
+    folded = np.logical_or.reduceat(hits, offsets[:-1] - offsets[0])
+    mask[filled] = folded[filled]
     return mask
 
 
@@ -100,10 +103,10 @@ def neutralise_formulas(values: Any) -> Any:
     mask = formula_cells(values)
     if not mask.any():
         return values
-    prefixed = pc.binary_join_element_wise("'", values, "")
-    return pc.if_else(pa.array(mask), prefixed, values)
+    return edit_where(values, mask, lambda chosen: pc.binary_join_element_wise("'", chosen, ""))
 
 
-def replace_where(values: Any, mask: Any, replaced: Any) -> Any:
-    """``values`` with the masked positions taken from ``replaced`` (same length)."""
-    return pc.if_else(pa.array(mask), replaced, values)
+def edit_where(values: Any, mask: Any, edit: Callable[[Any], Any]) -> Any:
+    """``values`` with the masked ones replaced by ``edit(those values)``: only they are edited."""
+    selector = pa.array(mask)
+    return pc.replace_with_mask(values, selector, as_string_array(edit(values.filter(selector))))

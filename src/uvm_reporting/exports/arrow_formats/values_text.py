@@ -90,9 +90,12 @@ def timestamp_texts(values: Any) -> Any:
     if len(in_range) and (in_range.min() < _YEAR_1000 or in_range.max() >= _YEAR_10000):
         return pa.array([None if moment is None else format_utc(moment) for moment in
                          pc.cast(values, pa.timestamp(values.type.unit, tz="UTC")).to_pylist()], pa.string())
-    wall_clock = pa.array(seconds, pa.timestamp("s"), mask=~valid)
-    spaced = pc.cast(wall_clock, pa.string())
-    return pc.binary_join_element_wise(pc.binary_replace_slice(spaced, 10, 11, "T"), "Z", "")
+    # The seconds with the column's own validity bitmap: no copy, no per-value conversion.
+    unsliced = values if values.offset == 0 else pa.concat_arrays([values])
+    validity = unsliced.buffers()[0] if unsliced.null_count else None
+    wall_clock = pa.Array.from_buffers(pa.timestamp("s"), len(values), [validity, pa.py_buffer(seconds)])
+    spaced = pc.cast(wall_clock, pa.string())  # 2026-03-01 10:00:00
+    return pc.binary_replace_slice(pc.binary_replace_slice(spaced, 10, 11, "T"), 19, 19, "Z")
 
 
 def date_texts(values: Any) -> Any:
