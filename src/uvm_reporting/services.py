@@ -51,6 +51,7 @@ class Services:
             threads=self.settings.worker_threads if threads is None else threads,
             lease_seconds=self.settings.run_lease_seconds,
             max_attempts=self.settings.run_max_attempts,
+            on_run_changed=lambda run: self.report_runs.run_changed(run.account_id, run.id),
         )
 
     def start_workers(self, threads: int | None = None) -> RunningWorkers:
@@ -112,7 +113,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         signal=signal,
         report_runs=ReportRuns(engine=engine, signal=signal,
                                download_link=_download_links(storage, links, settings),
-                               connector=connector),
+                               connector=connector, links_without_io=isinstance(storage, LocalFolderStorage)),
     )
 
 

@@ -16,6 +16,7 @@ from graphql import build_client_schema, build_schema, get_introspection_query, 
 from starlette.testclient import TestClient
 
 from uvm_reporting.api.app import create_app
+from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import SCHEMA_FILE
 from uvm_reporting.auth.access_cache import ACCESS_TTL_SECONDS
 from uvm_reporting.services import Services
@@ -317,3 +318,29 @@ def test_a_report_made_private_hides_its_runs(api: Api, services: Services, publ
         code, message = error_of(api.status(report_id, wanted_run))
         assert code == "FORBIDDEN"
         assert "private" in message
+
+
+def test_a_poll_the_caches_can_answer_never_leaves_the_event_loop(api: Api, public_report: Report,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Once a finished run, its report's access and the token's client are cached, a poll is
+    answered without a handler thread or the database; anything else still gets both."""
+    run_id = api.process(public_report.id)["runId"]
+    wait_for(lambda: api.status(public_report.id, run_id)["data"]["getReportRunStatus"]["status"] == "Completed",
+             what="the run to complete")
+
+    def no_thread(*_args: Any) -> Any:
+        raise AssertionError("this request went to a handler thread")
+
+    monkeypatch.setattr(GraphQLEndpoint, "_handle_sync", no_thread)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        status = api.status(public_report.id, run_id)["data"]["getReportRunStatus"]
+    assert status["status"] == "Completed"
+    assert status["presignedUrl"].startswith("http://127.0.0.1:8000/downloads/")  # a fresh link all the same
+    access = [record.getMessage() for record in caplog.records if record.name == "uvm_reporting.access"]
+    assert len(access) == 1
+    assert access[0].count("graphql=getReportRunStatus") == 1
+
+    with pytest.raises(AssertionError, match="handler thread"):  # a mutation never answers from memory
+        api.process(public_report.id)

@@ -1,5 +1,6 @@
 """The status poll's one query and its caches: exact tenant isolation, bounded staleness of the
-access checks (a revoked client, a report made private), finished runs only, fresh links."""
+access checks (a revoked client, a report made private) and of a running run's status, fresh
+links, answers from memory alone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, authenticate_bearer
-from uvm_reporting.application.report_runs import ReportRuns
+from uvm_reporting.application.report_runs import RUNNING_STATUS_TTL_SECONDS, NeedsDatabase, ReportRuns
 from uvm_reporting.auth.access_cache import AccessCache
 from uvm_reporting.domain.runs import Delivery, RunErrorCode
 from uvm_reporting.errors import Forbidden, NotFound
@@ -31,7 +32,7 @@ from uvm_reporting.store.runs import (
     get_run_and_report_access,
 )
 
-from .conftest import ALL_FINDINGS_REPORT
+from .conftest import ALL_FINDINGS_REPORT, wait_for
 
 TTL = 2.0
 
@@ -68,8 +69,10 @@ def report_runs(services: Services, clock: Clock, links: list[str]) -> ReportRun
                           expires_at=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=len(links)))
 
     return ReportRuns(engine=services.engine, signal=services.signal, download_link=sign,
-                      connector=services.connector, report_access=AccessCache(TTL, clock=clock),
-                      finished_runs=AccessCache(float("inf"), clock=clock))
+                      connector=services.connector, links_without_io=True,
+                      report_access=AccessCache(TTL, clock=clock),
+                      finished_runs=AccessCache(float("inf"), clock=clock),
+                      running_runs=AccessCache(RUNNING_STATUS_TTL_SECONDS, clock=clock))
 
 
 def queue(engine: Engine, report: Report) -> RunRecord:
@@ -152,17 +155,86 @@ def test_a_token_naming_another_account_than_its_clients_is_refused(services: Se
 # -- finished runs and report access -------------------------------------------------------------
 
 
-def test_a_running_run_is_read_afresh_on_every_poll(engine: Engine, report: Report, report_runs: ReportRuns,
-                                                    links: list[str]) -> None:
+def test_a_running_runs_status_is_kept_for_the_running_ttl_then_read_again(
+        engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock, links: list[str]) -> None:
     run = queue(engine, report)
     assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
-    claim(engine, run)
+    claim(engine, run)  # by a worker of another process: nobody tells this one
+    clock.now += RUNNING_STATUS_TTL_SECONDS - 0.01
+    assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
+    clock.now += 0.01
     assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "started"
     assert len(report_runs.finished_runs) == 0
     assert complete_run(engine, run.id, "test-worker", RunResult(3, 30, "ab" * 32, f"{run.id}.csv"))
+    clock.now += RUNNING_STATUS_TTL_SECONDS
     status = report_runs.run_status(report.account_id, report.id, run.id)
     assert (status["status"], status["rowCount"]) == ("Completed", 3)
     assert links == [run.id]
+
+
+def test_a_run_changed_by_a_worker_of_this_process_is_read_again_at_once(
+        engine: Engine, report: Report, report_runs: ReportRuns) -> None:
+    run = queue(engine, report)
+    assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
+    claim(engine, run)
+    report_runs.run_changed(report.account_id, run.id)
+    assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "started"
+    assert complete_run(engine, run.id, "test-worker", RunResult(3, 30, "ab" * 32, f"{run.id}.csv"))
+    report_runs.run_changed(report.account_id, run.id)
+    assert report_runs.run_status(report.account_id, report.id, run.id)["status"] == "Completed"
+
+
+def test_the_workers_of_serve_tell_its_status_caches(services: Services, report: Report,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wired in services: a run that this process's pool starts and finishes is seen to by the
+    next poll. The running TTL is an hour here: only the pool's word can refresh the cache."""
+    monkeypatch.setattr(services.report_runs, "running_runs", AccessCache(3600.0))
+    run = queue(services.engine, report)
+    assert services.report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
+    pool = services.worker_pool(threads=1)
+    pool.start()
+    try:
+        answer = wait_for(lambda: (status := services.report_runs.run_status(report.account_id, report.id, run.id))
+                          ["status"] != "Running" and status, what="the run to be seen finished")
+    finally:
+        pool.stop(10)
+    assert answer["status"] == "Completed"
+
+
+# -- answers from memory alone ---------------------------------------------------------------------
+
+
+def test_memory_only_answers_what_the_caches_hold_and_says_when_it_cannot(
+        engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock) -> None:
+    done = queue(engine, report)
+    finish(engine, done)
+    running = queue(engine, report)
+    for run in (running, done):
+        with pytest.raises(NeedsDatabase):  # nothing cached yet
+            report_runs.run_status(report.account_id, report.id, run.id, memory_only=True)
+        expected = report_runs.run_status(report.account_id, report.id, run.id)
+        from_memory = report_runs.run_status(report.account_id, report.id, run.id, memory_only=True)
+        assert {k: v for k, v in from_memory.items() if not k.startswith("presignedUrl")} == \
+            {k: v for k, v in expected.items() if not k.startswith("presignedUrl")}
+    assert "presignedUrl" in report_runs.run_status(report.account_id, report.id, done.id, memory_only=True)
+    clock.now += RUNNING_STATUS_TTL_SECONDS
+    with pytest.raises(NeedsDatabase):
+        report_runs.run_status(report.account_id, report.id, running.id, memory_only=True)
+    clock.now += TTL  # the report's access, which a finished run's answer needs, has expired
+    with pytest.raises(NeedsDatabase):
+        report_runs.run_status(report.account_id, report.id, done.id, memory_only=True)
+    with pytest.raises(NeedsDatabase):  # a report's latest run is always a query
+        report_runs.run_status(report.account_id, report.id, None, memory_only=True)
+
+
+def test_memory_only_never_makes_a_link_that_may_need_io(engine: Engine, report: Report,
+                                                         report_runs: ReportRuns) -> None:
+    presigning = dataclasses.replace(report_runs, links_without_io=False)  # e.g. our storage on S3
+    run = queue(engine, report)
+    finish(engine, run)
+    assert presigning.run_status(report.account_id, report.id, run.id)["status"] == "Completed"
+    with pytest.raises(NeedsDatabase):
+        presigning.run_status(report.account_id, report.id, run.id, memory_only=True)
 
 
 def test_a_finished_run_is_answered_from_memory_with_a_fresh_link(engine: Engine, report: Report,
@@ -237,11 +309,12 @@ def test_a_run_of_another_report_is_not_found_from_memory_either(engine: Engine,
         report_runs.run_status(account.id, other_report.id, run.id)
 
 
-def test_a_report_made_private_hides_a_running_run_at_once(engine: Engine, report: Report,
-                                                           report_runs: ReportRuns) -> None:
+def test_a_report_made_private_hides_a_running_run_once_the_running_ttl_has_passed(
+        engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock) -> None:
     run = queue(engine, report)
     report_runs.run_status(report.account_id, report.id, run.id)
     make_private(engine, report)
+    clock.now += RUNNING_STATUS_TTL_SECONDS
     with pytest.raises(Forbidden, match="private"):
         report_runs.run_status(report.account_id, report.id, run.id)
 

@@ -115,3 +115,17 @@ def test_an_infinite_ttl_never_expires(clock: Clock) -> None:
     cache.put("k", "v", read_at=clock.now)
     clock.now += 10 ** 9
     assert cache.get("k", None) == "v"
+
+
+def test_a_discarded_key_is_read_again_and_a_read_begun_before_is_not_kept(clock: Clock) -> None:
+    cache: AccessCache[str, str] = AccessCache(1.0, clock=clock)
+    cache.put("run", "started", read_at=clock())
+    read_at = clock()  # a poll begins its read...
+    clock.now += 0.1
+    cache.discard("run")  # ...the run finishes meanwhile...
+    assert cache.get("run", None) is None
+    cache.put("run", "started (read before the change)", read_at=read_at)  # ...and the poll's read lands
+    assert cache.get("run", None) is None
+    clock.now += 0.1
+    cache.put("run", "completed", read_at=clock())  # read after the change: kept
+    assert cache.get("run", None) == "completed"

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse
 
+from uvm_reporting.application.report_runs import NeedsDatabase
 from uvm_reporting.auth.access_cache import ACCESS_TTL_SECONDS, AccessCache
 from uvm_reporting.auth.access_tokens import AccessClaims, AccessTokens, InvalidToken
 from uvm_reporting.store.api_clients import ClientRecord, get_active_client
 
 REALM = "uvm-reporting"
+_NOT_CACHED = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +43,14 @@ class ActiveClients:
     def of(cls, engine: Engine, *, ttl_seconds: float = ACCESS_TTL_SECONDS) -> ActiveClients:
         return cls(lambda client_id: get_active_client(engine, client_id), AccessCache(ttl_seconds))
 
-    def account_of(self, client_id: str) -> str | None:
-        """The account of ``client_id`` if it exists and is not revoked, else None."""
+    def account_of(self, client_id: str, *, memory_only: bool = False) -> str | None:
+        """The account of ``client_id`` if it exists and is not revoked, else None. With
+        ``memory_only``, NeedsDatabase when the answer is not cached."""
+        if memory_only:
+            cached = self._cache.get(client_id, _NOT_CACHED)
+            if cached is _NOT_CACHED:
+                raise NeedsDatabase
+            return cached  # type: ignore[return-value]
         return self._cache.get_or_load(client_id, lambda: self._account_of(client_id))
 
     def _account_of(self, client_id: str) -> str | None:
@@ -73,8 +81,10 @@ class BearerAuthError(Exception):
         )
 
 
-def authenticate_bearer(authorization: str | None, tokens: AccessTokens, clients: ActiveClients) -> Caller:
-    """The caller of a request with ``authorization``, or BearerAuthError."""
+def authenticate_bearer(authorization: str | None, tokens: AccessTokens, clients: ActiveClients, *,
+                        memory_only: bool = False) -> Caller:
+    """The caller of a request with ``authorization``, or BearerAuthError (with ``memory_only``,
+    NeedsDatabase when the client's state is not cached)."""
     if not authorization:
         raise BearerAuthError(None)
     scheme, _, token = authorization.strip().partition(" ")
@@ -84,6 +94,6 @@ def authenticate_bearer(authorization: str | None, tokens: AccessTokens, clients
         claims: AccessClaims = tokens.verify(token.strip())
     except InvalidToken as error:
         raise BearerAuthError(error.message) from None
-    if clients.account_of(claims.client_id) != claims.account_id:
+    if clients.account_of(claims.client_id, memory_only=memory_only) != claims.account_id:
         raise BearerAuthError("the API client of this token was revoked; ask for new client credentials")
     return Caller(client_id=claims.client_id, account_id=claims.account_id)

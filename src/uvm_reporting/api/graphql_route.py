@@ -1,9 +1,12 @@
 """``POST /api/graphql``: bearer auth, the ``accountId`` header, cached documents, execution.
 
-The core is synchronous (SQLAlchemy); the whole request runs on a thread of the endpoint's own
-pool (one hop per request) so a slow database never blocks the event loop. That pool is a plain
-``concurrent.futures`` executor: its hop costs about half of anyio's ``to_thread`` (no capacity
-limiter or cancel scopes), which is a sizeable part of a status poll.
+The core is synchronous (SQLAlchemy). A request is first tried on the event loop in memory-only
+mode: a status poll that the in-process caches answer (a verified token, an active client, the
+run's status: application/report_runs.py) is answered there, without I/O and without a thread
+hop, which is most of a cached poll's cost. Everything else (and a poll the caches cannot
+answer) runs on a thread of the endpoint's own pool, so a slow database never blocks the event
+loop. That pool is a plain ``concurrent.futures`` executor: its hop costs about half of anyio's
+``to_thread`` (no capacity limiter or cancel scopes).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
+    OperationType,
     execute_sync,
     parse,
     validate,
@@ -34,13 +38,16 @@ from starlette.types import Scope
 from uvm_reporting.api.access_log import logging_enabled, note
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, Caller, authenticate_bearer
 from uvm_reporting.api.graphql_schema import GraphQLContext
-from uvm_reporting.application.report_runs import ReportRuns
+from uvm_reporting.application.report_runs import NeedsDatabase, ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.errors import UvmReportingError
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY_BYTES = 64 * 1024
+# Root fields whose resolvers can answer in memory-only mode (queries only: a mutation always
+# goes to a thread).
+MEMORY_ANSWERABLE_FIELDS = frozenset({"getReportRunStatus"})
 # Requests handled at once per process. The work is mostly Python (one GIL): more threads would
 # not answer faster, only hold more database connections (SQLAlchemy's pool holds 15, and the
 # worker and scheduler threads of `serve` need theirs).
@@ -54,6 +61,7 @@ class PreparedDocument:
     document: DocumentNode | None
     errors: tuple[GraphQLError, ...]
     root_fields: tuple[str, ...]
+    memory_answerable: bool = False
 
     @property
     def fields_text(self) -> str:
@@ -81,14 +89,26 @@ class GraphQLEndpoint:
 
     async def handle(self, request: Request) -> Response:
         body = await request.body()
+        answered = self._respond(request.headers, body, request.scope, memory_only=True)
+        if answered is not None:
+            return answered
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="graphql")
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._handle_sync, request.headers, body, request.scope)
 
     def _handle_sync(self, headers: Any, body: bytes, scope: Scope) -> Response:
+        response = self._respond(headers, body, scope, memory_only=False)
+        assert response is not None  # only memory-only mode declines
+        return response
+
+    def _respond(self, headers: Any, body: bytes, scope: Scope, *, memory_only: bool) -> Response | None:
+        """The response; with ``memory_only``, None when answering would need I/O."""
         try:
-            caller = authenticate_bearer(headers.get("authorization"), self._tokens, self._clients)
+            caller = authenticate_bearer(headers.get("authorization"), self._tokens, self._clients,
+                                         memory_only=memory_only)
+        except NeedsDatabase:
+            return None
         except BearerAuthError as error:
             return error.response()
         try:
@@ -99,6 +119,27 @@ class GraphQLEndpoint:
         if prepared.errors:
             code = "GRAPHQL_PARSE_FAILED" if prepared.document is None else "GRAPHQL_VALIDATION_FAILED"
             return JSONResponse({"errors": [_format_error(e, code) for e in prepared.errors]}, status_code=400)
+        if memory_only and not prepared.memory_answerable:
+            return None
+        return self._execute(prepared, caller, variables, operation_name, headers=headers, scope=scope,
+                             memory_only=memory_only)
+
+    def _execute(self, prepared: PreparedDocument, caller: Caller, variables: dict[str, Any] | None,
+                 operation_name: str | None, *, headers: Any, scope: Scope, memory_only: bool) -> Response | None:
+        account_error = _check_account_header(headers.get("accountid"), caller)
+        result = None
+        if account_error is None:
+            assert prepared.document is not None
+            result = execute_sync(
+                self._schema,
+                prepared.document,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=GraphQLContext(caller.account_id, caller.client_id, self._report_runs,
+                                             memory_only=memory_only),
+            )
+            if memory_only and any(isinstance(error.original_error, NeedsDatabase) for error in result.errors or ()):
+                return None
         if logging_enabled():
             # On the request's one access-log line. A graphqlname that names no field of the
             # operation is only logged, as such.
@@ -107,17 +148,8 @@ class GraphQLEndpoint:
                 if graphql_name and graphql_name not in prepared.root_fields else ""
             note(scope, f"graphql={prepared.fields_text} account={caller.account_id} client={caller.client_id} "
                         f"graphqlname={graphql_name!r}{mismatch}")
-        account_error = _check_account_header(headers.get("accountid"), caller)
-        if account_error is not None:
+        if result is None:
             return JSONResponse({"data": None, "errors": [account_error]})
-        assert prepared.document is not None
-        result = execute_sync(
-            self._schema,
-            prepared.document,
-            variable_values=variables,
-            operation_name=operation_name,
-            context_value=GraphQLContext(caller.account_id, caller.client_id, self._report_runs),
-        )
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [_format_execution_error(error) for error in result.errors]
@@ -129,7 +161,12 @@ class GraphQLEndpoint:
         except GraphQLError as error:
             return PreparedDocument(None, (error,), ())
         errors = validate(self._schema, document)
-        return PreparedDocument(document, tuple(errors), _root_fields(document))
+        root_fields = _root_fields(document)
+        queries_only = all(definition.operation is OperationType.QUERY for definition in document.definitions
+                           if isinstance(definition, OperationDefinitionNode))
+        return PreparedDocument(document, tuple(errors), root_fields,
+                                memory_answerable=queries_only and bool(root_fields)
+                                and set(root_fields) <= MEMORY_ANSWERABLE_FIELDS)
 
 
 class _BadRequestError(Exception):

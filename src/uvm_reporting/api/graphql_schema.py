@@ -27,6 +27,8 @@ class GraphQLContext:
     account_id: str
     client_id: str
     report_runs: ReportRuns
+    memory_only: bool = False
+    """Answer from the in-process caches or raise NeedsDatabase (api/graphql_route.py)."""
 
 
 def _context(info: GraphQLResolveInfo) -> GraphQLContext:
@@ -80,7 +82,7 @@ def _definition_object(definition: Any) -> dict[str, Any]:
 def resolve_get_report_run_status(_: None, info: GraphQLResolveInfo, reportId: str | None = None,  # noqa: N803
                                   runId: str | None = None) -> dict[str, Any]:  # noqa: N803
     context = _context(info)
-    return context.report_runs.run_status(context.account_id, reportId, runId)
+    return context.report_runs.run_status(context.account_id, reportId, runId, memory_only=context.memory_only)
 
 
 @query.field("reports")

@@ -5,15 +5,22 @@ reports are reachable, a download link means CSV, a run is looked up within the 
 account only.
 
 Status polls are the hot path. A poll of a run by id is one query (the run and its report's
-access, both filtered by the caller's account). On top of that, two in-process caches, keyed by
-account id and run or report id so that no entry ever answers for another account:
+access, both filtered by the caller's account). On top of that, three in-process caches, keyed
+by account id and run or report id so that no entry ever answers for another account:
 
 - finished runs: a Completed or Failed run never changes again (no code path updates or deletes
   a run once it is final), so its record and its status document are kept (LRU-bounded); each
   answer still gets a fresh download link;
+- running runs: the record, status document and report access read with it, for
+  ``RUNNING_STATUS_TTL_SECONDS``. A client polling every 10 ms then costs the database four
+  reads a second, not a hundred. The workers of this process say when one of their runs moves on
+  (``run_changed``), so in the embedded mode a poll sees a run start or finish at once; an API
+  process of a scale-out deployment sees it at most that long later;
 - whether a report is public, trusted for ``ACCESS_TTL_SECONDS`` (auth/access_cache.py): a
-  report made private is refused by every process at most that long after the change. Polls of
-  a running run read the report's access afresh with the run anyway.
+  report made private is refused by every process at most that long after the change.
+
+A poll that these caches can answer needs no I/O at all: ``run_status(..., memory_only=True)``
+answers it or raises ``NeedsDatabase``, so the API can answer it without leaving its event loop.
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
 DEFAULT_DOWNLOAD_FORMAT = "csv"
 FINISHED_RUNS_KEPT = 4096
+RUNNING_STATUS_TTL_SECONDS = 0.25
+
+
+class NeedsDatabase(Exception):
+    """A ``memory_only`` answer would need a database read (or other I/O)."""
 
 
 @dataclass
@@ -51,9 +63,15 @@ class ReportRuns:
     connector: S3Connector
     # (account id, report id) -> whether the report is public, for status polls only.
     report_access: AccessCache[tuple[str, str], bool] = field(default_factory=AccessCache)
+    # Whether download links are made without I/O (our own signer): only then can a poll of a
+    # Completed download run be answered from memory (an S3 presigner may fetch credentials).
+    links_without_io: bool = False
     # (account id, run id) -> a final run and its status document without the link. Never stale.
     finished_runs: AccessCache[tuple[str, str], tuple[RunRecord, dict[str, Any]]] = field(
         default_factory=lambda: AccessCache(float("inf"), max_entries=FINISHED_RUNS_KEPT))
+    # (account id, run id) -> a queued or started run, its status document, its report's access.
+    running_runs: AccessCache[tuple[str, str], tuple[RunRecord, dict[str, Any], bool]] = field(
+        default_factory=lambda: AccessCache(RUNNING_STATUS_TTL_SECONDS))
 
     def process_report(
         self, account_id: str, report_id: str, *, presigned_url: bool, requested_by: str | None,
@@ -90,24 +108,23 @@ class ReportRuns:
         return {"runId": run.id, "reportId": report.id, "status": run.state.api_status,
                 "state": run.state.value}
 
-    def run_status(self, account_id: str, report_id: str | None, run_id: str | None) -> dict[str, Any]:
+    def run_status(self, account_id: str, report_id: str | None, run_id: str | None, *,
+                   memory_only: bool = False) -> dict[str, Any]:
+        """The status document of a run (by id, or the report's latest). With ``memory_only``,
+        from the caches or not at all (``NeedsDatabase``)."""
         if run_id:
-            public: bool | None = None
-            finished = self.finished_runs.get((account_id, run_id), None)
-            if finished is not None:
-                run, document = finished
-            else:
-                read_at = self.report_access.clock()
-                run, public = get_run_and_report_access(self.engine, account_id, run_id)
-                self.report_access.put((account_id, run.report_id), public, read_at=read_at)
-                document = self._document(run)
-                if run.state.is_final:
-                    self.finished_runs.put((account_id, run.id), (run, document), read_at=read_at)
+            run, document, public = self._run_and_document(account_id, run_id, memory_only=memory_only)
             if report_id and report_id != run.report_id:
                 raise NotFound(f"Run {run_id} does not belong to report {report_id}.", run_id=run_id)
-            if not (self._report_is_public(account_id, run.report_id) if public is None else public):
+            if public is None:
+                public = self._report_is_public(account_id, run.report_id, memory_only=memory_only)
+            if not public:
                 raise _private(run.report_id)
+            if memory_only and not self.links_without_io and _gets_a_link(run):
+                raise NeedsDatabase
             return self._with_link(run, dict(document))
+        if memory_only:
+            raise NeedsDatabase
         if report_id:
             if not self._report_is_public(account_id, report_id):
                 raise _private(report_id)
@@ -118,7 +135,40 @@ class ReportRuns:
             return self.describe(latest[0])
         raise BadUserInput("Pass runId (from processReport's response), or reportId for its latest run.")
 
-    def _report_is_public(self, account_id: str, report_id: str) -> bool:
+    def _run_and_document(self, account_id: str, run_id: str, *,
+                          memory_only: bool) -> tuple[RunRecord, dict[str, Any], bool | None]:
+        """The run, its status document without a link, and its report's access when it was read
+        together with the run (None: ask the report-access cache)."""
+        key = (account_id, run_id)
+        finished = self.finished_runs.get(key, None)
+        if finished is not None:
+            return finished[0], finished[1], None
+        running = self.running_runs.get(key, None)
+        if running is not None:
+            return running
+        if memory_only:
+            raise NeedsDatabase
+        read_at = self.report_access.clock()
+        run, public = get_run_and_report_access(self.engine, account_id, run_id)
+        self.report_access.put((account_id, run.report_id), public, read_at=read_at)
+        document = self._document(run)
+        if run.state.is_final:
+            self.finished_runs.put(key, (run, document), read_at=read_at)
+        else:
+            self.running_runs.put(key, (run, document, public), read_at=read_at)
+        return run, document, public
+
+    def run_changed(self, account_id: str, run_id: str) -> None:
+        """A worker of this process claimed, finished or handed back the run: forget what the
+        status caches hold about it while it ran."""
+        self.running_runs.discard((account_id, run_id))
+
+    def _report_is_public(self, account_id: str, report_id: str, *, memory_only: bool = False) -> bool:
+        if memory_only:
+            cached = self.report_access.get((account_id, report_id), None)
+            if cached is None:
+                raise NeedsDatabase
+            return cached
         return self.report_access.get_or_load((account_id, report_id),
                                               lambda: report_is_public(self.engine, account_id, report_id))
 
@@ -147,7 +197,7 @@ class ReportRuns:
 
     def _with_link(self, run: RunRecord, status: dict[str, Any]) -> dict[str, Any]:
         """``status`` plus a fresh download link when ``run`` is a Completed download run."""
-        if run.delivery is Delivery.DOWNLOAD and run.state is RunState.COMPLETED:
+        if _gets_a_link(run):
             link = self.download_link(run)
             status["presignedUrl"] = link.url
             status["presignedUrlExpiresAt"] = _timestamp(link.expires_at)
@@ -194,6 +244,10 @@ class ReportRuns:
                                external_id=get_account(self.engine, account_id).external_id)
         return {"ok": check.ok, "code": check.code, "message": check.message, "bucket": delivery.bucket,
                 "path": delivery.path, "roleArn": delivery.role_arn}
+
+
+def _gets_a_link(run: RunRecord) -> bool:
+    return run.delivery is Delivery.DOWNLOAD and run.state is RunState.COMPLETED
 
 
 def _private(report_id: str) -> Forbidden:

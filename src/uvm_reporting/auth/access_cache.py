@@ -33,6 +33,8 @@ class AccessCache(Generic[K, V]):
         self.clock = clock
         self._max_entries = max(1, max_entries)
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        # key -> when it was discarded: a read that began before then must not be kept.
+        self._discarded: dict[K, float] = {}
         self._lock = threading.Lock()
 
     def get(self, key: K, default: D) -> V | D:
@@ -46,6 +48,9 @@ class AccessCache(Generic[K, V]):
         if expires_at <= self.clock():
             return
         with self._lock:
+            discarded_at = self._discarded.get(key)
+            if discarded_at is not None and read_at <= discarded_at:
+                return  # read before the change that discarded it: already stale
             self._entries[key] = (expires_at, value)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:
@@ -61,6 +66,18 @@ class AccessCache(Generic[K, V]):
         loaded = load()
         self.put(key, loaded, read_at=read_at)
         return loaded
+
+    def discard(self, key: K) -> None:
+        """Forget ``key``: the next read loads it again, and a value read before now (by a
+        read still under way) is not kept."""
+        now = self.clock()
+        with self._lock:
+            self._entries.pop(key, None)
+            self._discarded[key] = now
+            if len(self._discarded) > self._max_entries:
+                # A value read before ``now - ttl`` would have expired anyway.
+                horizon = now - self.ttl_seconds
+                self._discarded = {k: at for k, at in self._discarded.items() if at > horizon}
 
     def __len__(self) -> int:
         with self._lock:

@@ -52,6 +52,7 @@ class WorkerPool:
         lease_seconds: int,
         max_attempts: int,
         poll_seconds: float = 1.0,
+        on_run_changed: Callable[[RunRecord], None] | None = None,
     ) -> None:
         self._engine = engine
         self._execute = execute
@@ -60,6 +61,8 @@ class WorkerPool:
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
         self._poll_seconds = poll_seconds
+        # Told when a run of this pool starts, ends or goes back to the queue (status caches).
+        self._on_run_changed = on_run_changed or (lambda _run: None)
         self._stopping = threading.Event()
         self._heartbeat_stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -91,6 +94,7 @@ class WorkerPool:
         for run_id, worker_id in unfinished:
             if release_run(self._engine, run_id, worker_id):
                 log.warning("run %s released unfinished after the %.1fs grace period", run_id, timeout)
+        # (A released run's cached status expires by itself: RUNNING_STATUS_TTL_SECONDS.)
         # Leases stay renewed until the last run in progress has ended.
         self._heartbeat_stopping.set()
         if self._heartbeat_thread is not None:
@@ -117,6 +121,7 @@ class WorkerPool:
     def _run_one(self, run: RunRecord, worker_id: str) -> None:
         log.info("run %s of report %s started (attempt %d) by %s", run.id, run.report_id, run.attempts,
                  worker_id)
+        self._on_run_changed(run)
         with self._lock:
             self._in_progress[run.id] = worker_id
         try:
@@ -133,6 +138,7 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._in_progress.pop(run.id, None)
+            self._on_run_changed(run)
 
     def _heartbeat(self) -> None:
         interval = self._lease_seconds / 3
