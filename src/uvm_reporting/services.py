@@ -43,6 +43,7 @@ class Services:
         executor = RunExecutor(self.engine, self.storage, self.connector,
                                parallelism=self.settings.export_parallelism,
                                export_process_min_rows=self.settings.export_process_min_rows,
+                               keep_spare_export_process=True,
                                log_level=self.settings.log_level)
         return WorkerPool(
             self.engine,
@@ -52,6 +53,7 @@ class Services:
             lease_seconds=self.settings.run_lease_seconds,
             max_attempts=self.settings.run_max_attempts,
             on_run_changed=lambda run: self.report_runs.run_changed(run.account_id, run.id),
+            on_stopped=executor.close,
         )
 
     def start_workers(self, threads: int | None = None) -> RunningWorkers:

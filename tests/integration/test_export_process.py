@@ -28,7 +28,7 @@ from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
-from uvm_reporting.exports.export_process import ExportProcessFailed, run_export_process
+from uvm_reporting.exports.export_process import ExportProcesses, ExportProcessFailed, run_export_process
 from uvm_reporting.exports.formats import ExportFormat
 from uvm_reporting.exports.run_executor import RunExecutor, _driver_database
 from uvm_reporting.storage.local_folder import LocalFolderStorage
@@ -275,6 +275,11 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def _reapable(pid: int) -> bool:
+    """Whether our child ``pid`` has ended, every thread of it (without reaping it)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
 class SlowSink(Sink):
     """Takes its time, so the export process is still running when the test acts."""
 
@@ -355,3 +360,33 @@ def test_a_job_never_shows_its_database_uri(engine: Engine) -> None:
     assert _driver_database(engine) not in text
     assert "parts=1" in text
     assert json.loads(job(engine, "SELECT 1 AS n").to_json())["database"] == _driver_database(engine)
+
+
+# --- the spare export process ------------------------------------------------------------------
+
+def test_a_spare_export_process_waits_for_the_next_job_and_goes_with_close(engine: Engine) -> None:
+    processes = ExportProcesses(keep_spare=True)
+    try:
+        outcome: list[int] = []
+        # Asked from a thread that then ends: the spare it left must outlive it.
+        asking = threading.Thread(target=lambda: outcome.append(processes.run(job(engine, "SELECT 1.5 AS n"),
+                                                                              Sink()).rows))
+        asking.start()
+        asking.join(60)
+        assert outcome == [1]
+        spares = export_children()
+        assert len(spares) == 1
+        second = Sink()
+        assert processes.run(job(engine, "SELECT 2.5 AS n"), second).rows == 1
+        assert second.buffer.getvalue() == b"n\n2.5\n"
+        assert spares[0] not in export_children()  # the spare ran it; another waits now
+        assert len(export_children()) == 1
+        dead = export_children()[0]
+        os.kill(dead, signal.SIGKILL)  # a spare that died is replaced, not used
+        wait_for(lambda: _reapable(dead), what="the killed spare to be dead")
+        assert processes.run(job(engine, "SELECT 3.5 AS n"), Sink()).rows == 1
+    finally:
+        processes.close()
+    assert export_children() == []
+    with pytest.raises(RuntimeError, match="closed"):
+        processes.run(job(engine, "SELECT 1 AS n"), Sink())

@@ -13,7 +13,8 @@ a pipe of its own. Why a process:
 
 The export process ignores SIGINT and SIGTERM (the worker decides when to give up: it lets runs
 finish for its grace period, then hands them back) and is killed with SIGKILL when the worker
-dies; a write to a worker that is gone ends it too.
+dies; a write to a worker that is gone ends it too. A worker keeps one export process started
+ahead (``ExportProcesses``), so the next large export need not wait for one to load.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from uvm_reporting.exports.export_job import ExportJob
@@ -52,6 +55,15 @@ class ExportProcessFailed(Exception):
         self.message = message
 
 
+class ExportProcessGone(ExportProcessFailed):
+    """The export process died before it wrote anything: a spare that died while it waited
+    (or as it was given its job). Nothing reached the destination, so the job may run again."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__("INTERNAL", f"The export process {how} before it wrote anything; the operator log "
+                                     "has the details.")
+
+
 @dataclass(frozen=True, slots=True)
 class ExportOutcome:
     rows: int
@@ -59,31 +71,75 @@ class ExportOutcome:
     seconds: float
 
 
-def run_export_process(job: ExportJob, out: BinaryWriter) -> ExportOutcome:
-    """Run ``job`` in an export process, copying its bytes to ``out`` as they come."""
-    started = time.monotonic()
+@dataclass
+class StartedProcess:
+    """An export process that has started (and is loading its modules), waiting for its job."""
+
+    process: subprocess.Popen[bytes]
+    status_read: int
+    started_at: float = field(default_factory=time.monotonic)
+
+    def usable(self) -> bool:
+        return self.process.poll() is None
+
+    def discard(self) -> None:
+        """Kill and reap it unused (a spare nobody will take)."""
+        if self.process.returncode is None:
+            with contextlib.suppress(OSError):
+                self.process.kill()
+            _reap(self.process)
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
+        os.close(self.status_read)
+
+
+def start_export_process() -> StartedProcess:
+    """Start an export process; it loads its modules, then waits for a job on its stdin.
+
+    The kernel ends it when the thread that started it ends (PR_SET_PDEATHSIG): start it from
+    a thread that lives as long as the work (ExportProcesses has one)."""
     status_read, status_write = os.pipe()
     try:
         process = subprocess.Popen(  # noqa: S603 - our own module, run by this interpreter
             [sys.executable, "-m", "uvm_reporting.exports.export_process", str(status_write), str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(status_write,), close_fds=True)
+    except BaseException:
+        os.close(status_read)
+        raise
     finally:
         os.close(status_write)
+    assert process.stdout is not None
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(process.stdout.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+    return StartedProcess(process, status_read)
+
+
+def run_export_process(job: ExportJob, out: BinaryWriter, *, started: StartedProcess | None = None) -> ExportOutcome:
+    """Run ``job`` in an export process (``started``, or a new one), copying its bytes to
+    ``out`` as they come."""
+    began = time.monotonic()
+    started = started or start_export_process()
+    process, status_read = started.process, started.status_read
     status = b""
     finished = False
+    copied = 0
     try:
         assert process.stdin is not None
         assert process.stdout is not None
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(process.stdout.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
-        process.stdin.write(job.to_json())
-        process.stdin.close()
-        stdout = process.stdout.fileno()
-        while block := os.read(stdout, COPY_BLOCK):
-            out.write(block)
-        with os.fdopen(status_read, "rb") as status_pipe:
-            status_read = -1
-            status = status_pipe.read()
+        try:
+            process.stdin.write(job.to_json())
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # it is gone: its exit status says how, below
+        else:
+            stdout = process.stdout.fileno()
+            while block := os.read(stdout, COPY_BLOCK):
+                out.write(block)
+                copied += len(block)
+            with os.fdopen(status_read, "rb") as status_pipe:
+                status_read = -1
+                status = status_pipe.read()
         finished = True
     finally:
         if status_read >= 0:
@@ -92,13 +148,77 @@ def run_export_process(job: ExportJob, out: BinaryWriter) -> ExportOutcome:
             with contextlib.suppress(OSError):
                 process.kill()  # we stopped reading (an error of ours): it must not linger
         exit_code, peak_rss = _reap(process)
-        if process.stdout is not None:
-            process.stdout.close()
-    return _outcome(status, exit_code, peak_rss, time.monotonic() - started)
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+    if not status and not copied and exit_code < 0:
+        raise ExportProcessGone(_ended(exit_code))
+    return _outcome(status, exit_code, peak_rss, time.monotonic() - began)
+
+
+class ExportProcesses:
+    """Runs jobs in export processes, with one started ahead once a first job has run: starting
+    one (the interpreter, pyarrow, NumPy, the drivers) takes about half a second, which a spare
+    that loaded them while idle takes off the next export's time. A spare idles at about
+    90 MB; it is never kept by a worker that has had no large export.
+
+    Every process is started by one thread that lives as long as this object: the kernel kills
+    export processes when the thread that started them ends, and a worker thread that ends
+    during a shutdown must not take another thread's export with it."""
+
+    def __init__(self, *, keep_spare: bool = True) -> None:
+        self._keep_spare = keep_spare
+        self._starter: ThreadPoolExecutor | None = None  # made with the first export process
+        self._spare: StartedProcess | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def run(self, job: ExportJob, out: BinaryWriter) -> ExportOutcome:
+        try:
+            return run_export_process(job, out, started=self._take())
+        except ExportProcessGone:
+            # A spare that died while it waited (killed, out of memory): once more, with a new one.
+            # A new one that dies the same way fails the run.
+            try:
+                return run_export_process(job, out, started=self._start())
+            except ExportProcessGone as gone:
+                raise ExportProcessFailed(gone.code, gone.message) from None
+
+    def _take(self) -> StartedProcess:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the export processes are closed")
+            spare, self._spare = self._spare, None
+            if spare is not None and not spare.usable():
+                spare.discard()
+                spare = None
+            taken = spare or self._start()
+            if self._keep_spare:
+                self._spare = self._start()
+        return taken
+
+    def _start(self) -> StartedProcess:
+        if self._starter is None:
+            self._starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-process-starter")
+        return self._starter.submit(start_export_process).result()
+
+    def close(self) -> None:
+        """Kill the spare; export processes still running end with the starter thread."""
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
+        if self._starter is not None:
+            self._starter.shutdown(wait=True)
 
 
 def _reap(process: subprocess.Popen[bytes]) -> tuple[int, int]:
-    """Wait for the process; its exit code and peak resident set size (bytes)."""
+    """Wait for the process; its exit code and peak resident set size (bytes; 0 when a poll()
+    reaped it already)."""
+    if process.returncode is not None:
+        return process.returncode, 0
     _, wait_status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(wait_status)
     return process.returncode, usage.ru_maxrss * 1024
@@ -114,9 +234,12 @@ def _outcome(status: bytes, exit_code: int, peak_rss: int, seconds: float) -> Ex
     error = report.get("error")
     if isinstance(error, dict):
         raise ExportProcessFailed(str(error.get("code", "INTERNAL")), str(error.get("message", "")))
-    how = f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
-    raise ExportProcessFailed("INTERNAL", f"The export process {how} before it finished; the operator "
-                              "log has the details.")
+    raise ExportProcessFailed("INTERNAL", f"The export process {_ended(exit_code)} before it finished; the "
+                              "operator log has the details.")
+
+
+def _ended(exit_code: int) -> str:
+    return f"was killed by signal {-exit_code}" if exit_code < 0 else f"exited with code {exit_code}"
 
 
 # --- inside the export process ----------------------------------------------------------------
@@ -125,12 +248,16 @@ def _outcome(status: bytes, exit_code: int, peak_rss: int, seconds: float) -> Ex
 def main(argv: list[str]) -> int:
     status_fd, worker_pid = int(argv[1]), int(argv[2])
     _follow_the_worker(worker_pid)
-    job = ExportJob.from_json(sys.stdin.buffer.read())
     _return_freed_memory()
+    # Loaded before the job arrives: a spare process does this while it waits.
+    from uvm_reporting.exports.arrow_pipeline import write_job  # noqa: PLC0415 - after the setup above
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        return 0  # a spare that was never used: the worker closed our stdin
+    job = ExportJob.from_json(data)
     logging.basicConfig(level=job.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from uvm_reporting.exports.arrow_pipeline import write_job  # noqa: PLC0415 - after the setup above
-
         with io.open(sys.stdout.fileno(), "wb", buffering=COPY_BLOCK, closefd=False) as out:  # noqa: UP020
             rows = write_job(job, out)
     except BrokenPipeError:

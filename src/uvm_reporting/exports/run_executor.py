@@ -30,7 +30,7 @@ from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import UvmReportingError
 from uvm_reporting.exports.driver_sql import driver_query
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
-from uvm_reporting.exports.export_process import run_export_process
+from uvm_reporting.exports.export_process import ExportProcesses
 from uvm_reporting.exports.formats import (
     Compression,
     ExportFormat,
@@ -88,7 +88,8 @@ def manifest_key(key: str) -> str:
 class RunExecutor:
     def __init__(self, engine: Engine, storage: ResultStorage, connector: S3Connector | None = None,
                  *, batch_size: int = 10_000, parallelism: int = 1, split_min_rows: int = 200_000,
-                 export_process_min_rows: int = 20_000, log_level: str = "INFO") -> None:
+                 export_process_min_rows: int = 20_000, keep_spare_export_process: bool = False,
+                 log_level: str = "INFO") -> None:
         self._engine = engine
         self._storage = storage
         self._connector = connector
@@ -97,6 +98,11 @@ class RunExecutor:
         self._split_min_rows = split_min_rows
         self._export_process_min_rows = export_process_min_rows
         self._log_level = log_level
+        self._export_processes = ExportProcesses(keep_spare=keep_spare_export_process)
+
+    def close(self) -> None:
+        """Stop the spare export process (exports still running end too)."""
+        self._export_processes.close()
 
     def execute(self, run: RunRecord) -> RunResult:
         if run.delivery is Delivery.S3:
@@ -161,7 +167,7 @@ class RunExecutor:
                         parts=tuple(QueryPart(query.sql, query.parameters) for query in queries),
                         columns=tuple(columns), format=export_format, compression=compression,
                         batch_rows=self._batch_size, log_level=self._log_level)
-        outcome = run_export_process(job, out)
+        outcome = self._export_processes.run(job, out)
         log.info("run %s: export process wrote %d rows in %.2fs (%d parts), peak RSS %.1f MiB", run.id,
                  outcome.rows, outcome.seconds, len(queries), outcome.peak_rss_bytes / (1 << 20))
         return outcome.rows

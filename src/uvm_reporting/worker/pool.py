@@ -53,6 +53,7 @@ class WorkerPool:
         max_attempts: int,
         poll_seconds: float = 1.0,
         on_run_changed: Callable[[RunRecord], None] | None = None,
+        on_stopped: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
         self._execute = execute
@@ -63,6 +64,8 @@ class WorkerPool:
         self._poll_seconds = poll_seconds
         # Told when a run of this pool starts, ends or goes back to the queue (status caches).
         self._on_run_changed = on_run_changed or (lambda _run: None)
+        # Releases what the executor holds (its spare export process) once the pool has stopped.
+        self._on_stopped = on_stopped or (lambda: None)
         self._stopping = threading.Event()
         self._heartbeat_stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -99,6 +102,8 @@ class WorkerPool:
         self._heartbeat_stopping.set()
         if self._heartbeat_thread is not None:
             self._heartbeat_thread.join(timeout)
+        # Exports still running past the grace period end here (their runs went back above).
+        self._on_stopped()
 
     def _work(self, worker_id: str) -> None:
         while not self._stopping.is_set():
