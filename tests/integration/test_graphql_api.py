@@ -12,9 +12,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from graphql import build_client_schema, build_schema, get_introspection_query, print_schema
+from graphql import build_client_schema, build_schema, execute_sync, get_introspection_query, print_schema
 from starlette.testclient import TestClient
 
+from uvm_reporting.api import graphql_route
 from uvm_reporting.api.app import create_app
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import SCHEMA_FILE
@@ -344,3 +345,62 @@ def test_a_poll_the_caches_can_answer_never_leaves_the_event_loop(api: Api, publ
 
     with pytest.raises(AssertionError, match="handler thread"):  # a mutation never answers from memory
         api.process(public_report.id)
+
+
+_RUN, _REPORT = "RUN_ID", "REPORT_ID"
+
+
+@pytest.mark.parametrize(("document", "variables", "direct"), [
+    (GET_REPORT_RUN_STATUS, {"reportId": _REPORT, "runId": _RUN}, True),
+    (GET_REPORT_RUN_STATUS, {"runId": _RUN}, True),
+    ('{ status: getReportRunStatus(runId: "RUN_ID") }', {}, True),
+    ('query Poll($r: String = "RUN_ID") { getReportRunStatus(runId: $r, reportId: null) }', {}, True),
+    ('query ($r: String!) { getReportRunStatus(runId: $r) }', {"r": _RUN, "unused": 5}, True),
+    ('query ($r: String!) { getReportRunStatus(runId: $r) }', {}, False),  # a required variable missing
+    ('query ($r: String!) { getReportRunStatus(runId: $r) }', {"r": None}, False),
+    ('query ($r: String) { getReportRunStatus(runId: $r) }', {"r": 5}, False),  # not a string
+    ('query ($r: String) { getReportRunStatus(runId: $r) }', {"r": "no-such-run"}, False),  # NOT_FOUND
+    ('query ($r: String) { getReportRunStatus(reportId: "REPORT_ID", runId: $r) }', {}, True),  # the latest run
+    ('{ getReportRunStatus(runId: "RUN_ID") @include(if: true) }', {}, False),
+    ('{ getReportRunStatus(runId: "RUN_ID") __typename }', {}, False),
+])
+def test_a_poll_answered_without_the_executor_reads_as_the_executors_answer(  # noqa: PLR0917 - parameters
+        api: Api, public_report: Report, monkeypatch: pytest.MonkeyPatch,
+        document: str, variables: dict[str, Any], direct: bool) -> None:
+    """The plain status poll skips graphql-core's executor (api/direct_queries.py); any request
+    that plan does not fit, or whose answer is an error, goes to the executor: the answers match."""
+    run_id = api.process(public_report.id)["runId"]
+    wait_for(lambda: api.status(public_report.id, run_id)["data"]["getReportRunStatus"]["status"] == "Completed",
+             what="the run to complete")
+    document = document.replace(_RUN, run_id).replace(_REPORT, public_report.id)
+    variables = {name: {_RUN: run_id, _REPORT: public_report.id}.get(value, value) if isinstance(value, str)
+                 else value for name, value in variables.items()}
+    executed: list[str] = []
+    execute = execute_sync
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        executed.append(document)
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(graphql_route, "execute_sync", counted)
+    answered = api.call(document, variables)
+    assert bool(executed) is not direct
+
+    if direct:
+        status = next(iter(answered["data"].values()))
+        assert (status["runId"], status["status"]) == (run_id, "Completed")
+        assert status["presignedUrl"].startswith("http://127.0.0.1:8000/downloads/")
+    else:
+        assert answered.get("errors") or "__typename" in answered["data"] or "@include" in document
+
+    monkeypatch.setattr(graphql_route, "_answer_directly", lambda *_args: None)
+    by_the_executor = api.call(document, variables)
+    assert _without_links(answered) == _without_links(by_the_executor)
+
+
+def _without_links(body: dict[str, Any]) -> dict[str, Any]:
+    """The answer without its download link, which is fresh on every call (expiry in whole seconds)."""
+    link = ("presignedUrl", "presignedUrlExpiresAt")
+    data = {key: {k: v for k, v in value.items() if k not in link} if isinstance(value, dict) else value
+            for key, value in (body.get("data") or {}).items()}
+    return {**body, "data": data}

@@ -53,6 +53,17 @@ def test_a_later_poll_gets_a_fresh_link_with_a_later_expiry() -> None:
     assert second.expires_at == first.expires_at + timedelta(minutes=5)
 
 
+def test_polls_within_one_second_get_the_link_a_fresh_signer_would_sign() -> None:
+    one = signer()
+    first = one.sign("run-1", now=NOW + timedelta(milliseconds=100))
+    again = one.sign("run-1", now=NOW + timedelta(milliseconds=900))
+    assert again == first == signer().sign("run-1", now=NOW)
+    assert one.sign("run-2", now=NOW).url != first.url  # per run
+    later = one.sign("run-1", now=NOW + timedelta(seconds=1))
+    assert later.expires_at == first.expires_at + timedelta(seconds=1)
+    assert later == signer().sign("run-1", now=NOW + timedelta(seconds=1))
+
+
 def test_the_lifetime_is_configurable() -> None:
     assert signer(lifetime=60).sign("r", now=NOW).expires_at == NOW + timedelta(seconds=60)
 

@@ -37,7 +37,8 @@ from starlette.types import Scope
 
 from uvm_reporting.api.access_log import logging_enabled, note
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, Caller, authenticate_bearer
-from uvm_reporting.api.graphql_schema import GraphQLContext
+from uvm_reporting.api.direct_queries import DirectQuery, plan_direct_query
+from uvm_reporting.api.graphql_schema import MEMORY_ANSWERABLE_QUERIES, GraphQLContext
 from uvm_reporting.application.report_runs import NeedsDatabase, ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.errors import UvmReportingError
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 MAX_QUERY_BYTES = 64 * 1024
 # Root fields whose resolvers can answer in memory-only mode (queries only: a mutation always
 # goes to a thread).
-MEMORY_ANSWERABLE_FIELDS = frozenset({"getReportRunStatus"})
+MEMORY_ANSWERABLE_FIELDS = frozenset(MEMORY_ANSWERABLE_QUERIES)
 # Requests handled at once per process. The work is mostly Python (one GIL): more threads would
 # not answer faster, only hold more database connections (SQLAlchemy's pool holds 15, and the
 # worker and scheduler threads of `serve` need theirs).
@@ -62,6 +63,8 @@ class PreparedDocument:
     errors: tuple[GraphQLError, ...]
     root_fields: tuple[str, ...]
     memory_answerable: bool = False
+    direct: DirectQuery | None = None
+    """How to answer it without the executor (api/direct_queries.py), when it is that simple."""
 
     @property
     def fields_text(self) -> str:
@@ -128,18 +131,20 @@ class GraphQLEndpoint:
                  operation_name: str | None, *, headers: Any, scope: Scope, memory_only: bool) -> Response | None:
         account_error = _check_account_header(headers.get("accountid"), caller)
         result = None
+        data = None
         if account_error is None:
             assert prepared.document is not None
-            result = execute_sync(
-                self._schema,
-                prepared.document,
-                variable_values=variables,
-                operation_name=operation_name,
-                context_value=GraphQLContext(caller.account_id, caller.client_id, self._report_runs,
-                                             memory_only=memory_only),
-            )
-            if memory_only and any(isinstance(error.original_error, NeedsDatabase) for error in result.errors or ()):
+            context = GraphQLContext(caller.account_id, caller.client_id, self._report_runs, memory_only=memory_only)
+            try:
+                data = _answer_directly(prepared.direct, context, variables, operation_name)
+            except NeedsDatabase:
                 return None
+            if data is None:
+                result = execute_sync(self._schema, prepared.document, variable_values=variables,
+                                      operation_name=operation_name, context_value=context)
+                if memory_only and any(isinstance(error.original_error, NeedsDatabase)
+                                       for error in result.errors or ()):
+                    return None
         if logging_enabled():
             # On the request's one access-log line. A graphqlname that names no field of the
             # operation is only logged, as such.
@@ -148,6 +153,8 @@ class GraphQLEndpoint:
                 if graphql_name and graphql_name not in prepared.root_fields else ""
             note(scope, f"graphql={prepared.fields_text} account={caller.account_id} client={caller.client_id} "
                         f"graphqlname={graphql_name!r}{mismatch}")
+        if data is not None:
+            return JSONResponse({"data": data})
         if result is None:
             return JSONResponse({"data": None, "errors": [account_error]})
         payload: dict[str, Any] = {"data": result.data}
@@ -166,7 +173,24 @@ class GraphQLEndpoint:
                            if isinstance(definition, OperationDefinitionNode))
         return PreparedDocument(document, tuple(errors), root_fields,
                                 memory_answerable=queries_only and bool(root_fields)
-                                and set(root_fields) <= MEMORY_ANSWERABLE_FIELDS)
+                                and set(root_fields) <= MEMORY_ANSWERABLE_FIELDS,
+                                direct=None if errors else plan_direct_query(self._schema, document,
+                                                                             MEMORY_ANSWERABLE_QUERIES))
+
+
+def _answer_directly(direct: DirectQuery | None, context: GraphQLContext, variables: dict[str, Any] | None,
+                     operation_name: str | None) -> dict[str, Any] | None:
+    """The ``data`` of a plain status poll, computed without the executor; None when the
+    request needs the executor, which then names any error as it always has."""
+    arguments = direct.arguments(variables, operation_name) if direct is not None else None
+    if direct is None or arguments is None:
+        return None
+    try:
+        return {direct.response_key: direct.answer(context, **arguments)}
+    except NeedsDatabase:
+        raise
+    except Exception:  # noqa: BLE001 - the executor runs it again and formats the error
+        return None
 
 
 class _BadRequestError(Exception):

@@ -5,6 +5,7 @@ Resolvers reach the use cases through the typed request context, never module gl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,11 +79,21 @@ def _definition_object(definition: Any) -> dict[str, Any]:
     return definition
 
 
+def get_report_run_status(context: GraphQLContext, reportId: str | None = None,  # noqa: N803
+                          runId: str | None = None) -> dict[str, Any]:  # noqa: N803
+    return context.report_runs.run_status(context.account_id, reportId, runId, memory_only=context.memory_only)
+
+
 @query.field("getReportRunStatus")
 def resolve_get_report_run_status(_: None, info: GraphQLResolveInfo, reportId: str | None = None,  # noqa: N803
                                   runId: str | None = None) -> dict[str, Any]:  # noqa: N803
-    context = _context(info)
-    return context.report_runs.run_status(context.account_id, reportId, runId, memory_only=context.memory_only)
+    return get_report_run_status(_context(info), reportId=reportId, runId=runId)
+
+
+MEMORY_ANSWERABLE_QUERIES: dict[str, Callable[..., Any]] = {"getReportRunStatus": get_report_run_status}
+"""Query fields whose use case can answer from the in-process caches alone (a status poll),
+by name: each takes the context and the field's arguments, all nullable ``String``s, and
+returns a ``JSON`` value (api/direct_queries.py calls them without the executor)."""
 
 
 @query.field("reports")

@@ -11,12 +11,16 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 from uvm_reporting.errors import Forbidden
+
+RECENT_LINKS_KEPT = 4096
+"""Links of the current second kept per signer (one per run polled)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +36,26 @@ class DownloadLinkSigner:
         self._key = key
         self._public_url = public_url.rstrip("/")
         self._lifetime = timedelta(seconds=lifetime_seconds)
+        self._recent: dict[str, tuple[int, SignedLink]] = {}
 
     @classmethod
     def from_key_file(cls, path: Path, public_url: str, lifetime_seconds: int) -> DownloadLinkSigner:
         return cls(load_or_create_secret_key(path), public_url, lifetime_seconds)
 
     def sign(self, run_id: str, now: datetime | None = None) -> SignedLink:
-        expires_at = (now or datetime.now(UTC)).replace(microsecond=0) + self._lifetime
-        expires = int(expires_at.timestamp())
+        expires = int((now.timestamp() if now is not None else time.time()) + self._lifetime.total_seconds())
+        # Expiry is in whole seconds, so every call within a second signs the same link: a
+        # client polling every few milliseconds gets it from here.
+        recent = self._recent.get(run_id)
+        if recent is not None and recent[0] == expires:
+            return recent[1]
         query = urlencode({"expires": expires, "signature": self._signature(run_id, expires)})
-        return SignedLink(url=f"{self._public_url}/downloads/{run_id}?{query}", expires_at=expires_at)
+        link = SignedLink(url=f"{self._public_url}/downloads/{run_id}?{query}",
+                          expires_at=datetime.fromtimestamp(expires, UTC))
+        if len(self._recent) >= RECENT_LINKS_KEPT:
+            self._recent.clear()
+        self._recent[run_id] = (expires, link)
+        return link
 
     def verify(self, run_id: str, expires: str, signature: str, now: datetime | None = None) -> None:
         """Raise Forbidden unless the link is intact and not expired."""
