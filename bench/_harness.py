@@ -410,17 +410,25 @@ def _settle_unfinished_runs(dataset: Dataset) -> None:
     more than STALE_QUEUED_SECONDS. So a benchmark running at the same time keeps its runs."""
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=STALE_QUEUED_SECONDS)
-    statement = ("UPDATE runs SET state = 'failed', error_code = 'INTERNAL', "
-                 "error_message = 'abandoned by an interrupted benchmark' "
-                 "WHERE (state = 'started' AND lease_expires_at < %s) OR (state = 'queued' AND created_at < %s)")
+    fail_runs(dataset, "(state = 'started' AND lease_expires_at < %s) OR (state = 'queued' AND created_at < %s)",
+              (now, stale), "abandoned by an interrupted benchmark")
+
+
+def fail_runs(dataset: Dataset, where: str, params: Sequence[Any], message: str) -> None:
+    """Mark the unfinished runs that ``where`` selects failed, in the (benchmark-only) database;
+    timestamps among ``params`` are written as the store keeps them."""
+    statement = (f"UPDATE runs SET state = 'failed', error_code = 'INTERNAL', error_message = %s "
+                 f"WHERE state IN ('queued', 'started') AND ({where})")
+    values = [message, *params]
     try:
         if dataset.backend == "sqlite":
             with contextlib.closing(sqlite3.connect(dataset.sqlite_file, timeout=30)) as connection:
-                connection.execute(statement.replace("%s", "?"), (_sqlite_utc(now), _sqlite_utc(stale)))
+                connection.execute(statement.replace("%s", "?"),
+                                   [_sqlite_utc(v) if isinstance(v, datetime) else v for v in values])
                 connection.commit()
         else:
             with psycopg.connect(f"{PG_CONNINFO} dbname={dataset.pg_database}") as connection:
-                connection.execute(statement, (now, stale))
+                connection.execute(statement, values)
     except (sqlite3.Error, psycopg.Error) as error:
         print(f"   note: could not settle unfinished runs: {error}")
 
