@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS
 
-_CONTROL_LIMIT = 0x20
 _FORMULA_FIRST_BYTES = np.zeros(256, dtype=bool)
 _FORMULA_FIRST_BYTES[[ord(trigger) for trigger in FORMULA_TRIGGERS]] = True
 
@@ -64,21 +63,18 @@ def bytes_present(values: Any, candidates: frozenset[int]) -> frozenset[int]:
 
 
 def cells_holding(values: Any, byte_values: Iterable[int]) -> Any:
-    """A boolean NumPy mask: which values contain any of ``byte_values``. One comparison per
-    byte value marks the hits, one ``logical_or.reduceat`` folds them per value."""
+    """A boolean NumPy mask: which values contain any of ``byte_values``. One table look-up per
+    byte marks the hits, one ``logical_or.reduceat`` folds them per value."""
     offsets = _offsets(values)
     data = _data(values, offsets)
     mask = np.zeros(len(values), dtype=bool)
     if len(data) == 0:
         return mask
-    wanted = sorted(set(byte_values))
-    hits = np.zeros(len(data) + 1, dtype=bool)  # one False past the end: every start is an index
-    controls = [byte for byte in wanted if byte < _CONTROL_LIMIT]
-    if len(controls) == _CONTROL_LIMIT:  # all control characters: one comparison
-        hits[:-1] |= data < _CONTROL_LIMIT
-        wanted = [byte for byte in wanted if byte >= _CONTROL_LIMIT]
-    for byte in wanted:
-        hits[:-1] |= data == byte
+    wanted = np.zeros(256, dtype=bool)
+    wanted[list(byte_values)] = True
+    hits = np.empty(len(data) + 1, dtype=bool)
+    np.take(wanted, data, out=hits[:-1])
+    hits[-1] = False  # one False past the end: every start is an index
     filled = offsets[1:] > offsets[:-1]
     # An empty value's slot holds its neighbour's first byte: ignored below.
     folded = np.logical_or.reduceat(hits, offsets[:-1] - offsets[0])
