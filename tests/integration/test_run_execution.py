@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import DataError, OperationalError
 
 from tests.expected_exports import expected_findings_rows
 from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
@@ -15,7 +16,8 @@ from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.services import Services
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.reports import Report
-from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run
+from uvm_reporting.store.runs import RunRecord, complete_run, enqueue_run, get_run
+from uvm_reporting.worker import pool as pool_module
 
 from .conftest import wait_for
 
@@ -123,3 +125,39 @@ def test_a_retry_removes_the_partial_file_of_the_attempt_that_died(services: Ser
     result = RunExecutor(services.engine, services.storage).execute(run)
     assert sorted(p.name for p in folder.iterdir()) == [f"{run.id}.csv"]
     assert result.row_count == 120
+
+
+@pytest.mark.parametrize("refusal", [
+    DataError("UPDATE runs", {}, Exception("integer out of range")),
+    OperationalError("UPDATE runs", {}, Exception("the server closed the connection")),
+])
+def test_a_worker_thread_outlives_an_outcome_the_database_refuses(
+        services: Services, public_report: Report, monkeypatch: pytest.MonkeyPatch, refusal: Exception) -> None:
+    """A result the database refuses fails its run with a reason; a database that is gone leaves
+    the run to its lease. Either way the same thread goes on to the next run."""
+    refused: list[str] = []
+
+    def complete_once_refused(engine: Any, run_id: str, worker_id: str, result: Any) -> bool:
+        if not refused:
+            refused.append(run_id)
+            raise refusal
+        return complete_run(engine, run_id, worker_id, result)
+
+    monkeypatch.setattr(pool_module, "complete_run", complete_once_refused)
+    first, second = enqueue(services, public_report), enqueue(services, public_report)
+    pool = services.worker_pool(threads=1)
+    pool.start()
+    try:
+        services.signal.notify()
+        done = wait_for(partial(_final, services, second), what="the second run to finish")
+        assert done.state is RunState.COMPLETED
+        assert refused == [first.id]
+        after = get_run(services.engine, first.account_id, first.id)
+        if isinstance(refusal, DataError):
+            assert (after.state, after.error_code) == (RunState.FAILED, RunErrorCode.INTERNAL)
+            assert "recording its result failed" in (after.error_message or "")
+        else:
+            assert after.state is RunState.STARTED  # its lease runs out; another claim runs it again
+            assert after.lease_expires_at is not None
+    finally:
+        pool.stop()

@@ -103,6 +103,15 @@ def test_only_the_lease_holder_may_finish_a_run(engine: Engine, public_report: R
     assert not fail_run(engine, run.id, "new", RunErrorCode.INTERNAL, "too late")
 
 
+def test_a_result_of_more_than_4_gib_and_2_billion_rows_is_recorded(engine: Engine, public_report: Report) -> None:
+    run = enqueue(engine, public_report)
+    claim(engine, "w")
+    result = RunResult(row_count=3_000_000_000, size_bytes=5 * 2**30 + 7, sha256="0" * 64, result_key="k")
+    assert complete_run(engine, run.id, "w", result)
+    done = get_run(engine, run.account_id, run.id)
+    assert (done.state, done.row_count, done.size_bytes) == (RunState.COMPLETED, 3_000_000_000, 5 * 2**30 + 7)
+
+
 def test_a_released_run_goes_back_to_the_queue_without_spending_an_attempt(
     engine: Engine, public_report: Report
 ) -> None:

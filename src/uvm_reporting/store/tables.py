@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -104,8 +105,9 @@ runs = Table(
     Column("created_at", UtcDateTime(precise=True), nullable=False),
     Column("started_at", UtcDateTime(precise=True)),
     Column("finished_at", UtcDateTime(precise=True)),
-    Column("row_count", Integer),
-    Column("size_bytes", Integer),
+    # 64-bit: a result file of 2 GiB or more (10M rows of CSV) overflows a 32-bit INTEGER.
+    Column("row_count", BigInteger),
+    Column("size_bytes", BigInteger),
     Column("sha256", String(64)),
     Column("result_key", String(500)),
     Column("error_code", String(40)),

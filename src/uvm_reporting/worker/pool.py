@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import psycopg
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from uvm_reporting.domain.runs import RunErrorCode
 from uvm_reporting.errors import UvmReportingError
@@ -130,20 +130,38 @@ class WorkerPool:
         with self._lock:
             self._in_progress[run.id] = worker_id
         try:
-            result = self._execute(run)
-        except Exception as error:
-            code, message = describe_failure(error)
-            log.warning("run %s failed: %s: %s", run.id, code, message, exc_info=code == RunErrorCode.INTERNAL)
-            fail_run(self._engine, run.id, worker_id, code, message)
-        else:
-            if complete_run(self._engine, run.id, worker_id, result):
-                log.info("run %s completed: %d rows, %d bytes", run.id, result.row_count, result.size_bytes)
+            try:
+                result = self._execute(run)
+            except Exception as error:
+                code, message = describe_failure(error)
+                log.warning("run %s failed: %s: %s", run.id, code, message, exc_info=code == RunErrorCode.INTERNAL)
+                fail_run(self._engine, run.id, worker_id, code, message)
             else:
-                log.warning("run %s finished after its lease was lost; the other claim decides", run.id)
+                self._complete(run, worker_id, result)
+        except SQLAlchemyError:
+            # The outcome could not be recorded (the database is gone, say): the run's lease
+            # expires and another claim runs it again. This thread goes on with the next run.
+            log.exception("recording the outcome of run %s failed; it runs again when its lease expires", run.id)
         finally:
             with self._lock:
                 self._in_progress.pop(run.id, None)
             self._on_run_changed(run)
+
+    def _complete(self, run: RunRecord, worker_id: str, result: RunResult) -> None:
+        """Record the result; a result the database refuses (a value out of its range, say) fails
+        the run with a reason instead of leaving it to be run again for nothing."""
+        try:
+            completed = complete_run(self._engine, run.id, worker_id, result)
+        except (DataError, IntegrityError):
+            log.exception("run %s: recording its result (%d rows, %d bytes) failed", run.id, result.row_count,
+                          result.size_bytes)
+            fail_run(self._engine, run.id, worker_id, RunErrorCode.INTERNAL,
+                     "The export finished, but recording its result failed; the operator log has the details.")
+            return
+        if completed:
+            log.info("run %s completed: %d rows, %d bytes", run.id, result.row_count, result.size_bytes)
+        else:
+            log.warning("run %s finished after its lease was lost; the other claim decides", run.id)
 
     def _heartbeat(self) -> None:
         interval = self._lease_seconds / 3
