@@ -100,9 +100,11 @@ def plan_direct_query(schema: GraphQLSchema, document: DocumentNode,
     answer = answers.get(field.name.value)
     if answer is None or not _answers_json_from_strings(schema, field.name.value):
         return None
-    variables = [None if declared.directives else
-                 _declared_string(declared.variable.name.value, declared.type, declared.default_value)
-                 for declared in operation.variable_definitions]
+    variables = tuple(None if declared.directives else
+                      _declared_string(declared.variable.name.value, declared.type, declared.default_value)
+                      for declared in operation.variable_definitions)
+    if None in variables:  # a variable of another type, default or directive
+        return None
     literal_arguments: list[tuple[str, str | None]] = []
     variable_arguments: list[tuple[str, str]] = []
     for argument in field.arguments:
@@ -113,13 +115,10 @@ def plan_direct_query(schema: GraphQLSchema, document: DocumentNode,
             literal_arguments.append((argument.name.value, _literal(value)))
         else:
             return None
-    declared = tuple(variable for variable in variables if variable is not None)
-    if len(declared) != len(variables):  # a variable of another type, default or directive
-        return None
     return DirectQuery(operation_name=operation.name.value if operation.name else None,
                        response_key=field.alias.value if field.alias else field.name.value, answer=answer,
                        literal_arguments=tuple(literal_arguments), variable_arguments=tuple(variable_arguments),
-                       variables=declared)
+                       variables=tuple(v for v in variables if v is not None))
 
 
 def _one_plain_field(document: DocumentNode) -> tuple[OperationDefinitionNode, FieldNode] | None:
