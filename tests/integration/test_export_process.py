@@ -7,7 +7,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses, ExportProcessFailed, run_export_process
 from uvm_reporting.exports.formats import ExportFormat
-from uvm_reporting.exports.run_executor import RunExecutor, _driver_database
+from uvm_reporting.exports.run_executor import LOOKUP_MAX_VALUES, RunExecutor, _driver_database
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.reports import create_report
@@ -95,7 +97,7 @@ def tricky_rows(engine: Engine, account: Account, findings_data: int) -> int:
 
 def export(engine: Engine, account: Account, report: dict[str, Any], export_format: str, tmp_path: Path, *,
            in_process: bool, compression: str | None = None, parallelism: int = 2,
-           batch_size: int = 10_000) -> tuple[int, bytes]:
+           batch_size: int = 10_000, lookup_max_values: int = LOOKUP_MAX_VALUES) -> tuple[int, bytes]:
     """One run of ``report`` written to memory, in the export process or in this thread."""
     definition = parse_report_definition(report)
     run = enqueue_run(engine, account_id=account.id, report_id=create_report(engine, account.id, report).id,
@@ -103,7 +105,8 @@ def export(engine: Engine, account: Account, report: dict[str, Any], export_form
                       definition=definition.to_json(), requested_by="test")
     executor = RunExecutor(engine, LocalFolderStorage(tmp_path / "unused"), batch_size=batch_size,
                            parallelism=parallelism, split_min_rows=1,
-                           export_process_min_rows=0 if in_process else 10**9)
+                           export_process_min_rows=0 if in_process else 10**9,
+                           lookup_max_values=lookup_max_values)
     sink = Sink()
     count = executor.write(run, sink)
     return count, sink.buffer.getvalue()
@@ -146,6 +149,33 @@ def test_parquet_holds_the_row_writers_table(engine: Engine, account: Account, t
     assert by_id["zz-n-third"]["cvss_score"] == 0.1 + 0.2
     assert by_id["zz-t-formula"]["title"] == "=HYPERLINK(\"http://x\")"  # verbatim outside spreadsheets
     assert by_id["zz-ts-fraction"]["last_seen"] == datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
+
+
+ASSET_COLUMNS_REPORT = {**ALL_FINDINGS_REPORT, "columns": [
+    "asset.criticality", "id", "asset.hostname", "title", "asset.first_seen", "asset.ip"]}
+
+
+@pytest.mark.parametrize(("export_format", "lookup_max_values", "joined_by_the_export_process"), [
+    ("csv", LOOKUP_MAX_VALUES, True), ("ndjson", LOOKUP_MAX_VALUES, True), ("csv", 1, False)])
+def test_asset_columns_joined_in_the_export_process_match_the_row_writers(
+        engine: Engine, account: Account, other_account: Account, tricky_rows: int, *,
+        caplog: pytest.LogCaptureFixture, tmp_path: Path, export_format: str, lookup_max_values: int,
+        joined_by_the_export_process: bool) -> None:
+    """On PostgreSQL, assets that are only shown are looked up by the export process, from the
+    account's own assets (another account's asset of the same id never shows); a lookup table
+    over the limit leaves the join to the database. The bytes are the row writers' either way."""
+    with engine.begin() as connection:
+        connection.execute(insert(assets), [{"id": "a-tricky", "account_id": other_account.id, "hostname": "THEIRS",
+                                            "criticality": "Low", "first_seen": SECOND, "last_seen": SECOND}])
+    with caplog.at_level(logging.INFO, logger="uvm_reporting.exports.run_executor"):
+        process, thread = both_ways(engine, account, ASSET_COLUMNS_REPORT, export_format, tmp_path, batch_size=7,
+                                    lookup_max_values=lookup_max_values)
+    assert process == thread
+    assert process[0] == tricky_rows
+    assert b"THEIRS" not in process[1]
+    assert b'host,\\"1\\"' in process[1] or b'"host,""1"""' in process[1]
+    (lookups,) = re.findall(r"export process wrote \d+ rows .* (\d+) lookups", caplog.text)
+    assert int(lookups) == (1 if joined_by_the_export_process and engine.dialect.name == "postgresql" else 0)
 
 
 def test_xlsx_holds_the_row_writers_cells(engine: Engine, account: Account, tricky_rows: int,

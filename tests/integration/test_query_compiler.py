@@ -16,7 +16,8 @@ from sqlalchemy import Engine, func, insert, inspect, select
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition import FilterOp, ReportDefinition, parse_report_definition
-from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
+from uvm_reporting.exports.export_job import LOOKUP_KEY
+from uvm_reporting.exports.query_compiler import compile_lookup_query, compile_report_query, report_column_types
 from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.tables import assets, findings
 
@@ -307,6 +308,61 @@ def test_join_only_when_a_relation_field_is_used() -> None:
         sql = str(compile_report_query(report, "acc"))
         assert sql.count("LEFT OUTER JOIN assets") == 1
         assert "ON asset.account_id = findings.account_id AND asset.id = findings.asset_id" in sql
+
+
+def run_with_lookups(engine: Engine, report: ReportDefinition, account_id: str) -> list[dict[str, Any]]:
+    """The rows as the export process makes them from a lookup query: the main SELECT's rows, each
+    with the looked-up fields of its key (none for a key that is NULL or unknown)."""
+    split = compile_lookup_query(report, account_id)
+    assert split is not None
+    with engine.connect() as connection:
+        main = [dict(row._mapping) for row in connection.execute(split.main)]
+        tables = {lookup.key_column: {row._mapping[LOOKUP_KEY]: dict(row._mapping) for row in
+                                      connection.execute(lookup.statement)} for lookup in split.lookups}
+    rows = []
+    for row in main:
+        merged = dict(row)
+        for key_column, table in tables.items():
+            found = table.get(row[key_column], {})
+            merged.update({path: found.get(path) for path in report.columns if path.startswith(
+                key_column.removesuffix(LOOKUP_KEY) + ".")})
+        rows.append({path: merged[path] for path in report.columns})
+    return rows
+
+
+@pytest.mark.usefixtures("data")
+@pytest.mark.parametrize("values", [
+    {"columns": ["id", "asset.hostname"]},
+    {"columns": ["asset.criticality", "title", "asset.first_seen", "asset.hostname", "cvss_score"]},
+    {"columns": ["id", "asset.owner"], "filters": [{"field": "cvss_score", "op": "gte", "value": 5}],
+     "sort": [{"field": "cvss_score", "direction": "desc"}], "limit": 2},
+    {"columns": ["asset.hostname", "asset.type"], "filters": [{"field": "title", "op": "contains", "value": "%"}]},
+])
+def test_a_lookup_query_gives_the_joined_rows(engine: Engine, account: Account, other_account: Account,
+                                              values: dict[str, Any]) -> None:
+    report = definition(**values)
+    for account_id in (account.id, other_account.id):
+        assert run_with_lookups(engine, report, account_id) == run(engine, report, account_id)
+    assert run(engine, report, account.id)  # the cases select rows
+
+
+def test_a_lookup_query_only_for_relations_that_are_only_shown() -> None:
+    assert compile_lookup_query(definition(columns=["id", "title"]), "acc") is None
+    assert compile_lookup_query(definition(columns=["id", "asset.hostname"],
+                                           filters=[{"field": "asset.type", "op": "is_null"}]), "acc") is None
+    assert compile_lookup_query(definition(columns=["id", "asset.hostname"],
+                                           sort=[{"field": "asset.hostname"}]), "acc") is None
+    split = compile_lookup_query(definition(columns=["asset.ip", "id", "asset.hostname"],
+                                            filters=[{"field": "severity", "op": "eq", "value": "High"}]), "acc-1")
+    assert split is not None
+    main = str(split.main)
+    assert "JOIN" not in main
+    assert list(split.main.selected_columns.keys()) == ["id", "asset#key"]
+    assert str(split.main.whereclause).startswith("findings.account_id = :account_id_1 AND ")
+    (lookup,) = split.lookups
+    assert list(lookup.statement.selected_columns.keys()) == [LOOKUP_KEY, "asset.ip", "asset.hostname"]
+    assert str(lookup.statement.whereclause) == "assets.account_id = :account_id_1"
+    assert lookup.statement.compile().params["account_id_1"] == "acc-1"
 
 
 def test_tenant_predicate_comes_first() -> None:

@@ -107,7 +107,7 @@ def _batches(job: ExportJob, part: QueryPart) -> Iterator[Any]:
     if job.dialect == "sqlite":
         return sqlite_batches(Path(job.database), part.sql, part.parameters, [kind for _, kind in job.columns],
                               batch_rows=job.batch_rows)
-    return postgres_batches(job.database, part.sql)
+    return postgres_batches(job.database, part.sql, job.lookups, [name for name, _ in job.columns])
 
 
 def _in_schema(batch: Any, schema: Any) -> Any:

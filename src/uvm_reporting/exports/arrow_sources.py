@@ -16,7 +16,8 @@ locks the other holds) and can corrupt the database (sqlite.org/howtocorrupt.htm
 * PostgreSQL: the driver streams ``COPY (<query>) TO STDOUT (FORMAT binary)`` into batches.
   It cannot stream a statement with bound parameters (it would hold the whole result), so the
   parameters arrive inlined as literals by psycopg (exports/driver_sql.py), as psycopg's own
-  ``copy()`` does.
+  ``copy()`` does. A job's lookups (exports/arrow_lookups.py) are read first, in the same
+  REPEATABLE READ transaction: one snapshot for the rows and what they are joined with.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from typing import Any
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
+from uvm_reporting.exports.arrow_lookups import Lookup, joined
+from uvm_reporting.exports.export_job import LookupPart
 
 SQLITE_CACHE_KIB = 32 * 1024
 """Page cache of each SQLite export connection (the default is 2 MiB)."""
@@ -82,17 +85,24 @@ def _with_typed_row(sql: str, kinds: Sequence[FieldType]) -> str:
     return f"SELECT 0 AS {_TYPED_ROW_FLAG}, {typed} UNION ALL SELECT 1, * FROM ({sql})"  # noqa: S608
 
 
-def postgres_batches(uri: str, sql: str) -> Iterator[Any]:
+def postgres_batches(uri: str, sql: str, lookups: Sequence[LookupPart] = (),
+                     columns: Sequence[str] = ()) -> Iterator[Any]:
     """The rows of ``sql`` (no parameters: literals inlined) as record batches, streamed, in a
-    read-only transaction."""
+    read-only transaction; with ``lookups``, each batch has their columns joined and holds
+    ``columns``, in that order."""
     import adbc_driver_postgresql.dbapi  # noqa: PLC0415 - only the export process loads it
 
     with contextlib.closing(adbc_driver_postgresql.dbapi.connect(uri)) as connection, \
             contextlib.closing(connection.cursor()) as cursor:
-        cursor.execute("SET TRANSACTION READ ONLY")
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        tables = []
+        for lookup in lookups:
+            cursor.execute(lookup.sql)
+            tables.append(Lookup(lookup.key_column, cursor.fetch_arrow_table()))
         cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(POSTGRES_BATCH_BYTES)})
         cursor.execute(sql)
-        yield from cursor.fetch_record_batch()
+        batches = cursor.fetch_record_batch()
+        yield from joined(batches, tables, columns) if tables else batches
         connection.rollback()
 
 

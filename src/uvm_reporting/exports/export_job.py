@@ -24,6 +24,20 @@ class QueryPart:
     parameters: tuple[Any, ...] = ()
 
 
+LOOKUP_KEY = "#key"
+"""The label of a lookup's key column; a relation's key in the main SELECT is ``<relation>#key``.
+No field path holds ``#``, so neither can clash with a column of the report."""
+
+
+@dataclass(frozen=True, slots=True)
+class LookupPart:
+    """The SELECT of one relation's targets, joined in the export process on ``key_column`` of
+    the main query (exports/query_compiler.py, ``compile_lookup_query``)."""
+
+    key_column: str
+    sql: str
+
+
 @dataclass(frozen=True, slots=True)
 class ExportJob:
     dialect: str
@@ -37,6 +51,8 @@ class ExportJob:
     batch_rows: int = 10_000
     """Rows per record batch read from SQLite (PostgreSQL's batches are sized in bytes)."""
     log_level: str = "INFO"
+    lookups: tuple[LookupPart, ...] = ()
+    """PostgreSQL only, with one part: relations whose columns the export process joins."""
 
     def __post_init__(self) -> None:
         if self.dialect not in ("sqlite", "postgresql"):
@@ -45,6 +61,8 @@ class ExportJob:
             raise ValueError("an export job needs at least one query")
         if self.batch_rows < 1:
             raise ValueError(f"batch_rows must be positive, got {self.batch_rows}")
+        if self.lookups and (self.dialect != "postgresql" or len(self.parts) != 1):
+            raise ValueError("lookups are joined only on PostgreSQL, for a job of one query")
 
     def to_json(self) -> bytes:
         return json.dumps({
@@ -56,6 +74,7 @@ class ExportJob:
             "compression": self.compression.value if self.compression else None,
             "batch_rows": self.batch_rows,
             "log_level": self.log_level,
+            "lookups": [{"key_column": lookup.key_column, "sql": lookup.sql} for lookup in self.lookups],
         }).encode("utf-8")
 
     @classmethod
@@ -70,8 +89,9 @@ class ExportJob:
             compression=Compression(record["compression"]) if record["compression"] else None,
             batch_rows=int(record["batch_rows"]),
             log_level=record["log_level"],
+            lookups=tuple(LookupPart(lookup["key_column"], lookup["sql"]) for lookup in record["lookups"]),
         )
 
     def __repr__(self) -> str:  # the database URI may carry a password
         return (f"ExportJob(dialect={self.dialect!r}, parts={len(self.parts)}, format={self.format.value!r}, "
-                f"compression={self.compression}, columns={len(self.columns)})")
+                f"compression={self.compression}, columns={len(self.columns)}, lookups={len(self.lookups)})")

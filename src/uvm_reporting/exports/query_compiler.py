@@ -7,11 +7,19 @@ Rules the statement always keeps:
 * every filter value is a bound parameter, never SQL text;
 * a total order (the definition's sort, then the entity's ``id``), so running a report twice
   over the same data writes byte-identical files.
+
+``compile_lookup_query`` gives the same rows another way, for the export process on
+PostgreSQL: the entity's own SELECT, which carries each shown relation's key, plus one SELECT
+per relation of the account's targets, joined by key in the export process. A relation used
+only for its columns (no filter, no sort on it) is all it takes; the database then streams
+the entity's rows in index order instead of hash-joining and sorting the whole result before
+its first row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, Select, Table, and_, or_, select
@@ -19,6 +27,7 @@ from sqlalchemy.sql.elements import UnaryExpression
 
 from uvm_reporting.domain.catalog import FieldType, Relation, ResolvedField
 from uvm_reporting.domain.report_definition import Filter, FilterOp, ReportDefinition, SortKey
+from uvm_reporting.exports.export_job import LOOKUP_KEY
 from uvm_reporting.store.tables import PLATFORM_TABLES
 
 
@@ -59,9 +68,7 @@ def compile_report_query(definition: ReportDefinition, account_id: str) -> Selec
     sources = _Sources(definition)
     columns = [sources.column(definition.resolve(path)).label(path) for path in definition.columns]
     conditions = [_condition(sources.column(f.resolved), f) for f in definition.filters]
-    order_by = [_order(sources.column(key.resolved), key) for key in definition.sort]
-    if not any(key.resolved.relation is None and key.field == "id" for key in definition.sort):
-        order_by.append(sources.base.c.id.asc())
+    order_by = _order_by(definition, sources)
     statement = (
         select(*columns)
         .select_from(sources.from_clause())
@@ -71,6 +78,69 @@ def compile_report_query(definition: ReportDefinition, account_id: str) -> Selec
     if definition.limit is not None:
         statement = statement.limit(definition.limit)
     return statement
+
+
+@dataclass(frozen=True, slots=True)
+class RelationLookup:
+    """The account's targets of one relation: ``LOOKUP_KEY`` and the report's columns of it."""
+
+    relation: Relation
+    statement: Select[Any]
+
+    @property
+    def key_column(self) -> str:
+        """The label of this relation's key in the main SELECT."""
+        return lookup_key_column(self.relation.name)
+
+
+@dataclass(frozen=True, slots=True)
+class LookupQuery:
+    main: Select[Any]
+    lookups: tuple[RelationLookup, ...]
+
+
+def lookup_key_column(relation_name: str) -> str:
+    return f"{relation_name}{LOOKUP_KEY}"
+
+
+def compile_lookup_query(definition: ReportDefinition, account_id: str) -> LookupQuery | None:
+    """The report's rows as the entity's own SELECT plus one lookup per relation that is only
+    shown; None when no relation is (the report joins nothing, or filters or sorts on what it
+    joins). The main SELECT has the same filters, order and limit as ``compile_report_query``:
+    a to-one LEFT OUTER join adds no row and drops none."""
+    filtered_or_sorted = [item.resolved for item in definition.filters] + [key.resolved for key in definition.sort]
+    used_elsewhere = {field.relation.name for field in filtered_or_sorted if field.relation is not None}
+    shown: dict[str, Relation] = {}
+    for column in definition.resolved_columns:
+        if column.relation is not None and column.relation.name not in used_elsewhere:
+            shown.setdefault(column.relation.name, column.relation)
+    if not shown:
+        return None
+    lookups = tuple(_lookup(definition, relation, account_id) for relation in shown.values())
+    sources = _Sources(definition)
+    columns = [sources.column(resolved).label(path) for path in definition.columns
+               if ((resolved := definition.resolve(path)).relation is None or resolved.relation.name not in shown)]
+    columns += [sources.base.c[lookup.relation.local_field].label(lookup.key_column) for lookup in lookups]
+    conditions = [_condition(sources.column(f.resolved), f) for f in definition.filters]
+    order_by = _order_by(definition, sources)
+    main = (
+        select(*columns)
+        .select_from(sources.from_clause())
+        .where(sources.base.c.account_id == account_id, *conditions)
+        .order_by(*order_by)
+    )
+    if definition.limit is not None:
+        main = main.limit(definition.limit)
+    return LookupQuery(main, lookups)
+
+
+def _lookup(definition: ReportDefinition, relation: Relation, account_id: str) -> RelationLookup:
+    target = PLATFORM_TABLES[relation.target]
+    fields = [(path, resolved.spec.name) for path in definition.columns
+              if (resolved := definition.resolve(path)).relation == relation]
+    statement = select(target.c.id.label(LOOKUP_KEY), *(target.c[name].label(path) for path, name in fields)) \
+        .where(target.c.account_id == account_id)
+    return RelationLookup(relation, statement)
 
 
 def report_column_types(definition: ReportDefinition) -> list[tuple[str, FieldType]]:
@@ -116,6 +186,13 @@ _CONDITIONS: dict[FilterOp, _Condition] = {
 
 def _condition(column: ColumnElement[Any], item: Filter) -> ColumnElement[bool]:
     return _CONDITIONS[item.op](column, item.value)
+
+
+def _order_by(definition: ReportDefinition, sources: _Sources) -> list[UnaryExpression[Any]]:
+    order_by = [_order(sources.column(key.resolved), key) for key in definition.sort]
+    if not any(key.resolved.relation is None and key.field == "id" for key in definition.sort):
+        order_by.append(sources.base.c.id.asc())
+    return order_by
 
 
 def _order(column: ColumnElement[Any], key: SortKey) -> UnaryExpression[Any]:

@@ -6,6 +6,8 @@ Two ways to write the file, with the same bytes (tests check they agree):
   an export process of its own (exports/export_process.py): ADBC record batches rendered by
   Arrow's kernels, no Python object per value; large CSV, NDJSON and JSON exports on SQLite
   read parallel id ranges there (exports/id_ranges.py);
+  on PostgreSQL, relations that are only shown are joined there, from lookup tables of at most
+  ``lookup_max_values`` values (exports/arrow_lookups.py);
 * smaller reports are written in the worker's thread by the row writers of exports/formats,
   from the driver's rows (exports/row_batches.py): no process to start for a few rows.
 
@@ -29,7 +31,7 @@ from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import UvmReportingError
 from uvm_reporting.exports.driver_sql import driver_query
-from uvm_reporting.exports.export_job import ExportJob, QueryPart
+from uvm_reporting.exports.export_job import ExportJob, LookupPart, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses
 from uvm_reporting.exports.formats import (
     Compression,
@@ -41,7 +43,12 @@ from uvm_reporting.exports.formats import (
 )
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.id_ranges import split_by_id
-from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
+from uvm_reporting.exports.query_compiler import (
+    LookupQuery,
+    compile_lookup_query,
+    compile_report_query,
+    report_column_types,
+)
 from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
@@ -53,6 +60,10 @@ from uvm_reporting.store.tables import PLATFORM_TABLES
 log = logging.getLogger(__name__)
 
 Columns = Sequence[tuple[str, FieldType]]
+
+LOOKUP_MAX_VALUES = 1_000_000
+"""The most values (rows times columns) a lookup table the export process joins may hold:
+about 40 MB at the lengths of ids and host names. A relation with more is joined by the database."""
 
 
 class ResultStorage(Protocol):
@@ -89,7 +100,7 @@ class RunExecutor:
     def __init__(self, engine: Engine, storage: ResultStorage, connector: S3Connector | None = None,
                  *, batch_size: int = 10_000, parallelism: int = 1, split_min_rows: int = 200_000,
                  export_process_min_rows: int = 20_000, keep_spare_export_process: bool = False,
-                 log_level: str = "INFO") -> None:
+                 lookup_max_values: int = LOOKUP_MAX_VALUES, log_level: str = "INFO") -> None:
         self._engine = engine
         self._storage = storage
         self._connector = connector
@@ -97,6 +108,7 @@ class RunExecutor:
         self._parallelism = parallelism
         self._split_min_rows = split_min_rows
         self._export_process_min_rows = export_process_min_rows
+        self._lookup_max_values = lookup_max_values
         self._log_level = log_level
         self._export_processes = ExportProcesses(keep_spare=keep_spare_export_process)
 
@@ -162,15 +174,36 @@ class RunExecutor:
         if export_format in _TEXT_FORMATS and self._engine.dialect.name == "sqlite":
             ranges = split_by_id(self._engine, definition, run.account_id, self._parallelism, self._split_min_rows)
         statements = [statement] if ranges is None else [statement.where(condition) for condition in ranges]
+        lookups: tuple[LookupPart, ...] = ()
+        if self._engine.dialect.name == "postgresql" and (split := self._lookup_query(definition, run.account_id)):
+            statements = [split.main]
+            lookups = tuple(LookupPart(lookup.key_column, driver_query(lookup.statement, self._engine.dialect).sql)
+                            for lookup in split.lookups)
         queries = [driver_query(part, self._engine.dialect) for part in statements]
         job = ExportJob(dialect=self._engine.dialect.name, database=_driver_database(self._engine),
                         parts=tuple(QueryPart(query.sql, query.parameters) for query in queries),
                         columns=tuple(columns), format=export_format, compression=compression,
-                        batch_rows=self._batch_size, log_level=self._log_level)
+                        batch_rows=self._batch_size, log_level=self._log_level, lookups=lookups)
         outcome = self._export_processes.run(job, out)
-        log.info("run %s: export process wrote %d rows in %.2fs (%d parts), peak RSS %.1f MiB", run.id,
-                 outcome.rows, outcome.seconds, len(queries), outcome.peak_rss_bytes / (1 << 20))
+        log.info("run %s: export process wrote %d rows in %.2fs (%d parts, %d lookups), peak RSS %.1f MiB", run.id,
+                 outcome.rows, outcome.seconds, len(queries), len(lookups), outcome.peak_rss_bytes / (1 << 20))
         return outcome.rows
+
+    def _lookup_query(self, definition: ReportDefinition, account_id: str) -> LookupQuery | None:
+        """The report split into its entity's rows and lookups, when it shows a relation it
+        neither filters nor sorts on, and each lookup holds at most ``lookup_max_values``
+        values (keys and fields; the count stops there); else None: the database joins."""
+        split = compile_lookup_query(definition, account_id)
+        if split is None:
+            return None
+        with self._engine.connect() as connection:
+            for lookup in split.lookups:
+                per_row = len(lookup.statement.selected_columns)
+                capped = lookup.statement.limit(self._lookup_max_values // per_row + 1).subquery()
+                rows = connection.scalar(select(func.count()).select_from(capped)) or 0
+                if rows * per_row > self._lookup_max_values:
+                    return None
+        return split
 
     def _in_export_process(self, definition: ReportDefinition, account_id: str) -> bool:
         """Whether the report's entity holds at least ``export_process_min_rows`` rows of the
