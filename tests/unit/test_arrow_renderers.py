@@ -26,6 +26,7 @@ from uvm_reporting.exports.arrow_formats.csv_lines import csv_header, csv_record
 from uvm_reporting.exports.arrow_formats.excel_serials import date_serials, timestamp_serials
 from uvm_reporting.exports.arrow_formats.json_array import JsonArrayFromLines
 from uvm_reporting.exports.arrow_formats.ndjson_lines import ndjson_records
+from uvm_reporting.exports.arrow_formats.text_cells import cells_holding
 from uvm_reporting.exports.formats.common import naive_utc
 from uvm_reporting.exports.formats.csv_writer import write_csv
 from uvm_reporting.exports.formats.json_writer import write_json, write_ndjson
@@ -226,3 +227,15 @@ def test_date_serials_are_xlsxwriters_to_the_last_bit() -> None:
         assert serials[0] == datetime(1900, 2, 28)
         assert serials[1:5] == [xlsxwriters_serial(day) for day in days[1:5] if day is not None]
         assert serials[5] is None
+
+
+@given(texts=st.lists(st.none() | st.text(alphabet=st.sampled_from(list('ab,"\n\r\t\x00\x1f\\é日'))), max_size=30),
+       start=st.integers(min_value=0, max_value=30), candidates=st.sampled_from([
+           frozenset(b',"\r\n'), frozenset(range(0x20)) | {ord('"'), ord("\\")}, frozenset(b"a"), frozenset()]))
+def test_cells_holding_finds_exactly_the_values_with_a_candidate_byte(texts: list[str | None], start: int,
+                                                                      candidates: frozenset[int]) -> None:
+    values = pa.array(texts, pa.string()).slice(start)
+    mask, present = cells_holding(values, candidates)
+    encoded = [None if text is None else text.encode() for text in texts[start:]]
+    assert mask.tolist() == [text is not None and any(byte in candidates for byte in text) for text in encoded]
+    assert present == {byte for text in encoded if text is not None for byte in text if byte in candidates}

@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.arrow_formats.text_cells import (
     as_string_array,
-    bytes_present,
     cells_holding,
     edit_where,
     neutralise_formulas,
@@ -77,9 +76,9 @@ def _field_texts(values: Any, kind: FieldType) -> Any:
 
 def _quoted_where_needed(values: Any) -> Any:
     values = as_string_array(values)
-    present = bytes_present(values, _NEEDS_QUOTES)
+    holding, present = cells_holding(values, _NEEDS_QUOTES)
     if not present:
         return values
     doubled: Any = (lambda chosen: pc.replace_substring(chosen, '"', '""')) if ord('"') in present else (lambda c: c)
-    return edit_where(values, cells_holding(values, present),
+    return edit_where(values, holding,
                       lambda chosen: pc.binary_join_element_wise('"', doubled(chosen), '"', ""))

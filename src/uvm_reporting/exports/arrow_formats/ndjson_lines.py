@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.arrow_formats.text_cells import as_string_array, bytes_present, cells_holding, edit_where
+from uvm_reporting.exports.arrow_formats.text_cells import as_string_array, cells_holding, edit_where
 from uvm_reporting.exports.arrow_formats.values_text import date_texts, number_texts, timestamp_texts
 
 Columns = Sequence[tuple[str, FieldType]]
@@ -69,7 +69,7 @@ def _string_texts(values: Any, kind: FieldType) -> Any:
 def _escaped(values: Any) -> Any:
     """``values`` with JSON escapes wherever a value holds a quote, a backslash or a control
     character; the others are untouched."""
-    present = bytes_present(values, _NEEDS_ESCAPE)
+    holding, present = cells_holding(values, _NEEDS_ESCAPE)
     if not present:
         return values
 
@@ -81,4 +81,4 @@ def _escaped(values: Any) -> Any:
             chosen = pc.replace_substring(chosen, chr(code), f"\\u{code:04x}")
         return chosen
 
-    return edit_where(values, cells_holding(values, present), escape)
+    return edit_where(values, holding, escape)

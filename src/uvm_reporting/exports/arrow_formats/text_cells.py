@@ -1,7 +1,7 @@
 """Vectorised tests and edits of Arrow text columns, shared by the CSV and NDJSON renderers.
 
 An Arrow string array is two buffers: the bytes of every value one after the other, and the
-offsets where each value starts. Most questions an export asks of its text (does any value
+offsets where each value starts. Most questions an export asks of its text (which values
 hold a comma? which values start with ``=``?) are answered on those buffers with NumPy at
 memory speed, and the per-value work (quoting, escaping) is then done only where it is needed,
 by Arrow's compute kernels in C++. Both release the GIL.
@@ -9,7 +9,7 @@ by Arrow's compute kernels in C++. Both release the GIL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,41 +45,42 @@ def _data(values: Any, offsets: Any) -> Any:
     return np.frombuffer(buffer, dtype=np.uint8, count=int(offsets[-1] - offsets[0]), offset=int(offsets[0]))
 
 
-def _value_bytes(values: Any) -> bytes:
-    """The bytes of every value of a string array, as one ``bytes`` (a copy, at memcpy speed)."""
-    offsets = _offsets(values)
-    if offsets[-1] == offsets[0]:
-        return b""
-    data: bytes = values.buffers()[2].to_pybytes()[int(offsets[0]):int(offsets[-1])]
-    return data
-
-
-def bytes_present(values: Any, candidates: frozenset[int]) -> frozenset[int]:
-    """Which of the byte values ``candidates`` occur anywhere in the string array: every other
-    byte is deleted in one C pass (``bytes.translate``), and what is left says. The bytes behind
-    a NULL are empty in every Arrow writer we read from."""
-    others = bytes(byte for byte in range(256) if byte not in candidates)
-    return frozenset(_value_bytes(values).translate(None, others))
-
-
-def cells_holding(values: Any, byte_values: Iterable[int]) -> Any:
-    """A boolean NumPy mask: which values contain any of ``byte_values``. One table look-up per
-    byte marks the hits, one ``logical_or.reduceat`` folds them per value."""
+def cells_holding(values: Any, candidates: frozenset[int]) -> tuple[Any, frozenset[int]]:
+    """Which values of the string array contain any of the byte values ``candidates`` (a
+    boolean NumPy mask), and which of them occur at all. The bytes are compared with each run
+    of consecutive candidates at memory speed; the few hits are then mapped to their values by
+    a binary search of the offsets."""
     offsets = _offsets(values)
     data = _data(values, offsets)
     mask = np.zeros(len(values), dtype=bool)
-    if len(data) == 0:
-        return mask
-    wanted = np.zeros(256, dtype=bool)
-    wanted[list(byte_values)] = True
-    hits = np.empty(len(data) + 1, dtype=bool)
-    np.take(wanted, data, out=hits[:-1])
-    hits[-1] = False  # one False past the end: every start is an index
-    filled = offsets[1:] > offsets[:-1]
-    # An empty value's slot holds its neighbour's first byte: ignored below.
-    folded = np.logical_or.reduceat(hits, offsets[:-1] - offsets[0])
-    mask[filled] = folded[filled]
-    return mask
+    if len(data) == 0 or not candidates:
+        return mask, frozenset()
+    hits = np.zeros(len(data), dtype=bool)
+    for low, high in _runs(candidates):
+        if low == high:
+            hits |= data == low
+        elif low == 0:
+            hits |= data <= high
+        else:
+            hits |= (data >= low) & (data <= high)
+    where = np.flatnonzero(hits)
+    if len(where) == 0:
+        return mask, frozenset()
+    present = frozenset(np.flatnonzero(np.bincount(data[where], minlength=256)).tolist())
+    # A hit at byte i belongs to the value whose end is the first one past i.
+    mask[np.searchsorted(offsets[1:] - offsets[0], where, side="right")] = True
+    return mask, present
+
+
+def _runs(byte_values: frozenset[int]) -> list[tuple[int, int]]:
+    """``byte_values`` as runs of consecutive values: {0..31, 34, 92} -> [(0, 31), (34, 34), (92, 92)]."""
+    runs: list[tuple[int, int]] = []
+    for value in sorted(byte_values):
+        if runs and runs[-1][1] == value - 1:
+            runs[-1] = (runs[-1][0], value)
+        else:
+            runs.append((value, value))
+    return runs
 
 
 def formula_cells(values: Any) -> Any:
