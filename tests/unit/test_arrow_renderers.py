@@ -239,3 +239,10 @@ def test_cells_holding_finds_exactly_the_values_with_a_candidate_byte(texts: lis
     encoded = [None if text is None else text.encode() for text in texts[start:]]
     assert mask.tolist() == [text is not None and any(byte in candidates for byte in text) for text in encoded]
     assert present == {byte for text in encoded if text is not None for byte in text if byte in candidates}
+
+
+def test_cells_holding_with_more_hits_than_one_per_eight_bytes() -> None:
+    texts = [",,,,", "", None, "a", '"\n', "", "x,"]
+    mask, present = cells_holding(pa.array(texts, pa.string()), frozenset(b',"\r\n'))
+    assert mask.tolist() == [True, False, False, False, True, False, True]
+    assert present == frozenset(b',"\n')

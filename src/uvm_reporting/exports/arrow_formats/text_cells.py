@@ -48,27 +48,34 @@ def _data(values: Any, offsets: Any) -> Any:
 def cells_holding(values: Any, candidates: frozenset[int]) -> tuple[Any, frozenset[int]]:
     """Which values of the string array contain any of the byte values ``candidates`` (a
     boolean NumPy mask), and which of them occur at all. The bytes are compared with each run
-    of consecutive candidates at memory speed; the few hits are then mapped to their values by
-    a binary search of the offsets."""
+    of consecutive candidates at memory speed. Few hits are mapped to their values by a binary
+    search of the offsets; many (more than one per eight bytes, whose positions would take more
+    memory than the bytes) are folded per value by ``logical_or.reduceat``."""
     offsets = _offsets(values)
     data = _data(values, offsets)
     mask = np.zeros(len(values), dtype=bool)
     if len(data) == 0 or not candidates:
         return mask, frozenset()
-    hits = np.zeros(len(data), dtype=bool)
+    hits = np.zeros(len(data) + 1, dtype=bool)  # one False past the end: every start is an index
+    body = hits[:-1]
     for low, high in _runs(candidates):
         if low == high:
-            hits |= data == low
+            body |= data == low
         elif low == 0:
-            hits |= data <= high
+            body |= data <= high
         else:
-            hits |= (data >= low) & (data <= high)
-    where = np.flatnonzero(hits)
-    if len(where) == 0:
+            body |= (data >= low) & (data <= high)
+    count = int(np.count_nonzero(body))
+    if count == 0:
         return mask, frozenset()
-    present = frozenset(np.flatnonzero(np.bincount(data[where], minlength=256)).tolist())
-    # A hit at byte i belongs to the value whose end is the first one past i.
-    mask[np.searchsorted(offsets[1:] - offsets[0], where, side="right")] = True
+    present = frozenset(np.flatnonzero(np.bincount(data[body], minlength=256)).tolist())
+    if count <= len(data) // 8:
+        # A hit at byte i belongs to the value whose end is the first one past i.
+        mask[np.searchsorted(offsets[1:] - offsets[0], np.flatnonzero(body), side="right")] = True
+    else:
+        filled = offsets[1:] > offsets[:-1]  # an empty value's slot holds its neighbour's first byte
+        folded = np.logical_or.reduceat(hits, offsets[:-1] - offsets[0])
+        mask[filled] = folded[filled]
     return mask, present
 
 
