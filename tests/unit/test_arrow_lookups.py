@@ -39,7 +39,8 @@ def test_each_row_gets_its_keys_columns(monkeypatch: pytest.MonkeyPatch, group_r
     monkeypatch.setattr(arrow_lookups, "GROUP_ROWS", group_rows)
     by_key: dict[str | None, tuple[str | None, datetime | None]] = {key: (host, seen) for key, host, seen in ASSETS}
     columns = ["asset.first_seen", "id", "asset.hostname"]
-    batches = list(joined(main_batches(KEYS, batch_rows), [Lookup("asset#key", lookup_table(ASSETS))], columns))
+    lookup = Lookup.from_table("asset#key", lookup_table(ASSETS))
+    batches = list(joined(main_batches(KEYS, batch_rows), [lookup], columns))
     assert [len(batch) for batch in batches] == [len(batch) for batch in main_batches(KEYS, batch_rows)]
     table = pa.Table.from_batches(batches)
     assert table.column_names == columns
@@ -50,12 +51,20 @@ def test_each_row_gets_its_keys_columns(monkeypatch: pytest.MonkeyPatch, group_r
 
 
 def test_an_empty_lookup_leaves_every_column_empty() -> None:
-    batches = list(joined(main_batches(["a1", None], 5), [Lookup("asset#key", lookup_table([]))],
+    batches = list(joined(main_batches(["a1", None], 5), [Lookup.from_table("asset#key", lookup_table([]))],
                           ["id", "asset.hostname", "asset.first_seen"]))
     assert pa.Table.from_batches(batches).to_pylist() == [
         {"id": "f0", "asset.hostname": None, "asset.first_seen": None},
         {"id": "f1", "asset.hostname": None, "asset.first_seen": None}]
 
 
+def test_a_lookup_read_in_several_chunks_is_one_array_per_column() -> None:
+    table = pa.concat_tables([lookup_table(ASSETS[:2]), lookup_table(ASSETS[2:])])
+    lookup = Lookup.from_table("asset#key", table)
+    assert lookup.keys.to_pylist() == [key for key, _, _ in ASSETS]
+    assert list(lookup.columns) == ["asset.hostname", "asset.first_seen"]
+    assert lookup.columns["asset.hostname"].to_pylist() == [host for _, host, _ in ASSETS]
+
+
 def test_no_batches_give_no_batches() -> None:
-    assert list(joined(iter(()), [Lookup("asset#key", lookup_table(ASSETS))], ["id"])) == []
+    assert list(joined(iter(()), [Lookup.from_table("asset#key", lookup_table(ASSETS))], ["id"])) == []

@@ -25,49 +25,51 @@ GROUP_ROWS = 50_000
 
 @dataclass(frozen=True)
 class Lookup:
-    """One relation's table: ``LOOKUP_KEY`` and the report's columns of it, keyed by
-    ``key_column`` of the main batches."""
+    """One relation's table, keyed by ``key_column`` of the main batches: its keys and the
+    report's columns of it, each one contiguous array."""
 
     key_column: str
-    table: Any  # pa.Table
+    keys: Any  # pa.Array
+    columns: dict[str, Any]  # report path -> pa.Array
 
-    @property
-    def keys(self) -> Any:
-        return self.table.column(LOOKUP_KEY).combine_chunks()
+    @classmethod
+    def from_table(cls, key_column: str, table: Any) -> Lookup:
+        """From a table of ``LOOKUP_KEY`` and the report's columns (as the lookup's SELECT reads them)."""
+        table = table.combine_chunks()
+        arrays = {name: _one_array(table.column(name)) for name in table.column_names}
+        keys = arrays.pop(LOOKUP_KEY)
+        return cls(key_column, keys, arrays)
 
-    def columns(self) -> list[str]:
-        return [name for name in self.table.column_names if name != LOOKUP_KEY]
+
+def _one_array(column: Any) -> Any:
+    return column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
 
 
 def joined(batches: Iterable[Any], lookups: Sequence[Lookup], columns: Sequence[str]) -> Iterator[Any]:
     """Each batch with its lookups' columns joined, and only ``columns``, in that order."""
-    prepared = [(lookup.key_column, lookup.keys,
-                 {name: lookup.table.column(name).combine_chunks() for name in lookup.columns()})
-                for lookup in lookups]
     waiting: list[Any] = []
     rows = 0
     for batch in batches:
         waiting.append(batch)
         rows += len(batch)
         if rows >= GROUP_ROWS:
-            yield from _join_group(waiting, prepared, columns)
+            yield from _join_group(waiting, lookups, columns)
             waiting, rows = [], 0
     if waiting:
-        yield from _join_group(waiting, prepared, columns)
+        yield from _join_group(waiting, lookups, columns)
 
 
-def _join_group(batches: list[Any], prepared: list[tuple[str, Any, dict[str, Any]]],
-                columns: Sequence[str]) -> Iterator[Any]:
+def _join_group(batches: list[Any], lookups: Sequence[Lookup], columns: Sequence[str]) -> Iterator[Any]:
     positions = []
-    for key_column, keys, _ in prepared:
-        probes = pa.concat_arrays([batch.column(key_column) for batch in batches])
-        positions.append(pc.index_in(probes, value_set=keys, skip_nulls=True))
+    for lookup in lookups:
+        probes = pa.concat_arrays([batch.column(lookup.key_column) for batch in batches])
+        positions.append(pc.index_in(probes, value_set=lookup.keys, skip_nulls=True))
     start = 0
     for batch in batches:
         arrays = {name: batch.column(name) for name in batch.schema.names}
-        for found, (_, _, values) in zip(positions, prepared, strict=True):
+        for found, lookup in zip(positions, lookups, strict=True):
             rows = found.slice(start, len(batch))
-            for name, column in values.items():
-                arrays[name] = column.take(rows)
+            for name, values in lookup.columns.items():
+                arrays[name] = values.take(rows)
         start += len(batch)
         yield pa.RecordBatch.from_arrays([arrays[name] for name in columns], names=list(columns))

@@ -98,7 +98,7 @@ def postgres_batches(uri: str, sql: str, lookups: Sequence[LookupPart] = (),
         tables = []
         for lookup in lookups:
             cursor.execute(lookup.sql)
-            tables.append(Lookup(lookup.key_column, cursor.fetch_arrow_table()))
+            tables.append(Lookup.from_table(lookup.key_column, cursor.fetch_arrow_table()))
         cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(POSTGRES_BATCH_BYTES)})
         cursor.execute(sql)
         batches = cursor.fetch_record_batch()

@@ -61,9 +61,10 @@ log = logging.getLogger(__name__)
 
 Columns = Sequence[tuple[str, FieldType]]
 
-LOOKUP_MAX_VALUES = 1_000_000
-"""The most values (rows times columns) a lookup table the export process joins may hold:
-about 40 MB at the lengths of ids and host names. A relation with more is joined by the database."""
+LOOKUP_MAX_VALUES = 500_000
+"""The most values (rows times columns) a lookup table the export process joins may hold. At
+the lengths of ids and host names that is about 12 MB of table and 25 MB of hash table while
+keys are looked up (bench/RESULTS.md); a relation with more is joined by the database."""
 
 
 class ResultStorage(Protocol):
