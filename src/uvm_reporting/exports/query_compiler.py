@@ -67,6 +67,12 @@ def compile_report_query(definition: ReportDefinition, account_id: str) -> Selec
     """The report's rows for one account: its columns in order, each labelled with its path."""
     sources = _Sources(definition)
     columns = [sources.column(definition.resolve(path)).label(path) for path in definition.columns]
+    return _select(definition, sources, columns, account_id)
+
+
+def _select(definition: ReportDefinition, sources: _Sources, columns: list[Any], account_id: str) -> Select[Any]:
+    """``columns`` of the account's rows, with the definition's filters, total order and limit."""
+    # Filters and sort keys first: a relation they use is joined when its column is asked for.
     conditions = [_condition(sources.column(f.resolved), f) for f in definition.filters]
     order_by = _order_by(definition, sources)
     statement = (
@@ -121,17 +127,7 @@ def compile_lookup_query(definition: ReportDefinition, account_id: str) -> Looku
     columns = [sources.column(resolved).label(path) for path in definition.columns
                if ((resolved := definition.resolve(path)).relation is None or resolved.relation.name not in shown)]
     columns += [sources.base.c[lookup.relation.local_field].label(lookup.key_column) for lookup in lookups]
-    conditions = [_condition(sources.column(f.resolved), f) for f in definition.filters]
-    order_by = _order_by(definition, sources)
-    main = (
-        select(*columns)
-        .select_from(sources.from_clause())
-        .where(sources.base.c.account_id == account_id, *conditions)
-        .order_by(*order_by)
-    )
-    if definition.limit is not None:
-        main = main.limit(definition.limit)
-    return LookupQuery(main, lookups)
+    return LookupQuery(_select(definition, sources, columns, account_id), lookups)
 
 
 def _lookup(definition: ReportDefinition, relation: Relation, account_id: str) -> RelationLookup:
