@@ -178,6 +178,19 @@ def test_asset_columns_joined_in_the_export_process_match_the_row_writers(
     assert int(lookups) == (1 if joined_by_the_export_process and engine.dialect.name == "postgresql" else 0)
 
 
+def test_an_account_without_assets_exports_empty_asset_columns(engine: Engine, other_account: Account,
+                                                               tmp_path: Path) -> None:
+    """Its lookup reads nothing (on PostgreSQL the driver returns a table without chunks)."""
+    with engine.begin() as connection:
+        connection.execute(insert(findings), [{"id": f"f{index}", "account_id": other_account.id, "title": "t",
+                                               "asset_id": "a1" if index % 2 else None, "severity": "High",
+                                               "status": "Open", "first_seen": SECOND, "last_seen": SECOND}
+                                              for index in range(3)])
+    process, thread = both_ways(engine, other_account, ASSET_COLUMNS_REPORT, "csv", tmp_path)
+    assert process == thread
+    assert process[1].splitlines()[1:] == [b",f0,,t,,", b",f1,,t,,", b",f2,,t,,"]
+
+
 def test_xlsx_holds_the_row_writers_cells(engine: Engine, account: Account, tricky_rows: int,
                                           tmp_path: Path) -> None:
     process, thread = both_ways(engine, account, ALL_FINDINGS_REPORT, "xlsx", tmp_path, batch_size=7)

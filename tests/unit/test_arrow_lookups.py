@@ -58,6 +58,13 @@ def test_an_empty_lookup_leaves_every_column_empty() -> None:
         {"id": "f1", "asset.hostname": None, "asset.first_seen": None}]
 
 
+def test_an_empty_result_without_chunks_is_an_empty_lookup() -> None:
+    """The driver reads an account without assets as a table of no chunks at all."""
+    empty = pa.Table.from_batches([], schema=lookup_table([]).schema)
+    batches = list(joined(main_batches(["a1"], 5), [Lookup.from_table("asset#key", empty)], ["id", "asset.hostname"]))
+    assert pa.Table.from_batches(batches).to_pylist() == [{"id": "f0", "asset.hostname": None}]
+
+
 def test_a_lookup_read_in_several_chunks_is_one_array_per_column() -> None:
     table = pa.concat_tables([lookup_table(ASSETS[:2]), lookup_table(ASSETS[2:])])
     lookup = Lookup.from_table("asset#key", table)

@@ -34,15 +34,11 @@ class Lookup:
 
     @classmethod
     def from_table(cls, key_column: str, table: Any) -> Lookup:
-        """From a table of ``LOOKUP_KEY`` and the report's columns (as the lookup's SELECT reads them)."""
-        table = table.combine_chunks()
-        arrays = {name: _one_array(table.column(name)) for name in table.column_names}
+        """From a table of ``LOOKUP_KEY`` and the report's columns (as the lookup's SELECT reads
+        them; an empty result has no chunks at all)."""
+        arrays = {name: table.column(name).combine_chunks() for name in table.column_names}
         keys = arrays.pop(LOOKUP_KEY)
         return cls(key_column, keys, arrays)
-
-
-def _one_array(column: Any) -> Any:
-    return column.chunk(0) if column.num_chunks == 1 else pa.concat_arrays(column.chunks)
 
 
 def joined(batches: Iterable[Any], lookups: Sequence[Lookup], columns: Sequence[str]) -> Iterator[Any]:
