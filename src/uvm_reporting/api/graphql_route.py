@@ -182,8 +182,7 @@ def _answer_directly(direct: DirectQuery | None, context: GraphQLContext, variab
                      operation_name: str | None) -> dict[str, Any] | None:
     """The ``data`` of a plain status poll, computed without the executor; None when the
     request needs the executor, which then names any error as it always has."""
-    arguments = direct.arguments(variables, operation_name) if direct is not None else None
-    if direct is None or arguments is None:
+    if direct is None or (arguments := direct.arguments(variables, operation_name)) is None:
         return None
     try:
         return {direct.response_key: direct.answer(context, **arguments)}
