@@ -76,8 +76,9 @@ class BenchError(Exception):
 def add_common_options(parser: argparse.ArgumentParser, *, rows: str, backend: bool = True) -> None:
     parser.add_argument("--rows", default=rows, help=f"findings in the data set (default {rows})")
     parser.add_argument("--runs", type=int, default=3, help="measured repetitions; medians are reported (default 3)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke check: {QUICK_ROWS:,} rows and 1 run (overrides --rows and --runs)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke check: {QUICK_ROWS:,} rows and 1 run (overrides --rows and --runs)"
+    )
     if backend:
         parser.add_argument("--backend", choices=BACKENDS, default="sqlite", help="database (default sqlite)")
 
@@ -213,14 +214,16 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def started_process(args: Sequence[str], env: dict[str, str], log_name: str,
-                    grace: float = 15.0) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def started_process(
+    args: Sequence[str], env: dict[str, str], log_name: str, grace: float = 15.0
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """Start ``args`` with output to ``bench/.data/logs/<log_name>.log``; stop it whatever happens."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"{log_name}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(list(args), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, cwd=REPO_ROOT)
+        process = subprocess.Popen(
+            list(args), env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO_ROOT
+        )
         try:
             yield process, log_path
         finally:
@@ -289,9 +292,16 @@ class Dataset:
         return product_env(self.data_dir, self.database_url, **extra)
 
     def save(self) -> None:
-        record = {"backend": self.backend, "rows": self.rows, "database_url": self.database_url,
-                  "account_id": self.account_id, "report_id": self.report_id, "client_id": self.client_id,
-                  "client_secret": self.client_secret, "reports": self.reports}
+        record = {
+            "backend": self.backend,
+            "rows": self.rows,
+            "database_url": self.database_url,
+            "account_id": self.account_id,
+            "report_id": self.report_id,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "reports": self.reports,
+        }
         (self.root / "dataset.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -302,13 +312,15 @@ def pg_database_name(rows: int) -> str:
 def run_cli(env: dict[str, str], *args: str, timeout: float = 300) -> dict[str, Any]:
     """Run an admin command with ``--json``; return its one JSON object."""
     try:
-        completed = subprocess.run([CLI, *args, "--json"], env=env, capture_output=True, text=True,
-                                   timeout=timeout, check=False, cwd=REPO_ROOT)
+        completed = subprocess.run(
+            [CLI, *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO_ROOT
+        )
     except subprocess.TimeoutExpired:
         raise BenchError(f"uvm-reporting {' '.join(args)} took longer than {timeout:.0f}s") from None
     if completed.returncode != 0:
-        raise BenchError(f"uvm-reporting {' '.join(args)} failed ({completed.returncode}):\n"
-                         f"{completed.stdout}{completed.stderr}")
+        raise BenchError(
+            f"uvm-reporting {' '.join(args)} failed ({completed.returncode}):\n{completed.stdout}{completed.stderr}"
+        )
     try:
         result: dict[str, Any] = json.loads(completed.stdout)
     except json.JSONDecodeError:
@@ -368,10 +380,17 @@ def prepare_dataset(backend: str, rows: int) -> Dataset:
 def _load_cached(root: Path) -> Dataset | None:
     try:
         record = json.loads((root / "dataset.json").read_text())
-        return Dataset(backend=record["backend"], rows=int(record["rows"]), root=root,
-                       database_url=record["database_url"], account_id=record["account_id"],
-                       report_id=record["report_id"], client_id=record["client_id"],
-                       client_secret=record["client_secret"], reports=dict(record.get("reports", {})))
+        return Dataset(
+            backend=record["backend"],
+            rows=int(record["rows"]),
+            root=root,
+            database_url=record["database_url"],
+            account_id=record["account_id"],
+            report_id=record["report_id"],
+            client_id=record["client_id"],
+            client_secret=record["client_secret"],
+            reports=dict(record.get("reports", {})),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -394,10 +413,15 @@ def _still_valid(dataset: Dataset) -> bool:
         return False
     try:
         findings = _query_one(dataset, "SELECT count(*) FROM findings WHERE account_id = %s", dataset.account_id)
-        report = _query_one(dataset, "SELECT count(*) FROM reports WHERE id = %s AND account_id = %s",
-                            dataset.report_id, dataset.account_id)
-        client = _query_one(dataset, "SELECT count(*) FROM api_clients WHERE client_id = %s AND revoked_at IS NULL",
-                            dataset.client_id)
+        report = _query_one(
+            dataset,
+            "SELECT count(*) FROM reports WHERE id = %s AND account_id = %s",
+            dataset.report_id,
+            dataset.account_id,
+        )
+        client = _query_one(
+            dataset, "SELECT count(*) FROM api_clients WHERE client_id = %s AND revoked_at IS NULL", dataset.client_id
+        )
     except (sqlite3.Error, psycopg.Error):
         return False
     return bool(findings == dataset.rows and report == 1 and client == 1)
@@ -410,21 +434,28 @@ def _settle_unfinished_runs(dataset: Dataset) -> None:
     more than STALE_QUEUED_SECONDS. So a benchmark running at the same time keeps its runs."""
     now = datetime.now(UTC)
     stale = now - timedelta(seconds=STALE_QUEUED_SECONDS)
-    fail_runs(dataset, "(state = 'started' AND lease_expires_at < %s) OR (state = 'queued' AND created_at < %s)",
-              (now, stale), "abandoned by an interrupted benchmark")
+    fail_runs(
+        dataset,
+        "(state = 'started' AND lease_expires_at < %s) OR (state = 'queued' AND created_at < %s)",
+        (now, stale),
+        "abandoned by an interrupted benchmark",
+    )
 
 
 def fail_runs(dataset: Dataset, where: str, params: Sequence[Any], message: str) -> None:
     """Mark the unfinished runs that ``where`` selects failed, in the (benchmark-only) database;
     timestamps among ``params`` are written as the store keeps them."""
-    statement = (f"UPDATE runs SET state = 'failed', error_code = 'INTERNAL', error_message = %s "
-                 f"WHERE state IN ('queued', 'started') AND ({where})")
+    statement = (
+        f"UPDATE runs SET state = 'failed', error_code = 'INTERNAL', error_message = %s "
+        f"WHERE state IN ('queued', 'started') AND ({where})"
+    )
     values = [message, *params]
     try:
         if dataset.backend == "sqlite":
             with contextlib.closing(sqlite3.connect(dataset.sqlite_file, timeout=30)) as connection:
-                connection.execute(statement.replace("%s", "?"),
-                                   [_sqlite_utc(v) if isinstance(v, datetime) else v for v in values])
+                connection.execute(
+                    statement.replace("%s", "?"), [_sqlite_utc(v) if isinstance(v, datetime) else v for v in values]
+                )
                 connection.commit()
         else:
             with psycopg.connect(f"{PG_CONNINFO} dbname={dataset.pg_database}") as connection:
@@ -470,8 +501,11 @@ def _build(backend: str, rows: int, root: Path) -> Dataset:
     else:
         database_url = f"{PG_SERVER}/{pg_database_name(rows)}"
     env = product_env(root / "var", database_url)
-    account_id = _pg_account_with(pg_database_name(rows), rows) if backend == "postgresql" and \
-        _pg_database_exists(pg_database_name(rows)) else None
+    account_id = (
+        _pg_account_with(pg_database_name(rows), rows)
+        if backend == "postgresql" and _pg_database_exists(pg_database_name(rows))
+        else None
+    )
     if backend == "postgresql" and account_id is None:
         name = pg_database_name(rows)
         with _pg_admin() as admin:
@@ -479,19 +513,28 @@ def _build(backend: str, rows: int, root: Path) -> Dataset:
             admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
     if account_id is None:
         account_id = str(run_cli(env, "accounts", "create", "--name", f"Bench {rows} findings")["id"])
-        print(f"   generating {rows:,} findings (seed 0) on {backend}; cached for later runs under "
-              f"{root.relative_to(REPO_ROOT)}", flush=True)
+        print(
+            f"   generating {rows:,} findings (seed 0) on {backend}; cached for later runs under "
+            f"{root.relative_to(REPO_ROOT)}",
+            flush=True,
+        )
         started = time.monotonic()
-        run_cli(env, "data", "generate", "--account", account_id, "--findings", str(rows),
-                timeout=600 + rows / 1_000)
+        run_cli(env, "data", "generate", "--account", account_id, "--findings", str(rows), timeout=600 + rows / 1_000)
         print(f"   generated in {time.monotonic() - started:.0f}s", flush=True)
     else:
         print(f"   reusing PostgreSQL database {pg_database_name(rows)} (account {account_id})", flush=True)
     report = run_cli(env, "reports", "create", "--account", account_id, "--file", str(ALL_FINDINGS_REPORT))
     client = run_cli(env, "clients", "create", "--account", account_id, "--name", "bench")
-    dataset = Dataset(backend=backend, rows=rows, root=root, database_url=database_url, account_id=account_id,
-                      report_id=str(report["id"]), client_id=str(client["client_id"]),
-                      client_secret=str(client["client_secret"]))
+    dataset = Dataset(
+        backend=backend,
+        rows=rows,
+        root=root,
+        database_url=database_url,
+        account_id=account_id,
+        report_id=str(report["id"]),
+        client_id=str(client["client_id"]),
+        client_secret=str(client["client_secret"]),
+    )
     dataset.save()
     return dataset
 
@@ -555,8 +598,7 @@ class Server:
     log_path: Path
 
 
-def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path,
-                        timeout: float = 60) -> None:
+def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> None:
     parsed = urllib.parse.urlsplit(base_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -576,8 +618,9 @@ def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log_pat
 
 
 @contextlib.contextmanager
-def running_server(dataset: Dataset, *, workers: bool = True, worker_threads: int | None = None,
-                   log_name: str = "server") -> Iterator[Server]:
+def running_server(
+    dataset: Dataset, *, workers: bool = True, worker_threads: int | None = None, log_name: str = "server"
+) -> Iterator[Server]:
     """``uvm-reporting serve`` on a free port (``--no-workers`` unless ``workers``); stopped on exit."""
     port = free_port()
     args = [CLI, "serve", "--host", HOST, "--port", str(port)]
@@ -594,8 +637,9 @@ _WORKER_READY = re.compile(rb"running \d+ thread")
 
 
 @contextlib.contextmanager
-def running_worker(dataset: Dataset, *, concurrency: int = 1, log_name: str = "worker",
-                   ready_timeout: float = 60) -> Iterator[subprocess.Popen[bytes]]:
+def running_worker(
+    dataset: Dataset, *, concurrency: int = 1, log_name: str = "worker", ready_timeout: float = 60
+) -> Iterator[subprocess.Popen[bytes]]:
     """A ``uvm-reporting worker`` process, yielded once it has logged that its threads run."""
     args = [CLI, "worker", "--concurrency", str(concurrency), "--grace", "5"]
     with started_process(args, dataset.env(UVM_REPORTING_LOG_LEVEL="INFO"), log_name) as (process, log_path):
@@ -604,8 +648,9 @@ def running_worker(dataset: Dataset, *, concurrency: int = 1, log_name: str = "w
             if process.poll() is not None:
                 raise BenchError(f"the worker exited with {process.returncode}:\n{log_tail(log_path)}")
             if time.monotonic() > deadline:
-                raise BenchError(f"the worker did not report it was running within {ready_timeout:.0f}s:\n"
-                                 f"{log_tail(log_path)}")
+                raise BenchError(
+                    f"the worker did not report it was running within {ready_timeout:.0f}s:\n{log_tail(log_path)}"
+                )
             time.sleep(0.02)
         yield process
 
@@ -663,8 +708,12 @@ class ApiClient:
     def graphql_request(self, query: str, variables: dict[str, Any], name: str) -> tuple[bytes, dict[str, str]]:
         """The body and headers of a GraphQL call, as the spec's curl commands send them."""
         body = json.dumps({"query": query, "variables": variables}).encode()
-        headers = {"Content-Type": "application/json", "accountId": self.account_id, "graphqlname": name,
-                   "Authorization": f"Bearer {self.token}"}
+        headers = {
+            "Content-Type": "application/json",
+            "accountId": self.account_id,
+            "graphqlname": name,
+            "Authorization": f"Bearer {self.token}",
+        }
         return body, headers
 
     def graphql(self, query: str, variables: dict[str, Any], name: str) -> Any:
@@ -692,10 +741,15 @@ def get_token(base_url: str, client_id: str, client_secret: str) -> str:
     parsed = urllib.parse.urlsplit(base_url)
     connection = http.client.HTTPConnection(parsed.hostname or HOST, parsed.port, timeout=60)
     try:
-        body = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": client_id,
-                                       "client_secret": client_secret})
-        connection.request("POST", "/oauth2/token", body=body, headers={
-            "accept": "application/json", "content-type": "application/x-www-form-urlencoded"})
+        body = urllib.parse.urlencode(
+            {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+        )
+        connection.request(
+            "POST",
+            "/oauth2/token",
+            body=body,
+            headers={"accept": "application/json", "content-type": "application/x-www-form-urlencoded"},
+        )
         response = connection.getresponse()
         payload = response.read()
     finally:
@@ -747,7 +801,7 @@ def _type_text(ref: dict[str, Any]) -> tuple[str, str, str]:
 
 def process_report_arguments(client: ApiClient) -> dict[str, ArgumentType]:
     """processReport's arguments as this server declares them (by introspection); {} if it won't say."""
-    query = f"{{ __type(name: \"Mutation\") {{ fields {{ name args {{ name type {{ {_TYPE_REF} }} }} }} }} }}"
+    query = f'{{ __type(name: "Mutation") {{ fields {{ name args {{ name type {{ {_TYPE_REF} }} }} }} }} }}'
     try:
         data = client.graphql(query, {}, "IntrospectMutation")
     except BenchError:
@@ -762,8 +816,7 @@ def process_report_arguments(client: ApiClient) -> dict[str, ArgumentType]:
         values: tuple[str, ...] = ()
         if kind == "ENUM":
             with contextlib.suppress(BenchError):
-                enum = client.graphql(f"{{ __type(name: \"{name}\") {{ enumValues {{ name }} }} }}", {},
-                                      "IntrospectEnum")
+                enum = client.graphql(f'{{ __type(name: "{name}") {{ enumValues {{ name }} }} }}', {}, "IntrospectEnum")
                 values = tuple(v["name"] for v in (enum.get("__type") or {}).get("enumValues") or [])
         arguments[argument["name"]] = ArgumentType(name=name, kind=kind, text=text, enum_values=values)
     return arguments
@@ -792,8 +845,10 @@ def export_request(fmt: str, report_id: str, arguments: dict[str, ArgumentType])
         value = None
     if value is None:
         return None
-    query = (f"mutation ($id: String!, $format: {argument.text}) "
-             f"{{processReport(id:$id, isPresignedUrl: true, {argument_name}: $format)}}")
+    query = (
+        f"mutation ($id: String!, $format: {argument.text}) "
+        f"{{processReport(id:$id, isPresignedUrl: true, {argument_name}: $format)}}"
+    )
     return ExportRequest(fmt, query, {"id": report_id, "format": value})
 
 
@@ -846,8 +901,9 @@ def start_run(client: ApiClient, request: ExportRequest) -> tuple[str, float, fl
     return str(data["processReport"]["runId"]), called, returned
 
 
-def run_report(client: ApiClient, report_id: str, request: ExportRequest, *, poll_interval: float = 0.01,
-               timeout: float = 600) -> RunTiming:
+def run_report(
+    client: ApiClient, report_id: str, request: ExportRequest, *, poll_interval: float = 0.01, timeout: float = 600
+) -> RunTiming:
     """processReport, then getReportRunStatus every ``poll_interval`` until the run is not Running."""
     run_id, called, returned = start_run(client, request)
     deadline = returned + timeout
@@ -883,15 +939,18 @@ def warn_failed_polls(timings: Sequence[RunTiming], log_hint: str) -> None:
     failed = sum(t.failed_polls for t in timings)
     if failed:
         total = failed + sum(t.polls for t in timings)
-        print(f"WARNING: {failed} of {total} getReportRunStatus calls failed (HTTP 500 or INTERNAL_SERVER_ERROR) "
-              f"and were retried; the server log ({log_hint}) has the cause.")
+        print(
+            f"WARNING: {failed} of {total} getReportRunStatus calls failed (HTTP 500 or INTERNAL_SERVER_ERROR) "
+            f"and were retried; the server log ({log_hint}) has the cause."
+        )
 
 
 def require_completed(timing: RunTiming, *, rows: int | None = None) -> None:
     status = timing.status
     if status["status"] != "Completed":
-        raise BenchError(f"run {timing.run_id} ended {status['status']}: {status.get('errorCode')} "
-                         f"{status.get('errorMessage')}")
+        raise BenchError(
+            f"run {timing.run_id} ended {status['status']}: {status.get('errorCode')} {status.get('errorMessage')}"
+        )
     if rows is not None and status.get("rowCount") != rows:
         raise BenchError(f"run {timing.run_id} wrote {status.get('rowCount')} rows, expected {rows}")
 
@@ -901,15 +960,17 @@ def export_timeout(rows: int) -> float:
     return 300 + rows / 1_000
 
 
-def try_export(client: ApiClient, dataset: Dataset, request: ExportRequest | None, *,
-               poll_interval: float = 0.01) -> RunTiming | str:
+def try_export(
+    client: ApiClient, dataset: Dataset, request: ExportRequest | None, *, poll_interval: float = 0.01
+) -> RunTiming | str:
     """One export as ``request`` asks, checked (Completed, every row, the format asked for) and its
     file removed; or, when this server cannot make it, the reason as an "n/a (...)" text."""
     if request is None:
         return NOT_SUPPORTED
     try:
-        timing = run_report(client, dataset.report_id, request, poll_interval=poll_interval,
-                            timeout=export_timeout(dataset.rows))
+        timing = run_report(
+            client, dataset.report_id, request, poll_interval=poll_interval, timeout=export_timeout(dataset.rows)
+        )
     except GraphQLError as error:
         if error.codes & {"BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"}:
             return f"n/a (the server refused it: {error})"

@@ -51,13 +51,15 @@ async def _connection(port: int, request: bytes, tally: Tally, start_at: float, 
             if not head.startswith(b"HTTP/1.1 200") or b'"errors"' in body:
                 tally.errors += 1
                 tally.first_error = tally.first_error or (head.split(b"\r\n", 1)[0] + b" " + body[:300]).decode(
-                    errors="replace")
+                    errors="replace"
+                )
     finally:
         writer.close()
 
 
-async def drive(port: int, request: bytes, *, requests: int, connections: int, start_at: float,
-                timeout: float) -> dict[str, object]:
+async def drive(
+    port: int, request: bytes, *, requests: int, connections: int, start_at: float, timeout: float
+) -> dict[str, object]:
     tally = Tally(remaining=requests)
     deadline = start_at + timeout
     tasks = [asyncio.create_task(_connection(port, request, tally, start_at, deadline)) for _ in range(connections)]
@@ -65,8 +67,14 @@ async def drive(port: int, request: bytes, *, requests: int, connections: int, s
     started = time.monotonic()
     await asyncio.gather(*tasks)
     finished = time.monotonic()
-    return {"requests": tally.done, "errors": tally.errors, "first_error": tally.first_error,
-            "started": started, "finished": finished, "timed_out": tally.remaining > 0}
+    return {
+        "requests": tally.done,
+        "errors": tally.errors,
+        "first_error": tally.first_error,
+        "started": started,
+        "finished": finished,
+        "timed_out": tally.remaining > 0,
+    }
 
 
 def main() -> None:
@@ -79,8 +87,16 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="stop sending after this many seconds")
     args = parser.parse_args()
     start_at = args.start_at or time.monotonic()
-    result = asyncio.run(drive(args.port, args.request_file.read_bytes(), requests=args.requests,
-                               connections=args.connections, start_at=start_at, timeout=args.timeout))
+    result = asyncio.run(
+        drive(
+            args.port,
+            args.request_file.read_bytes(),
+            requests=args.requests,
+            connections=args.connections,
+            start_at=start_at,
+            timeout=args.timeout,
+        )
+    )
     print(json.dumps(result))
     sys.stdout.flush()
 

@@ -74,8 +74,10 @@ class Measurement:
 def measure(backend: str, rows: int, formats: list[str], runs: int, poll_interval: float) -> list[Measurement]:
     dataset = prepare_dataset(backend, rows)
     results = [Measurement(rows, fmt) for fmt in formats]
-    with running_server(dataset, workers=False, log_name=f"export_memory-api-{backend}-{rows}") as server, \
-            api_client(server.base_url, dataset) as client:
+    with (
+        running_server(dataset, workers=False, log_name=f"export_memory-api-{backend}-{rows}") as server,
+        api_client(server.base_url, dataset) as client,
+    ):
         arguments = process_report_arguments(client)
         for number in range(1, runs + 1):
             for result in results:
@@ -100,11 +102,16 @@ def measure(backend: str, rows: int, formats: list[str], runs: int, poll_interva
                 result.peak.append(peak)
                 result.export_peak.append(export_peak)
                 result.api_seconds.append(timing.api_seconds or 0.0)
-                in_process = "in the worker's thread" if export_peak is None else \
-                    f"export process peak {megabytes(export_peak)} MB"
-                print(f"   {rows:,} rows {result.fmt} run {number}/{runs}: {in_process}, worker peak "
-                      f"{megabytes(peak)} MB (idle {megabytes(idle)} MB), export {seconds(timing.api_seconds)}s",
-                      flush=True)
+                in_process = (
+                    "in the worker's thread"
+                    if export_peak is None
+                    else f"export process peak {megabytes(export_peak)} MB"
+                )
+                print(
+                    f"   {rows:,} rows {result.fmt} run {number}/{runs}: {in_process}, worker peak "
+                    f"{megabytes(peak)} MB (idle {megabytes(idle)} MB), export {seconds(timing.api_seconds)}s",
+                    flush=True,
+                )
     release_dataset(dataset)
     return results
 
@@ -126,10 +133,12 @@ def running_export_peak(measurement: Measurement, index: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(parser, rows="1000000,10000000")
-    parser.add_argument("--format", default="csv",
-                        help=f"comma-separated formats, or 'all' ({', '.join(FORMATS)}; default csv)")
-    parser.add_argument("--poll-interval", type=float, default=0.01,
-                        help="seconds between getReportRunStatus calls (default 0.01)")
+    parser.add_argument(
+        "--format", default="csv", help=f"comma-separated formats, or 'all' ({', '.join(FORMATS)}; default csv)"
+    )
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.01, help="seconds between getReportRunStatus calls (default 0.01)"
+    )
     args = parser.parse_args()
     sizes = [QUICK_ROWS] if args.quick else parse_rows(args.rows)
     runs = 1 if args.quick else max(1, args.runs)
@@ -137,8 +146,10 @@ def main() -> None:
     if any(f not in FORMATS for f in formats):
         raise BenchError(f"--format: use {', '.join(FORMATS)} or all")
 
-    print_header("export_memory", f"{args.backend}, rows {', '.join(f'{r:,}' for r in sizes)}, {runs} run(s), "
-                                  f"formats {', '.join(formats)}")
+    print_header(
+        "export_memory",
+        f"{args.backend}, rows {', '.join(f'{r:,}' for r in sizes)}, {runs} run(s), formats {', '.join(formats)}",
+    )
     measurements = [m for rows in sizes for m in measure(args.backend, rows, formats, runs, args.poll_interval)]
 
     table = []
@@ -151,13 +162,37 @@ def main() -> None:
         where = "worker thread" if all(p is None for p in m.export_peak) else "export process"
         idle, worker_peak, peak, worst = median(m.idle), median(m.peak), median(running), max(running)
         met = worst <= TARGET_BYTES
-        table.append([f"{m.rows:,}", m.fmt, where, megabytes(peak), megabytes(worst), megabytes(idle),
-                      megabytes(worker_peak), megabytes(worker_peak - idle), seconds(median(m.api_seconds))])
-        verdicts.append(f"{m.rows:,} rows {m.fmt}: peak {megabytes(worst)} MB in the {where} "
-                        f"(target <= 256 MB): {verdict(met)}")
-    print_table(f"Peak RSS of the process running one export, {args.backend} (medians of {runs} run(s); MB = MiB)",
-                ["rows", "format", "ran in", "peak MB (median)", "peak MB (max)", "worker idle MB",
-                 "worker peak MB", "worker peak - idle MB", "export s"], table)
+        table.append(
+            [
+                f"{m.rows:,}",
+                m.fmt,
+                where,
+                megabytes(peak),
+                megabytes(worst),
+                megabytes(idle),
+                megabytes(worker_peak),
+                megabytes(worker_peak - idle),
+                seconds(median(m.api_seconds)),
+            ]
+        )
+        verdicts.append(
+            f"{m.rows:,} rows {m.fmt}: peak {megabytes(worst)} MB in the {where} (target <= 256 MB): {verdict(met)}"
+        )
+    print_table(
+        f"Peak RSS of the process running one export, {args.backend} (medians of {runs} run(s); MB = MiB)",
+        [
+            "rows",
+            "format",
+            "ran in",
+            "peak MB (median)",
+            "peak MB (max)",
+            "worker idle MB",
+            "worker peak MB",
+            "worker peak - idle MB",
+            "export s",
+        ],
+        table,
+    )
     print()
     for line in verdicts:
         print(line)

@@ -75,25 +75,51 @@ def database_dump(dataset: Dataset, sql: str, out: Path) -> BaselineRun:
     started = time.monotonic()
     if dataset.backend == "sqlite":
         with out.open("wb") as handle:
-            completed = subprocess.run(["sqlite3", "-csv", "-header", str(dataset.sqlite_file), sql], stdout=handle,
-                                       stderr=subprocess.PIPE, timeout=export_timeout(dataset.rows), check=False)
+            completed = subprocess.run(
+                ["sqlite3", "-csv", "-header", str(dataset.sqlite_file), sql],
+                stdout=handle,
+                stderr=subprocess.PIPE,
+                timeout=export_timeout(dataset.rows),
+                check=False,
+            )
     else:
         copy = f"\\copy ({sql}) TO '{out}' WITH CSV HEADER"
-        completed = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", "5432",
-                                    "-U", "postgres", "-d", dataset.pg_database, "-c", copy],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   timeout=export_timeout(dataset.rows), check=False)
+        completed = subprocess.run(
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "5432",
+                "-U",
+                "postgres",
+                "-d",
+                dataset.pg_database,
+                "-c",
+                copy,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=export_timeout(dataset.rows),
+            check=False,
+        )
     dumped = time.monotonic()
     if completed.returncode != 0:
-        raise BenchError(f"the {dataset.backend} dump failed ({completed.returncode}): "
-                         f"{completed.stderr.decode(errors='replace')}")
+        raise BenchError(
+            f"the {dataset.backend} dump failed ({completed.returncode}): {completed.stderr.decode(errors='replace')}"
+        )
     fsync_file(out)
     synced = time.monotonic()
     return BaselineRun(dumped - started, synced - started, out.stat().st_size)
 
 
-def run_ours(client: ApiClient, dataset: Dataset, request: ExportRequest | None, results: FormatResults,
-             poll_interval: float) -> None:
+def run_ours(
+    client: ApiClient, dataset: Dataset, request: ExportRequest | None, results: FormatResults, poll_interval: float
+) -> None:
     """One export as ``request`` asks; records it, or why this server cannot make it."""
     if results.unsupported is not None:
         return
@@ -107,10 +133,14 @@ def run_ours(client: ApiClient, dataset: Dataset, request: ExportRequest | None,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(parser, rows="1000000")
-    parser.add_argument("--format", default="csv",
-                        help=f"comma-separated formats to export, or 'all' ({', '.join(FORMATS)}; default csv)")
-    parser.add_argument("--poll-interval", type=float, default=0.01,
-                        help="seconds between getReportRunStatus calls (default 0.01)")
+    parser.add_argument(
+        "--format",
+        default="csv",
+        help=f"comma-separated formats to export, or 'all' ({', '.join(FORMATS)}; default csv)",
+    )
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.01, help="seconds between getReportRunStatus calls (default 0.01)"
+    )
     args = parser.parse_args()
     rows = QUICK_ROWS if args.quick else parse_rows(args.rows)[0]
     runs = 1 if args.quick else max(1, args.runs)
@@ -126,8 +156,10 @@ def main() -> None:
     baselines: list[BaselineRun] = []
     results = {fmt: FormatResults(fmt) for fmt in formats}
     try:
-        with running_server(dataset, log_name=f"export_speed-{dataset.backend}-{rows}") as server, \
-                api_client(server.base_url, dataset) as client:
+        with (
+            running_server(dataset, log_name=f"export_speed-{dataset.backend}-{rows}") as server,
+            api_client(server.base_url, dataset) as client,
+        ):
             arguments = process_report_arguments(client)
             requests = {fmt: export_request(fmt, dataset.report_id, arguments) for fmt in formats}
             database_dump(dataset, sql, baseline_file)  # warm-up: both sides then read a warm cache
@@ -136,13 +168,17 @@ def main() -> None:
                 for fmt in formats:
                     run_ours(client, dataset, requests[fmt], results[fmt], args.poll_interval)
                 done = ", ".join(f"{f} {seconds(r.runs[-1].wall_seconds)}s" for f, r in results.items() if r.runs)
-                print(f"   run {number}/{runs}: baseline {seconds(baselines[-1].dump_seconds)}s"
-                      + (f", {done}" if done else ""), flush=True)
+                print(
+                    f"   run {number}/{runs}: baseline {seconds(baselines[-1].dump_seconds)}s"
+                    + (f", {done}" if done else ""),
+                    flush=True,
+                )
     finally:
         baseline_file.unlink(missing_ok=True)
     report(dataset, baselines, results)
-    warn_failed_polls([t for r in results.values() for t in r.runs],
-                      f"bench/.data/logs/export_speed-{dataset.backend}-{rows}.log")
+    warn_failed_polls(
+        [t for r in results.values() for t in r.runs], f"bench/.data/logs/export_speed-{dataset.backend}-{rows}.log"
+    )
 
 
 def report(dataset: Dataset, baselines: list[BaselineRun], results: dict[str, FormatResults]) -> None:
@@ -150,8 +186,7 @@ def report(dataset: Dataset, baselines: list[BaselineRun], results: dict[str, Fo
     base = median([b.dump_seconds for b in baselines])
     synced = median([b.synced_seconds for b in baselines])
     table = [
-        [f"baseline: {tool} > file", seconds(base), "1.00x", megabytes(median([b.size_bytes for b in baselines])),
-         ""],
+        [f"baseline: {tool} > file", seconds(base), "1.00x", megabytes(median([b.size_bytes for b in baselines])), ""],
         ["baseline + fsync of the file", seconds(synced), ratio(synced, base), "", ""],
     ]
     verdicts = []
@@ -168,17 +203,24 @@ def report(dataset: Dataset, baselines: list[BaselineRun], results: dict[str, Fo
         if fmt == "csv":
             met = wall / base <= CSV_TARGET
             target = f"<= {CSV_TARGET}x: {verdict(met)}"
-            verdicts.append(f"CSV export {wall / base:.2f}x the {dataset.backend} dump (target <= {CSV_TARGET}x): "
-                            f"{verdict(met)}")
-        table.append([f"ours {fmt}: call -> Completed seen (wall)", seconds(wall), ratio(wall, base),
-                      megabytes(size), target])
+            verdicts.append(
+                f"CSV export {wall / base:.2f}x the {dataset.backend} dump (target <= {CSV_TARGET}x): {verdict(met)}"
+            )
+        table.append(
+            [f"ours {fmt}: call -> Completed seen (wall)", seconds(wall), ratio(wall, base), megabytes(size), target]
+        )
         table.append([f"ours {fmt}: finishedAt - createdAt (API)", seconds(api), ratio(api, base), "", ""])
         table.append(["  of which queued: startedAt - createdAt", seconds(queued), "", "", ""])
         polls = [p for r in result.runs for p in r.poll_seconds]
-        notes.append(f"ours {fmt}: {median([r.polls for r in result.runs]):.0f} status polls per export, "
-                     f"median {median(polls) * 1000:.1f} ms per getReportRunStatus call while exporting")
-    print_table(f"Export of {dataset.rows:,} findings rows on {dataset.backend} (medians of {len(baselines)} "
-                "run(s), seconds)", ["what", "median s", "vs baseline", "MB", "target"], table)
+        notes.append(
+            f"ours {fmt}: {median([r.polls for r in result.runs]):.0f} status polls per export, "
+            f"median {median(polls) * 1000:.1f} ms per getReportRunStatus call while exporting"
+        )
+    print_table(
+        f"Export of {dataset.rows:,} findings rows on {dataset.backend} (medians of {len(baselines)} run(s), seconds)",
+        ["what", "median s", "vs baseline", "MB", "target"],
+        table,
+    )
     print()
     for line in [*notes, *verdicts]:
         print(line)

@@ -80,8 +80,10 @@ def _sqlite_batches(dataset: Dataset, sql: str) -> Iterator[Sequence[Sequence[An
 
 def _postgres_batches(dataset: Dataset, sql: str) -> Iterator[Sequence[Sequence[Any]]]:
     # A named (server-side) cursor: rows arrive as they are fetched, not all at once.
-    with psycopg.connect(f"{PG_CONNINFO} dbname={dataset.pg_database}") as connection, \
-            connection.cursor(name="bench_xlsx") as cursor:
+    with (
+        psycopg.connect(f"{PG_CONNINFO} dbname={dataset.pg_database}") as connection,
+        connection.cursor(name="bench_xlsx") as cursor,
+    ):
         cursor.itersize = FETCH_ROWS
         cursor.execute(sql.encode())
         while batch := cursor.fetchmany(FETCH_ROWS):
@@ -95,7 +97,7 @@ def _naive_utc(value: datetime | str) -> datetime:
 
 def _day(value: date | str) -> datetime:
     day = date.fromisoformat(value) if isinstance(value, str) else value
-    return datetime(day.year, day.month, day.day)
+    return datetime(day.year, day.month, day.day)  # noqa: DTZ001 - Excel cells hold naive moments
 
 
 def cell_writers(kinds: list[str], timestamp: Format, day: Format) -> list[Cell]:
@@ -119,13 +121,26 @@ def xlsx_baseline(dataset: Dataset, sql: str, columns: list[tuple[str, str]], ou
     """Seconds to read the rows and write them to ``out`` as XLSX (closed and fsynced), and its size."""
     out.unlink(missing_ok=True)
     started = time.monotonic()
-    workbook = xlsxwriter.Workbook(str(out), {"constant_memory": True, "strings_to_numbers": False,
-                                              "strings_to_formulas": False, "strings_to_urls": False,
-                                              "tmpdir": str(out.parent)})
+    workbook = xlsxwriter.Workbook(
+        str(out),
+        {
+            "constant_memory": True,
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "tmpdir": str(out.parent),
+        },
+    )
     header = workbook.add_format({"bold": True})
-    writers = list(enumerate(cell_writers([kind for _, kind in columns],
-                                          workbook.add_format({"num_format": 'yyyy-mm-dd hh:mm:ss "UTC"'}),
-                                          workbook.add_format({"num_format": "yyyy-mm-dd"}))))
+    writers = list(
+        enumerate(
+            cell_writers(
+                [kind for _, kind in columns],
+                workbook.add_format({"num_format": 'yyyy-mm-dd hh:mm:ss "UTC"'}),
+                workbook.add_format({"num_format": "yyyy-mm-dd"}),
+            )
+        )
+    )
 
     def new_sheet() -> Worksheet:
         sheet = workbook.add_worksheet()
@@ -158,8 +173,9 @@ def xlsx_baseline(dataset: Dataset, sql: str, columns: list[tuple[str, str]], ou
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_options(parser, rows="1000000")
-    parser.add_argument("--poll-interval", type=float, default=0.01,
-                        help="seconds between getReportRunStatus calls (default 0.01)")
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.01, help="seconds between getReportRunStatus calls (default 0.01)"
+    )
     args = parser.parse_args()
     rows = QUICK_ROWS if args.quick else parse_rows(args.rows)[0]
     runs = 1 if args.quick else max(1, args.runs)
@@ -175,8 +191,10 @@ def main() -> None:
     ours: list[RunTiming] = []
     unsupported: str | None = None
     try:
-        with running_server(dataset, log_name=f"xlsx_speed-{dataset.backend}-{rows}") as server, \
-                api_client(server.base_url, dataset) as client:
+        with (
+            running_server(dataset, log_name=f"xlsx_speed-{dataset.backend}-{rows}") as server,
+            api_client(server.base_url, dataset) as client,
+        ):
             request = export_request("xlsx", dataset.report_id, process_report_arguments(client))
             for number in range(1, runs + 1):
                 elapsed, size = xlsx_baseline(dataset, sql, columns, out)
@@ -188,25 +206,42 @@ def main() -> None:
                         unsupported = outcome
                     else:
                         ours.append(outcome)
-                print(f"   run {number}/{runs}: baseline {seconds(elapsed)}s"
-                      + (f", ours {seconds(ours[-1].wall_seconds)}s" if ours and len(ours) == number else ""),
-                      flush=True)
+                print(
+                    f"   run {number}/{runs}: baseline {seconds(elapsed)}s"
+                    + (f", ours {seconds(ours[-1].wall_seconds)}s" if ours and len(ours) == number else ""),
+                    flush=True,
+                )
     finally:
         out.unlink(missing_ok=True)
 
     base = median(baseline)
-    table = [[f"baseline: {dataset.backend} driver -> xlsxwriter constant_memory", seconds(base), "1.00x",
-              megabytes(median(sizes))]]
+    table = [
+        [
+            f"baseline: {dataset.backend} driver -> xlsxwriter constant_memory",
+            seconds(base),
+            "1.00x",
+            megabytes(median(sizes)),
+        ]
+    ]
     if ours:
         wall = median([r.wall_seconds for r in ours])
         api = median([r.api_seconds or 0.0 for r in ours])
-        table.append(["ours xlsx: call -> Completed seen (wall)", seconds(wall), ratio(wall, base),
-                      megabytes(median([float(r.status.get("sizeBytes") or 0) for r in ours]))])
+        table.append(
+            [
+                "ours xlsx: call -> Completed seen (wall)",
+                seconds(wall),
+                ratio(wall, base),
+                megabytes(median([float(r.status.get("sizeBytes") or 0) for r in ours])),
+            ]
+        )
         table.append(["ours xlsx: finishedAt - createdAt (API)", seconds(api), ratio(api, base), ""])
     else:
         table.append(["ours xlsx", unsupported or "n/a", "", ""])
-    print_table(f"XLSX export of {rows:,} findings rows on {dataset.backend} (medians of {runs} run(s), seconds)",
-                ["what", "median s", "vs baseline", "MB"], table)
+    print_table(
+        f"XLSX export of {rows:,} findings rows on {dataset.backend} (medians of {runs} run(s), seconds)",
+        ["what", "median s", "vs baseline", "MB"],
+        table,
+    )
     warn_failed_polls(ours, f"bench/.data/logs/xlsx_speed-{dataset.backend}-{rows}.log")
 
 

@@ -45,8 +45,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "var", database_url=database_url, public_url="http://127.0.0.1:8000",
-                    region="us01")
+    return Settings(
+        data_dir=tmp_path / "var", database_url=database_url, public_url="http://127.0.0.1:8000", region="us01"
+    )
 
 
 @pytest.fixture

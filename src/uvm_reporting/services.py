@@ -40,11 +40,15 @@ class Services:
     report_runs: ReportRuns
 
     def worker_pool(self, threads: int | None = None) -> WorkerPool:
-        executor = RunExecutor(self.engine, self.storage, self.connector,
-                               parallelism=self.settings.export_parallelism,
-                               export_process_min_rows=self.settings.export_process_min_rows,
-                               keep_spare_export_process=True,
-                               log_level=self.settings.log_level)
+        executor = RunExecutor(
+            self.engine,
+            self.storage,
+            self.connector,
+            parallelism=self.settings.export_parallelism,
+            export_process_min_rows=self.settings.export_process_min_rows,
+            keep_spare_export_process=True,
+            log_level=self.settings.log_level,
+        )
         return WorkerPool(
             self.engine,
             executor.execute,
@@ -71,8 +75,12 @@ class Services:
         """The scheduler on a thread of this process; its runs wake this process's workers."""
         stop = threading.Event()
         scheduler = Scheduler(self.engine, on_enqueued=self.signal.notify)
-        thread = threading.Thread(target=scheduler.run_forever, args=(stop, self.settings.scheduler_interval_seconds),
-                                  name="scheduler", daemon=True)
+        thread = threading.Thread(
+            target=scheduler.run_forever,
+            args=(stop, self.settings.scheduler_interval_seconds),
+            name="scheduler",
+            daemon=True,
+        )
         thread.start()
         return RunningScheduler(stop, thread)
 
@@ -102,8 +110,9 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     engine = engine or open_database(settings.database_url)
     connector = S3Connector(settings.s3_endpoint_url, settings.aws_region)
     storage = _result_storage(settings.storage_url, connector)
-    links = DownloadLinkSigner.from_key_file(settings.link_key_file, settings.public_url,
-                                             settings.download_link_lifetime_seconds)
+    links = DownloadLinkSigner.from_key_file(
+        settings.link_key_file, settings.public_url, settings.download_link_lifetime_seconds
+    )
     signal = RunQueueSignal()
     return Services(
         settings=settings,
@@ -113,9 +122,13 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         links=links,
         connector=connector,
         signal=signal,
-        report_runs=ReportRuns(engine=engine, signal=signal,
-                               download_link=_download_links(storage, links, settings),
-                               connector=connector, links_without_io=isinstance(storage, LocalFolderStorage)),
+        report_runs=ReportRuns(
+            engine=engine,
+            signal=signal,
+            download_link=_download_links(storage, links, settings),
+            connector=connector,
+            links_without_io=isinstance(storage, LocalFolderStorage),
+        ),
     )
 
 
@@ -129,8 +142,9 @@ def _result_storage(storage_url: str, connector: S3Connector) -> LocalFolderStor
     return LocalFolderStorage(Path(storage_url))
 
 
-def _download_links(storage: LocalFolderStorage | S3ResultStorage, links: DownloadLinkSigner,
-                    settings: Settings) -> Callable[[RunRecord], SignedLink]:
+def _download_links(
+    storage: LocalFolderStorage | S3ResultStorage, links: DownloadLinkSigner, settings: Settings
+) -> Callable[[RunRecord], SignedLink]:
     """Our own signed link for a local folder; an S3 presigned GET when our storage is S3."""
     if isinstance(storage, LocalFolderStorage):
         return lambda run: links.sign(run.id)
@@ -139,8 +153,9 @@ def _download_links(storage: LocalFolderStorage | S3ResultStorage, links: Downlo
     def presigned(run: RunRecord) -> SignedLink:
         assert run.result_key is not None  # only Completed runs get a link
         expires_at = utc_now().replace(microsecond=0) + timedelta(seconds=lifetime)
-        url = storage.presigned_url(run.result_key, download_file_name(run), lifetime,
-                                    content_type=content_type(*run_format(run)))
+        url = storage.presigned_url(
+            run.result_key, download_file_name(run), lifetime, content_type=content_type(*run_format(run))
+        )
         return SignedLink(url=url, expires_at=expires_at)
 
     return presigned

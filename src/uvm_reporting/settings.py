@@ -32,9 +32,7 @@ class Settings(BaseSettings):
     signing_key_file: Path = Field(
         default=Path(), description="PEM private key signing access tokens; created when missing."
     )
-    link_key_file: Path = Field(
-        default=Path(), description="Secret key signing download links; created when missing."
-    )
+    link_key_file: Path = Field(default=Path(), description="Secret key signing download links; created when missing.")
     download_link_lifetime_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
     s3_endpoint_url: str | None = Field(
         default=None,
@@ -47,14 +45,17 @@ class Settings(BaseSettings):
     )
     worker_threads: int = Field(default=2, ge=0, le=64)
     export_parallelism: int = Field(
-        default=2, ge=1, le=16,
+        default=2,
+        ge=1,
+        le=16,
         description="SQLite connections (and threads) one large CSV/NDJSON/JSON export may use at once, "
-                    "each over its own range of ids; 1 turns splitting off.",
+        "each over its own range of ids; 1 turns splitting off.",
     )
     export_process_min_rows: int = Field(
-        default=20_000, ge=0,
+        default=20_000,
+        ge=0,
         description="A report whose entity holds at least this many rows of the account is exported in a "
-                    "process of its own (Arrow, C speed); smaller ones in the worker's thread. 0: always.",
+        "process of its own (Arrow, C speed); smaller ones in the worker's thread. 0: always.",
     )
     scheduler_in_serve: bool = Field(default=True, description="Run the scheduler inside serve (embedded mode).")
     scheduler_interval_seconds: float = Field(default=15.0, ge=0.5, description="Seconds between scheduler ticks.")

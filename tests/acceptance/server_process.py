@@ -34,22 +34,30 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(data_dir: Path, *args: str, **extra_env: str) -> dict[str, Any]:
     """Run an admin command with ``--json``; return its one JSON object."""
-    completed = subprocess.run([CLI, *args, "--json"], env=cli_env(data_dir, **extra_env), capture_output=True,
-                               text=True, timeout=120, check=False)
+    completed = subprocess.run(
+        [CLI, *args, "--json"],
+        env=cli_env(data_dir, **extra_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr + completed.stdout
     result: dict[str, Any] = json.loads(completed.stdout)
     return result
 
 
 @contextmanager
-def running_server(data_dir: Path, *args: str, port: int | None = None, **extra_env: str
-                   ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def running_server(
+    data_dir: Path, *args: str, port: int | None = None, **extra_env: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Start ``uvm-reporting <args or serve>`` on a free port; yield its base URL; stop it."""
     port = port or free_port()
     command = [CLI, *(args or ("serve",)), "--port", str(port)]
     log = (data_dir.parent / f"server-{port}.log").open("w")
-    process = subprocess.Popen(command, env=cli_env(data_dir, **extra_env), stdout=log, stderr=subprocess.STDOUT,
-                               text=True)
+    process = subprocess.Popen(
+        command, env=cli_env(data_dir, **extra_env), stdout=log, stderr=subprocess.STDOUT, text=True
+    )
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_healthy(base_url, process, log.name)
@@ -79,16 +87,23 @@ def _wait_until_healthy(base_url: str, process: subprocess.Popen[str], log_name:
 
 
 @contextmanager
-def cli_process(data_dir: Path, log_path: Path, *args: str, env: Mapping[str, str] | None = None,
-                stop_timeout: float = 60.0) -> Iterator[subprocess.Popen[str]]:
+def cli_process(
+    data_dir: Path, log_path: Path, *args: str, env: Mapping[str, str] | None = None, stop_timeout: float = 60.0
+) -> Iterator[subprocess.Popen[str]]:
     """Run ``uvm-reporting <args>`` (a worker, a scheduler) in the background, its output in ``log_path``,
     with ``env`` added to the environment ``cli_env`` gives.
 
     At the end a process still running is stopped: SIGTERM, then SIGKILL after ``stop_timeout`` seconds.
     """
     log = log_path.open("w")
-    process = subprocess.Popen([CLI, *args], env=cli_env(data_dir, **(env or {})), stdout=log,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [CLI, *args],
+        env=cli_env(data_dir, **(env or {})),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         yield process
     finally:
@@ -128,8 +143,9 @@ def stop_processes(processes: list[subprocess.Popen[str]], *, timeout: float) ->
     return results
 
 
-def wait_for_log(log_path: Path, pattern: str, *, process: subprocess.Popen[str] | None = None,
-                 timeout: float = 60.0) -> re.Match[str]:
+def wait_for_log(
+    log_path: Path, pattern: str, *, process: subprocess.Popen[str] | None = None, timeout: float = 60.0
+) -> re.Match[str]:
     """Wait until ``log_path`` has a match of the regex ``pattern``; fail early if ``process`` exits."""
     compiled = re.compile(pattern)
     deadline = time.monotonic() + timeout
@@ -139,8 +155,9 @@ def wait_for_log(log_path: Path, pattern: str, *, process: subprocess.Popen[str]
         if match is not None:
             return match
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"{log_path.name}: the process exited with {process.returncode} before "
-                                 f"logging {pattern!r}:\n{text}")
+            raise AssertionError(
+                f"{log_path.name}: the process exited with {process.returncode} before logging {pattern!r}:\n{text}"
+            )
         if time.monotonic() >= deadline:
             raise AssertionError(f"{log_path.name}: no {pattern!r} within {timeout}s:\n{text}")
         time.sleep(0.05)

@@ -26,8 +26,9 @@ def acme(store: Engine) -> Account:
 def run(data_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     environment = {name: value for name, value in os.environ.items() if not name.startswith("UVM_REPORTING_")}
     environment |= {"UVM_REPORTING_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    return subprocess.run([str(CLI), *arguments], env=environment, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [str(CLI), *arguments], env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def one_json_object(output: str) -> dict[str, Any]:
@@ -51,8 +52,7 @@ def test_create_prints_one_json_object_whose_secret_works(data_dir: Path, store:
     assert client.account_id == acme.id
 
 
-def test_create_for_a_person_shows_the_secret_once_with_a_warning(data_dir: Path, store: Engine,
-                                                                  acme: Account) -> None:
+def test_create_for_a_person_shows_the_secret_once_with_a_warning(data_dir: Path, store: Engine, acme: Account) -> None:
     result = run(data_dir, "clients", "create", "--account", acme.id)
 
     assert result.returncode == 0, result.stderr
@@ -85,8 +85,7 @@ def test_revoke_stops_the_client(data_dir: Path, store: Engine, acme: Account) -
 
 def test_list_shows_clients_as_one_json_object(data_dir: Path, acme: Account) -> None:
     first = one_json_object(run(data_dir, "clients", "create", "--account", acme.id, "--json").stdout)
-    second = one_json_object(run(data_dir, "clients", "create", "--account", acme.id, "--name", "b",
-                                 "--json").stdout)
+    second = one_json_object(run(data_dir, "clients", "create", "--account", acme.id, "--name", "b", "--json").stdout)
     run(data_dir, "clients", "revoke", first["client_id"])
 
     listing = one_json_object(run(data_dir, "clients", "list", "--account", acme.id, "--json").stdout)

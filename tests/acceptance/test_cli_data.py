@@ -53,9 +53,7 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def test_generate_prints_one_json_object_and_fills_the_account(
-    data_dir: Path, store: Engine, account_id: str
-) -> None:
+def test_generate_prints_one_json_object_and_fills_the_account(data_dir: Path, store: Engine, account_id: str) -> None:
     result = run(data_dir, "generate", "--account", account_id, "--findings", "400", "--seed", "5", "--json")
 
     assert result.returncode == 0, result.stderr
@@ -127,9 +125,7 @@ def test_load_of_a_bad_file_exits_2_naming_line_and_field_and_loads_nothing(
     assert account_counts(store, account_id)["findings"] == 0
 
 
-def test_load_of_an_unknown_entity_lists_the_valid_ones(
-    data_dir: Path, account_id: str, tmp_path: Path
-) -> None:
+def test_load_of_an_unknown_entity_lists_the_valid_ones(data_dir: Path, account_id: str, tmp_path: Path) -> None:
     path = tmp_path / "findings.ndjson"
     path.write_text(json.dumps(FINDING) + "\n", encoding="utf-8")
 

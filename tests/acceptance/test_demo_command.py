@@ -17,14 +17,18 @@ def test_the_printed_curl_lines_work(tmp_path: Path) -> None:
         assert len(blocks) == 3, printed
         token_line, process_line, status_line = blocks
         assert base_url in token_line
-        script = "\n".join([
-            "set -euo pipefail", token_line, process_line,
-            'for i in $(seq 1 300); do',
-            f"  out=$({status_line})",
-            '  case "$out" in *\'"status":"Running"\'*) sleep 0.1;; *) break;; esac',
-            "done",
-            'echo "$out"',
-        ])
+        script = "\n".join(
+            [
+                "set -euo pipefail",
+                token_line,
+                process_line,
+                "for i in $(seq 1 300); do",
+                f"  out=$({status_line})",
+                '  case "$out" in *\'"status":"Running"\'*) sleep 0.1;; *) break;; esac',
+                "done",
+                'echo "$out"',
+            ]
+        )
         completed = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=90, check=False)
     assert completed.returncode == 0, completed.stderr
     assert '"status":"Completed"' in completed.stdout

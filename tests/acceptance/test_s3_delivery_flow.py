@@ -23,51 +23,80 @@ PREFIX = "exports/uvm"
 
 
 def aws_env(moto_iam: MotoIam, keys: AwsKeys) -> dict[str, str]:
-    return {"UVM_REPORTING_S3_ENDPOINT_URL": moto_iam.endpoint_url, "AWS_ACCESS_KEY_ID": keys.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": keys.secret_access_key, "AWS_DEFAULT_REGION": "us-east-1"}
+    return {
+        "UVM_REPORTING_S3_ENDPOINT_URL": moto_iam.endpoint_url,
+        "AWS_ACCESS_KEY_ID": keys.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
 
 
-def set_up(tmp_path: Path, moto_iam: MotoIam, keys: AwsKeys, *, trusted_external_id: str | None = None
-           ) -> tuple[Path, dict[str, str], dict[str, Any]]:
+def set_up(
+    tmp_path: Path, moto_iam: MotoIam, keys: AwsKeys, *, trusted_external_id: str | None = None
+) -> tuple[Path, dict[str, str], dict[str, Any]]:
     data_dir = tmp_path / "var"
     env = aws_env(moto_iam, keys)
     account = run_cli(data_dir, "accounts", "create", "--name", "Acme Corp")
     shown = run_cli(data_dir, "accounts", "show", account["id"], **env)
     assert shown["trust_policy"]["Statement"][0]["Principal"] == {"AWS": keys.arn}
     assert shown["trust_policy"]["Statement"][0]["Condition"] == {
-        "StringEquals": {"sts:ExternalId": shown["external_id"]}}
+        "StringEquals": {"sts:ExternalId": shown["external_id"]}
+    }
     bucket = create_bucket(moto_iam.s3(), unique_name("customer"))
-    role_arn = create_customer_role(moto_iam.iam(), name=unique_name("uvm-delivery"), trusted_principal_arn=keys.arn,
-                                    external_id=trusted_external_id or shown["external_id"], bucket=bucket,
-                                    prefix=PREFIX)
+    role_arn = create_customer_role(
+        moto_iam.iam(),
+        name=unique_name("uvm-delivery"),
+        trusted_principal_arn=keys.arn,
+        external_id=trusted_external_id or shown["external_id"],
+        bucket=bucket,
+        prefix=PREFIX,
+    )
     definition = json.loads((EXAMPLES / "all-findings.json").read_text())
-    definition["schedule"] = {"format": "parquet", "frequency": "daily", "time": "06:00", "active": False,
-                              "delivery": {"method": "s3", "bucket": bucket, "path": PREFIX, "region": "us-east-1",
-                                           "role_arn": role_arn}}
+    definition["schedule"] = {
+        "format": "parquet",
+        "frequency": "daily",
+        "time": "06:00",
+        "active": False,
+        "delivery": {"method": "s3", "bucket": bucket, "path": PREFIX, "region": "us-east-1", "role_arn": role_arn},
+    }
     report_file = tmp_path / "report.json"
     report_file.write_text(json.dumps(definition))
     run_cli(data_dir, "data", "generate", "--account", account["id"], "--findings", "400")
     report = run_cli(data_dir, "reports", "create", "--account", account["id"], "--file", str(report_file))
     client = run_cli(data_dir, "clients", "create", "--account", account["id"])
-    ids = {"Account ID": account["id"], "Report ID": report["id"], "client ID": client["client_id"],
-           "client secret": client["client_secret"]}
+    ids = {
+        "Account ID": account["id"],
+        "Report ID": report["id"],
+        "client ID": client["client_id"],
+        "client secret": client["client_secret"],
+    }
     return data_dir, ids, {"bucket": bucket, "env": env}
 
 
 def process_without_link(base_url: str, ids: dict[str, str], token: str) -> dict[str, Any]:
-    command = fill(PROCESS_REPORT, {"URL": f"{base_url}/api/graphql", "Account ID": ids["Account ID"],
-                                    "Bearer Token": token, "Report ID": ids["Report ID"]})
+    command = fill(
+        PROCESS_REPORT,
+        {
+            "URL": f"{base_url}/api/graphql",
+            "Account ID": ids["Account ID"],
+            "Bearer Token": token,
+            "Report ID": ids["Report ID"],
+        },
+    )
     command = command.replace("processReport(id:$id, isPresignedUrl: true)", "processReport(id:$id)")
     return bash_json(command)
 
 
 def check_delivery_with_curl(base_url: str, ids: dict[str, str], token: str) -> dict[str, Any]:
     """The testReportDelivery mutation, sent with curl like the spec's calls."""
-    document = json.dumps({"query": "mutation ($id: String!) { testReportDelivery(id: $id) }",
-                           "variables": {"id": ids["Report ID"]}})
-    response = bash_json(f"curl -s '{base_url}/api/graphql' -H 'Content-Type: application/json' "
-                         f"-H 'accountId: {ids['Account ID']}' -H 'graphqlname: testReportDelivery' "
-                         f"-H 'Authorization: Bearer {token}' --data '{document}'")
+    document = json.dumps(
+        {"query": "mutation ($id: String!) { testReportDelivery(id: $id) }", "variables": {"id": ids["Report ID"]}}
+    )
+    response = bash_json(
+        f"curl -s '{base_url}/api/graphql' -H 'Content-Type: application/json' "
+        f"-H 'accountId: {ids['Account ID']}' -H 'graphqlname: testReportDelivery' "
+        f"-H 'Authorization: Bearer {token}' --data '{document}'"
+    )
     result: dict[str, Any] = response["data"]["testReportDelivery"]
     return result
 
@@ -116,8 +145,9 @@ def test_parquet_is_delivered_to_the_customers_bucket_with_a_manifest(
         engine.dispose()
     ids_in_file = table.column("id").to_pylist()
     assert ids_in_file == [row[0] for row in expected]
-    assert table.column("title").to_pylist() == [row[2].removeprefix("'") if row[2].startswith("'=") else row[2]
-                                                 for row in expected]
+    assert table.column("title").to_pylist() == [
+        row[2].removeprefix("'") if row[2].startswith("'=") else row[2] for row in expected
+    ]
 
     manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key_of(path, bucket))["Body"].read())
     assert manifest["rowCount"] == 400

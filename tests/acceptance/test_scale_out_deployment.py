@@ -67,8 +67,17 @@ def delivery(bucket: str, role_arn: str) -> dict[str, str]:
 def latest_run_response(base_url: str, ids: dict[str, str], token: str) -> dict[str, Any]:
     """The seed's getReportRunStatus with only the reportId: about the report's latest run."""
     template = GET_REPORT_RUN_STATUS.replace(', "runId":"<Run ID>"', "")
-    return bash_json(fill(template, {"URL": f"{base_url}/api/graphql", "Account ID": ids["Account ID"],
-                                     "Bearer Token": token, "report ID": ids["Report ID"]}))
+    return bash_json(
+        fill(
+            template,
+            {
+                "URL": f"{base_url}/api/graphql",
+                "Account ID": ids["Account ID"],
+                "Bearer Token": token,
+                "report ID": ids["Report ID"],
+            },
+        )
+    )
 
 
 def wait_for_finished_latest_run(base_url: str, ids: dict[str, str], token: str) -> dict[str, Any]:
@@ -90,8 +99,13 @@ def curl_download(url: str, target: Path) -> bytes:
 
 
 def http_status(url: str) -> str:
-    return subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url], capture_output=True,
-                          text=True, timeout=30, check=True).stdout
+    return subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
 
 
 def test_two_apis_two_workers_and_a_scheduler_on_one_postgresql(
@@ -107,44 +121,81 @@ def test_two_apis_two_workers_and_a_scheduler_on_one_postgresql(
         account = create_account(engine, "Acme Corp")
         generate_platform_data(engine, account.id, findings=FINDINGS, seed=5)
         bucket = create_bucket(moto_iam.s3(), unique_name("customer"))
-        role_arn = create_customer_role(moto_iam.iam(), name=unique_name("uvm-delivery"),
-                                        trusted_principal_arn=deployment_keys.arn, external_id=account.external_id,
-                                        bucket=bucket, prefix=PREFIX)
+        role_arn = create_customer_role(
+            moto_iam.iam(),
+            name=unique_name("uvm-delivery"),
+            trusted_principal_arn=deployment_keys.arn,
+            external_id=account.external_id,
+            bucket=bucket,
+            prefix=PREFIX,
+        )
         definition = json.loads((EXAMPLES / "all-findings.json").read_text())
         download_report = create_report(engine, account.id, definition)
-        delivered_report = create_report(engine, account.id, {
-            **definition, "name": "Delivered findings",
-            "schedule": {"format": "ndjson", "frequency": "daily", "time": "06:00", "active": False,
-                         "delivery": delivery(bucket, role_arn)}})
+        delivered_report = create_report(
+            engine,
+            account.id,
+            {
+                **definition,
+                "name": "Delivered findings",
+                "schedule": {
+                    "format": "ndjson",
+                    "frequency": "daily",
+                    "time": "06:00",
+                    "active": False,
+                    "delivery": delivery(bucket, role_arn),
+                },
+            },
+        )
         ten_minutes_ago = utc_now() - timedelta(minutes=10)
-        scheduled_report = create_report(engine, account.id, {
-            **definition, "name": "Scheduled findings",
-            "schedule": {"format": "parquet", "frequency": "cron", "cron": "* * * * *", "active": True,
-                         "delivery": delivery(bucket, role_arn)}}, now=ten_minutes_ago)
+        scheduled_report = create_report(
+            engine,
+            account.id,
+            {
+                **definition,
+                "name": "Scheduled findings",
+                "schedule": {
+                    "format": "parquet",
+                    "frequency": "cron",
+                    "cron": "* * * * *",
+                    "active": True,
+                    "delivery": delivery(bucket, role_arn),
+                },
+            },
+            now=ten_minutes_ago,
+        )
         assert scheduled_report.next_fire_at is not None
         assert scheduled_report.next_fire_at < utc_now() - timedelta(minutes=8)  # long due
         client = create_client(engine, account.id)
     finally:
         engine.dispose()
-    ids = {"Account ID": account.id, "Report ID": download_report.id, "client ID": client.client_id,
-           "client secret": client.client_secret}
+    ids = {
+        "Account ID": account.id,
+        "Report ID": download_report.id,
+        "client ID": client.client_id,
+        "client secret": client.client_secret,
+    }
 
     port_1, port_2 = free_port(), free_port()
     while port_2 == port_1:
         port_2 = free_port()
     api_1, api_2 = f"http://127.0.0.1:{port_1}", f"http://127.0.0.1:{port_2}"
     # The same settings for every process; API #1's address stands for the load balancer's.
-    env = {"UVM_REPORTING_DATABASE_URL": database_url, "UVM_REPORTING_PUBLIC_URL": api_1,
-           "UVM_REPORTING_SCHEDULER_IN_SERVE": "false", **aws_env(moto_iam, deployment_keys)}
+    env = {
+        "UVM_REPORTING_DATABASE_URL": database_url,
+        "UVM_REPORTING_PUBLIC_URL": api_1,
+        "UVM_REPORTING_SCHEDULER_IN_SERVE": "false",
+        **aws_env(moto_iam, deployment_keys),
+    }
     worker_logs = [tmp_path / f"worker-{n}.log" for n in range(2)]
     scheduler_log = tmp_path / "scheduler.log"
 
     before_start = utc_now()
     with ExitStack() as stack:
-        workers = [stack.enter_context(cli_process(data_dir, log, "worker", "--concurrency", "2", env=env))
-                   for log in worker_logs]
-        scheduler = stack.enter_context(cli_process(data_dir, scheduler_log, "scheduler", "--interval", "1",
-                                                    env=env))
+        workers = [
+            stack.enter_context(cli_process(data_dir, log, "worker", "--concurrency", "2", env=env))
+            for log in worker_logs
+        ]
+        scheduler = stack.enter_context(cli_process(data_dir, scheduler_log, "scheduler", "--interval", "1", env=env))
         stack.enter_context(running_server(data_dir, "serve", "--no-workers", port=port_1, **env))
         stack.enter_context(running_server(data_dir, "serve", "--no-workers", port=port_2, **env))
         for log, worker in zip(worker_logs, workers, strict=True):
@@ -152,8 +203,17 @@ def test_two_apis_two_workers_and_a_scheduler_on_one_postgresql(
 
         # 1. Token from API #1, processReport through API #2, status through API #1.
         token = get_token(api_1, ids)
-        started = bash_json(fill(PROCESS_REPORT, {"URL": f"{api_2}/api/graphql", "Account ID": ids["Account ID"],
-                                                  "Bearer Token": token, "Report ID": ids["Report ID"]}))
+        started = bash_json(
+            fill(
+                PROCESS_REPORT,
+                {
+                    "URL": f"{api_2}/api/graphql",
+                    "Account ID": ids["Account ID"],
+                    "Bearer Token": token,
+                    "Report ID": ids["Report ID"],
+                },
+            )
+        )
         download_run = started["data"]["processReport"]["runId"]
         status = poll_until_finished(api_1, ids, token, download_run)
         assert status["status"] == "Completed", status
@@ -171,9 +231,20 @@ def test_two_apis_two_workers_and_a_scheduler_on_one_postgresql(
         assert http_status(tampered) == "403"
 
         # A burst of runs, started through both APIs: the two workers share them.
-        burst = [bash_json(fill(PROCESS_REPORT, {"URL": f"{api}/api/graphql", "Account ID": ids["Account ID"],
-                                                 "Bearer Token": token, "Report ID": ids["Report ID"]})
-                           )["data"]["processReport"]["runId"] for api in [api_1, api_2] * (BURST // 2)]
+        burst = [
+            bash_json(
+                fill(
+                    PROCESS_REPORT,
+                    {
+                        "URL": f"{api}/api/graphql",
+                        "Account ID": ids["Account ID"],
+                        "Bearer Token": token,
+                        "Report ID": ids["Report ID"],
+                    },
+                )
+            )["data"]["processReport"]["runId"]
+            for api in [api_1, api_2] * (BURST // 2)
+        ]
         burst_statuses = [poll_until_finished(api_2, ids, token, run_id) for run_id in burst]
 
         # 2. Without isPresignedUrl: NDJSON delivered to the customer's bucket.
@@ -205,7 +276,8 @@ def test_two_apis_two_workers_and_a_scheduler_on_one_postgresql(
     assert len(records) - 1 == status["rowCount"] == FINDINGS
 
     assert {(s["status"], s["rowCount"], s["sha256"]) for s in burst_statuses} == {
-        ("Completed", FINDINGS, status["sha256"])}
+        ("Completed", FINDINGS, status["sha256"])
+    }
 
     # The delivery: the object and its manifest in the bucket, one line per finding.
     assert delivered_status["status"] == "Completed", delivered_status

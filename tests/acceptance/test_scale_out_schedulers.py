@@ -40,8 +40,13 @@ def every_minute(number: int) -> dict[str, Any]:
         "editors": "public",
         "schedule": {
             "format": "csv",
-            "delivery": {"method": "s3", "bucket": "acme-exports", "path": "uvm", "region": "us-east-1",
-                         "role_arn": "arn:aws:iam::123456789012:role/uvm-export"},
+            "delivery": {
+                "method": "s3",
+                "bucket": "acme-exports",
+                "path": "uvm",
+                "region": "us-east-1",
+                "role_arn": "arn:aws:iam::123456789012:role/uvm-export",
+            },
             "frequency": "cron",
             "cron": "* * * * *",
             "active": True,
@@ -70,8 +75,11 @@ def clear_of_the_next_minute() -> datetime:
     """Now, once at least START_MARGIN is left before the next whole minute."""
     now = utc_now()
     if minute_of(now) + MINUTE - now < START_MARGIN:
-        wait_for(lambda: minute_of(utc_now()) > minute_of(now), timeout=START_MARGIN.total_seconds() + 5,
-                 what="the next minute")
+        wait_for(
+            lambda: minute_of(utc_now()) > minute_of(now),
+            timeout=START_MARGIN.total_seconds() + 5,
+            what="the next minute",
+        )
         now = utc_now()
     return now
 
@@ -83,8 +91,9 @@ def test_three_racing_schedulers_give_each_fire_time_exactly_one_run(tmp_path: P
     try:
         account = create_account(engine, "Acme Corp")
         long_ago = utc_now() - timedelta(minutes=30)
-        reports: list[Report] = [create_report(engine, account.id, every_minute(n), now=long_ago)
-                                 for n in range(REPORTS)]
+        reports: list[Report] = [
+            create_report(engine, account.id, every_minute(n), now=long_ago) for n in range(REPORTS)
+        ]
         assert all(r.next_fire_at is not None and r.next_fire_at <= long_ago + MINUTE for r in reports)
 
         # DEBUG: a scheduler then logs each fire time it found taken by another one.
@@ -92,21 +101,28 @@ def test_three_racing_schedulers_give_each_fire_time_exactly_one_run(tmp_path: P
         started_at = clear_of_the_next_minute()
         first_fire_time = minute_of(started_at)  # the latest fire time at or before the start
         with ExitStack() as stack:
-            schedulers = [stack.enter_context(cli_process(
-                data_dir, log, "scheduler", "--interval", "0.5", env=env))
-                for log in logs]
+            schedulers = [
+                stack.enter_context(cli_process(data_dir, log, "scheduler", "--interval", "0.5", env=env))
+                for log in logs
+            ]
             for log, process in zip(logs, schedulers, strict=True):
                 wait_for_log(log, r"scheduler started", process=process)
             # Every report gets its coalesced run, then its run for the next minute, when the three
             # schedulers all find it due again at about the same moment.
-            wait_until(lambda: every_report_reached(engine, first_fire_time + MINUTE), timeout=90, poll=0.25,
-                       what="a run of every report for the minute after the start")
+            wait_until(
+                lambda: every_report_reached(engine, first_fire_time + MINUTE),
+                timeout=90,
+                poll=0.25,
+                what="a run of every report for the minute after the start",
+            )
             stopped = stop_processes(schedulers, timeout=10)
         stopped_at = utc_now()
         times_by_report = scheduled_for_by_report(engine)
         with engine.connect() as connection:
-            run_ids = {row.id: (row.report_id, row.scheduled_for)
-                       for row in connection.execute(select(runs.c.id, runs.c.report_id, runs.c.scheduled_for))}
+            run_ids = {
+                row.id: (row.report_id, row.scheduled_for)
+                for row in connection.execute(select(runs.c.id, runs.c.report_id, runs.c.scheduled_for))
+            }
     finally:
         engine.dispose()
 
@@ -136,7 +152,9 @@ def test_three_racing_schedulers_give_each_fire_time_exactly_one_run(tmp_path: P
     assert max(counts.values()) == 1
     for run_id, report_id, fire_time in enqueued:
         assert run_ids[run_id] == (report_id, datetime.fromisoformat(fire_time))
-    print(f"{engine.dialect.name}: runs enqueued per scheduler: "
-          + ", ".join(str(len(ENQUEUED.findall(text))) for text in texts)
-          + "; fire times found taken by another scheduler: "
-          + ", ".join(str(text.count("was taken by another scheduler")) for text in texts))
+    print(
+        f"{engine.dialect.name}: runs enqueued per scheduler: "
+        + ", ".join(str(len(ENQUEUED.findall(text))) for text in texts)
+        + "; fire times found taken by another scheduler: "
+        + ", ".join(str(text.count("was taken by another scheduler")) for text in texts)
+    )

@@ -26,8 +26,9 @@ from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run
 from uvm_reporting.store.tables import runs
 
 
-def worker_process(data_dir: Path, database_url: str, log_path: Path, *args: str,
-                   **env: str) -> AbstractContextManager[subprocess.Popen[str]]:
+def worker_process(
+    data_dir: Path, database_url: str, log_path: Path, *args: str, **env: str
+) -> AbstractContextManager[subprocess.Popen[str]]:
     return cli_process(data_dir, log_path, "worker", *args, env={"UVM_REPORTING_DATABASE_URL": database_url, **env})
 
 
@@ -39,14 +40,26 @@ def set_up(database_url: str, findings: int) -> tuple[Engine, Report]:
 
 
 def enqueue(engine: Engine, report: Report) -> RunRecord:
-    return enqueue_run(engine, account_id=report.account_id, report_id=report.id, delivery=Delivery.DOWNLOAD,
-                       format="csv", definition=report.definition.to_json(), requested_by="test")
+    return enqueue_run(
+        engine,
+        account_id=report.account_id,
+        report_id=report.id,
+        delivery=Delivery.DOWNLOAD,
+        format="csv",
+        definition=report.definition.to_json(),
+        requested_by="test",
+    )
 
 
 def count_final(engine: Engine) -> int:
     with engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(runs).where(
-            runs.c.state.in_([RunState.COMPLETED.value, RunState.FAILED.value]))).scalar_one())
+        return int(
+            connection.execute(
+                select(func.count())
+                .select_from(runs)
+                .where(runs.c.state.in_([RunState.COMPLETED.value, RunState.FAILED.value]))
+            ).scalar_one()
+        )
 
 
 def test_three_workers_run_a_thousand_runs_exactly_once(tmp_path: Path, database_url: str) -> None:
@@ -66,37 +79,47 @@ def test_three_workers_run_a_thousand_runs_exactly_once(tmp_path: Path, database
     assert {row.id for row in rows} == queued
     assert {(row.state, row.attempts, row.row_count) for row in rows} == {("completed", 1, 3)}
     started = collections.Counter(
-        match for log in logs for match in re.findall(r"run (\S+) of report \S+ started", log.read_text()))
+        match for log in logs for match in re.findall(r"run (\S+) of report \S+ started", log.read_text())
+    )
     assert set(started) == queued
     assert max(started.values()) == 1, [run for run, n in started.items() if n > 1][:5]
     assert all(any(f"run {run}" in log.read_text() for log in logs) for run in list(queued)[:10])
 
 
 @pytest.mark.parametrize("round_number", range(3))  # three random kill points
-def test_a_run_whose_worker_is_killed_is_finished_by_another(tmp_path: Path, database_url: str,
-                                                             round_number: int) -> None:
+def test_a_run_whose_worker_is_killed_is_finished_by_another(
+    tmp_path: Path, database_url: str, round_number: int
+) -> None:
     data_dir = tmp_path / "var"
     engine, report = set_up(database_url, findings=60_000)
     folder = data_dir / "storage" / "results" / report.account_id
     options = {"UVM_REPORTING_RUN_LEASE_SECONDS": "5"}
     try:
         run = enqueue(engine, report)
-        with worker_process(data_dir, database_url, tmp_path / "doomed.log", "--concurrency", "1",
-                            **options) as doomed:
+        with worker_process(data_dir, database_url, tmp_path / "doomed.log", "--concurrency", "1", **options) as doomed:
             # Kill at a random point of the write: once the partial file reached a random size.
             threshold = random.randint(1, 4_000_000)
-            wait_for(lambda: any(p.stat().st_size >= threshold for p in folder.glob(".*.partial"))
-                     if folder.exists() else False, timeout=120, what="the export to be under way")
+            wait_for(
+                lambda: (
+                    any(p.stat().st_size >= threshold for p in folder.glob(".*.partial")) if folder.exists() else False
+                ),
+                timeout=120,
+                what="the export to be under way",
+            )
             os.kill(doomed.pid, signal.SIGKILL)
             doomed.wait(timeout=10)
         assert get_run(engine, report.account_id, run.id).state is RunState.STARTED
         assert not (folder / f"{run.id}.csv").exists()
         with worker_process(data_dir, database_url, tmp_path / "rescuer.log", "--concurrency", "1", **options):
-            finished = wait_for(lambda: (r := get_run(engine, report.account_id, run.id)).state.is_final and r,
-                                timeout=180, what="another worker to finish the run")
+            finished = wait_for(
+                lambda: (r := get_run(engine, report.account_id, run.id)).state.is_final and r,
+                timeout=180,
+                what="another worker to finish the run",
+            )
         with engine.connect() as connection:
-            stuck = connection.execute(select(func.count()).select_from(runs).where(
-                runs.c.state == RunState.STARTED.value)).scalar_one()
+            stuck = connection.execute(
+                select(func.count()).select_from(runs).where(runs.c.state == RunState.STARTED.value)
+            ).scalar_one()
     finally:
         engine.dispose()
     assert finished.state is RunState.COMPLETED, finished.error_message

@@ -37,16 +37,25 @@ def bash_json(command: str) -> dict[str, Any]:
 def set_up_account(data_dir: Path, findings: int) -> dict[str, str]:
     account = run_cli(data_dir, "accounts", "create", "--name", "Acme Corp")
     run_cli(data_dir, "data", "generate", "--account", account["id"], "--findings", str(findings))
-    report = run_cli(data_dir, "reports", "create", "--account", account["id"], "--file",
-                     str(EXAMPLES / "all-findings.json"))
+    report = run_cli(
+        data_dir, "reports", "create", "--account", account["id"], "--file", str(EXAMPLES / "all-findings.json")
+    )
     client = run_cli(data_dir, "clients", "create", "--account", account["id"])
-    return {"Account ID": account["id"], "Report ID": report["id"], "client ID": client["client_id"],
-            "client secret": client["client_secret"]}
+    return {
+        "Account ID": account["id"],
+        "Report ID": report["id"],
+        "client ID": client["client_id"],
+        "client secret": client["client_secret"],
+    }
 
 
 def get_token(base_url: str, ids: dict[str, str]) -> str:
-    response = bash_json(fill(TOKEN, {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"],
-                                      "client secret": ids["client secret"]}))
+    response = bash_json(
+        fill(
+            TOKEN,
+            {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"], "client secret": ids["client secret"]},
+        )
+    )
     assert response["token_type"] == "Bearer"
     assert response["expires_in"] == 3600
     token: str = response["access_token"]
@@ -54,9 +63,16 @@ def get_token(base_url: str, ids: dict[str, str]) -> str:
 
 
 def poll_until_finished(base_url: str, ids: dict[str, str], token: str, run_id: str) -> dict[str, Any]:
-    command = fill(GET_REPORT_RUN_STATUS, {"URL": f"{base_url}/api/graphql", "Account ID": ids["Account ID"],
-                                           "Bearer Token": token, "report ID": ids["Report ID"],
-                                           "Run ID": run_id})
+    command = fill(
+        GET_REPORT_RUN_STATUS,
+        {
+            "URL": f"{base_url}/api/graphql",
+            "Account ID": ids["Account ID"],
+            "Bearer Token": token,
+            "report ID": ids["Report ID"],
+            "Run ID": run_id,
+        },
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status: dict[str, Any] = bash_json(command)["data"]["getReportRunStatus"]
@@ -71,8 +87,17 @@ def test_token_process_report_status_and_download(tmp_path: Path) -> None:
     ids = set_up_account(data_dir, findings=500)
     with running_server(data_dir) as (base_url, _):
         token = get_token(base_url, ids)
-        started = bash_json(fill(PROCESS_REPORT, {"URL": f"{base_url}/api/graphql", "Account ID": ids["Account ID"],
-                                                  "Bearer Token": token, "Report ID": ids["Report ID"]}))
+        started = bash_json(
+            fill(
+                PROCESS_REPORT,
+                {
+                    "URL": f"{base_url}/api/graphql",
+                    "Account ID": ids["Account ID"],
+                    "Bearer Token": token,
+                    "Report ID": ids["Report ID"],
+                },
+            )
+        )
         run_id = started["data"]["processReport"]["runId"]
         status = poll_until_finished(base_url, ids, token, run_id)
         assert status["status"] == "Completed", status
@@ -81,8 +106,13 @@ def test_token_process_report_status_and_download(tmp_path: Path) -> None:
         bash(f"curl -sf -o '{download}' '{status['presignedUrl']}'")
         again = poll_until_finished(base_url, ids, token, run_id)
         tampered = status["presignedUrl"].replace("signature=", "signature=x")
-        refused = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", tampered],
-                                 capture_output=True, text=True, timeout=30, check=True)
+        refused = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", tampered],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
     assert refused.stdout == "403"
     assert again["presignedUrl"].split("?")[0] == status["presignedUrl"].split("?")[0]
 
@@ -104,13 +134,22 @@ def test_token_process_report_status_and_download(tmp_path: Path) -> None:
 def test_a_token_of_one_region_is_refused_by_the_other(tmp_path: Path) -> None:
     us_ids = set_up_account(tmp_path / "us", findings=10)
     eu_ids = set_up_account(tmp_path / "eu", findings=10)
-    with running_server(tmp_path / "us", UVM_REPORTING_REGION="us01") as (us_url, _), \
-            running_server(tmp_path / "eu", UVM_REPORTING_REGION="eu") as (eu_url, _):
+    with (
+        running_server(tmp_path / "us", UVM_REPORTING_REGION="us01") as (us_url, _),
+        running_server(tmp_path / "eu", UVM_REPORTING_REGION="eu") as (eu_url, _),
+    ):
         eu_token = get_token(eu_url, eu_ids)
         us_token = get_token(us_url, us_ids)
         for token, ids, url in ((eu_token, eu_ids, us_url), (us_token, us_ids, eu_url)):
-            command = fill(PROCESS_REPORT, {"URL": f"{url}/api/graphql", "Account ID": ids["Account ID"],
-                                            "Bearer Token": token, "Report ID": ids["Report ID"]})
+            command = fill(
+                PROCESS_REPORT,
+                {
+                    "URL": f"{url}/api/graphql",
+                    "Account ID": ids["Account ID"],
+                    "Bearer Token": token,
+                    "Report ID": ids["Report ID"],
+                },
+            )
             response = bash(command.replace("curl ", "curl -s -i ", 1))
             assert response.startswith("HTTP/1.1 401"), response
             assert 'error="invalid_token"' in response
@@ -121,8 +160,10 @@ def test_a_token_of_one_region_is_refused_by_the_other(tmp_path: Path) -> None:
 def test_bad_token_requests_are_refused_per_rfc_6749(tmp_path: Path, bad: str) -> None:
     ids = set_up_account(tmp_path / "var", findings=1)
     with running_server(tmp_path / "var") as (base_url, _):
-        command = fill(TOKEN, {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"],
-                               "client secret": ids["client secret"]})
+        command = fill(
+            TOKEN,
+            {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"], "client secret": ids["client secret"]},
+        )
         key = bad.split("=", maxsplit=1)[0]
         command = re.sub(f"'{key}=[^']*'", f"'{bad}'", command)
         response = bash(command.replace("curl ", "curl -s -i ", 1))

@@ -47,8 +47,15 @@ def set_up(database_url: str, findings: int) -> tuple[Engine, Report]:
 
 
 def enqueue(engine: Engine, report: Report) -> RunRecord:
-    return enqueue_run(engine, account_id=report.account_id, report_id=report.id, delivery=Delivery.DOWNLOAD,
-                       format="csv", definition=report.definition.to_json(), requested_by="test")
+    return enqueue_run(
+        engine,
+        account_id=report.account_id,
+        report_id=report.id,
+        delivery=Delivery.DOWNLOAD,
+        format="csv",
+        definition=report.definition.to_json(),
+        requested_by="test",
+    )
 
 
 @contextmanager
@@ -81,9 +88,12 @@ def test_a_worker_finishes_its_export_within_the_grace_period(tmp_path: Path, da
     log = tmp_path / "worker.log"
     try:
         run = enqueue(engine, report)
-        with held_up_export(engine) as lock, \
-                cli_process(data_dir, log, "worker", "--concurrency", "1", "--grace", "60",
-                            env=worker_env(database_url)) as worker:
+        with (
+            held_up_export(engine) as lock,
+            cli_process(
+                data_dir, log, "worker", "--concurrency", "1", "--grace", "60", env=worker_env(database_url)
+            ) as worker,
+        ):
             wait_for(lambda: partial_files(folder), timeout=60, what="the export to be under way")
             worker.terminate()
             wait_for_log(log, r"stopping: no new claims; 1 run\(s\) in progress get 60.0s", process=worker)
@@ -114,14 +124,25 @@ def test_after_the_grace_period_the_run_goes_back_to_the_queue_for_another_worke
     try:
         run = enqueue(engine, report)
         with held_up_export(engine):
-            with cli_process(data_dir, first_log, "worker", "--concurrency", "1", "--grace", SHORT_GRACE,
-                             env=worker_env(database_url)) as first:
+            with cli_process(
+                data_dir,
+                first_log,
+                "worker",
+                "--concurrency",
+                "1",
+                "--grace",
+                SHORT_GRACE,
+                env=worker_env(database_url),
+            ) as first:
                 wait_for(lambda: partial_files(folder), timeout=60, what="the export to be under way")
                 code, took = stop_process(first, timeout=15)
             handed_back = get_run(engine, report.account_id, run.id)
         with cli_process(data_dir, second_log, "worker", "--concurrency", "1", env=worker_env(database_url)):
-            finished = wait_for(lambda: (r := get_run(engine, report.account_id, run.id)).state.is_final and r,
-                                timeout=90, what="the second worker to finish the run")
+            finished = wait_for(
+                lambda: (r := get_run(engine, report.account_id, run.id)).state.is_final and r,
+                timeout=90,
+                what="the second worker to finish the run",
+            )
     finally:
         engine.dispose()
     assert code == 0, first_log.read_text()
@@ -157,27 +178,45 @@ def test_an_idle_worker_starts_a_run_queued_through_the_api_at_once(tmp_path: Pa
         client = create_client(engine, account.id)
     finally:
         engine.dispose()
-    ids = {"Account ID": account.id, "Report ID": report.id, "client ID": client.client_id,
-           "client secret": client.client_secret}
+    ids = {
+        "Account ID": account.id,
+        "Report ID": report.id,
+        "client ID": client.client_id,
+        "client secret": client.client_secret,
+    }
     log = tmp_path / "worker.log"
     latencies: list[float] = []
     statuses: list[dict[str, Any]] = []
-    with cli_process(data_dir, log, "worker", "--concurrency", "1", env=env) as worker, \
-            running_server(data_dir, "serve", "--no-workers", port=None, **env) as (base_url, _):
+    with (
+        cli_process(data_dir, log, "worker", "--concurrency", "1", env=env) as worker,
+        running_server(data_dir, "serve", "--no-workers", port=None, **env) as (base_url, _),
+    ):
         wait_for_log(log, READY, process=worker)
         token = get_token(base_url, ids)
-        command = fill(PROCESS_REPORT, {"URL": f"{base_url}/api/graphql", "Account ID": ids["Account ID"],
-                                        "Bearer Token": token, "Report ID": ids["Report ID"]})
+        command = fill(
+            PROCESS_REPORT,
+            {
+                "URL": f"{base_url}/api/graphql",
+                "Account ID": ids["Account ID"],
+                "Bearer Token": token,
+                "Report ID": ids["Report ID"],
+            },
+        )
         for _ in range(5):
             pause_between_runs()
             run_id = bash_json(command)["data"]["processReport"]["runId"]
             status = poll_until_finished(base_url, ids, token, run_id)
             statuses.append(status)
-            latencies.append((datetime.fromisoformat(status["startedAt"])
-                              - datetime.fromisoformat(status["createdAt"])).total_seconds())
+            latencies.append(
+                (
+                    datetime.fromisoformat(status["startedAt"]) - datetime.fromisoformat(status["createdAt"])
+                ).total_seconds()
+            )
         code, _ = stop_process(worker, timeout=30)
-    print(f"{dialect_of(database_url)}: startedAt - createdAt of 5 runs: "
-          + ", ".join(f"{latency:.3f}s" for latency in latencies))
+    print(
+        f"{dialect_of(database_url)}: startedAt - createdAt of 5 runs: "
+        + ", ".join(f"{latency:.3f}s" for latency in latencies)
+    )
     assert code == 0, log.read_text()
     assert [s["status"] for s in statuses] == ["Completed"] * 5, statuses
     assert all(s["rowCount"] == 20 for s in statuses)
@@ -187,4 +226,3 @@ def test_an_idle_worker_starts_a_run_queued_through_the_api_at_once(tmp_path: Pa
     else:
         # SQLite has no cross-process wake-up: the worker's poll (every second) finds the run.
         assert max(latencies) < 10, latencies
-

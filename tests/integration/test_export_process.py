@@ -51,8 +51,8 @@ TRICKY_TEXT = {
     "t-lf": "line\nbreak",
     "t-crlf": "windows\r\nbreak\r",
     "t-control": "bell\x07 escape\x1b",
-    "t-formula": "=HYPERLINK(\"http://x\")",
-    "t-minus": "-minus, \"quoted\"\r\nCRLF",
+    "t-formula": '=HYPERLINK("http://x")',
+    "t-minus": '-minus, "quoted"\r\nCRLF',
     "t-spaces": "  padded  ",
 }
 
@@ -70,61 +70,118 @@ def tricky_rows(engine: Engine, account: Account, findings_data: int) -> int:
     """Generated findings plus rows whose every column takes its awkward values: NULL next to
     the empty string, quotes, line breaks, control characters, formulas, fractions of a second,
     numbers that need 17 digits, old dates, a hostname missing from the join."""
-    base: dict[str, Any] = {"severity": "High", "status": "Open", "asset_id": None, "description": None,
-                            "cvss_score": None, "cve": None, "first_seen": SECOND, "last_seen": SECOND,
-                            "due_date": None, "resolved_at": None}
-    rows: dict[str, dict[str, Any]] = {f"zz-{ident}": {**base, "title": value, "description": value}
-                                       for ident, value in TRICKY_TEXT.items()}
+    base: dict[str, Any] = {
+        "severity": "High",
+        "status": "Open",
+        "asset_id": None,
+        "description": None,
+        "cvss_score": None,
+        "cve": None,
+        "first_seen": SECOND,
+        "last_seen": SECOND,
+        "due_date": None,
+        "resolved_at": None,
+    }
+    rows: dict[str, dict[str, Any]] = {
+        f"zz-{ident}": {**base, "title": value, "description": value} for ident, value in TRICKY_TEXT.items()
+    }
     rows["zz-n-null"] = {**base, "title": "no description", "asset_id": "a-tricky"}
     rows["zz-n-empty"] = {**base, "title": "empty", "description": "", "cve": "", "asset_id": "missing"}
     rows["zz-n-third"] = {**base, "title": "a third", "cvss_score": 0.1 + 0.2, "due_date": date(2026, 12, 31)}
     rows["zz-n-whole"] = {**base, "title": "whole", "cvss_score": 10.0, "due_date": date(1999, 1, 1)}
     rows["zz-n-tiny"] = {**base, "title": "tiny", "cvss_score": -1.25e-7}
     rows["zz-n-huge"] = {**base, "title": "huge", "cvss_score": 1.7976931348623157e308}
-    rows["zz-ts-fraction"] = {**base, "title": "fraction", "first_seen": FRACTION,
-                              "resolved_at": FRACTION + timedelta(microseconds=1),
-                              "last_seen": datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))}
-    rows["zz-ts-old"] = {**base, "title": "old", "first_seen": datetime(1890, 1, 1, tzinfo=UTC),
-                         "last_seen": datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
-                         "due_date": date(1899, 12, 31)}
+    rows["zz-ts-fraction"] = {
+        **base,
+        "title": "fraction",
+        "first_seen": FRACTION,
+        "resolved_at": FRACTION + timedelta(microseconds=1),
+        "last_seen": datetime(2026, 3, 1, 12, 30, tzinfo=timezone(timedelta(hours=2))),
+    }
+    rows["zz-ts-old"] = {
+        **base,
+        "title": "old",
+        "first_seen": datetime(1890, 1, 1, tzinfo=UTC),
+        "last_seen": datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC),
+        "due_date": date(1899, 12, 31),
+    }
     with engine.begin() as connection:
-        connection.execute(insert(assets), [{"id": "a-tricky", "account_id": account.id, "hostname": "host,\"1\"",
-                                            "first_seen": SECOND, "last_seen": SECOND}])
-        connection.execute(insert(findings), [{**row, "id": ident, "account_id": account.id}
-                                              for ident, row in rows.items()])
+        connection.execute(
+            insert(assets),
+            [
+                {
+                    "id": "a-tricky",
+                    "account_id": account.id,
+                    "hostname": 'host,"1"',
+                    "first_seen": SECOND,
+                    "last_seen": SECOND,
+                }
+            ],
+        )
+        connection.execute(
+            insert(findings), [{**row, "id": ident, "account_id": account.id} for ident, row in rows.items()]
+        )
     return findings_data + len(rows)
 
 
-def export(engine: Engine, account: Account, report: dict[str, Any], export_format: str, tmp_path: Path, *,
-           in_process: bool, compression: str | None = None, parallelism: int = 2,
-           batch_size: int = 10_000, lookup_max_values: int = LOOKUP_MAX_VALUES) -> tuple[int, bytes]:
+def export(
+    engine: Engine,
+    account: Account,
+    report: dict[str, Any],
+    export_format: str,
+    tmp_path: Path,
+    *,
+    in_process: bool,
+    compression: str | None = None,
+    parallelism: int = 2,
+    batch_size: int = 10_000,
+    lookup_max_values: int = LOOKUP_MAX_VALUES,
+) -> tuple[int, bytes]:
     """One run of ``report`` written to memory, in the export process or in this thread."""
     definition = parse_report_definition(report)
-    run = enqueue_run(engine, account_id=account.id, report_id=create_report(engine, account.id, report).id,
-                      delivery=Delivery.DOWNLOAD, format=export_format, compression=compression,
-                      definition=definition.to_json(), requested_by="test")
-    executor = RunExecutor(engine, LocalFolderStorage(tmp_path / "unused"), batch_size=batch_size,
-                           parallelism=parallelism, split_min_rows=1,
-                           export_process_min_rows=0 if in_process else 10**9,
-                           lookup_max_values=lookup_max_values)
+    run = enqueue_run(
+        engine,
+        account_id=account.id,
+        report_id=create_report(engine, account.id, report).id,
+        delivery=Delivery.DOWNLOAD,
+        format=export_format,
+        compression=compression,
+        definition=definition.to_json(),
+        requested_by="test",
+    )
+    executor = RunExecutor(
+        engine,
+        LocalFolderStorage(tmp_path / "unused"),
+        batch_size=batch_size,
+        parallelism=parallelism,
+        split_min_rows=1,
+        export_process_min_rows=0 if in_process else 10**9,
+        lookup_max_values=lookup_max_values,
+    )
     sink = Sink()
     count = executor.write(run, sink)
     return count, sink.buffer.getvalue()
 
 
-def both_ways(engine: Engine, account: Account, report: dict[str, Any], export_format: str, tmp_path: Path,
-              **options: Any) -> tuple[tuple[int, bytes], tuple[int, bytes]]:
-    return (export(engine, account, report, export_format, tmp_path, in_process=True, **options),
-            export(engine, account, report, export_format, tmp_path, in_process=False, **options))
+def both_ways(
+    engine: Engine, account: Account, report: dict[str, Any], export_format: str, tmp_path: Path, **options: Any
+) -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+    return (
+        export(engine, account, report, export_format, tmp_path, in_process=True, **options),
+        export(engine, account, report, export_format, tmp_path, in_process=False, **options),
+    )
 
 
-@pytest.mark.parametrize(("export_format", "compression"), [
-    ("csv", None), ("ndjson", None), ("json", None), ("csv", "gzip"), ("ndjson", "gzip")])
-def test_text_formats_are_byte_identical_to_the_row_writers(engine: Engine, account: Account, tricky_rows: int, *,
-                                                            export_format: str, compression: str | None,
-                                                            tmp_path: Path) -> None:
-    process, thread = both_ways(engine, account, ALL_FINDINGS_REPORT, export_format, tmp_path,
-                                compression=compression, batch_size=7)
+@pytest.mark.parametrize(
+    ("export_format", "compression"),
+    [("csv", None), ("ndjson", None), ("json", None), ("csv", "gzip"), ("ndjson", "gzip")],
+)
+def test_text_formats_are_byte_identical_to_the_row_writers(
+    engine: Engine, account: Account, tricky_rows: int, *, export_format: str, compression: str | None, tmp_path: Path
+) -> None:
+    process, thread = both_ways(
+        engine, account, ALL_FINDINGS_REPORT, export_format, tmp_path, compression=compression, batch_size=7
+    )
     assert process[0] == thread[0] == tricky_rows
     assert process[1] == thread[1]
     text = gzip.decompress(process[1]) if compression else process[1]
@@ -134,8 +191,9 @@ def test_text_formats_are_byte_identical_to_the_row_writers(engine: Engine, acco
         assert f"{rows[0][0]},{rows[0][1]},".encode() in text
 
 
-def test_parquet_holds_the_row_writers_table(engine: Engine, account: Account, tricky_rows: int,
-                                             tmp_path: Path) -> None:
+def test_parquet_holds_the_row_writers_table(
+    engine: Engine, account: Account, tricky_rows: int, tmp_path: Path
+) -> None:
     process, thread = both_ways(engine, account, ALL_FINDINGS_REPORT, "parquet", tmp_path, batch_size=7)
     table, expected = (pq.read_table(io.BytesIO(content)) for _, content in (process, thread))
     assert process[0] == table.num_rows == tricky_rows
@@ -144,32 +202,62 @@ def test_parquet_holds_the_row_writers_table(engine: Engine, account: Account, t
     by_id = {row["id"]: row for row in table.to_pylist()}
     assert by_id["zz-n-empty"]["description"] == ""
     assert by_id["zz-n-null"]["description"] is None
-    assert by_id["zz-n-null"]["asset.hostname"] == "host,\"1\""
+    assert by_id["zz-n-null"]["asset.hostname"] == 'host,"1"'
     assert by_id["zz-n-empty"]["asset.hostname"] is None
     assert by_id["zz-n-third"]["cvss_score"] == 0.1 + 0.2
-    assert by_id["zz-t-formula"]["title"] == "=HYPERLINK(\"http://x\")"  # verbatim outside spreadsheets
+    assert by_id["zz-t-formula"]["title"] == '=HYPERLINK("http://x")'  # verbatim outside spreadsheets
     assert by_id["zz-ts-fraction"]["last_seen"] == datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
 
 
-ASSET_COLUMNS_REPORT = {**ALL_FINDINGS_REPORT, "columns": [
-    "asset.criticality", "id", "asset.hostname", "title", "asset.first_seen", "asset.ip"]}
+ASSET_COLUMNS_REPORT = {
+    **ALL_FINDINGS_REPORT,
+    "columns": ["asset.criticality", "id", "asset.hostname", "title", "asset.first_seen", "asset.ip"],
+}
 
 
-@pytest.mark.parametrize(("export_format", "lookup_max_values", "joined_by_the_export_process"), [
-    ("csv", LOOKUP_MAX_VALUES, True), ("ndjson", LOOKUP_MAX_VALUES, True), ("csv", 1, False)])
+@pytest.mark.parametrize(
+    ("export_format", "lookup_max_values", "joined_by_the_export_process"),
+    [("csv", LOOKUP_MAX_VALUES, True), ("ndjson", LOOKUP_MAX_VALUES, True), ("csv", 1, False)],
+)
 def test_asset_columns_joined_in_the_export_process_match_the_row_writers(
-        engine: Engine, account: Account, other_account: Account, tricky_rows: int, *,
-        caplog: pytest.LogCaptureFixture, tmp_path: Path, export_format: str, lookup_max_values: int,
-        joined_by_the_export_process: bool) -> None:
+    engine: Engine,
+    account: Account,
+    other_account: Account,
+    tricky_rows: int,
+    *,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    export_format: str,
+    lookup_max_values: int,
+    joined_by_the_export_process: bool,
+) -> None:
     """On PostgreSQL, assets that are only shown are looked up by the export process, from the
     account's own assets (another account's asset of the same id never shows); a lookup table
     over the limit leaves the join to the database. The bytes are the row writers' either way."""
     with engine.begin() as connection:
-        connection.execute(insert(assets), [{"id": "a-tricky", "account_id": other_account.id, "hostname": "THEIRS",
-                                            "criticality": "Low", "first_seen": SECOND, "last_seen": SECOND}])
+        connection.execute(
+            insert(assets),
+            [
+                {
+                    "id": "a-tricky",
+                    "account_id": other_account.id,
+                    "hostname": "THEIRS",
+                    "criticality": "Low",
+                    "first_seen": SECOND,
+                    "last_seen": SECOND,
+                }
+            ],
+        )
     with caplog.at_level(logging.INFO, logger="uvm_reporting.exports.run_executor"):
-        process, thread = both_ways(engine, account, ASSET_COLUMNS_REPORT, export_format, tmp_path, batch_size=7,
-                                    lookup_max_values=lookup_max_values)
+        process, thread = both_ways(
+            engine,
+            account,
+            ASSET_COLUMNS_REPORT,
+            export_format,
+            tmp_path,
+            batch_size=7,
+            lookup_max_values=lookup_max_values,
+        )
     assert process == thread
     assert process[0] == tricky_rows
     assert b"THEIRS" not in process[1]
@@ -178,21 +266,33 @@ def test_asset_columns_joined_in_the_export_process_match_the_row_writers(
     assert int(lookups) == (1 if joined_by_the_export_process and engine.dialect.name == "postgresql" else 0)
 
 
-def test_an_account_without_assets_exports_empty_asset_columns(engine: Engine, other_account: Account,
-                                                               tmp_path: Path) -> None:
+def test_an_account_without_assets_exports_empty_asset_columns(
+    engine: Engine, other_account: Account, tmp_path: Path
+) -> None:
     """Its lookup reads nothing (on PostgreSQL the driver returns a table without chunks)."""
     with engine.begin() as connection:
-        connection.execute(insert(findings), [{"id": f"f{index}", "account_id": other_account.id, "title": "t",
-                                               "asset_id": "a1" if index % 2 else None, "severity": "High",
-                                               "status": "Open", "first_seen": SECOND, "last_seen": SECOND}
-                                              for index in range(3)])
+        connection.execute(
+            insert(findings),
+            [
+                {
+                    "id": f"f{index}",
+                    "account_id": other_account.id,
+                    "title": "t",
+                    "asset_id": "a1" if index % 2 else None,
+                    "severity": "High",
+                    "status": "Open",
+                    "first_seen": SECOND,
+                    "last_seen": SECOND,
+                }
+                for index in range(3)
+            ],
+        )
     process, thread = both_ways(engine, other_account, ASSET_COLUMNS_REPORT, "csv", tmp_path)
     assert process == thread
     assert process[1].splitlines()[1:] == [b",f0,,t,,", b",f1,,t,,", b",f2,,t,,"]
 
 
-def test_xlsx_holds_the_row_writers_cells(engine: Engine, account: Account, tricky_rows: int,
-                                          tmp_path: Path) -> None:
+def test_xlsx_holds_the_row_writers_cells(engine: Engine, account: Account, tricky_rows: int, tmp_path: Path) -> None:
     process, thread = both_ways(engine, account, ALL_FINDINGS_REPORT, "xlsx", tmp_path, batch_size=7)
 
     def cells(content: bytes) -> list[tuple[Any, ...]]:
@@ -206,17 +306,20 @@ def test_xlsx_holds_the_row_writers_cells(engine: Engine, account: Account, tric
     process_cells = cells(process[1])
     assert process_cells == cells(thread[1])
     by_id = {row[0]: row for row in process_cells[1:]}
-    assert by_id["zz-t-formula"][2] == "'=HYPERLINK(\"http://x\")"
+    assert by_id["zz-t-formula"][2] == '\'=HYPERLINK("http://x")'
 
 
-@pytest.mark.parametrize("sort", [
-    [{"field": "cvss_score", "direction": "desc"}],  # the scores' NULLs last, after every value
-    [{"field": "resolved_at", "direction": "asc"}, {"field": "description", "direction": "desc"}],
-    [{"field": "asset.hostname", "direction": "asc"}],
-])
-def test_columns_that_start_null_keep_their_types_in_every_order(engine: Engine, account: Account,
-                                                                 tricky_rows: int, sort: list[dict[str, str]],
-                                                                 tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "sort",
+    [
+        [{"field": "cvss_score", "direction": "desc"}],  # the scores' NULLs last, after every value
+        [{"field": "resolved_at", "direction": "asc"}, {"field": "description", "direction": "desc"}],
+        [{"field": "asset.hostname", "direction": "asc"}],
+    ],
+)
+def test_columns_that_start_null_keep_their_types_in_every_order(
+    engine: Engine, account: Account, tricky_rows: int, sort: list[dict[str, str]], tmp_path: Path
+) -> None:
     """SQLite's driver takes a column's type from the first batch: batches of 2 rows start with
     NULLs in some columns, values follow."""
     report = {**ALL_FINDINGS_REPORT, "sort": sort}
@@ -232,10 +335,14 @@ def test_columns_that_start_null_keep_their_types_in_every_order(engine: Engine,
 def test_filter_values_stay_values(engine: Engine, account: Account, tricky_rows: int, tmp_path: Path) -> None:
     """Bound on SQLite, inlined by psycopg's quoting on PostgreSQL: quotes, backslashes and
     percent signs in a value never become SQL."""
-    hostile = ["x'; DROP TABLE findings; --", "comma, \"quoted\", \\\\backslash\\\\", "100%", "E'\\\\'"]
-    report = {**ALL_FINDINGS_REPORT, "filters": [
-        {"field": "title", "op": "in", "value": [*hostile, TRICKY_TEXT["t-comma"]]},
-        {"field": "first_seen", "op": "gte", "value": "2000-01-01T00:00:00Z"}]}
+    hostile = ["x'; DROP TABLE findings; --", 'comma, "quoted", \\\\backslash\\\\', "100%", "E'\\\\'"]
+    report = {
+        **ALL_FINDINGS_REPORT,
+        "filters": [
+            {"field": "title", "op": "in", "value": [*hostile, TRICKY_TEXT["t-comma"]]},
+            {"field": "first_seen", "op": "gte", "value": "2000-01-01T00:00:00Z"},
+        ],
+    }
     process, thread = both_ways(engine, account, report, "csv", tmp_path)
     assert process == thread
     assert process[0] == 1
@@ -244,19 +351,29 @@ def test_filter_values_stay_values(engine: Engine, account: Account, tricky_rows
 
 
 @pytest.mark.parametrize("parallelism", [1, 3])
-def test_sqlite_id_ranges_write_the_same_bytes(engine: Engine, account: Account, tricky_rows: int,
-                                               parallelism: int, tmp_path: Path) -> None:
+def test_sqlite_id_ranges_write_the_same_bytes(
+    engine: Engine, account: Account, tricky_rows: int, parallelism: int, tmp_path: Path
+) -> None:
     if engine.dialect.name != "sqlite":
         pytest.skip("exports split into id ranges on SQLite only")
     for export_format in ("csv", "ndjson", "json"):
-        split = export(engine, account, ALL_FINDINGS_REPORT, export_format, tmp_path, in_process=True,
-                       parallelism=parallelism, batch_size=5)
+        split = export(
+            engine,
+            account,
+            ALL_FINDINGS_REPORT,
+            export_format,
+            tmp_path,
+            in_process=True,
+            parallelism=parallelism,
+            batch_size=5,
+        )
         thread = export(engine, account, ALL_FINDINGS_REPORT, export_format, tmp_path, in_process=False)
         assert split == thread
 
 
-def test_no_rows_is_a_valid_file_in_every_format(engine: Engine, account: Account, tricky_rows: int,
-                                                 tmp_path: Path) -> None:
+def test_no_rows_is_a_valid_file_in_every_format(
+    engine: Engine, account: Account, tricky_rows: int, tmp_path: Path
+) -> None:
     report = {**ALL_FINDINGS_REPORT, "filters": [{"field": "title", "op": "eq", "value": "nothing has this"}]}
     for export_format in ("csv", "ndjson", "json"):
         process, thread = both_ways(engine, account, report, export_format, tmp_path)
@@ -270,9 +387,15 @@ def test_no_rows_is_a_valid_file_in_every_format(engine: Engine, account: Accoun
 
 # --- failures ---------------------------------------------------------------------------------
 
+
 def job(engine: Engine, sql: str, export_format: ExportFormat = ExportFormat.CSV) -> ExportJob:
-    return ExportJob(dialect=engine.dialect.name, database=_driver_database(engine), parts=(QueryPart(sql),),
-                     columns=(("n", FieldType.NUMBER),), format=export_format)
+    return ExportJob(
+        dialect=engine.dialect.name,
+        database=_driver_database(engine),
+        parts=(QueryPart(sql),),
+        columns=(("n", FieldType.NUMBER),),
+        format=export_format,
+    )
 
 
 def test_a_failing_query_is_query_failed(engine: Engine) -> None:
@@ -283,8 +406,11 @@ def test_a_failing_query_is_query_failed(engine: Engine) -> None:
 
 
 def test_the_export_process_never_writes(engine: Engine, account: Account) -> None:
-    statement = "DELETE FROM accounts" if engine.dialect.name == "sqlite" else \
-        "WITH gone AS (DELETE FROM accounts RETURNING 1) SELECT count(*)::float8 AS n FROM gone"
+    statement = (
+        "DELETE FROM accounts"
+        if engine.dialect.name == "sqlite"
+        else "WITH gone AS (DELETE FROM accounts RETURNING 1) SELECT count(*)::float8 AS n FROM gone"
+    )
     with pytest.raises(ExportProcessFailed) as failure:
         run_export_process(job(engine, statement), Sink())
     assert failure.value.code == "QUERY_FAILED"
@@ -296,8 +422,10 @@ def slow_sql(engine: Engine) -> str:
     """A query that streams rows for minutes: time for a test to act on its process."""
     # A recursive query streams on both databases (generate_series() would be materialised first).
     number = "i * 1.0" if engine.dialect.name == "sqlite" else "i::float8"
-    return (f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) "
-            f"SELECT {number} AS n FROM n")
+    return (
+        f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) "
+        f"SELECT {number} AS n FROM n"
+    )
 
 
 def export_children() -> list[int]:
@@ -366,7 +494,8 @@ def test_a_sink_that_fails_stops_the_export_process(engine: Engine) -> None:
 def test_the_export_process_dies_with_its_worker(engine: Engine, tmp_path: Path) -> None:
     """A worker killed with SIGKILL runs no cleanup: the kernel ends its export process."""
     script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys, time
         from uvm_reporting.exports.export_job import ExportJob, QueryPart
         from uvm_reporting.exports.export_process import run_export_process
@@ -376,7 +505,8 @@ def test_the_export_process_dies_with_its_worker(engine: Engine, tmp_path: Path)
                 time.sleep(0.01)
                 return len(data)
         run_export_process(job, Slow())
-    """))
+    """)
+    )
     worker = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE)
     try:
         assert worker.stdin is not None
@@ -385,8 +515,9 @@ def test_the_export_process_dies_with_its_worker(engine: Engine, tmp_path: Path)
 
         def export_process() -> int | None:
             children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
-            return next((int(pid) for pid in children
-                         if b"uvm_reporting.exports.export_process" in _cmdline(int(pid))), None)
+            return next(
+                (int(pid) for pid in children if b"uvm_reporting.exports.export_process" in _cmdline(int(pid))), None
+            )
 
         pid = wait_for(export_process, what="the worker's export process")
         worker.kill()
@@ -407,13 +538,15 @@ def test_a_job_never_shows_its_database_uri(engine: Engine) -> None:
 
 # --- the spare export process ------------------------------------------------------------------
 
+
 def test_a_spare_export_process_waits_for_the_next_job_and_goes_with_close(engine: Engine) -> None:
     processes = ExportProcesses(keep_spare=True)
     try:
         outcome: list[int] = []
         # Asked from a thread that then ends: the spare it left must outlive it.
-        asking = threading.Thread(target=lambda: outcome.append(processes.run(job(engine, "SELECT 1.5 AS n"),
-                                                                              Sink()).rows))
+        asking = threading.Thread(
+            target=lambda: outcome.append(processes.run(job(engine, "SELECT 1.5 AS n"), Sink()).rows)
+        )
         asking.start()
         asking.join(60)
         assert outcome == [1]

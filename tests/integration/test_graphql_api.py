@@ -43,10 +43,21 @@ class Api:
         self.client_id = client.client_id
         self.token = services.tokens.issue(client.client_id, account_id).access_token
 
-    def post(self, query: str, variables: dict[str, Any] | None = None, *, name: str = "x",
-             headers: dict[str, str] | None = None) -> Any:
-        sent = {"Content-Type": "application/json", "accountId": self.account_id, "graphqlname": name,
-                "Authorization": f"Bearer {self.token}", **(headers or {})}
+    def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        name: str = "x",
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        sent = {
+            "Content-Type": "application/json",
+            "accountId": self.account_id,
+            "graphqlname": name,
+            "Authorization": f"Bearer {self.token}",
+            **(headers or {}),
+        }
         return self.http.post("/api/graphql", json={"query": query, "variables": variables or {}}, headers=sent)
 
     def call(self, query: str, variables: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -62,8 +73,7 @@ class Api:
         return result
 
     def status(self, report_id: str | None, run_id: str | None) -> dict[str, Any]:
-        return self.call(GET_REPORT_RUN_STATUS, {"reportId": report_id, "runId": run_id},
-                         name="getReportRunStatus")
+        return self.call(GET_REPORT_RUN_STATUS, {"reportId": report_id, "runId": run_id}, name="getReportRunStatus")
 
 
 @pytest.fixture
@@ -127,14 +137,14 @@ def test_the_server_serves_exactly_the_checked_in_schema(api: Api) -> None:
     assert served == print_schema(build_schema(SCHEMA_FILE.read_text()))
 
 
-def test_typed_report_queries_list_only_public_reports(api: Api, public_report: Report,
-                                                       private_report: Report) -> None:
+def test_typed_report_queries_list_only_public_reports(api: Api, public_report: Report, private_report: Report) -> None:
     body = api.call("{ reports { id name viewers columns } }", {})
     assert [r["id"] for r in body["data"]["reports"]] == [public_report.id]
     assert body["data"]["reports"][0]["columns"][-1] == "asset.hostname"
     api.process(public_report.id)
-    runs = api.call("query ($id: String!) { reportRuns(reportId: $id) { runId status state format } }",
-                    {"id": public_report.id})["data"]["reportRuns"]
+    runs = api.call(
+        "query ($id: String!) { reportRuns(reportId: $id) { runId status state format } }", {"id": public_report.id}
+    )["data"]["reportRuns"]
     assert len(runs) == 1
     assert runs[0]["status"] == "Running" or runs[0]["status"] == "Completed"
 
@@ -151,8 +161,11 @@ def test_no_token_is_a_401_with_a_bearer_challenge(http: TestClient, account: Ac
 
 @pytest.mark.parametrize("authorization", ["Bearer not.a.jwt", "Basic dXNlcjpwYXNz", "Bearer "])
 def test_an_invalid_token_is_a_401_invalid_token(http: TestClient, account: Account, authorization: str) -> None:
-    response = http.post("/api/graphql", json={"query": PROCESS_REPORT},
-                         headers={"accountId": account.id, "Authorization": authorization})
+    response = http.post(
+        "/api/graphql",
+        json={"query": PROCESS_REPORT},
+        headers={"accountId": account.id, "Authorization": authorization},
+    )
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
@@ -171,22 +184,27 @@ def test_a_revoked_clients_token_stops_working(api: Api, services: Services, pub
     assert "revoked" in response.headers["www-authenticate"]
 
 
-def test_one_access_log_line_per_call_names_the_operation(api: Api, public_report: Report,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_one_access_log_line_per_call_names_the_operation(
+    api: Api, public_report: Report, caplog: pytest.LogCaptureFixture
+) -> None:
     run_id = api.process(public_report.id)["runId"]
     caplog.clear()
     with caplog.at_level(logging.INFO):
         api.status(public_report.id, run_id)
-    lines = [record.getMessage() for record in caplog.records
-             if record.name == "uvm_reporting.access" or record.name.startswith("uvm_reporting.api")]
+    lines = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "uvm_reporting.access" or record.name.startswith("uvm_reporting.api")
+    ]
     assert len(lines) == 1, lines
     assert '"POST /api/graphql" 200' in lines[0]
     assert f"graphql=getReportRunStatus account={api.account_id} client={api.client_id}" in lines[0]
     assert "graphqlname='getReportRunStatus'" in lines[0]
 
 
-def test_an_account_header_of_another_account_is_forbidden(api: Api, public_report: Report,
-                                                           other_account: Account) -> None:
+def test_an_account_header_of_another_account_is_forbidden(
+    api: Api, public_report: Report, other_account: Account
+) -> None:
     body = api.call(PROCESS_REPORT, {"id": public_report.id}, headers={"accountId": other_account.id})
     code, message = error_of(body)
     assert code == "FORBIDDEN"
@@ -195,23 +213,28 @@ def test_an_account_header_of_another_account_is_forbidden(api: Api, public_repo
 
 
 def test_a_missing_account_header_is_named(api: Api, public_report: Report) -> None:
-    response = api.http.post("/api/graphql", json={"query": PROCESS_REPORT, "variables": {"id": public_report.id}},
-                             headers={"Authorization": f"Bearer {api.token}"})
+    response = api.http.post(
+        "/api/graphql",
+        json={"query": PROCESS_REPORT, "variables": {"id": public_report.id}},
+        headers={"Authorization": f"Bearer {api.token}"},
+    )
     code, message = error_of(response.json())
     assert code == "BAD_USER_INPUT"
     assert "accountId" in message
 
 
-def test_a_report_of_another_account_is_not_found(http: TestClient, services: Services, public_report: Report,
-                                                  other_account: Account) -> None:
+def test_a_report_of_another_account_is_not_found(
+    http: TestClient, services: Services, public_report: Report, other_account: Account
+) -> None:
     stranger = Api(http, services, other_account.id)
     code, message = error_of(stranger.call(PROCESS_REPORT, {"id": public_report.id}))
     assert code == "NOT_FOUND"
     assert public_report.id in message
 
 
-def test_a_run_of_another_account_is_not_found(api: Api, http: TestClient, services: Services,
-                                               public_report: Report, other_account: Account) -> None:
+def test_a_run_of_another_account_is_not_found(
+    api: Api, http: TestClient, services: Services, public_report: Report, other_account: Account
+) -> None:
     run_id = api.process(public_report.id)["runId"]
     stranger = Api(http, services, other_account.id)
     code, _ = error_of(stranger.status(None, run_id))
@@ -227,8 +250,9 @@ def test_unknown_report_and_run_ids_are_not_found(api: Api, public_report: Repor
     assert error_of(api.status(None, None))[0] == "BAD_USER_INPUT"
 
 
-def test_a_run_asked_for_under_another_report_is_not_found(api: Api, public_report: Report,
-                                                           services: Services, account: Account) -> None:
+def test_a_run_asked_for_under_another_report_is_not_found(
+    api: Api, public_report: Report, services: Services, account: Account
+) -> None:
     run_id = api.process(public_report.id)["runId"]
     assert error_of(api.status("another-report", run_id))[0] == "NOT_FOUND"
 
@@ -257,8 +281,15 @@ def test_without_a_download_link_a_report_needs_delivery_settings(api: Api, publ
     ],
 )
 def test_malformed_requests_get_a_clear_error(api: Api, body: bytes, status: int, code: str) -> None:
-    response = api.http.post("/api/graphql", content=body, headers={
-        "Content-Type": "application/json", "accountId": api.account_id, "Authorization": f"Bearer {api.token}"})
+    response = api.http.post(
+        "/api/graphql",
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "accountId": api.account_id,
+            "Authorization": f"Bearer {api.token}",
+        },
+    )
     assert response.status_code == status
     assert error_of(response.json())[0] == code
 
@@ -279,8 +310,9 @@ def test_the_same_document_is_parsed_once(api: Api, public_report: Report) -> No
 
 
 def test_a_download_link_may_ask_for_another_format(api: Api, public_report: Report) -> None:
-    document = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true, format: \"ndjson\", " \
-               "compression: \"gzip\")}"
+    document = (
+        'mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true, format: "ndjson", compression: "gzip")}'
+    )
     started = api.call(document, {"id": public_report.id})["data"]["processReport"]
 
     def completed() -> dict[str, Any] | None:
@@ -298,12 +330,15 @@ def test_a_download_link_may_ask_for_another_format(api: Api, public_report: Rep
     assert json.loads(lines[0])["id"] == "finding-0000001"
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    ('isPresignedUrl: true, format: "pdf"', "not one of csv"),
-    ('isPresignedUrl: true, format: "parquet", compression: "gzip"', "gzip"),
-    ('isPresignedUrl: true, compression: "zip"', "gzip"),
-    ('format: "csv"', "isPresignedUrl"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ('isPresignedUrl: true, format: "pdf"', "not one of csv"),
+        ('isPresignedUrl: true, format: "parquet", compression: "gzip"', "gzip"),
+        ('isPresignedUrl: true, compression: "zip"', "gzip"),
+        ('format: "csv"', "isPresignedUrl"),
+    ],
+)
 def test_bad_format_choices_are_named(api: Api, public_report: Report, arguments: str, message: str) -> None:
     body = api.call(f"mutation ($id: String!) {{processReport(id:$id, {arguments})}}", {"id": public_report.id})
     code, text = error_of(body)
@@ -313,22 +348,28 @@ def test_bad_format_choices_are_named(api: Api, public_report: Report, arguments
 
 def test_a_report_made_private_hides_its_runs(api: Api, services: Services, public_report: Report) -> None:
     run_id = api.process(public_report.id)["runId"]
-    update_report(services.engine, public_report.account_id, public_report.id,
-                  {**public_report.definition.to_json(), "viewers": "private"})
+    update_report(
+        services.engine,
+        public_report.account_id,
+        public_report.id,
+        {**public_report.definition.to_json(), "viewers": "private"},
+    )
     for report_id, wanted_run in ((public_report.id, run_id), (None, run_id), (public_report.id, None)):
         code, message = error_of(api.status(report_id, wanted_run))
         assert code == "FORBIDDEN"
         assert "private" in message
 
 
-def test_a_poll_the_caches_can_answer_never_leaves_the_event_loop(api: Api, public_report: Report,
-                                                                 monkeypatch: pytest.MonkeyPatch,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_a_poll_the_caches_can_answer_never_leaves_the_event_loop(
+    api: Api, public_report: Report, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """Once a finished run, its report's access and the token's client are cached, a poll is
     answered without a handler thread or the database; anything else still gets both."""
     run_id = api.process(public_report.id)["runId"]
-    wait_for(lambda: api.status(public_report.id, run_id)["data"]["getReportRunStatus"]["status"] == "Completed",
-             what="the run to complete")
+    wait_for(
+        lambda: api.status(public_report.id, run_id)["data"]["getReportRunStatus"]["status"] == "Completed",
+        what="the run to complete",
+    )
 
     def no_thread(*_args: Any) -> Any:
         raise AssertionError("this request went to a handler thread")
@@ -350,31 +391,43 @@ def test_a_poll_the_caches_can_answer_never_leaves_the_event_loop(api: Api, publ
 _RUN, _REPORT = "RUN_ID", "REPORT_ID"
 
 
-@pytest.mark.parametrize(("document", "variables", "direct"), [
-    (GET_REPORT_RUN_STATUS, {"reportId": _REPORT, "runId": _RUN}, True),
-    (GET_REPORT_RUN_STATUS, {"runId": _RUN}, True),
-    ('{ status: getReportRunStatus(runId: "RUN_ID") }', {}, True),
-    ('query Poll($r: String = "RUN_ID") { getReportRunStatus(runId: $r, reportId: null) }', {}, True),
-    ('query ($r: String!) { getReportRunStatus(runId: $r) }', {"r": _RUN, "unused": 5}, True),
-    ('query ($r: String!) { getReportRunStatus(runId: $r) }', {}, False),  # a required variable missing
-    ('query ($r: String!) { getReportRunStatus(runId: $r) }', {"r": None}, False),
-    ('query ($r: String) { getReportRunStatus(runId: $r) }', {"r": 5}, False),  # not a string
-    ('query ($r: String) { getReportRunStatus(runId: $r) }', {"r": "no-such-run"}, False),  # NOT_FOUND
-    ('query ($r: String) { getReportRunStatus(reportId: "REPORT_ID", runId: $r) }', {}, True),  # the latest run
-    ('{ getReportRunStatus(runId: "RUN_ID") @include(if: true) }', {}, False),
-    ('{ getReportRunStatus(runId: "RUN_ID") __typename }', {}, False),
-])
+@pytest.mark.parametrize(
+    ("document", "variables", "direct"),
+    [
+        (GET_REPORT_RUN_STATUS, {"reportId": _REPORT, "runId": _RUN}, True),
+        (GET_REPORT_RUN_STATUS, {"runId": _RUN}, True),
+        ('{ status: getReportRunStatus(runId: "RUN_ID") }', {}, True),
+        ('query Poll($r: String = "RUN_ID") { getReportRunStatus(runId: $r, reportId: null) }', {}, True),
+        ("query ($r: String!) { getReportRunStatus(runId: $r) }", {"r": _RUN, "unused": 5}, True),
+        ("query ($r: String!) { getReportRunStatus(runId: $r) }", {}, False),  # a required variable missing
+        ("query ($r: String!) { getReportRunStatus(runId: $r) }", {"r": None}, False),
+        ("query ($r: String) { getReportRunStatus(runId: $r) }", {"r": 5}, False),  # not a string
+        ("query ($r: String) { getReportRunStatus(runId: $r) }", {"r": "no-such-run"}, False),  # NOT_FOUND
+        ('query ($r: String) { getReportRunStatus(reportId: "REPORT_ID", runId: $r) }', {}, True),  # the latest run
+        ('{ getReportRunStatus(runId: "RUN_ID") @include(if: true) }', {}, False),
+        ('{ getReportRunStatus(runId: "RUN_ID") __typename }', {}, False),
+    ],
+)
 def test_a_poll_answered_without_the_executor_reads_as_the_executors_answer(  # noqa: PLR0917 - parameters
-        api: Api, public_report: Report, monkeypatch: pytest.MonkeyPatch,
-        document: str, variables: dict[str, Any], direct: bool) -> None:
+    api: Api,
+    public_report: Report,
+    monkeypatch: pytest.MonkeyPatch,
+    document: str,
+    variables: dict[str, Any],
+    direct: bool,
+) -> None:
     """The plain status poll skips graphql-core's executor (api/direct_queries.py); any request
     that plan does not fit, or whose answer is an error, goes to the executor: the answers match."""
     run_id = api.process(public_report.id)["runId"]
-    wait_for(lambda: api.status(public_report.id, run_id)["data"]["getReportRunStatus"]["status"] == "Completed",
-             what="the run to complete")
+    wait_for(
+        lambda: api.status(public_report.id, run_id)["data"]["getReportRunStatus"]["status"] == "Completed",
+        what="the run to complete",
+    )
     document = document.replace(_RUN, run_id).replace(_REPORT, public_report.id)
-    variables = {name: {_RUN: run_id, _REPORT: public_report.id}.get(value, value) if isinstance(value, str)
-                 else value for name, value in variables.items()}
+    variables = {
+        name: {_RUN: run_id, _REPORT: public_report.id}.get(value, value) if isinstance(value, str) else value
+        for name, value in variables.items()
+    }
     executed: list[str] = []
     execute = execute_sync
 
@@ -401,6 +454,8 @@ def test_a_poll_answered_without_the_executor_reads_as_the_executors_answer(  # 
 def _without_links(body: dict[str, Any]) -> dict[str, Any]:
     """The answer without its download link, which is fresh on every call (expiry in whole seconds)."""
     link = ("presignedUrl", "presignedUrlExpiresAt")
-    data = {key: {k: v for k, v in value.items() if k not in link} if isinstance(value, dict) else value
-            for key, value in (body.get("data") or {}).items()}
+    data = {
+        key: {k: v for k, v in value.items() if k not in link} if isinstance(value, dict) else value
+        for key, value in (body.get("data") or {}).items()
+    }
     return {**body, "data": data}

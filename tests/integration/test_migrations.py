@@ -34,8 +34,9 @@ def test_upgrading_gives_existing_accounts_an_external_id(tmp_path: Path) -> Non
     try:
         alembic(engine, "upgrade", "0001")
         with engine.begin() as connection:
-            connection.execute(text("INSERT INTO accounts (id, name, created_at) "
-                                    "VALUES ('a1', 'Old', '2026-01-01T00:00:00.000Z')"))
+            connection.execute(
+                text("INSERT INTO accounts (id, name, created_at) VALUES ('a1', 'Old', '2026-01-01T00:00:00.000Z')")
+            )
         alembic(engine, "upgrade", "head")
         with engine.connect() as connection:
             external_id = connection.execute(select(accounts.c.external_id)).scalar_one()
@@ -45,7 +46,8 @@ def test_upgrading_gives_existing_accounts_an_external_id(tmp_path: Path) -> Non
             assert connection.execute(text("SELECT count(*) FROM sqlite_master WHERE name='runs'")).scalar() == 0
         alembic(engine, "upgrade", "head")
         with engine.begin() as connection:
-            connection.execute(insert(accounts).values(id="a2", name="New", external_id="x" * 48,
-                                                       created_at=datetime.now(UTC)))
+            connection.execute(
+                insert(accounts).values(id="a2", name="New", external_id="x" * 48, created_at=datetime.now(UTC))
+            )
     finally:
         engine.dispose()

@@ -49,9 +49,7 @@ def write_ndjson(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def stored(engine: Engine, table: Table, account: Account) -> list[dict[str, Any]]:
     with engine.connect() as connection:
-        rows = connection.execute(
-            select(table).where(table.c.account_id == account.id).order_by(table.c.id)
-        ).mappings()
+        rows = connection.execute(select(table).where(table.c.account_id == account.id).order_by(table.c.id)).mappings()
         return [{key: value for key, value in row.items() if key != "account_id"} for row in rows]
 
 
@@ -72,12 +70,22 @@ def load_error(engine: Engine, account: Account, path: Path, entity: str = "find
 
 
 def test_ndjson_rows_are_loaded_with_typed_utc_values(engine: Engine, account: Account, tmp_path: Path) -> None:
-    path = write_ndjson(tmp_path / "findings.ndjson", [
-        FINDING,
-        {"id": "f-2", "title": "Open port", "severity": "Info", "status": "Resolved", "cvss_score": 0,
-         "first_seen": "2026-01-01T00:00:00-05:00", "last_seen": "2026-01-02T00:00:00Z",
-         "resolved_at": "2026-01-03T08:15:00Z"},
-    ])
+    path = write_ndjson(
+        tmp_path / "findings.ndjson",
+        [
+            FINDING,
+            {
+                "id": "f-2",
+                "title": "Open port",
+                "severity": "Info",
+                "status": "Resolved",
+                "cvss_score": 0,
+                "first_seen": "2026-01-01T00:00:00-05:00",
+                "last_seen": "2026-01-02T00:00:00Z",
+                "resolved_at": "2026-01-03T08:15:00Z",
+            },
+        ],
+    )
 
     assert load_platform_file(engine, account.id, "findings", path) == 2
 
@@ -133,9 +141,20 @@ def test_csv_quoted_fields_may_span_lines(engine: Engine, account: Account, tmp_
 
 def test_assets_load_too(engine: Engine, account: Account, tmp_path: Path) -> None:
     path = tmp_path / "assets.jsonl"
-    write_ndjson(path, [{"id": "a-1", "hostname": "web-1.example.com", "ip": "10.0.0.1", "type": "Server",
-                         "criticality": "High", "first_seen": "2026-01-01T00:00:00Z",
-                         "last_seen": "2026-02-01T00:00:00Z"}])
+    write_ndjson(
+        path,
+        [
+            {
+                "id": "a-1",
+                "hostname": "web-1.example.com",
+                "ip": "10.0.0.1",
+                "type": "Server",
+                "criticality": "High",
+                "first_seen": "2026-01-01T00:00:00Z",
+                "last_seen": "2026-02-01T00:00:00Z",
+            }
+        ],
+    )
 
     assert load_platform_file(engine, account.id, "assets", path) == 1
 
@@ -147,8 +166,13 @@ def test_assets_load_too(engine: Engine, account: Account, tmp_path: Path) -> No
 
 def test_blank_lines_and_a_byte_order_mark_are_accepted(engine: Engine, account: Account, tmp_path: Path) -> None:
     path = tmp_path / "findings.ndjson"
-    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(FINDING).encode() + b"\r\n\n   \n"
-                     + json.dumps(finding(id="f-2", severity="Bogus")).encode() + b"\n")
+    path.write_bytes(
+        b"\xef\xbb\xbf"
+        + json.dumps(FINDING).encode()
+        + b"\r\n\n   \n"
+        + json.dumps(finding(id="f-2", severity="Bogus")).encode()
+        + b"\n"
+    )
 
     error = load_error(engine, account, path)
 
@@ -171,22 +195,21 @@ def test_the_rows_stay_in_their_account(
 # --- bad rows: nothing is loaded -------------------------------------------------------------
 
 NDJSON_ERRORS = [
-    pytest.param(finding(severity="Severe"), "severity",
-                 '"Severe" is not one of Critical, High, Medium, Low, Info', id="enum"),
+    pytest.param(
+        finding(severity="Severe"), "severity", '"Severe" is not one of Critical, High, Medium, Low, Info', id="enum"
+    ),
     pytest.param(finding(colour="red"), "colour", "unknown field", id="unknown-field"),
     pytest.param({k: v for k, v in FINDING.items() if k != "title"}, "title", "is required", id="missing"),
     pytest.param(finding(status=None), "status", "is required", id="null-required"),
     pytest.param(finding(cvss_score="high"), "cvss_score", '"high" is not a number', id="number-type"),
     pytest.param(finding(cvss_score=True), "cvss_score", "true is not a number", id="bool-number"),
-    pytest.param(finding(cvss_score=10.5), "cvss_score", "10.5 is outside the CVSS range 0.0 to 10.0",
-                 id="cvss-range"),
+    pytest.param(finding(cvss_score=10.5), "cvss_score", "10.5 is outside the CVSS range 0.0 to 10.0", id="cvss-range"),
     pytest.param(finding(cvss_score=-0.1), "cvss_score", "outside the CVSS range", id="cvss-negative"),
-    pytest.param(finding(first_seen="2026-03-01T10:00:00"), "first_seen", "has no time zone",
-                 id="naive-timestamp"),
-    pytest.param(finding(last_seen="yesterday"), "last_seen", '"yesterday" is not an ISO-8601 timestamp',
-                 id="bad-timestamp"),
-    pytest.param(finding(due_date="31/03/2026"), "due_date", "is not a date in the form YYYY-MM-DD",
-                 id="bad-date"),
+    pytest.param(finding(first_seen="2026-03-01T10:00:00"), "first_seen", "has no time zone", id="naive-timestamp"),
+    pytest.param(
+        finding(last_seen="yesterday"), "last_seen", '"yesterday" is not an ISO-8601 timestamp', id="bad-timestamp"
+    ),
+    pytest.param(finding(due_date="31/03/2026"), "due_date", "is not a date in the form YYYY-MM-DD", id="bad-date"),
     pytest.param(finding(due_date="2026-02-30"), "due_date", "is not a valid calendar date", id="no-such-day"),
     pytest.param(finding(due_date="2026-03-31T00:00:00Z"), "due_date", "YYYY-MM-DD", id="timestamp-as-date"),
     pytest.param(finding(id=17), "id", "17 is not a string", id="string-type"),
@@ -239,9 +262,11 @@ def test_a_line_that_is_not_a_json_object_is_named(
 
 def test_invalid_utf8_is_reported_on_its_own_line(engine: Engine, account: Account, tmp_path: Path) -> None:
     path = tmp_path / "findings.csv"
-    path.write_bytes(b"id,title,severity,status,first_seen,last_seen\n"
-                     b"f-1,ok,Low,Open,2026-01-01T00:00:00Z,2026-01-01T00:00:00Z\n"
-                     b"f-2,caf\xe9,Low,Open,2026-01-01T00:00:00Z,2026-01-01T00:00:00Z\n")
+    path.write_bytes(
+        b"id,title,severity,status,first_seen,last_seen\n"
+        b"f-1,ok,Low,Open,2026-01-01T00:00:00Z,2026-01-01T00:00:00Z\n"
+        b"f-2,caf\xe9,Low,Open,2026-01-01T00:00:00Z,2026-01-01T00:00:00Z\n"
+    )
 
     assert load_error(engine, account, path).message == "line 3: is not valid UTF-8"
 
@@ -252,19 +277,49 @@ CSV_ROW = "f-{n},Title,High,Open,7.5,2026-03-01T10:00:00Z,2026-03-01T10:00:00Z,2
 @pytest.mark.parametrize(
     ("content", "line", "field", "reason"),
     [
-        pytest.param(f"{CSV_HEADER}\n{CSV_ROW}\n" + CSV_ROW.replace("High", "Severe") + "\n", 3, "severity",
-                     '"Severe" is not one of Critical, High, Medium, Low, Info', id="enum"),
-        pytest.param(f"{CSV_HEADER}\n" + CSV_ROW.replace("Title", "") + "\n", 2, "title",
-                     "is required and must not be empty", id="empty-required"),
-        pytest.param(f"{CSV_HEADER}\n" + CSV_ROW.replace("7.5", "7,5") + "\n", 2, None,
-                     "has 9 values but the header names 8 fields", id="column-count"),
-        pytest.param(f"{CSV_HEADER}\n" + CSV_ROW.replace("7.5", "n/a") + "\n", 2, "cvss_score",
-                     '"n/a" is not a number', id="number"),
-        pytest.param(f"{CSV_HEADER}\n" + CSV_ROW.replace("7.5", "nan") + "\n", 2, "cvss_score",
-                     "is not a finite number", id="nan"),
+        pytest.param(
+            f"{CSV_HEADER}\n{CSV_ROW}\n" + CSV_ROW.replace("High", "Severe") + "\n",
+            3,
+            "severity",
+            '"Severe" is not one of Critical, High, Medium, Low, Info',
+            id="enum",
+        ),
+        pytest.param(
+            f"{CSV_HEADER}\n" + CSV_ROW.replace("Title", "") + "\n",
+            2,
+            "title",
+            "is required and must not be empty",
+            id="empty-required",
+        ),
+        pytest.param(
+            f"{CSV_HEADER}\n" + CSV_ROW.replace("7.5", "7,5") + "\n",
+            2,
+            None,
+            "has 9 values but the header names 8 fields",
+            id="column-count",
+        ),
+        pytest.param(
+            f"{CSV_HEADER}\n" + CSV_ROW.replace("7.5", "n/a") + "\n",
+            2,
+            "cvss_score",
+            '"n/a" is not a number',
+            id="number",
+        ),
+        pytest.param(
+            f"{CSV_HEADER}\n" + CSV_ROW.replace("7.5", "nan") + "\n",
+            2,
+            "cvss_score",
+            "is not a finite number",
+            id="nan",
+        ),
         pytest.param(f"{CSV_HEADER},colour\n{CSV_ROW},red\n", 1, "colour", "unknown field", id="unknown-column"),
-        pytest.param(CSV_HEADER.replace("severity,", "") + "\n", 1, "severity",
-                     "is required but has no column in the header", id="missing-column"),
+        pytest.param(
+            CSV_HEADER.replace("severity,", "") + "\n",
+            1,
+            "severity",
+            "is required but has no column in the header",
+            id="missing-column",
+        ),
         pytest.param(f"{CSV_HEADER},title\n", 1, "title", "appears twice in the header", id="twice"),
         pytest.param("", 1, None, "the file is empty", id="empty-file"),
     ],
@@ -354,9 +409,7 @@ def test_an_id_already_in_the_account_is_refused(engine: Engine, account: Accoun
     assert [row["title"] for row in stored(engine, tables.findings, account)] == [FINDING["title"]]
 
 
-def test_a_stored_id_is_reported_before_a_later_bad_row(
-    engine: Engine, account: Account, tmp_path: Path
-) -> None:
+def test_a_stored_id_is_reported_before_a_later_bad_row(engine: Engine, account: Account, tmp_path: Path) -> None:
     load_platform_file(engine, account.id, "findings", write_ndjson(tmp_path / "first.ndjson", [FINDING]))
     second = write_ndjson(tmp_path / "second.ndjson", [finding(id="f-1"), finding(id="f-2", severity="?")])
 
@@ -373,9 +426,7 @@ def test_an_unknown_entity_lists_the_valid_ones(engine: Engine, account: Account
         load_platform_file(engine, account.id, "vulns", path)
 
 
-def test_an_unknown_file_type_or_missing_file_is_refused(
-    engine: Engine, account: Account, tmp_path: Path
-) -> None:
+def test_an_unknown_file_type_or_missing_file_is_refused(engine: Engine, account: Account, tmp_path: Path) -> None:
     (tmp_path / "f.xlsx").write_text("x", encoding="utf-8")
     with pytest.raises(BadUserInput, match=r"use a \.ndjson, \.jsonl or \.csv file"):
         load_platform_file(engine, account.id, "findings", tmp_path / "f.xlsx")

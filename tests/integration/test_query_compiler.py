@@ -317,29 +317,46 @@ def run_with_lookups(engine: Engine, report: ReportDefinition, account_id: str) 
     assert split is not None
     with engine.connect() as connection:
         main = [dict(row._mapping) for row in connection.execute(split.main)]
-        tables = {lookup.key_column: {row._mapping[LOOKUP_KEY]: dict(row._mapping) for row in
-                                      connection.execute(lookup.statement)} for lookup in split.lookups}
+        tables = {
+            lookup.key_column: {
+                row._mapping[LOOKUP_KEY]: dict(row._mapping) for row in connection.execute(lookup.statement)
+            }
+            for lookup in split.lookups
+        }
     rows = []
     for row in main:
         merged = dict(row)
         for key_column, table in tables.items():
             found = table.get(row[key_column], {})
-            merged.update({path: found.get(path) for path in report.columns if path.startswith(
-                key_column.removesuffix(LOOKUP_KEY) + ".")})
+            merged.update(
+                {
+                    path: found.get(path)
+                    for path in report.columns
+                    if path.startswith(key_column.removesuffix(LOOKUP_KEY) + ".")
+                }
+            )
         rows.append({path: merged[path] for path in report.columns})
     return rows
 
 
 @pytest.mark.usefixtures("data")
-@pytest.mark.parametrize("values", [
-    {"columns": ["id", "asset.hostname"]},
-    {"columns": ["asset.criticality", "title", "asset.first_seen", "asset.hostname", "cvss_score"]},
-    {"columns": ["id", "asset.owner"], "filters": [{"field": "cvss_score", "op": "gte", "value": 5}],
-     "sort": [{"field": "cvss_score", "direction": "desc"}], "limit": 2},
-    {"columns": ["asset.hostname", "asset.type"], "filters": [{"field": "title", "op": "contains", "value": "%"}]},
-])
-def test_a_lookup_query_gives_the_joined_rows(engine: Engine, account: Account, other_account: Account,
-                                              values: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"columns": ["id", "asset.hostname"]},
+        {"columns": ["asset.criticality", "title", "asset.first_seen", "asset.hostname", "cvss_score"]},
+        {
+            "columns": ["id", "asset.owner"],
+            "filters": [{"field": "cvss_score", "op": "gte", "value": 5}],
+            "sort": [{"field": "cvss_score", "direction": "desc"}],
+            "limit": 2,
+        },
+        {"columns": ["asset.hostname", "asset.type"], "filters": [{"field": "title", "op": "contains", "value": "%"}]},
+    ],
+)
+def test_a_lookup_query_gives_the_joined_rows(
+    engine: Engine, account: Account, other_account: Account, values: dict[str, Any]
+) -> None:
     report = definition(**values)
     for account_id in (account.id, other_account.id):
         assert run_with_lookups(engine, report, account_id) == run(engine, report, account_id)
@@ -348,12 +365,22 @@ def test_a_lookup_query_gives_the_joined_rows(engine: Engine, account: Account, 
 
 def test_a_lookup_query_only_for_relations_that_are_only_shown() -> None:
     assert compile_lookup_query(definition(columns=["id", "title"]), "acc") is None
-    assert compile_lookup_query(definition(columns=["id", "asset.hostname"],
-                                           filters=[{"field": "asset.type", "op": "is_null"}]), "acc") is None
-    assert compile_lookup_query(definition(columns=["id", "asset.hostname"],
-                                           sort=[{"field": "asset.hostname"}]), "acc") is None
-    split = compile_lookup_query(definition(columns=["asset.ip", "id", "asset.hostname"],
-                                            filters=[{"field": "severity", "op": "eq", "value": "High"}]), "acc-1")
+    assert (
+        compile_lookup_query(
+            definition(columns=["id", "asset.hostname"], filters=[{"field": "asset.type", "op": "is_null"}]), "acc"
+        )
+        is None
+    )
+    assert (
+        compile_lookup_query(definition(columns=["id", "asset.hostname"], sort=[{"field": "asset.hostname"}]), "acc")
+        is None
+    )
+    split = compile_lookup_query(
+        definition(
+            columns=["asset.ip", "id", "asset.hostname"], filters=[{"field": "severity", "op": "eq", "value": "High"}]
+        ),
+        "acc-1",
+    )
     assert split is not None
     main = str(split.main)
     assert "JOIN" not in main

@@ -29,13 +29,18 @@ def local(services: Services) -> LocalFolderStorage:
 
 
 def enqueue(services: Services, report: Report, definition: dict[str, Any] | None = None) -> RunRecord:
-    return enqueue_run(services.engine, account_id=report.account_id, report_id=report.id,
-                       delivery=Delivery.DOWNLOAD, format="csv",
-                       definition=definition or report.definition.to_json(), requested_by="test")
+    return enqueue_run(
+        services.engine,
+        account_id=report.account_id,
+        report_id=report.id,
+        delivery=Delivery.DOWNLOAD,
+        format="csv",
+        definition=definition or report.definition.to_json(),
+        requested_by="test",
+    )
 
 
-def test_the_csv_holds_exactly_the_accounts_rows(services: Services, public_report: Report,
-                                                 findings_data: int) -> None:
+def test_the_csv_holds_exactly_the_accounts_rows(services: Services, public_report: Report, findings_data: int) -> None:
     run = enqueue(services, public_report)
     result = RunExecutor(services.engine, services.storage, batch_size=17).execute(run)
     path = local(services).path_of(result.result_key)
@@ -51,8 +56,9 @@ def test_the_csv_holds_exactly_the_accounts_rows(services: Services, public_repo
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
 
 
-def test_a_failure_mid_stream_leaves_no_file(services: Services, public_report: Report,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_mid_stream_leaves_no_file(
+    services: Services, public_report: Report, monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = enqueue(services, public_report)
 
     def write_some_then_fail(_executor: RunExecutor, _run: RunRecord, out: Any) -> int:
@@ -127,12 +133,16 @@ def test_a_retry_removes_the_partial_file_of_the_attempt_that_died(services: Ser
     assert result.row_count == 120
 
 
-@pytest.mark.parametrize("refusal", [
-    DataError("UPDATE runs", {}, Exception("integer out of range")),
-    OperationalError("UPDATE runs", {}, Exception("the server closed the connection")),
-])
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        DataError("UPDATE runs", {}, Exception("integer out of range")),
+        OperationalError("UPDATE runs", {}, Exception("the server closed the connection")),
+    ],
+)
 def test_a_worker_thread_outlives_an_outcome_the_database_refuses(
-        services: Services, public_report: Report, monkeypatch: pytest.MonkeyPatch, refusal: Exception) -> None:
+    services: Services, public_report: Report, monkeypatch: pytest.MonkeyPatch, refusal: Exception
+) -> None:
     """A result the database refuses fails its run with a reason; a database that is gone leaves
     the run to its lease. Either way the same thread goes on to the next run."""
     refused: list[str] = []

@@ -27,8 +27,15 @@ from uvm_reporting.store.runs import (
 
 
 def enqueue(engine: Engine, report: Report) -> RunRecord:
-    return enqueue_run(engine, account_id=report.account_id, report_id=report.id, delivery=Delivery.DOWNLOAD,
-                       format="csv", definition=report.definition.to_json(), requested_by="test")
+    return enqueue_run(
+        engine,
+        account_id=report.account_id,
+        report_id=report.id,
+        delivery=Delivery.DOWNLOAD,
+        format="csv",
+        definition=report.definition.to_json(),
+        requested_by="test",
+    )
 
 
 def claim(engine: Engine, worker: str, **kwargs: object) -> RunRecord | None:
@@ -68,9 +75,7 @@ def test_concurrent_claimers_never_share_a_run(engine: Engine, public_report: Re
     assert sorted(claimed) == sorted(queued)
 
 
-def test_an_expired_lease_is_claimed_again_then_fails_after_max_attempts(
-    engine: Engine, public_report: Report
-) -> None:
+def test_an_expired_lease_is_claimed_again_then_fails_after_max_attempts(engine: Engine, public_report: Report) -> None:
     run = enqueue(engine, public_report)
     now = utc_now()
     assert claim(engine, "dead-1", max_attempts=2, now=now) is not None

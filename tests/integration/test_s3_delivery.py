@@ -67,7 +67,7 @@ def payload(size: int) -> bytes:
 
 def odd_chunks(data: bytes, size: int = 777_777) -> Iterator[bytes]:
     for start in range(0, len(data), size):
-        yield data[start:start + size]
+        yield data[start : start + size]
 
 
 def record_calls(client: S3Client) -> list[str]:
@@ -88,14 +88,17 @@ def object_missing(s3: S3Client, bucket: str, key: str) -> bool:
 @pytest.fixture
 def role_client(deployment_connector: S3Connector, delivery_target: DeliveryTarget) -> S3Client:
     """An S3 client acting as the customer's role, obtained with the right ExternalId."""
-    return deployment_connector.assume_role(delivery_target.role_arn, delivery_target.external_id,
-                                            delivery_target.region, SESSION)
+    return deployment_connector.assume_role(
+        delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION
+    )
 
 
 # --- streaming multipart writes through the customer's role ------------------------------------
 
+
 def test_a_multipart_upload_streams_parts_and_reads_back_identical(
-        role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam) -> None:
+    role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam
+) -> None:
     data = payload(12 * MIB + 12_345)
     calls = record_calls(role_client)
     writer = S3ObjectWriter(role_client, delivery_target.bucket, part_size=PART, role_arn=delivery_target.role_arn)
@@ -117,7 +120,8 @@ def test_a_multipart_upload_streams_parts_and_reads_back_identical(
 
 
 def test_a_file_smaller_than_a_part_is_one_put_object(
-        role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam) -> None:
+    role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam
+) -> None:
     calls = record_calls(role_client)
     writer = S3ObjectWriter(role_client, delivery_target.bucket, part_size=PART)
     key = f"{delivery_target.prefix}/small.csv"
@@ -130,7 +134,8 @@ def test_a_file_smaller_than_a_part_is_one_put_object(
 
 
 def test_an_exception_mid_upload_leaves_no_object_and_no_pending_upload(
-        role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam) -> None:
+    role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam
+) -> None:
     calls = record_calls(role_client)
     writer = S3ObjectWriter(role_client, delivery_target.bucket, part_size=PART)
     key = f"{delivery_target.prefix}/broken.csv"
@@ -150,7 +155,8 @@ def test_an_exception_mid_upload_leaves_no_object_and_no_pending_upload(
 
 
 def test_writing_the_same_key_again_replaces_the_object(
-        role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam) -> None:
+    role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam
+) -> None:
     writer = S3ObjectWriter(role_client, delivery_target.bucket, part_size=PART)
     key = f"{delivery_target.prefix}/retried.csv"
     for attempt in (b"first attempt\n" * 1000, b"second\n"):
@@ -160,7 +166,8 @@ def test_writing_the_same_key_again_replaces_the_object(
 
 
 def test_a_write_outside_the_granted_prefix_is_put_denied_and_leaves_nothing(
-        role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam) -> None:
+    role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam
+) -> None:
     writer = S3ObjectWriter(role_client, delivery_target.bucket, part_size=PART, role_arn=delivery_target.role_arn)
     with pytest.raises(DeliveryError) as raised, writer.open_for_write("elsewhere/findings.csv") as (stream, _):
         stream.write(payload(PART + 1))
@@ -170,8 +177,9 @@ def test_a_write_outside_the_granted_prefix_is_put_denied_and_leaves_nothing(
     assert object_missing(moto_iam.s3(), delivery_target.bucket, "elsewhere/findings.csv")
 
 
-def test_put_json_writes_the_manifest(role_client: S3Client, delivery_target: DeliveryTarget,
-                                      moto_iam: MotoIam) -> None:
+def test_put_json_writes_the_manifest(
+    role_client: S3Client, delivery_target: DeliveryTarget, moto_iam: MotoIam
+) -> None:
     manifest = {"run": "r-1", "files": [{"key": "findings.csv", "rows": 2}], "name": "Überblick"}
     key = f"{delivery_target.prefix}/manifest.json"
     written = put_json(role_client, delivery_target.bucket, key, manifest)
@@ -184,8 +192,10 @@ def test_put_json_writes_the_manifest(role_client: S3Client, delivery_target: De
 
 # --- assuming the customer's role ---------------------------------------------------------------
 
+
 def test_assume_role_sends_the_external_id_for_fifteen_minutes(
-        moto_iam: MotoIam, deployment_keys: AwsKeys, delivery_target: DeliveryTarget) -> None:
+    moto_iam: MotoIam, deployment_keys: AwsKeys, delivery_target: DeliveryTarget
+) -> None:
     session = isolated_session(deployment_keys)
     sent: list[dict[str, Any]] = []
     session.events.register("before-parameter-build.sts.AssumeRole", lambda params, **_: sent.append(dict(params)))
@@ -194,12 +204,19 @@ def test_assume_role_sends_the_external_id_for_fifteen_minutes(
 
     connector.assume_role(delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION)
 
-    assert sent == [{"RoleArn": delivery_target.role_arn, "ExternalId": delivery_target.external_id,
-                     "RoleSessionName": SESSION, "DurationSeconds": ASSUME_ROLE_DURATION_SECONDS}]
+    assert sent == [
+        {
+            "RoleArn": delivery_target.role_arn,
+            "ExternalId": delivery_target.external_id,
+            "RoleSessionName": SESSION,
+            "DurationSeconds": ASSUME_ROLE_DURATION_SECONDS,
+        }
+    ]
 
 
 def test_moto_checks_the_external_id_value_but_not_its_presence(
-        moto_iam: MotoIam, deployment_keys: AwsKeys, delivery_target: DeliveryTarget) -> None:
+    moto_iam: MotoIam, deployment_keys: AwsKeys, delivery_target: DeliveryTarget
+) -> None:
     """What this moto enforces, asked directly: a wrong ExternalId is refused, a missing one is not."""
     sts = sts_client(moto_iam.endpoint_url, deployment_keys)
     role = delivery_target.role_arn
@@ -211,13 +228,13 @@ def test_moto_checks_the_external_id_value_but_not_its_presence(
     assert sts.assume_role(RoleArn=role, RoleSessionName=SESSION)["Credentials"]["AccessKeyId"]
 
 
-def test_the_deployment_principal_is_our_iam_user(deployment_connector: S3Connector,
-                                                  deployment_keys: AwsKeys) -> None:
+def test_the_deployment_principal_is_our_iam_user(deployment_connector: S3Connector, deployment_keys: AwsKeys) -> None:
     assert deployment_connector.deployment_principal_arn() == deployment_keys.arn
 
 
 def test_credentials_are_renewed_by_assuming_the_role_again(
-        moto_iam: MotoIam, deployment_keys: AwsKeys, delivery_target: DeliveryTarget) -> None:
+    moto_iam: MotoIam, deployment_keys: AwsKeys, delivery_target: DeliveryTarget
+) -> None:
     class EagerConnector(S3Connector):
         refresh_advisory_seconds = ASSUME_ROLE_DURATION_SECONDS + 60  # always "about to expire"
 
@@ -225,8 +242,9 @@ def test_credentials_are_renewed_by_assuming_the_role_again(
     assumed: list[str] = []
     session.events.register("before-call.sts.AssumeRole", lambda **_: assumed.append("AssumeRole"))
     connector = EagerConnector(moto_iam.endpoint_url, session=session)
-    client = connector.assume_role(delivery_target.role_arn, delivery_target.external_id, delivery_target.region,
-                                   SESSION)
+    client = connector.assume_role(
+        delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION
+    )
     for index in range(2):
         client.put_object(Bucket=delivery_target.bucket, Key=f"{delivery_target.prefix}/{index}.txt", Body=b"x")
     assert assumed == ["AssumeRole"] * 3
@@ -234,8 +252,10 @@ def test_credentials_are_renewed_by_assuming_the_role_again(
 
 # --- check_delivery -------------------------------------------------------------------------------
 
+
 def test_check_delivery_writes_and_removes_a_canary(
-        deployment_connector: S3Connector, delivery_target: DeliveryTarget, moto_iam: MotoIam) -> None:
+    deployment_connector: S3Connector, delivery_target: DeliveryTarget, moto_iam: MotoIam
+) -> None:
     check = check_delivery(deployment_connector, **delivery_target.check_args())
     assert (check.ok, check.code) == (True, None)
     assert check.canary_key is not None
@@ -245,19 +265,20 @@ def test_check_delivery_writes_and_removes_a_canary(
 
 
 def test_check_delivery_with_a_wrong_external_id(
-        deployment_connector: S3Connector, delivery_target: DeliveryTarget, deployment_keys: AwsKeys) -> None:
+    deployment_connector: S3Connector, delivery_target: DeliveryTarget, deployment_keys: AwsKeys
+) -> None:
     check = check_delivery(deployment_connector, **delivery_target.check_args(external_id=new_external_id()))
     assert (check.ok, check.code, check.canary_key) == (False, EXTERNAL_ID_MISMATCH, None)
     assert "`uvm-reporting accounts show`" in check.message
     assert deployment_keys.arn in check.message
     with pytest.raises(DeliveryError) as raised:
-        deployment_connector.assume_role(delivery_target.role_arn, "wrong-external-id", delivery_target.region,
-                                         SESSION)
+        deployment_connector.assume_role(delivery_target.role_arn, "wrong-external-id", delivery_target.region, SESSION)
     assert raised.value.reason == EXTERNAL_ID_MISMATCH
 
 
 def test_check_delivery_by_a_principal_the_role_does_not_trust(
-        moto_iam: MotoIam, delivery_target: DeliveryTarget) -> None:
+    moto_iam: MotoIam, delivery_target: DeliveryTarget
+) -> None:
     """Same refusal as a wrong ExternalId (AWS and moto answer alike), so the same code."""
     stranger = create_deployment_user(moto_iam.iam(), unique_name("stranger"))
     check = check_delivery(connector_for(moto_iam.endpoint_url, stranger), **delivery_target.check_args())
@@ -266,31 +287,34 @@ def test_check_delivery_by_a_principal_the_role_does_not_trust(
 
 
 def test_check_delivery_for_a_role_that_does_not_exist(
-        deployment_connector: S3Connector, delivery_target: DeliveryTarget) -> None:
+    deployment_connector: S3Connector, delivery_target: DeliveryTarget
+) -> None:
     """moto issues credentials for any role ARN, then fails the first S3 call with HTTP 500.
 
     AWS would refuse the AssumeRole instead (reported as EXTERNAL_ID_MISMATCH, whose message
     names a missing role as a cause); neither says "no such role" (ROLE_NOT_FOUND).
     """
     missing_role = f"{delivery_target.role_arn}-missing"
-    assert deployment_connector.assume_role(missing_role, delivery_target.external_id, delivery_target.region,
-                                            SESSION)
+    assert deployment_connector.assume_role(missing_role, delivery_target.external_id, delivery_target.region, SESSION)
     check = check_delivery(deployment_connector, **delivery_target.check_args(role_arn=missing_role))
     assert (check.ok, check.code, check.canary_key) == (False, UNEXPECTED_ERROR, None)
     assert "S3 answered 500" in check.message
 
 
 def test_check_delivery_when_the_role_may_not_write_to_the_bucket(
-        deployment_connector: S3Connector, moto_iam: MotoIam, deployment_keys: AwsKeys) -> None:
-    target = make_delivery_target(moto_iam, deployment_keys,
-                                  permissions=lambda _, prefix: role_permissions_policy("some-other-bucket", prefix))
+    deployment_connector: S3Connector, moto_iam: MotoIam, deployment_keys: AwsKeys
+) -> None:
+    target = make_delivery_target(
+        moto_iam, deployment_keys, permissions=lambda _, prefix: role_permissions_policy("some-other-bucket", prefix)
+    )
     check = check_delivery(deployment_connector, **target.check_args())
     assert (check.ok, check.code, check.canary_key) == (False, PUT_DENIED, None)
     assert f"arn:aws:s3:::{target.bucket}/{target.prefix}/*" in check.message
 
 
 def test_check_delivery_when_the_bucket_does_not_exist(
-        deployment_connector: S3Connector, moto_iam: MotoIam, deployment_keys: AwsKeys) -> None:
+    deployment_connector: S3Connector, moto_iam: MotoIam, deployment_keys: AwsKeys
+) -> None:
     target = make_delivery_target(moto_iam, deployment_keys, create=False)
     check = check_delivery(deployment_connector, **target.check_args())
     assert (check.ok, check.code, check.canary_key) == (False, NO_SUCH_BUCKET, None)
@@ -298,11 +322,14 @@ def test_check_delivery_when_the_bucket_does_not_exist(
 
 
 def test_check_delivery_when_the_canary_cannot_be_deleted(
-        deployment_connector: S3Connector, moto_iam: MotoIam, deployment_keys: AwsKeys) -> None:
+    deployment_connector: S3Connector, moto_iam: MotoIam, deployment_keys: AwsKeys
+) -> None:
     def write_only(bucket: str, prefix: str) -> dict[str, Any]:
         policy = role_permissions_policy(bucket, prefix)
-        return {**policy, "Statement": [statement for statement in policy["Statement"]
-                                        if statement["Action"] != "s3:DeleteObject"]}
+        return {
+            **policy,
+            "Statement": [statement for statement in policy["Statement"] if statement["Action"] != "s3:DeleteObject"],
+        }
 
     target = make_delivery_target(moto_iam, deployment_keys, permissions=write_only)
     check = check_delivery(deployment_connector, **target.check_args())
@@ -313,28 +340,35 @@ def test_check_delivery_when_the_canary_cannot_be_deleted(
 
 
 def test_check_delivery_when_the_endpoint_is_unreachable(
-        deployment_keys: AwsKeys, delivery_target: DeliveryTarget) -> None:
+    deployment_keys: AwsKeys, delivery_target: DeliveryTarget
+) -> None:
     nowhere = connector_for(f"http://127.0.0.1:{free_port()}", deployment_keys)
     check = check_delivery(nowhere, **delivery_target.check_args())
     assert (check.ok, check.code) == (False, ENDPOINT_UNREACHABLE)
 
 
-def test_check_delivery_with_unknown_deployment_credentials(
-        moto_iam: MotoIam, delivery_target: DeliveryTarget) -> None:
+def test_check_delivery_with_unknown_deployment_credentials(moto_iam: MotoIam, delivery_target: DeliveryTarget) -> None:
     unknown = AwsKeys("AKIAUNKNOWNKEY000000", "not-a-secret", "arn:aws:iam::123456789012:user/nobody")
     check = check_delivery(connector_for(moto_iam.endpoint_url, unknown), **delivery_target.check_args())
     assert (check.ok, check.code) == (False, DEPLOYMENT_CREDENTIALS_INVALID)
 
 
 def test_check_delivery_refuses_invalid_input_before_calling_aws(
-        deployment_connector: S3Connector, delivery_target: DeliveryTarget) -> None:
-    for overrides in ({"bucket": "Bad_Bucket"}, {"prefix": "/abs"}, {"region": "mars-1"},
-                      {"role_arn": "arn:aws:iam::123456789012:user/x"}, {"external_id": ""}):
+    deployment_connector: S3Connector, delivery_target: DeliveryTarget
+) -> None:
+    for overrides in (
+        {"bucket": "Bad_Bucket"},
+        {"prefix": "/abs"},
+        {"region": "mars-1"},
+        {"role_arn": "arn:aws:iam::123456789012:user/x"},
+        {"external_id": ""},
+    ):
         with pytest.raises(BadUserInput):
             check_delivery(deployment_connector, **delivery_target.check_args(**overrides))
 
 
 # --- our own result storage on S3 (moto without IAM enforcement) -------------------------------
+
 
 @pytest.fixture
 def result_storage(moto_endpoint: str, moto_s3: S3Client) -> S3ResultStorage:
@@ -367,7 +401,8 @@ def test_result_storage_presigned_url_downloads_with_the_file_name(result_storag
         assert response.read() == data
         assert response.headers["Content-Type"] == "text/csv"
         assert response.headers["Content-Disposition"] == (
-            "attachment; filename=\"Findings _t_.csv\"; filename*=UTF-8''Findings%20%C3%A9t%C3%A9.csv")
+            "attachment; filename=\"Findings _t_.csv\"; filename*=UTF-8''Findings%20%C3%A9t%C3%A9.csv"
+        )
 
 
 def test_result_storage_presigned_url_expiry_is_capped_at_seven_days(result_storage: S3ResultStorage) -> None:

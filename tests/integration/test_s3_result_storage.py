@@ -25,26 +25,32 @@ from uvm_reporting.store.runs import get_run
 
 
 @pytest.fixture
-def s3_settings(settings: Settings, moto_endpoint: str, moto_bucket: str,
-                monkeypatch: pytest.MonkeyPatch) -> Settings:
+def s3_settings(settings: Settings, moto_endpoint: str, moto_bucket: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     # The deployment's own identity comes from the standard credential chain: here, env vars.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_KEYS.access_key_id)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_KEYS.secret_access_key)
-    return settings.model_copy(update={"storage_url": f"s3://{moto_bucket}/uvm/results",
-                                       "s3_endpoint_url": moto_endpoint,
-                                       "download_link_lifetime_seconds": 600})
+    return settings.model_copy(
+        update={
+            "storage_url": f"s3://{moto_bucket}/uvm/results",
+            "s3_endpoint_url": moto_endpoint,
+            "download_link_lifetime_seconds": 600,
+        }
+    )
 
 
-def test_a_download_run_lands_in_s3_behind_a_presigned_url(s3_settings: Settings, engine: Engine,
-                                                          public_report: Report, moto_bucket: str) -> None:
+def test_a_download_run_lands_in_s3_behind_a_presigned_url(
+    s3_settings: Settings, engine: Engine, public_report: Report, moto_bucket: str
+) -> None:
     services = build_services(s3_settings, engine)
     assert isinstance(services.storage, S3ResultStorage)
     with TestClient(create_app(services)) as http:
         assert http.get("/downloads/anything?expires=1&signature=x").status_code == 404  # no local route
-        started = services.report_runs.process_report(public_report.account_id, public_report.id,
-                                                      presigned_url=True, requested_by="test")
-        wait_for(lambda: get_run(engine, public_report.account_id, started["runId"]).state.is_final,
-                 what="the run to finish")
+        started = services.report_runs.process_report(
+            public_report.account_id, public_report.id, presigned_url=True, requested_by="test"
+        )
+        wait_for(
+            lambda: get_run(engine, public_report.account_id, started["runId"]).state.is_final, what="the run to finish"
+        )
     status = services.report_runs.run_status(public_report.account_id, public_report.id, started["runId"])
     assert status["status"] == "Completed", status
     url = status["presignedUrl"]

@@ -42,8 +42,13 @@ def scheduled(name: str = "Daily export", **schedule: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "format": "csv",
         "compression": "gzip",
-        "delivery": {"method": "s3", "bucket": "acme-exports", "path": "uvm/reports", "region": "eu-west-1",
-                     "role_arn": ROLE},
+        "delivery": {
+            "method": "s3",
+            "bucket": "acme-exports",
+            "path": "uvm/reports",
+            "region": "eu-west-1",
+            "role_arn": ROLE,
+        },
         "frequency": "daily",
         "time": "06:30",
     }
@@ -141,8 +146,9 @@ def test_an_inactive_schedule_gets_no_runs(
     assert (row.schedule_active, row.next_fire_at) == (False, None)
 
 
-def test_a_report_without_schedule_is_never_due(engine: Engine, account: Account, clock: Clock,
-                                                scheduler: Scheduler) -> None:
+def test_a_report_without_schedule_is_never_due(
+    engine: Engine, account: Account, clock: Clock, scheduler: Scheduler
+) -> None:
     data = scheduled()
     del data["schedule"]
     report = create_report(engine, account.id, data, now=clock.now)
@@ -165,13 +171,15 @@ def test_a_scheduler_down_for_five_days_enqueues_one_coalesced_run_then_resumes(
     assert get_report(engine, account.id, report.id).next_fire_at == MONDAY + timedelta(days=6, hours=6, minutes=30)
 
     created = run_every(scheduler, clock, MONDAY + timedelta(days=8), timedelta(minutes=30))
-    assert [run.scheduled_for for run in created] == [MONDAY + timedelta(days=day, hours=6, minutes=30)
-                                                      for day in (6, 7)]
+    assert [run.scheduled_for for run in created] == [
+        MONDAY + timedelta(days=day, hours=6, minutes=30) for day in (6, 7)
+    ]
     assert len(all_runs(engine)) == 4
 
 
-def test_the_next_fire_time_is_on_the_report(engine: Engine, account: Account, clock: Clock,
-                                             scheduler: Scheduler) -> None:
+def test_the_next_fire_time_is_on_the_report(
+    engine: Engine, account: Account, clock: Clock, scheduler: Scheduler
+) -> None:
     report = create_report(engine, account.id, scheduled(timezone="Europe/Berlin"), now=clock.now)
     first = MONDAY + timedelta(hours=5, minutes=30)  # 06:30 CET
     assert report.next_fire_at == first
@@ -201,8 +209,7 @@ def test_a_report_edited_to_inactive_stops_firing_and_fires_again_when_reactivat
     assert [run.scheduled_for for run in created] == [MONDAY + timedelta(days=4, hours=6, minutes=30)]
 
 
-def test_an_edit_moves_the_next_fire_time(engine: Engine, account: Account, clock: Clock,
-                                          scheduler: Scheduler) -> None:
+def test_an_edit_moves_the_next_fire_time(engine: Engine, account: Account, clock: Clock, scheduler: Scheduler) -> None:
     report = create_report(engine, account.id, scheduled(), now=clock.now)
     moved = update_report(engine, account.id, report.id, scheduled(time="05:00"), now=clock.now)
     assert moved.next_fire_at == MONDAY + timedelta(hours=5)
@@ -210,8 +217,9 @@ def test_an_edit_moves_the_next_fire_time(engine: Engine, account: Account, cloc
     assert [run.scheduled_for for run in created] == [MONDAY + timedelta(hours=5)]
 
 
-def test_an_edit_just_after_a_fire_time_keeps_that_run(engine: Engine, account: Account, clock: Clock,
-                                                       scheduler: Scheduler) -> None:
+def test_an_edit_just_after_a_fire_time_keeps_that_run(
+    engine: Engine, account: Account, clock: Clock, scheduler: Scheduler
+) -> None:
     report = create_report(engine, account.id, scheduled(), now=clock.now)
     fire = MONDAY + timedelta(hours=6, minutes=30)
     clock.now = fire + timedelta(seconds=5)  # due, but no tick yet
@@ -260,8 +268,7 @@ def test_a_fire_time_that_has_its_run_already_is_skipped_and_the_schedule_advanc
     assert get_report(engine, account.id, report.id).next_fire_at == fire + timedelta(days=1)
 
 
-def test_on_enqueued_is_called_once_per_tick_that_created_runs(engine: Engine, account: Account,
-                                                               clock: Clock) -> None:
+def test_on_enqueued_is_called_once_per_tick_that_created_runs(engine: Engine, account: Account, clock: Clock) -> None:
     calls: list[datetime] = []
     scheduler = Scheduler(engine, clock=clock, on_enqueued=lambda: calls.append(clock.now))
     for name in ("One", "Two"):
@@ -283,8 +290,7 @@ def test_schedules_of_every_account_are_served_oldest_first(
     assert [r.id for r in due_schedules(engine, clock.now)] == [early.id, late.id]
     assert [r.id for r in due_schedules(engine, clock.now, limit=1)] == [early.id]
     created = scheduler.tick()
-    assert [(run.report_id, run.account_id) for run in created] == [(early.id, other_account.id),
-                                                                   (late.id, account.id)]
+    assert [(run.report_id, run.account_id) for run in created] == [(early.id, other_account.id), (late.id, account.id)]
 
 
 def test_more_due_reports_than_one_batch_are_all_enqueued_in_one_tick(
@@ -306,8 +312,7 @@ def test_run_forever_ticks_until_stopped(engine: Engine, account: Account, clock
     assert len(all_runs(engine)) == 1
 
 
-def test_a_failing_tick_is_logged_and_does_not_end_the_loop(engine: Engine, caplog: pytest.LogCaptureFixture
-                                                            ) -> None:
+def test_a_failing_tick_is_logged_and_does_not_end_the_loop(engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
     stop = threading.Event()
     calls = 0
 
@@ -373,8 +378,9 @@ def test_concurrent_schedulers_create_exactly_one_run_per_fire_time(
 ) -> None:
     reports: list[Report] = [
         create_report(engine, account.id, scheduled("Hourly", frequency="hourly", time="00:00"), now=clock.now),
-        create_report(engine, account.id, scheduled("Quarterly", frequency="cron", time=None, cron="*/15 * * * *"),
-                      now=clock.now),
+        create_report(
+            engine, account.id, scheduled("Quarterly", frequency="cron", time=None, cron="*/15 * * * *"), now=clock.now
+        ),
         create_report(engine, account.id, scheduled("Daily", time="00:30"), now=clock.now),
     ]
     clock.now = MONDAY + timedelta(minutes=1)

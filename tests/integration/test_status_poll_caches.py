@@ -65,19 +65,33 @@ def links() -> list[str]:
 def report_runs(services: Services, clock: Clock, links: list[str]) -> ReportRuns:
     def sign(run: RunRecord) -> SignedLink:
         links.append(run.id)
-        return SignedLink(url=f"https://links.example/{run.id}/{len(links)}",
-                          expires_at=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=len(links)))
+        return SignedLink(
+            url=f"https://links.example/{run.id}/{len(links)}",
+            expires_at=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=len(links)),
+        )
 
-    return ReportRuns(engine=services.engine, signal=services.signal, download_link=sign,
-                      connector=services.connector, links_without_io=True,
-                      report_access=AccessCache(TTL, clock=clock),
-                      finished_runs=AccessCache(float("inf"), clock=clock),
-                      running_runs=AccessCache(RUNNING_STATUS_TTL_SECONDS, clock=clock))
+    return ReportRuns(
+        engine=services.engine,
+        signal=services.signal,
+        download_link=sign,
+        connector=services.connector,
+        links_without_io=True,
+        report_access=AccessCache(TTL, clock=clock),
+        finished_runs=AccessCache(float("inf"), clock=clock),
+        running_runs=AccessCache(RUNNING_STATUS_TTL_SECONDS, clock=clock),
+    )
 
 
 def queue(engine: Engine, report: Report) -> RunRecord:
-    return enqueue_run(engine, account_id=report.account_id, report_id=report.id, delivery=Delivery.DOWNLOAD,
-                       format="csv", definition=report.definition.to_json(), requested_by=None)
+    return enqueue_run(
+        engine,
+        account_id=report.account_id,
+        report_id=report.id,
+        delivery=Delivery.DOWNLOAD,
+        format="csv",
+        definition=report.definition.to_json(),
+        requested_by=None,
+    )
 
 
 def claim(engine: Engine, run: RunRecord) -> None:
@@ -88,8 +102,12 @@ def claim(engine: Engine, run: RunRecord) -> None:
 
 def finish(engine: Engine, run: RunRecord) -> None:
     claim(engine, run)
-    assert complete_run(engine, run.id, "test-worker", RunResult(row_count=3, size_bytes=30, sha256="ab" * 32,
-                                                                  result_key=f"{run.id}.csv"))
+    assert complete_run(
+        engine,
+        run.id,
+        "test-worker",
+        RunResult(row_count=3, size_bytes=30, sha256="ab" * 32, result_key=f"{run.id}.csv"),
+    )
 
 
 def make_private(engine: Engine, report: Report) -> None:
@@ -113,8 +131,7 @@ def test_the_one_query_reads_the_same_run_as_get_run(engine: Engine, report: Rep
     assert get_run_and_report_access(engine, report.account_id, run.id)[1] is False
 
 
-def test_the_one_query_finds_no_run_of_another_account(engine: Engine, report: Report,
-                                                       other_account: Account) -> None:
+def test_the_one_query_finds_no_run_of_another_account(engine: Engine, report: Report, other_account: Account) -> None:
     run = queue(engine, report)
     with pytest.raises(NotFound):
         get_run_and_report_access(engine, other_account.id, run.id)
@@ -125,11 +142,13 @@ def test_the_one_query_finds_no_run_of_another_account(engine: Engine, report: R
 # -- the client cache ----------------------------------------------------------------------------
 
 
-def test_a_revoked_client_is_refused_once_the_ttl_has_passed(services: Services, account: Account,
-                                                             clock: Clock) -> None:
+def test_a_revoked_client_is_refused_once_the_ttl_has_passed(
+    services: Services, account: Account, clock: Clock
+) -> None:
     client = create_client(services.engine, account.id)
-    clients = ActiveClients(lambda client_id: get_active_client(services.engine, client_id),
-                            AccessCache(TTL, clock=clock))
+    clients = ActiveClients(
+        lambda client_id: get_active_client(services.engine, client_id), AccessCache(TTL, clock=clock)
+    )
     authorization = f"Bearer {services.tokens.issue(client.client_id, account.id).access_token}"
     assert authenticate_bearer(authorization, services.tokens, clients).account_id == account.id
 
@@ -141,8 +160,9 @@ def test_a_revoked_client_is_refused_once_the_ttl_has_passed(services: Services,
         authenticate_bearer(authorization, services.tokens, clients)
 
 
-def test_a_token_naming_another_account_than_its_clients_is_refused(services: Services, account: Account,
-                                                                    other_account: Account) -> None:
+def test_a_token_naming_another_account_than_its_clients_is_refused(
+    services: Services, account: Account, other_account: Account
+) -> None:
     client = create_client(services.engine, account.id)
     clients = ActiveClients.of(services.engine)
     good = f"Bearer {services.tokens.issue(client.client_id, account.id).access_token}"
@@ -156,7 +176,8 @@ def test_a_token_naming_another_account_than_its_clients_is_refused(services: Se
 
 
 def test_a_running_runs_status_is_kept_for_the_running_ttl_then_read_again(
-        engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock, links: list[str]) -> None:
+    engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock, links: list[str]
+) -> None:
     run = queue(engine, report)
     assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
     claim(engine, run)  # by a worker of another process: nobody tells this one
@@ -173,7 +194,8 @@ def test_a_running_runs_status_is_kept_for_the_running_ttl_then_read_again(
 
 
 def test_a_run_changed_by_a_worker_of_this_process_is_read_again_at_once(
-        engine: Engine, report: Report, report_runs: ReportRuns) -> None:
+    engine: Engine, report: Report, report_runs: ReportRuns
+) -> None:
     run = queue(engine, report)
     assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
     claim(engine, run)
@@ -184,8 +206,9 @@ def test_a_run_changed_by_a_worker_of_this_process_is_read_again_at_once(
     assert report_runs.run_status(report.account_id, report.id, run.id)["status"] == "Completed"
 
 
-def test_the_workers_of_serve_tell_its_status_caches(services: Services, report: Report,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_workers_of_serve_tell_its_status_caches(
+    services: Services, report: Report, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Wired in services: a run that this process's pool starts and finishes is seen to by the
     next poll. The running TTL is an hour here: only the pool's word can refresh the cache."""
     monkeypatch.setattr(services.report_runs, "running_runs", AccessCache(3600.0))
@@ -194,8 +217,13 @@ def test_the_workers_of_serve_tell_its_status_caches(services: Services, report:
     pool = services.worker_pool(threads=1)
     pool.start()
     try:
-        answer = wait_for(lambda: (status := services.report_runs.run_status(report.account_id, report.id, run.id))
-                          ["status"] != "Running" and status, what="the run to be seen finished")
+        answer = wait_for(
+            lambda: (
+                (status := services.report_runs.run_status(report.account_id, report.id, run.id))["status"] != "Running"
+                and status
+            ),
+            what="the run to be seen finished",
+        )
     finally:
         pool.stop(10)
     assert answer["status"] == "Completed"
@@ -205,7 +233,8 @@ def test_the_workers_of_serve_tell_its_status_caches(services: Services, report:
 
 
 def test_memory_only_answers_what_the_caches_hold_and_says_when_it_cannot(
-        engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock) -> None:
+    engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock
+) -> None:
     done = queue(engine, report)
     finish(engine, done)
     running = queue(engine, report)
@@ -214,8 +243,9 @@ def test_memory_only_answers_what_the_caches_hold_and_says_when_it_cannot(
             report_runs.run_status(report.account_id, report.id, run.id, memory_only=True)
         expected = report_runs.run_status(report.account_id, report.id, run.id)
         from_memory = report_runs.run_status(report.account_id, report.id, run.id, memory_only=True)
-        assert {k: v for k, v in from_memory.items() if not k.startswith("presignedUrl")} == \
-            {k: v for k, v in expected.items() if not k.startswith("presignedUrl")}
+        assert {k: v for k, v in from_memory.items() if not k.startswith("presignedUrl")} == {
+            k: v for k, v in expected.items() if not k.startswith("presignedUrl")
+        }
     assert "presignedUrl" in report_runs.run_status(report.account_id, report.id, done.id, memory_only=True)
     clock.now += RUNNING_STATUS_TTL_SECONDS
     with pytest.raises(NeedsDatabase):
@@ -227,8 +257,9 @@ def test_memory_only_answers_what_the_caches_hold_and_says_when_it_cannot(
         report_runs.run_status(report.account_id, report.id, None, memory_only=True)
 
 
-def test_memory_only_never_makes_a_link_that_may_need_io(engine: Engine, report: Report,
-                                                         report_runs: ReportRuns) -> None:
+def test_memory_only_never_makes_a_link_that_may_need_io(
+    engine: Engine, report: Report, report_runs: ReportRuns
+) -> None:
     presigning = dataclasses.replace(report_runs, links_without_io=False)  # e.g. our storage on S3
     run = queue(engine, report)
     finish(engine, run)
@@ -237,9 +268,9 @@ def test_memory_only_never_makes_a_link_that_may_need_io(engine: Engine, report:
         presigning.run_status(report.account_id, report.id, run.id, memory_only=True)
 
 
-def test_a_finished_run_is_answered_from_memory_with_a_fresh_link(engine: Engine, report: Report,
-                                                                  report_runs: ReportRuns, services: Services,
-                                                                  links: list[str]) -> None:
+def test_a_finished_run_is_answered_from_memory_with_a_fresh_link(
+    engine: Engine, report: Report, report_runs: ReportRuns, services: Services, links: list[str]
+) -> None:
     run = queue(engine, report)
     finish(engine, run)
     first = report_runs.run_status(report.account_id, report.id, run.id)
@@ -256,8 +287,9 @@ def test_a_finished_run_is_answered_from_memory_with_a_fresh_link(engine: Engine
     assert services.report_runs.describe(get_run(engine, report.account_id, run.id), with_link=False) == fixed
 
 
-def test_a_finished_run_polled_again_within_the_ttl_costs_no_query(engine: Engine, report: Report,
-                                                                    report_runs: ReportRuns) -> None:
+def test_a_finished_run_polled_again_within_the_ttl_costs_no_query(
+    engine: Engine, report: Report, report_runs: ReportRuns
+) -> None:
     run = queue(engine, report)
     finish(engine, run)
     report_runs.run_status(report.account_id, report.id, run.id)
@@ -287,8 +319,9 @@ def test_a_failed_run_is_kept_too(engine: Engine, report: Report, report_runs: R
     assert len(report_runs.finished_runs) == 1
 
 
-def test_cached_runs_never_answer_for_another_account(engine: Engine, report: Report, report_runs: ReportRuns,
-                                                      other_account: Account) -> None:
+def test_cached_runs_never_answer_for_another_account(
+    engine: Engine, report: Report, report_runs: ReportRuns, other_account: Account
+) -> None:
     run = queue(engine, report)
     finish(engine, run)
     report_runs.run_status(report.account_id, report.id, run.id)  # cached for its own account
@@ -299,8 +332,9 @@ def test_cached_runs_never_answer_for_another_account(engine: Engine, report: Re
         report_runs.run_status(other_account.id, report.id, None)
 
 
-def test_a_run_of_another_report_is_not_found_from_memory_either(engine: Engine, report: Report,
-                                                                 report_runs: ReportRuns, account: Account) -> None:
+def test_a_run_of_another_report_is_not_found_from_memory_either(
+    engine: Engine, report: Report, report_runs: ReportRuns, account: Account
+) -> None:
     other_report = create_report(engine, account.id, {**ALL_FINDINGS_REPORT, "name": "Other"})
     run = queue(engine, report)
     finish(engine, run)
@@ -310,7 +344,8 @@ def test_a_run_of_another_report_is_not_found_from_memory_either(engine: Engine,
 
 
 def test_a_report_made_private_hides_a_running_run_once_the_running_ttl_has_passed(
-        engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock) -> None:
+    engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock
+) -> None:
     run = queue(engine, report)
     report_runs.run_status(report.account_id, report.id, run.id)
     make_private(engine, report)
@@ -321,7 +356,8 @@ def test_a_report_made_private_hides_a_running_run_once_the_running_ttl_has_pass
 
 @pytest.mark.parametrize("by", ["run", "report"])
 def test_a_report_made_private_hides_finished_runs_once_the_ttl_has_passed(
-        engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock, by: str) -> None:
+    engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock, by: str
+) -> None:
     run = queue(engine, report)
     finish(engine, run)
     ids: dict[str, Any] = {"run": (report.id, run.id), "report": (report.id, None)}

@@ -45,10 +45,16 @@ def form_body(**fields: str) -> str:
     return "&".join(f"{quote_plus(name)}={quote_plus(value)}" for name, value in fields.items())
 
 
-def test_form_credentials_as_in_the_documented_curl(http: TestClient, client: CreatedClient,
-                                                    settings: Settings, tokens: AccessTokens) -> None:
-    response = http.post("/oauth2/token", headers=FORM, content=form_body(
-        grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret))
+def test_form_credentials_as_in_the_documented_curl(
+    http: TestClient, client: CreatedClient, settings: Settings, tokens: AccessTokens
+) -> None:
+    response = http.post(
+        "/oauth2/token",
+        headers=FORM,
+        content=form_body(
+            grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret
+        ),
+    )
 
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -76,24 +82,30 @@ def test_form_credentials_as_in_the_documented_curl(http: TestClient, client: Cr
 
 def test_basic_credentials(http: TestClient, client: CreatedClient) -> None:
     pair = f"{quote_plus(client.client_id)}:{quote_plus(client.client_secret)}"
-    response = http.post("/oauth2/token", headers=FORM | {
-        "authorization": "Basic " + base64.b64encode(pair.encode()).decode()},
-        content="grant_type=client_credentials")
+    response = http.post(
+        "/oauth2/token",
+        headers=FORM | {"authorization": "Basic " + base64.b64encode(pair.encode()).decode()},
+        content="grant_type=client_credentials",
+    )
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     assert response.json()["token_type"] == "Bearer"
 
 
 def test_form_encoded_by_the_client_library(http: TestClient, client: CreatedClient) -> None:
-    response = http.post("/oauth2/token", data={"grant_type": "client_credentials",
-                                                "client_id": client.client_id,
-                                                "client_secret": client.client_secret})
+    response = http.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": client.client_id, "client_secret": client.client_secret},
+    )
     assert response.status_code == 200
 
 
 def test_wrong_secret_is_invalid_client_401(http: TestClient, client: CreatedClient) -> None:
-    response = http.post("/oauth2/token", headers=FORM, content=form_body(
-        grant_type="client_credentials", client_id=client.client_id, client_secret="uvms_wrong"))
+    response = http.post(
+        "/oauth2/token",
+        headers=FORM,
+        content=form_body(grant_type="client_credentials", client_id=client.client_id, client_secret="uvms_wrong"),
+    )
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Basic realm="uvm-reporting"'
     assert response.headers["cache-control"] == "no-store"
@@ -102,44 +114,65 @@ def test_wrong_secret_is_invalid_client_401(http: TestClient, client: CreatedCli
 
 
 def test_unknown_client_is_invalid_client_401(http: TestClient, client: CreatedClient) -> None:
-    response = http.post("/oauth2/token", headers=FORM, content=form_body(
-        grant_type="client_credentials", client_id="uvmc_doesnotexist", client_secret=client.client_secret))
+    response = http.post(
+        "/oauth2/token",
+        headers=FORM,
+        content=form_body(
+            grant_type="client_credentials", client_id="uvmc_doesnotexist", client_secret=client.client_secret
+        ),
+    )
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Basic realm="uvm-reporting"'
     assert response.json()["error"] == "invalid_client"
 
 
 def test_revoked_client_is_refused(http: TestClient, engine: Engine, client: CreatedClient) -> None:
-    before = http.post("/oauth2/token", headers=FORM, content=form_body(
-        grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret))
+    before = http.post(
+        "/oauth2/token",
+        headers=FORM,
+        content=form_body(
+            grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret
+        ),
+    )
     assert before.status_code == 200
 
     revoke_client(engine, client.client_id)
 
-    after = http.post("/oauth2/token", headers=FORM, content=form_body(
-        grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret))
+    after = http.post(
+        "/oauth2/token",
+        headers=FORM,
+        content=form_body(
+            grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret
+        ),
+    )
     assert after.status_code == 401
     assert after.json()["error"] == "invalid_client"
 
 
 def test_unsupported_grant_type(http: TestClient, client: CreatedClient) -> None:
-    response = http.post("/oauth2/token", headers=FORM, content=form_body(
-        grant_type="password", client_id=client.client_id, client_secret=client.client_secret))
+    response = http.post(
+        "/oauth2/token",
+        headers=FORM,
+        content=form_body(grant_type="password", client_id=client.client_id, client_secret=client.client_secret),
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "unsupported_grant_type"
     assert response.headers["cache-control"] == "no-store"
 
 
 def test_missing_grant_type_is_invalid_request(http: TestClient, client: CreatedClient) -> None:
-    response = http.post("/oauth2/token", headers=FORM, content=form_body(
-        client_id=client.client_id, client_secret=client.client_secret))
+    response = http.post(
+        "/oauth2/token", headers=FORM, content=form_body(client_id=client.client_id, client_secret=client.client_secret)
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
 
 
 def test_repeated_parameter_is_invalid_request(http: TestClient, client: CreatedClient) -> None:
-    body = form_body(grant_type="client_credentials", client_id=client.client_id,
-                     client_secret=client.client_secret) + "&grant_type=client_credentials"
+    body = (
+        form_body(grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret)
+        + "&grant_type=client_credentials"
+    )
     response = http.post("/oauth2/token", headers=FORM, content=body)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
@@ -147,9 +180,10 @@ def test_repeated_parameter_is_invalid_request(http: TestClient, client: Created
 
 
 def test_json_body_is_refused(http: TestClient, client: CreatedClient) -> None:
-    response = http.post("/oauth2/token", json={"grant_type": "client_credentials",
-                                                "client_id": client.client_id,
-                                                "client_secret": client.client_secret})
+    response = http.post(
+        "/oauth2/token",
+        json={"grant_type": "client_credentials", "client_id": client.client_id, "client_secret": client.client_secret},
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
     assert "application/x-www-form-urlencoded" in response.json()["error_description"]
@@ -162,8 +196,11 @@ def test_multipart_body_is_refused(http: TestClient, client: CreatedClient) -> N
 
 
 def test_oversized_field_is_invalid_request(http: TestClient) -> None:
-    response = http.post("/oauth2/token", headers=FORM, content=form_body(
-        grant_type="client_credentials", client_id="x", client_secret="y" * 100_000))
+    response = http.post(
+        "/oauth2/token",
+        headers=FORM,
+        content=form_body(grant_type="client_credentials", client_id="x", client_secret="y" * 100_000),
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
 
@@ -200,8 +237,13 @@ def test_one_token_request_stays_quick(http: TestClient, client: CreatedClient) 
     durations = []
     for _ in range(5):
         started = time.perf_counter()
-        response = http.post("/oauth2/token", headers=FORM, content=form_body(
-            grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret))
+        response = http.post(
+            "/oauth2/token",
+            headers=FORM,
+            content=form_body(
+                grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret
+            ),
+        )
         durations.append(time.perf_counter() - started)
         assert response.status_code == 200
     # Argon2 dominates; a generous bound that still catches parameters gone far too costly.

@@ -45,12 +45,24 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
 BOOTSTRAP_ACTIONS = 3  # create_user, put_user_policy, create_access_key
 DUMMY_KEY = "testing"  # any key works on a server without IAM enforcement
-S3_CONFIG = Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                   retries={"mode": "standard", "max_attempts": 2})
+S3_CONFIG = Config(
+    s3={"addressing_style": "path"}, signature_version="s3v4", retries={"mode": "standard", "max_attempts": 2}
+)
 
-AWS_ENV_TO_DROP = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-                    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_IAM")
+AWS_ENV_TO_DROP = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_IAM",
+)
 ISOLATED_AWS_ENV = {
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
@@ -73,8 +85,11 @@ def moto_command() -> list[str]:
 
 
 def _server_env(initial_no_auth_action_count: int | None) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items()
-           if name not in AWS_ENV_TO_DROP and name != "INITIAL_NO_AUTH_ACTION_COUNT"}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in AWS_ENV_TO_DROP and name != "INITIAL_NO_AUTH_ACTION_COUNT"
+    }
     env.update(ISOLATED_AWS_ENV)
     if initial_no_auth_action_count is not None:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(initial_no_auth_action_count)
@@ -112,8 +127,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_moto_server(*, initial_no_auth_action_count: int | None = None, startup_timeout: float = 30.0,
-                        log_dir: Path | None = None) -> Iterator[str]:
+def running_moto_server(
+    *, initial_no_auth_action_count: int | None = None, startup_timeout: float = 30.0, log_dir: Path | None = None
+) -> Iterator[str]:
     """Run ``moto_server`` on a free 127.0.0.1 port; yield ``http://127.0.0.1:<port>``; stop it.
 
     ``initial_no_auth_action_count``: moto's ``INITIAL_NO_AUTH_ACTION_COUNT`` (None: never
@@ -125,12 +141,19 @@ def running_moto_server(*, initial_no_auth_action_count: int | None = None, star
             port = free_port()
             endpoint_url = f"http://127.0.0.1:{port}"
             with log_path.open("wb") as log:
-                process = subprocess.Popen([*moto_command(), "-H", "127.0.0.1", "-p", str(port)],
-                                           env=_server_env(initial_no_auth_action_count), stdout=log,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                process = subprocess.Popen(
+                    [*moto_command(), "-H", "127.0.0.1", "-p", str(port)],
+                    env=_server_env(initial_no_auth_action_count),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
             try:
-                wait_until(lambda: _answers(endpoint_url, process, log_path),  # noqa: B023 - used at once
-                           timeout=startup_timeout, what=f"moto_server on port {port}")
+                wait_until(
+                    lambda: _answers(endpoint_url, process, log_path),  # noqa: B023 - used at once
+                    timeout=startup_timeout,
+                    what=f"moto_server on port {port}",
+                )
             except AssertionError:
                 _stop(process)
                 if attempt < 2 and b"Address already in use" in log_path.read_bytes():
@@ -144,6 +167,7 @@ def running_moto_server(*, initial_no_auth_action_count: int | None = None, star
 
 
 # --- credentials and clients ----------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class AwsKeys:
@@ -163,8 +187,13 @@ def isolated_session(keys: AwsKeys, region: str = REGION) -> boto3.session.Sessi
     core = botocore.session.Session()
     core.set_config_variable("config_file", os.devnull)
     core.set_config_variable("credentials_file", os.devnull)
-    return boto3.session.Session(aws_access_key_id=keys.access_key_id, aws_secret_access_key=keys.secret_access_key,
-                                 aws_session_token=keys.session_token, region_name=region, botocore_session=core)
+    return boto3.session.Session(
+        aws_access_key_id=keys.access_key_id,
+        aws_secret_access_key=keys.secret_access_key,
+        aws_session_token=keys.session_token,
+        region_name=region,
+        botocore_session=core,
+    )
 
 
 def s3_client(endpoint_url: str, keys: AwsKeys) -> S3Client:
@@ -180,8 +209,9 @@ def sts_client(endpoint_url: str, keys: AwsKeys) -> STSClient:
 
 
 def _allow(actions: list[str] | str, resource: str | list[str] = "*") -> str:
-    return json.dumps({"Version": "2012-10-17",
-                       "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]})
+    return json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}
+    )
 
 
 def _user_with_key(iam: IAMClient, name: str, policy: str) -> AwsKeys:
@@ -201,14 +231,23 @@ def create_deployment_user(iam: IAMClient, name: str) -> AwsKeys:
     return _user_with_key(iam, name, _allow("sts:AssumeRole"))
 
 
-def create_customer_role(iam: IAMClient, *, name: str, trusted_principal_arn: str, external_id: str,
-                         bucket: str, prefix: str, permissions: dict[str, Any] | None = None) -> str:
+def create_customer_role(
+    iam: IAMClient,
+    *,
+    name: str,
+    trusted_principal_arn: str,
+    external_id: str,
+    bucket: str,
+    prefix: str,
+    permissions: dict[str, Any] | None = None,
+) -> str:
     """The customer's role: our trust policy (principal + ExternalId) and, by default, our permissions policy.
 
     Returns the role ARN. ``permissions`` replaces the permissions policy (e.g. to leave the bucket out).
     """
-    role = iam.create_role(RoleName=name,
-                           AssumeRolePolicyDocument=json.dumps(trust_policy(trusted_principal_arn, external_id)))
+    role = iam.create_role(
+        RoleName=name, AssumeRolePolicyDocument=json.dumps(trust_policy(trusted_principal_arn, external_id))
+    )
     policy = permissions if permissions is not None else role_permissions_policy(bucket, prefix)
     iam.put_role_policy(RoleName=name, PolicyName=f"{name}-delivery", PolicyDocument=json.dumps(policy))
     return role["Role"]["Arn"]
@@ -232,8 +271,9 @@ def unique_name(stem: str) -> str:
 
 def connector_for(endpoint_url: str, keys: AwsKeys, *, client_config: Config | None = None) -> S3Connector:
     """An S3Connector acting as ``keys`` against ``endpoint_url``."""
-    return S3Connector(endpoint_url, REGION, session=isolated_session(keys),
-                       client_config=client_config or FAST_CLIENT_CONFIG)
+    return S3Connector(
+        endpoint_url, REGION, session=isolated_session(keys), client_config=client_config or FAST_CLIENT_CONFIG
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,14 +302,24 @@ class DeliveryTarget:
 
     def check_args(self, **overrides: str) -> dict[str, Any]:
         """Keyword arguments for ``check_delivery``, with ``overrides`` applied."""
-        values: dict[str, Any] = {"bucket": self.bucket, "prefix": self.prefix, "region": self.region,
-                                  "role_arn": self.role_arn, "external_id": self.external_id}
+        values: dict[str, Any] = {
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "region": self.region,
+            "role_arn": self.role_arn,
+            "external_id": self.external_id,
+        }
         return {**values, **overrides}
 
 
-def make_delivery_target(moto_iam: MotoIam, deployment_keys: AwsKeys, *, prefix: str = "exports/uvm",
-                         permissions: Callable[[str, str], dict[str, Any]] | None = None,
-                         create: bool = True) -> DeliveryTarget:
+def make_delivery_target(
+    moto_iam: MotoIam,
+    deployment_keys: AwsKeys,
+    *,
+    prefix: str = "exports/uvm",
+    permissions: Callable[[str, str], dict[str, Any]] | None = None,
+    create: bool = True,
+) -> DeliveryTarget:
     """A customer role trusting ``deployment_keys`` with a fresh ExternalId, and (``create``) its bucket.
 
     ``permissions(bucket, prefix)`` gives the role's permissions policy instead of ours.
@@ -278,8 +328,13 @@ def make_delivery_target(moto_iam: MotoIam, deployment_keys: AwsKeys, *, prefix:
     if create:
         create_bucket(moto_iam.s3(), bucket)
     external_id = new_external_id()
-    role_arn = create_customer_role(moto_iam.iam(), name=unique_name("uvm-delivery"),
-                                    trusted_principal_arn=deployment_keys.arn, external_id=external_id,
-                                    bucket=bucket, prefix=prefix,
-                                    permissions=permissions(bucket, prefix) if permissions else None)
+    role_arn = create_customer_role(
+        moto_iam.iam(),
+        name=unique_name("uvm-delivery"),
+        trusted_principal_arn=deployment_keys.arn,
+        external_id=external_id,
+        bucket=bucket,
+        prefix=prefix,
+        permissions=permissions(bucket, prefix) if permissions else None,
+    )
     return DeliveryTarget(bucket, prefix, REGION, role_arn, external_id)

@@ -113,7 +113,7 @@ def test_keys_are_exact(clock: Clock) -> None:
 def test_an_infinite_ttl_never_expires(clock: Clock) -> None:
     cache: AccessCache[str, str] = AccessCache(float("inf"), clock=clock)
     cache.put("k", "v", read_at=clock.now)
-    clock.now += 10 ** 9
+    clock.now += 10**9
     assert cache.get("k", None) == "v"
 
 

@@ -121,8 +121,12 @@ def test_small_clock_skew_is_tolerated(tokens: AccessTokens) -> None:
 
 def test_token_of_another_issuer_with_our_key_is_refused(tmp_path: Path, settings: Settings) -> None:
     # Same key file, other public URL: e.g. a deployment whose URL changed.
-    elsewhere = Settings(data_dir=tmp_path / "other", signing_key_file=settings.signing_key_file,
-                         public_url="https://old.example.com", region="us01")
+    elsewhere = Settings(
+        data_dir=tmp_path / "other",
+        signing_key_file=settings.signing_key_file,
+        public_url="https://old.example.com",
+        region="us01",
+    )
     token = AccessTokens.from_settings(elsewhere).issue("c", "a", now=NOW).access_token
     with pytest.raises(InvalidToken) as refusal:
         AccessTokens.from_settings(settings).verify(token, now=NOW)
@@ -133,8 +137,9 @@ def test_token_of_another_issuer_with_our_key_is_refused(tmp_path: Path, setting
 
 
 def test_token_of_another_regions_deployment_names_both_regions(tmp_path: Path, tokens: AccessTokens) -> None:
-    eu = AccessTokens.from_settings(Settings(data_dir=tmp_path / "eu", public_url="https://eu.example.com",
-                                             region="eu"))
+    eu = AccessTokens.from_settings(
+        Settings(data_dir=tmp_path / "eu", public_url="https://eu.example.com", region="eu")
+    )
     token = eu.issue("uvmc_eu", "account-eu", now=NOW).access_token
     assert eu.verify(token, now=NOW).client_id == "uvmc_eu"
 
@@ -146,11 +151,9 @@ def test_token_of_another_regions_deployment_names_both_regions(tmp_path: Path, 
     )
 
 
-def test_foreign_key_with_our_claims_is_still_refused(tmp_path: Path, settings: Settings,
-                                                     tokens: AccessTokens) -> None:
+def test_foreign_key_with_our_claims_is_still_refused(tmp_path: Path, settings: Settings, tokens: AccessTokens) -> None:
     # A key of its own but our issuer and audience: the kid alone must stop it.
-    impostor = AccessTokens.from_settings(
-        settings.model_copy(update={"signing_key_file": tmp_path / "impostor.pem"}))
+    impostor = AccessTokens.from_settings(settings.model_copy(update={"signing_key_file": tmp_path / "impostor.pem"}))
     token = impostor.issue("c", "a", now=NOW).access_token
     with pytest.raises(InvalidToken, match="request a token from this deployment's /oauth2/token"):
         tokens.verify(token, now=NOW)
@@ -202,10 +205,20 @@ def test_signed_token_missing_claims_is_refused(tokens: AccessTokens, settings: 
     key = ECKey.import_key(settings.signing_key_file.read_bytes())
     kid = tokens.jwks()["keys"][0]["kid"]
     issued_at = int(NOW.timestamp())
-    token = jwt.encode({"alg": "ES256", "kid": kid},
-                       {"iss": settings.token_issuer, "aud": settings.token_audience, "region": "us01",
-                        "sub": "c", "iat": issued_at, "nbf": issued_at, "exp": issued_at + 60},
-                       key, algorithms=["ES256"])
+    token = jwt.encode(
+        {"alg": "ES256", "kid": kid},
+        {
+            "iss": settings.token_issuer,
+            "aud": settings.token_audience,
+            "region": "us01",
+            "sub": "c",
+            "iat": issued_at,
+            "nbf": issued_at,
+            "exp": issued_at + 60,
+        },
+        key,
+        algorithms=["ES256"],
+    )
     with pytest.raises(InvalidToken, match="lacks the claims account_id,jti"):
         tokens.verify(token, now=NOW)
 
@@ -214,11 +227,22 @@ def test_signed_token_for_another_audience_is_refused(tokens: AccessTokens, sett
     key = ECKey.import_key(settings.signing_key_file.read_bytes())
     kid = tokens.jwks()["keys"][0]["kid"]
     issued_at = int(NOW.timestamp())
-    token = jwt.encode({"alg": "ES256", "kid": kid},
-                       {"iss": settings.token_issuer, "aud": "some-other-api", "region": "us01",
-                        "sub": "c", "account_id": "a", "jti": "j", "iat": issued_at, "nbf": issued_at,
-                        "exp": issued_at + 60},
-                       key, algorithms=["ES256"])
+    token = jwt.encode(
+        {"alg": "ES256", "kid": kid},
+        {
+            "iss": settings.token_issuer,
+            "aud": "some-other-api",
+            "region": "us01",
+            "sub": "c",
+            "account_id": "a",
+            "jti": "j",
+            "iat": issued_at,
+            "nbf": issued_at,
+            "exp": issued_at + 60,
+        },
+        key,
+        algorithms=["ES256"],
+    )
     with pytest.raises(InvalidToken, match=r"\(region us01\)"):
         tokens.verify(token, now=NOW)
 
@@ -245,8 +269,11 @@ def test_cache_answers_do_not_skip_checks_before_nbf(tokens: AccessTokens) -> No
 def test_cache_stays_bounded(tokens: AccessTokens, settings: Settings) -> None:
     small_cache = AccessTokens(
         ECKey.import_key(settings.signing_key_file.read_bytes()),
-        issuer=tokens.issuer, audience=tokens.audience, region=tokens.region,
-        lifetime_seconds=tokens.lifetime_seconds, cache_size=3,
+        issuer=tokens.issuer,
+        audience=tokens.audience,
+        region=tokens.region,
+        lifetime_seconds=tokens.lifetime_seconds,
+        cache_size=3,
     )
     issued = [small_cache.issue("c", "a", now=NOW).access_token for _ in range(10)]
     for token in issued:

@@ -17,20 +17,34 @@ SEEN = pa.timestamp("us", tz="UTC")
 
 
 def lookup_table(rows: list[tuple[str, str, datetime | None]]) -> Any:
-    return pa.table({LOOKUP_KEY: pa.array([r[0] for r in rows], pa.string()),
-                     "asset.hostname": pa.array([r[1] for r in rows], pa.string()),
-                     "asset.first_seen": pa.array([r[2] for r in rows], SEEN)})
+    return pa.table(
+        {
+            LOOKUP_KEY: pa.array([r[0] for r in rows], pa.string()),
+            "asset.hostname": pa.array([r[1] for r in rows], pa.string()),
+            "asset.first_seen": pa.array([r[2] for r in rows], SEEN),
+        }
+    )
 
 
 def main_batches(keys: list[str | None], size: int) -> list[Any]:
     ids = [f"f{index}" for index in range(len(keys))]
-    return [pa.RecordBatch.from_pydict({"id": pa.array(ids[start:start + size], pa.string()),
-                                        "asset#key": pa.array(keys[start:start + size], pa.string())})
-            for start in range(0, len(keys), size)]
+    return [
+        pa.RecordBatch.from_pydict(
+            {
+                "id": pa.array(ids[start : start + size], pa.string()),
+                "asset#key": pa.array(keys[start : start + size], pa.string()),
+            }
+        )
+        for start in range(0, len(keys), size)
+    ]
 
 
-ASSETS = [("a1", "web-01", datetime(2026, 1, 1, tzinfo=UTC)), ("a2", "db,01", None),
-          ("A1", "upper-case", datetime(2026, 2, 1, tzinfo=UTC)), ("a1 ", "trailing-space", None)]
+ASSETS = [
+    ("a1", "web-01", datetime(2026, 1, 1, tzinfo=UTC)),
+    ("a2", "db,01", None),
+    ("A1", "upper-case", datetime(2026, 2, 1, tzinfo=UTC)),
+    ("a1 ", "trailing-space", None),
+]
 KEYS = ["a1", None, "a9", "a2", "a1", "", "A1", "a1 ", "a2"]
 
 
@@ -45,17 +59,29 @@ def test_each_row_gets_its_keys_columns(monkeypatch: pytest.MonkeyPatch, group_r
     table = pa.Table.from_batches(batches)
     assert table.column_names == columns
     assert table.schema.field("asset.first_seen").type == SEEN
-    expected = [{"asset.first_seen": by_key.get(key, (None, None))[1], "id": f"f{index}",
-                 "asset.hostname": by_key.get(key, (None, None))[0]} for index, key in enumerate(KEYS)]
+    expected = [
+        {
+            "asset.first_seen": by_key.get(key, (None, None))[1],
+            "id": f"f{index}",
+            "asset.hostname": by_key.get(key, (None, None))[0],
+        }
+        for index, key in enumerate(KEYS)
+    ]
     assert table.to_pylist() == expected
 
 
 def test_an_empty_lookup_leaves_every_column_empty() -> None:
-    batches = list(joined(main_batches(["a1", None], 5), [Lookup.from_table("asset#key", lookup_table([]))],
-                          ["id", "asset.hostname", "asset.first_seen"]))
+    batches = list(
+        joined(
+            main_batches(["a1", None], 5),
+            [Lookup.from_table("asset#key", lookup_table([]))],
+            ["id", "asset.hostname", "asset.first_seen"],
+        )
+    )
     assert pa.Table.from_batches(batches).to_pylist() == [
         {"id": "f0", "asset.hostname": None, "asset.first_seen": None},
-        {"id": "f1", "asset.hostname": None, "asset.first_seen": None}]
+        {"id": "f1", "asset.hostname": None, "asset.first_seen": None},
+    ]
 
 
 def test_an_empty_result_without_chunks_is_an_empty_lookup() -> None:

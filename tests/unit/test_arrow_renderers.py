@@ -42,17 +42,55 @@ COLUMNS: Columns = [
     ("asset.hostname", FieldType.STRING),
 ]
 
-SPECIAL_TEXT = ["", "plain", 'comma, "quoted"', "line\nbreak", "windows\r\nbreak\r", "tab\there",
-                "=SUM(A1)", "+1", "-2", "@x", "\tlead", "\rlead", "back\\slash", "ctrl\x01\x1f\x7f",
-                "\b\f", "Überlauf 日本語 🚀", "\u2028", "'already'", "NULL", " padded "]
-SPECIAL_NUMBERS = [0.0, -0.0, 10.0, 9.8, 0.1 + 0.2, 1e15, 1e16, 123456789012345.6, 9007199254740993.0,
-                   1.5e-7, 1e-4, 9.99e-5, -3.0, 5e-324, 1.7976931348623157e308, 1e22,
-                   float("inf"), float("-inf"), float("nan")]
+SPECIAL_TEXT = [
+    "",
+    "plain",
+    'comma, "quoted"',
+    "line\nbreak",
+    "windows\r\nbreak\r",
+    "tab\there",
+    "=SUM(A1)",
+    "+1",
+    "-2",
+    "@x",
+    "\tlead",
+    "\rlead",
+    "back\\slash",
+    "ctrl\x01\x1f\x7f",
+    "\b\f",
+    "Überlauf 日本語 🚀",
+    "\u2028",
+    "'already'",
+    "NULL",
+    " padded ",
+]
+SPECIAL_NUMBERS = [
+    0.0,
+    -0.0,
+    10.0,
+    9.8,
+    0.1 + 0.2,
+    1e15,
+    1e16,
+    123456789012345.6,
+    9007199254740993.0,
+    1.5e-7,
+    1e-4,
+    9.99e-5,
+    -3.0,
+    5e-324,
+    1.7976931348623157e308,
+    1e22,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+]
 
 texts = st.one_of(st.none(), st.sampled_from(SPECIAL_TEXT), st.text(max_size=12))
 numbers = st.one_of(st.none(), st.sampled_from(SPECIAL_NUMBERS), st.floats(allow_nan=True, allow_infinity=True))
-moments = st.one_of(st.none(), st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 30),
-                                            timezones=st.just(UTC)))
+moments = st.one_of(
+    st.none(), st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 30), timezones=st.just(UTC))
+)
 days = st.one_of(st.none(), st.dates(min_value=date(1000, 1, 1)))
 rows = st.lists(st.tuples(texts, texts, numbers, moments, days, texts), max_size=40)
 
@@ -127,7 +165,7 @@ def test_json_array_from_records_is_the_json_writers_bytes(rows: list[tuple[Any,
 def test_a_one_column_csv_record_is_never_an_empty_line(value: str | None) -> None:
     columns = [("description", FieldType.TEXT)]
     rows = [(value,), ("after",)]
-    assert rendered(csv_records, rows, columns) == row_writer_bytes(write_csv, rows, columns)[len(b"description\n"):]
+    assert rendered(csv_records, rows, columns) == row_writer_bytes(write_csv, rows, columns)[len(b"description\n") :]
 
 
 def test_every_special_text_in_one_batch() -> None:
@@ -148,10 +186,11 @@ def test_timestamps_of_other_units_and_zones_are_written_in_utc_to_the_second() 
     columns = [("first_seen", FieldType.TIMESTAMP)]
     moment = datetime(2026, 3, 1, 12, 0, 7, 999_999, tzinfo=timezone(timedelta(hours=2)))
     for arrow_type in (pa.timestamp("us", tz="Europe/Paris"), pa.timestamp("ns", tz="UTC"), pa.timestamp("s")):
-        values = pa.array([moment.astimezone(UTC).replace(tzinfo=None if arrow_type.tz is None else UTC), None],
-                          arrow_type)
+        values = pa.array(
+            [moment.astimezone(UTC).replace(tzinfo=None if arrow_type.tz is None else UTC), None], arrow_type
+        )
         batch = pa.RecordBatch.from_arrays([values], names=["c0"])
-        assert bytes(record_bytes(csv_records(batch, columns))) == b"2026-03-01T10:00:07Z\n\"\"\n"
+        assert bytes(record_bytes(csv_records(batch, columns))) == b'2026-03-01T10:00:07Z\n""\n'
 
 
 def test_timestamps_outside_four_digit_years_are_written_as_python_writes_them() -> None:
@@ -163,8 +202,9 @@ def test_timestamps_outside_four_digit_years_are_written_as_python_writes_them()
 def test_sliced_batches_render_only_their_own_rows() -> None:
     rows = [(f"id-{i}", "a,b" if i % 2 else "=x", float(i), None, None, "h\n") for i in range(10)]
     batch = arrow_batch(rows, COLUMNS).slice(3, 4)
-    assert csv_header(COLUMNS) + bytes(record_bytes(csv_records(batch, COLUMNS))) == \
-        row_writer_bytes(write_csv, rows[3:7], COLUMNS)
+    assert csv_header(COLUMNS) + bytes(record_bytes(csv_records(batch, COLUMNS))) == row_writer_bytes(
+        write_csv, rows[3:7], COLUMNS
+    )
     assert bytes(record_bytes(ndjson_records(batch, COLUMNS))) == row_writer_bytes(write_ndjson, rows[3:7], COLUMNS)
 
 
@@ -187,11 +227,18 @@ def around_serial(serial: int) -> list[datetime]:
 
 
 MOMENTS = [
-    datetime(1899, 12, 31, tzinfo=UTC), datetime(1900, 1, 1, tzinfo=UTC), datetime(1900, 1, 1, 12, 0, 0, 1, tzinfo=UTC),
-    datetime(1900, 2, 28, 23, 59, 59, 999_999, tzinfo=UTC), datetime(1900, 3, 1, tzinfo=UTC),
-    datetime(1900, 3, 1, 0, 0, 0, 1000, tzinfo=UTC), datetime(1850, 6, 15, 8, 0, tzinfo=UTC),
-    datetime(1969, 12, 31, 23, 59, 59, 250_000, tzinfo=UTC), *around_serial(32_768), *around_serial(65_536),
-    datetime(2026, 3, 1, 12, 0, 7, tzinfo=timezone(timedelta(hours=2))), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime(1899, 12, 31, tzinfo=UTC),
+    datetime(1900, 1, 1, tzinfo=UTC),
+    datetime(1900, 1, 1, 12, 0, 0, 1, tzinfo=UTC),
+    datetime(1900, 2, 28, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(1900, 3, 1, tzinfo=UTC),
+    datetime(1900, 3, 1, 0, 0, 0, 1000, tzinfo=UTC),
+    datetime(1850, 6, 15, 8, 0, tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 250_000, tzinfo=UTC),
+    *around_serial(32_768),
+    *around_serial(65_536),
+    datetime(2026, 3, 1, 12, 0, 7, tzinfo=timezone(timedelta(hours=2))),
+    datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
 ]
 
 
@@ -201,13 +248,20 @@ def xlsxwriters_serial(value: datetime | date) -> float:
 
 
 @settings(max_examples=200, deadline=None)
-@given(extra=st.lists(st.datetimes(min_value=datetime(1900, 3, 1), max_value=datetime(9999, 12, 31),
-                                   timezones=st.just(UTC)), max_size=30))
+@given(
+    extra=st.lists(
+        st.datetimes(min_value=datetime(1900, 3, 1), max_value=datetime(9999, 12, 31), timezones=st.just(UTC)),
+        max_size=30,
+    )
+)
 def test_timestamp_serials_are_xlsxwriters_to_the_last_bit(extra: list[datetime]) -> None:
     moments: list[datetime | None] = [*MOMENTS, *extra, None]
     serials = timestamp_serials(pa.array(moments, pa.timestamp("us", tz="UTC")))
-    from_text = timestamp_serials(pa.array([None if m is None else m.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                                            for m in moments], pa.string()))
+    from_text = timestamp_serials(
+        pa.array(
+            [None if m is None else m.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") for m in moments], pa.string()
+        )
+    )
     for moment, serial, parsed in zip(moments, serials, from_text, strict=True):
         if moment is None:
             assert serial is None
@@ -229,11 +283,16 @@ def test_date_serials_are_xlsxwriters_to_the_last_bit() -> None:
         assert serials[5] is None
 
 
-@given(texts=st.lists(st.none() | st.text(alphabet=st.sampled_from(list('ab,"\n\r\t\x00\x1f\\é日'))), max_size=30),
-       start=st.integers(min_value=0, max_value=30), candidates=st.sampled_from([
-           frozenset(b',"\r\n'), frozenset(range(0x20)) | {ord('"'), ord("\\")}, frozenset(b"a"), frozenset()]))
-def test_cells_holding_finds_exactly_the_values_with_a_candidate_byte(texts: list[str | None], start: int,
-                                                                      candidates: frozenset[int]) -> None:
+@given(
+    texts=st.lists(st.none() | st.text(alphabet=st.sampled_from(list('ab,"\n\r\t\x00\x1f\\é日'))), max_size=30),
+    start=st.integers(min_value=0, max_value=30),
+    candidates=st.sampled_from(
+        [frozenset(b',"\r\n'), frozenset(range(0x20)) | {ord('"'), ord("\\")}, frozenset(b"a"), frozenset()]
+    ),
+)
+def test_cells_holding_finds_exactly_the_values_with_a_candidate_byte(
+    texts: list[str | None], start: int, candidates: frozenset[int]
+) -> None:
     values = pa.array(texts, pa.string()).slice(start)
     mask, present = cells_holding(values, candidates)
     encoded = [None if text is None else text.encode() for text in texts[start:]]

@@ -14,8 +14,13 @@ from uvm_reporting.store.api_clients import ClientRecord
 
 CLIENT_ID = "uvmc_client:with+special chars/é"
 SECRET = "s3cret:+/ %&=ü"
-CLIENT = ClientRecord(client_id=CLIENT_ID, account_id="account-1", name="default",
-                      created_at=datetime(2026, 1, 1, tzinfo=UTC), revoked_at=None)
+CLIENT = ClientRecord(
+    client_id=CLIENT_ID,
+    account_id="account-1",
+    name="default",
+    created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    revoked_at=None,
+)
 
 
 class FakeAuthority:
@@ -64,15 +69,13 @@ def assert_error(response: TokenResponse, status: int, error: str) -> None:
 
 def assert_success(response: TokenResponse, authority: FakeAuthority) -> None:
     assert response.status == 200
-    assert response.body == {"access_token": "header.payload.signature", "token_type": "Bearer",
-                             "expires_in": 3600}
+    assert response.body == {"access_token": "header.payload.signature", "token_type": "Bearer", "expires_in": 3600}
     assert response.headers == {"Cache-Control": "no-store", "Pragma": "no-cache"}
     assert authority.issued == [CLIENT]
 
 
 def test_form_credentials_get_a_bearer_token(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                   "client_secret": SECRET})
+    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET})
     assert_success(response, authority)
     assert authority.authenticated == [(CLIENT_ID, SECRET)]
 
@@ -89,20 +92,29 @@ def test_basic_scheme_name_is_case_insensitive(authority: FakeAuthority) -> None
 
 
 def test_basic_with_the_same_client_id_in_the_body_is_accepted(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID},
-                       basic(CLIENT_ID, SECRET))
+    response = request(
+        authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID}, basic(CLIENT_ID, SECRET)
+    )
     assert_success(response, authority)
 
 
 def test_scope_is_ignored(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                   "client_secret": SECRET, "scope": "reports:read anything"})
+    response = request(
+        authority,
+        {
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": SECRET,
+            "scope": "reports:read anything",
+        },
+    )
     assert_success(response, authority)
 
 
 def test_wrong_secret_is_invalid_client_with_a_challenge(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                   "client_secret": "wrong"})
+    response = request(
+        authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": "wrong"}
+    )
     assert_error(response, 401, "invalid_client")
     assert authority.issued == []
 
@@ -115,24 +127,28 @@ def test_unknown_client_over_basic_is_invalid_client(authority: FakeAuthority) -
 
 
 def test_unknown_and_wrong_secret_read_the_same(authority: FakeAuthority) -> None:
-    unknown = request(authority, {"grant_type": "client_credentials", "client_id": "uvmc_nobody",
-                                  "client_secret": SECRET})
-    wrong = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                "client_secret": "wrong"})
+    unknown = request(
+        authority, {"grant_type": "client_credentials", "client_id": "uvmc_nobody", "client_secret": SECRET}
+    )
+    wrong = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": "wrong"})
     assert unknown == wrong
 
 
 def test_both_authentication_methods_at_once_is_invalid_request(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                   "client_secret": SECRET}, basic(CLIENT_ID, SECRET))
+    response = request(
+        authority,
+        {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET},
+        basic(CLIENT_ID, SECRET),
+    )
     assert_error(response, 400, "invalid_request")
     assert "one method" in response.body["error_description"]
     assert authority.authenticated == []
 
 
 def test_basic_and_a_different_body_client_id_is_invalid_request(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "client_credentials", "client_id": "uvmc_other"},
-                       basic(CLIENT_ID, SECRET))
+    response = request(
+        authority, {"grant_type": "client_credentials", "client_id": "uvmc_other"}, basic(CLIENT_ID, SECRET)
+    )
     assert_error(response, 400, "invalid_request")
     assert authority.authenticated == []
 
@@ -171,8 +187,7 @@ def test_client_id_without_secret_is_invalid_client(authority: FakeAuthority) ->
 
 
 def test_empty_secret_counts_as_missing(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                   "client_secret": ""})
+    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": ""})
     assert_error(response, 401, "invalid_client")
     assert authority.authenticated == []
 
@@ -202,15 +217,18 @@ def test_unusable_authorization_header_is_invalid_client(authority: FakeAuthorit
 
 
 def test_overlong_credentials_are_refused_without_checking(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                   "client_secret": "x" * 10_000})
+    response = request(
+        authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": "x" * 10_000}
+    )
     assert_error(response, 401, "invalid_client")
     assert authority.authenticated == []
 
 
 def test_reflected_values_are_cut_short_and_printable(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "password\r\nX-Injected: 1" + "y" * 500,
-                                   "client_id": CLIENT_ID, "client_secret": SECRET})
+    response = request(
+        authority,
+        {"grant_type": "password\r\nX-Injected: 1" + "y" * 500, "client_id": CLIENT_ID, "client_secret": SECRET},
+    )
     description = response.body["error_description"]
     assert "\r" not in description
     assert "\n" not in description
@@ -218,7 +236,6 @@ def test_reflected_values_are_cut_short_and_printable(authority: FakeAuthority) 
 
 
 def test_responses_do_not_show_the_secret_in_repr(authority: FakeAuthority) -> None:
-    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID,
-                                   "client_secret": SECRET})
+    response = request(authority, {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": SECRET})
     assert "header.payload.signature" not in repr(response)
     assert SECRET not in repr(response)

@@ -10,8 +10,13 @@ from hypothesis import strategies as st
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.csv_format import write_csv
 
-COLUMNS = [("id", FieldType.STRING), ("title", FieldType.TEXT), ("cvss_score", FieldType.NUMBER),
-           ("first_seen", FieldType.TIMESTAMP), ("due_date", FieldType.DATE)]
+COLUMNS = [
+    ("id", FieldType.STRING),
+    ("title", FieldType.TEXT),
+    ("cvss_score", FieldType.NUMBER),
+    ("first_seen", FieldType.TIMESTAMP),
+    ("due_date", FieldType.DATE),
+]
 
 
 class Sink:
@@ -60,6 +65,11 @@ def test_any_text_round_trips_through_a_standard_reader(rows: list[tuple[str, st
     columns = [("id", FieldType.STRING), ("title", FieldType.TEXT)]
     sink = Sink()
     write_csv([rows], columns, sink)
-    expected = [[a if not a.startswith(("=", "+", "-", "@", "\t", "\r")) else "'" + a,
-                 b if not b.startswith(("=", "+", "-", "@", "\t", "\r")) else "'" + b] for a, b in rows]
+    expected = [
+        [
+            a if not a.startswith(("=", "+", "-", "@", "\t", "\r")) else "'" + a,
+            b if not b.startswith(("=", "+", "-", "@", "\t", "\r")) else "'" + b,
+        ]
+        for a, b in rows
+    ]
     assert read_back(sink)[1:] == expected

@@ -116,9 +116,12 @@ class Sink:
         return len(data)
 
 
-def export(fmt: ExportFormat, compression: Compression | None = None,
-           batches: Sequence[Sequence[tuple[Any, ...]]] = BATCHES,
-           columns: Sequence[tuple[str, FieldType]] = COLUMNS) -> bytes:
+def export(
+    fmt: ExportFormat,
+    compression: Compression | None = None,
+    batches: Sequence[Sequence[tuple[Any, ...]]] = BATCHES,
+    columns: Sequence[tuple[str, FieldType]] = COLUMNS,
+) -> bytes:
     sink = Sink()
     count = write_export(fmt, compression, batches, columns, sink)
     assert count == sum(len(batch) for batch in batches)
@@ -133,14 +136,19 @@ def read_xlsx(data: bytes) -> dict[str, list[tuple[Any, ...]]]:
     """Every sheet's rows; inline strings unescaped, which openpyxl's read-only mode skips."""
     workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
     try:
-        return {sheet.title: [tuple(unescape(value) if isinstance(value, str) else value for value in row)
-                              for row in sheet.iter_rows(values_only=True)]
-                for sheet in workbook.worksheets}
+        return {
+            sheet.title: [
+                tuple(unescape(value) if isinstance(value, str) else value for value in row)
+                for row in sheet.iter_rows(values_only=True)
+            ]
+            for sheet in workbook.worksheets
+        }
     finally:
         workbook.close()
 
 
 # --- CSV -----------------------------------------------------------------------------------
+
 
 def test_csv_round_trip() -> None:
     table = list(csv.reader(io.StringIO(export(ExportFormat.CSV).decode("utf-8"), newline="")))
@@ -156,10 +164,12 @@ def test_csv_round_trip() -> None:
 
 # --- JSON and NDJSON -------------------------------------------------------------------------
 
+
 def expected_objects() -> list[dict[str, Any]]:
-    return [dict(zip(NAMES, (ident, hostname, title, number, iso(moment), day.isoformat() if day else None),
-                     strict=True))
-            for ident, hostname, title, number, moment, day in EXPECTED]
+    return [
+        dict(zip(NAMES, (ident, hostname, title, number, iso(moment), day.isoformat() if day else None), strict=True))
+        for ident, hostname, title, number, moment, day in EXPECTED
+    ]
 
 
 def test_json_is_one_array_of_objects_with_text_verbatim() -> None:
@@ -193,10 +203,15 @@ def test_json_writes_null_for_numbers_json_cannot_express() -> None:
     columns = [("score", FieldType.NUMBER)]
     batches = [[(float("nan"),), (float("inf"),), (-float("inf"),), (1.5,)]]
     assert json.loads(export(ExportFormat.JSON, batches=batches, columns=columns)) == [
-        {"score": None}, {"score": None}, {"score": None}, {"score": 1.5}]
+        {"score": None},
+        {"score": None},
+        {"score": None},
+        {"score": 1.5},
+    ]
 
 
 # --- gzip --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", [ExportFormat.CSV, ExportFormat.JSON, ExportFormat.NDJSON])
 def test_gzip_holds_exactly_the_plain_export(fmt: ExportFormat) -> None:
@@ -212,8 +227,10 @@ def test_gzip_streams_rather_than_buffering() -> None:
 
     def batches() -> Iterator[list[tuple[Any, ...]]]:
         for start in range(0, 60_000, 1000):
-            yield [(f"f-{n}", f"host-{n}", f"title {n} {n * 7919 % 104729}", float(n), None, None)
-                   for n in range(start, start + 1000)]
+            yield [
+                (f"f-{n}", f"host-{n}", f"title {n} {n * 7919 % 104729}", float(n), None, None)
+                for n in range(start, start + 1000)
+            ]
         seen_before_end.append(len(sink.data))
 
     write_export(ExportFormat.CSV, Compression.GZIP, batches(), COLUMNS, sink)
@@ -225,11 +242,18 @@ def test_gzip_streams_rather_than_buffering() -> None:
 
 # --- Parquet -------------------------------------------------------------------------------------
 
+
 def test_parquet_round_trip_and_schema() -> None:
     table = pq.read_table(io.BytesIO(export(ExportFormat.PARQUET)))
     assert table.schema.names == NAMES
     assert [field.type for field in table.schema] == [
-        pa.string(), pa.string(), pa.string(), pa.float64(), pa.timestamp("us", tz="UTC"), pa.date32()]
+        pa.string(),
+        pa.string(),
+        pa.string(),
+        pa.float64(),
+        pa.timestamp("us", tz="UTC"),
+        pa.date32(),
+    ]
     rows = table.to_pylist()
     for row, (ident, hostname, title, number, moment, day) in zip(rows, EXPECTED, strict=True):
         assert [row["id"], row["asset.hostname"], row["title"]] == [ident, hostname, title]  # verbatim
@@ -240,8 +264,10 @@ def test_parquet_round_trip_and_schema() -> None:
 
 
 def test_parquet_gathers_batches_into_row_groups() -> None:
-    batches = [[(f"f-{n}", None, "t", float(n), "2026-03-01T10:00:00Z", "2026-03-01") for n in range(s, s + 4)]
-               for s in range(0, 40, 4)]
+    batches = [
+        [(f"f-{n}", None, "t", float(n), "2026-03-01T10:00:00Z", "2026-03-01") for n in range(s, s + 4)]
+        for s in range(0, 40, 4)
+    ]
     sink = Sink()
     assert write_parquet(batches, COLUMNS, sink, rows_per_group=10) == 40
     parquet = pq.ParquetFile(io.BytesIO(bytes(sink.data)))
@@ -253,6 +279,7 @@ def test_parquet_gathers_batches_into_row_groups() -> None:
 
 # --- XLSX ------------------------------------------------------------------------------------------
 
+
 def test_xlsx_round_trip_with_real_types() -> None:
     data = export(ExportFormat.XLSX)
     sheets = read_xlsx(data)
@@ -260,8 +287,7 @@ def test_xlsx_round_trip_with_real_types() -> None:
     header, *rows = sheets["Sheet1"]
     assert header == tuple(NAMES)
     for row, (ident, hostname, title, number, moment, day) in zip(rows, EXPECTED, strict=True):
-        assert row[:3] == (ident, None if hostname is None else neutralise_formula(hostname),
-                           neutralise_formula(title))
+        assert row[:3] == (ident, None if hostname is None else neutralise_formula(hostname), neutralise_formula(title))
         assert row[3] == number
         assert row[3] is None or isinstance(row[3], int | float)
         assert row[4] == (None if moment is None else moment.replace(tzinfo=None))  # naive UTC
@@ -309,8 +335,9 @@ def test_xlsx_exactly_full_sheets_leave_no_empty_sheet() -> None:
     assert list(read_xlsx(bytes(sink.data))) == ["Sheet1", "Sheet2"]
 
 
-def test_xlsx_leaves_no_temporary_files_whether_it_succeeds_or_fails(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xlsx_leaves_no_temporary_files_whether_it_succeeds_or_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
     def failing() -> Iterator[list[tuple[Any, ...]]]:
@@ -334,14 +361,16 @@ def test_xlsx_rejects_a_sheet_limit_excel_cannot_hold() -> None:
 
 # --- Formula safety across formats (property) --------------------------------------------------------
 
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.text(max_size=30), min_size=1, max_size=4))
 def test_spreadsheet_formats_neutralise_text_while_json_keeps_it(texts: list[str]) -> None:
     columns = [("id", FieldType.STRING), ("title", FieldType.TEXT)]
     batches = [[(text, text) for text in texts]]
 
-    csv_rows = list(csv.reader(io.StringIO(export(ExportFormat.CSV, batches=batches, columns=columns).decode(),
-                                           newline="")))[1:]
+    csv_rows = list(
+        csv.reader(io.StringIO(export(ExportFormat.CSV, batches=batches, columns=columns).decode(), newline=""))
+    )[1:]
     xlsx_rows = read_xlsx(export(ExportFormat.XLSX, batches=batches, columns=columns))["Sheet1"][1:]
     json_rows = json.loads(export(ExportFormat.JSON, batches=batches, columns=columns))
 
@@ -353,6 +382,7 @@ def test_spreadsheet_formats_neutralise_text_while_json_keeps_it(texts: list[str
 
 
 # --- Format options --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", [ExportFormat.XLSX, ExportFormat.PARQUET])
 def test_gzip_is_refused_for_formats_compressed_inside(fmt: ExportFormat) -> None:
@@ -372,18 +402,22 @@ def test_every_format_without_compression_is_valid(fmt: ExportFormat) -> None:
     validate_format_options(fmt, None)
 
 
-@pytest.mark.parametrize(("fmt", "compression", "extension", "media_type"), [
-    (ExportFormat.CSV, None, "csv", "text/csv; charset=utf-8"),
-    (ExportFormat.CSV, Compression.GZIP, "csv.gz", "application/gzip"),
-    (ExportFormat.JSON, None, "json", "application/json"),
-    (ExportFormat.JSON, Compression.GZIP, "json.gz", "application/gzip"),
-    (ExportFormat.NDJSON, None, "ndjson", "application/x-ndjson"),
-    (ExportFormat.NDJSON, Compression.GZIP, "ndjson.gz", "application/gzip"),
-    (ExportFormat.XLSX, None, "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-    (ExportFormat.PARQUET, None, "parquet", "application/vnd.apache.parquet"),
-])
-def test_extension_and_content_type(fmt: ExportFormat, compression: Compression | None, extension: str,
-                                    media_type: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "compression", "extension", "media_type"),
+    [
+        (ExportFormat.CSV, None, "csv", "text/csv; charset=utf-8"),
+        (ExportFormat.CSV, Compression.GZIP, "csv.gz", "application/gzip"),
+        (ExportFormat.JSON, None, "json", "application/json"),
+        (ExportFormat.JSON, Compression.GZIP, "json.gz", "application/gzip"),
+        (ExportFormat.NDJSON, None, "ndjson", "application/x-ndjson"),
+        (ExportFormat.NDJSON, Compression.GZIP, "ndjson.gz", "application/gzip"),
+        (ExportFormat.XLSX, None, "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        (ExportFormat.PARQUET, None, "parquet", "application/vnd.apache.parquet"),
+    ],
+)
+def test_extension_and_content_type(
+    fmt: ExportFormat, compression: Compression | None, extension: str, media_type: str
+) -> None:
     validate_format_options(fmt, compression)
     assert file_extension(fmt, compression) == extension
     assert content_type(fmt, compression) == media_type
@@ -402,6 +436,7 @@ def test_column_manifest_uses_format_independent_types() -> None:
 
 # --- Memory stays flat ------------------------------------------------------------------------------------
 
+
 class CountingSink:
     """Keeps nothing: counts bytes only."""
 
@@ -413,13 +448,22 @@ class CountingSink:
         return len(data)
 
 
-def generated_batches(rows: int, sink: CountingSink, seen_before_end: list[int],
-                      batch_size: int = 1000) -> Iterator[list[tuple[Any, ...]]]:
+def generated_batches(
+    rows: int, sink: CountingSink, seen_before_end: list[int], batch_size: int = 1000
+) -> Iterator[list[tuple[Any, ...]]]:
     """Rows made on demand, so that only what a writer keeps stays alive."""
     for start in range(0, rows, batch_size):
-        yield [(f"f-{n:08d}", f"host-{n % 997}.example.com", f"Finding {n}: buffer overflow, \"quoted\"",
-                n % 100 / 10, f"2026-03-01T{n % 24:02d}:00:00Z", "2026-04-01")
-               for n in range(start, min(start + batch_size, rows))]
+        yield [
+            (
+                f"f-{n:08d}",
+                f"host-{n % 997}.example.com",
+                f'Finding {n}: buffer overflow, "quoted"',
+                n % 100 / 10,
+                f"2026-03-01T{n % 24:02d}:00:00Z",
+                "2026-04-01",
+            )
+            for n in range(start, min(start + batch_size, rows))
+        ]
     seen_before_end.append(sink.size)
 
 
@@ -441,17 +485,21 @@ def peak_memory(fmt: ExportFormat, compression: Compression | None, rows: int) -
     return peak, seen_before_end[0] > 0
 
 
-@pytest.mark.parametrize(("fmt", "compression", "small", "large"), [
-    (ExportFormat.CSV, None, 25_000, 100_000),
-    (ExportFormat.CSV, Compression.GZIP, 25_000, 100_000),
-    (ExportFormat.JSON, None, 25_000, 100_000),
-    (ExportFormat.NDJSON, None, 25_000, 100_000),
-    (ExportFormat.PARQUET, None, 25_000, 100_000),
-    # xlsxwriter is the slow one: the same fourfold growth on fewer rows.
-    (ExportFormat.XLSX, None, 5_000, 20_000),
-])
-def test_memory_does_not_grow_with_the_row_count(fmt: ExportFormat, compression: Compression | None,
-                                                 small: int, large: int) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "compression", "small", "large"),
+    [
+        (ExportFormat.CSV, None, 25_000, 100_000),
+        (ExportFormat.CSV, Compression.GZIP, 25_000, 100_000),
+        (ExportFormat.JSON, None, 25_000, 100_000),
+        (ExportFormat.NDJSON, None, 25_000, 100_000),
+        (ExportFormat.PARQUET, None, 25_000, 100_000),
+        # xlsxwriter is the slow one: the same fourfold growth on fewer rows.
+        (ExportFormat.XLSX, None, 5_000, 20_000),
+    ],
+)
+def test_memory_does_not_grow_with_the_row_count(
+    fmt: ExportFormat, compression: Compression | None, small: int, large: int
+) -> None:
     # Holding every row would take tens of megabytes here against a peak of about one.
     peak_memory(fmt, compression, 1000)  # first-use allocations (imports, caches) out of the way
     small_peak, _ = peak_memory(fmt, compression, small)

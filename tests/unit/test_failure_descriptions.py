@@ -12,11 +12,14 @@ from uvm_reporting.domain.runs import RunErrorCode
 from uvm_reporting.worker.pool import describe_failure
 
 
-@pytest.mark.parametrize("error", [
-    OperationalError("SELECT 1", {}, Exception("boom")),
-    sqlite3.OperationalError("no such column: x"),
-    psycopg.errors.UndefinedColumn("column x does not exist"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("SELECT 1", {}, Exception("boom")),
+        sqlite3.OperationalError("no such column: x"),
+        psycopg.errors.UndefinedColumn("column x does not exist"),
+    ],
+)
 def test_database_errors_from_sqlalchemy_or_the_driver_are_query_failures(error: Exception) -> None:
     code, message = describe_failure(error)
     assert code is RunErrorCode.QUERY_FAILED

@@ -28,6 +28,7 @@ def test_parts_are_appended_in_order_with_one_header() -> None:
             for line in lines:
                 sink.write(line)
             return len(lines)
+
         return write
 
     out = Recorder()

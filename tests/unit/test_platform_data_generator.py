@@ -72,9 +72,7 @@ def test_a_naive_now_is_refused() -> None:
         next(iter_assets(1, now=datetime(2026, 1, 1)))
 
 
-def test_ids_are_sequential_and_findings_point_at_generated_assets(
-    findings: list[Row], assets: list[Row]
-) -> None:
+def test_ids_are_sequential_and_findings_point_at_generated_assets(findings: list[Row], assets: list[Row]) -> None:
     assert [row["id"] for row in findings[:3]] == ["finding-0000001", "finding-0000002", "finding-0000003"]
     assert findings[-1]["id"] == f"finding-{SAMPLE:07d}"
     assert len({row["id"] for row in findings}) == SAMPLE
@@ -160,9 +158,7 @@ def test_due_dates_follow_the_severity_sla(findings: list[Row]) -> None:
 def test_assets_have_plausible_values(assets: list[Row]) -> None:
     assert {row["type"] for row in assets} == set(ASSET_TYPES)
     assert {row["criticality"] for row in assets} == set(CRITICALITIES)
-    versions = Counter(
-        None if row["ip"] is None else ipaddress.ip_address(row["ip"]).version for row in assets
-    )
+    versions = Counter(None if row["ip"] is None else ipaddress.ip_address(row["ip"]).version for row in assets)
     assert versions[4] > versions[6] > 0
     assert versions[None] > 0
     for row in assets:

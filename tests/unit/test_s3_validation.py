@@ -47,21 +47,24 @@ def test_valid_bucket_names_pass(name: str) -> None:
     assert validate_bucket_name(name) == name
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("ab", "3 to 63 characters"),
-    ("a" * 64, "3 to 63 characters"),
-    ("My-Bucket", "not M"),
-    ("my_bucket", "not _"),
-    ("-bucket", "begin and end"),
-    ("bucket.", "begin and end"),
-    ("my..bucket", "two adjacent dots"),
-    ("192.168.5.4", "IP address"),
-    ("999.1.1.1", "IP address"),
-    ("xn--bucket", "'xn--'"),
-    ("sthree-bucket", "'sthree-'"),
-    ("bucket-s3alias", "'-s3alias'"),
-    ("bucket--ol-s3", "'--ol-s3'"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("ab", "3 to 63 characters"),
+        ("a" * 64, "3 to 63 characters"),
+        ("My-Bucket", "not M"),
+        ("my_bucket", "not _"),
+        ("-bucket", "begin and end"),
+        ("bucket.", "begin and end"),
+        ("my..bucket", "two adjacent dots"),
+        ("192.168.5.4", "IP address"),
+        ("999.1.1.1", "IP address"),
+        ("xn--bucket", "'xn--'"),
+        ("sthree-bucket", "'sthree-'"),
+        ("bucket-s3alias", "'-s3alias'"),
+        ("bucket--ol-s3", "'--ol-s3'"),
+    ],
+)
 def test_invalid_bucket_names_say_why(name: str, reason: str) -> None:
     with pytest.raises(BadUserInput, match=r"^S3 bucket name ") as raised:
         validate_bucket_name(name)
@@ -69,42 +72,60 @@ def test_invalid_bucket_names_say_why(name: str, reason: str) -> None:
     assert reason.strip("'").lower() in raised.value.message.lower().replace('"', "")
 
 
-@pytest.mark.parametrize("region", ["us-east-1", "eu-west-2", "ap-southeast-3", "us-gov-west-1", "cn-north-1",
-                                    "me-central-1", "us-isob-east-1", "eusc-de-east-1"])
+@pytest.mark.parametrize(
+    "region",
+    [
+        "us-east-1",
+        "eu-west-2",
+        "ap-southeast-3",
+        "us-gov-west-1",
+        "cn-north-1",
+        "me-central-1",
+        "us-isob-east-1",
+        "eusc-de-east-1",
+    ],
+)
 def test_valid_regions_pass(region: str) -> None:
     assert validate_region(region) == region
 
 
-@pytest.mark.parametrize("region", ["", "us-east", "US-EAST-1", "useast1", "us-east-1a", "eu-middle-1", "us01",
-                                    " us-east-1"])
+@pytest.mark.parametrize(
+    "region", ["", "us-east", "US-EAST-1", "useast1", "us-east-1a", "eu-middle-1", "us01", " us-east-1"]
+)
 def test_invalid_regions_are_refused(region: str) -> None:
-    with pytest.raises(BadUserInput, match="region name such as \"us-east-1\""):
+    with pytest.raises(BadUserInput, match='region name such as "us-east-1"'):
         validate_region(region)
 
 
-@pytest.mark.parametrize("arn", [
-    ROLE,
-    "arn:aws-cn:iam::123456789012:role/delivery",
-    "arn:aws-us-gov:iam::123456789012:role/team/exports/delivery",
-    "arn:aws:iam::123456789012:role/with+=,.@_-chars",
-])
+@pytest.mark.parametrize(
+    "arn",
+    [
+        ROLE,
+        "arn:aws-cn:iam::123456789012:role/delivery",
+        "arn:aws-us-gov:iam::123456789012:role/team/exports/delivery",
+        "arn:aws:iam::123456789012:role/with+=,.@_-chars",
+    ],
+)
 def test_valid_role_arns_pass(arn: str) -> None:
     assert validate_role_arn(arn) == arn
 
 
-@pytest.mark.parametrize("arn", [
-    "uvm-reporting-delivery",
-    "arn:aws:iam::123456789012",
-    "arn:azure:iam::123456789012:role/x",
-    "arn:aws:s3:::bucket/x:y",
-    "arn:aws:iam:us-east-1:123456789012:role/x",
-    "arn:aws:iam::12345678901:role/x",
-    "arn:aws:iam::123456789012:user/alice",
-    "arn:aws:iam::123456789012:role/",
-    "arn:aws:iam::123456789012:role/" + "r" * 65,
-    "arn:aws:iam::123456789012:role/bad name",
-    "arn:aws:iam::123456789012:role//x",
-])
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "uvm-reporting-delivery",
+        "arn:aws:iam::123456789012",
+        "arn:azure:iam::123456789012:role/x",
+        "arn:aws:s3:::bucket/x:y",
+        "arn:aws:iam:us-east-1:123456789012:role/x",
+        "arn:aws:iam::12345678901:role/x",
+        "arn:aws:iam::123456789012:user/alice",
+        "arn:aws:iam::123456789012:role/",
+        "arn:aws:iam::123456789012:role/" + "r" * 65,
+        "arn:aws:iam::123456789012:role/bad name",
+        "arn:aws:iam::123456789012:role//x",
+    ],
+)
 def test_invalid_role_arns_are_refused_naming_them(arn: str) -> None:
     # The reasons themselves are the domain's (domain/s3_names.py, tested in test_schedule.py).
     with pytest.raises(BadUserInput, match=r"^Role ARN ") as raised:
@@ -117,16 +138,19 @@ def test_valid_key_prefixes_pass(prefix: str) -> None:
     assert validate_key_prefix(prefix) == prefix
 
 
-@pytest.mark.parametrize("prefix", [
-    "/exports",
-    "exports/../other",
-    "..",
-    "exports\nuvm",
-    "tab\there",
-    "del\x7f",
-    "x" * 901,
-    "é" * 451,
-])
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "/exports",
+        "exports/../other",
+        "..",
+        "exports\nuvm",
+        "tab\there",
+        "del\x7f",
+        "x" * 901,
+        "é" * 451,
+    ],
+)
 def test_invalid_key_prefixes_are_refused_naming_them(prefix: str) -> None:
     with pytest.raises(BadUserInput, match=r"^Key prefix ") as raised:
         validate_key_prefix(prefix)
@@ -143,13 +167,15 @@ def test_trust_policy_lets_only_our_principal_assume_with_the_external_id() -> N
     policy = trust_policy(DEPLOYMENT, EXTERNAL_ID)
     assert json.loads(json.dumps(policy)) == {
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "AllowUvmReportingToAssumeThisRole",
-            "Effect": "Allow",
-            "Principal": {"AWS": DEPLOYMENT},
-            "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
-        }],
+        "Statement": [
+            {
+                "Sid": "AllowUvmReportingToAssumeThisRole",
+                "Effect": "Allow",
+                "Principal": {"AWS": DEPLOYMENT},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
+            }
+        ],
     }
 
 
@@ -184,9 +210,11 @@ def test_permissions_policy_for_the_bucket_root_and_another_partition() -> None:
 
 def test_content_disposition_keeps_the_exact_name_and_an_ascii_fallback() -> None:
     assert content_disposition("report-2026.csv") == (
-        "attachment; filename=\"report-2026.csv\"; filename*=UTF-8''report-2026.csv")
+        "attachment; filename=\"report-2026.csv\"; filename*=UTF-8''report-2026.csv"
+    )
     assert content_disposition('Rapport "été".csv') == (
-        "attachment; filename=\"Rapport __t__.csv\"; filename*=UTF-8''Rapport%20%22%C3%A9t%C3%A9%22.csv")
+        "attachment; filename=\"Rapport __t__.csv\"; filename*=UTF-8''Rapport%20%22%C3%A9t%C3%A9%22.csv"
+    )
     for bad in ("", "a/b.csv", "a\\b.csv", "a\r\nb.csv"):
         with pytest.raises(BadUserInput, match="Download name"):
             content_disposition(bad)
@@ -210,28 +238,43 @@ def test_a_plain_assume_role_denial_points_at_the_external_id_first_and_names_th
     assert f"Principal is not {DEPLOYMENT}" in error.message
 
 
-@pytest.mark.parametrize("message", [
-    f"{PLAIN_DENIAL} with an explicit deny in a resource-based policy",
-    f"{PLAIN_DENIAL} because no identity-based policy allows the sts:AssumeRole action",
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        f"{PLAIN_DENIAL} with an explicit deny in a resource-based policy",
+        f"{PLAIN_DENIAL} because no identity-based policy allows the sts:AssumeRole action",
+    ],
+)
 def test_other_assume_role_denials_are_assume_role_denied(message: str) -> None:
     assert _classify(_client_error("AccessDenied", message), "assume", TARGET).reason == ASSUME_ROLE_DENIED
 
 
-@pytest.mark.parametrize(("error", "stage", "reason"), [
-    (_client_error("NoSuchEntity", "Role x not found", 404), "assume", ROLE_NOT_FOUND),
-    (_client_error("InvalidClientTokenId", "The security token is invalid."), "assume",
-     DEPLOYMENT_CREDENTIALS_INVALID),
-    (NoCredentialsError(), "assume", DEPLOYMENT_CREDENTIALS_INVALID),
-    (EndpointConnectionError(endpoint_url="https://sts.eu-west-1.amazonaws.com"), "assume", ENDPOINT_UNREACHABLE),
-    (_client_error("AccessDenied", "Access Denied", operation="PutObject"), "write", PUT_DENIED),
-    (_client_error("NoSuchBucket", "The specified bucket does not exist", 404, "PutObject"), "write",
-     NO_SUCH_BUCKET),
-    (_client_error("AccessDenied", "Access Denied", operation="DeleteObject"), "delete", DELETE_DENIED),
-    (_client_error("InternalError", "We encountered an internal error.", 500, "PutObject"), "write",
-     UNEXPECTED_ERROR),
-    (_client_error("ThrottlingException", "Rate exceeded", 400), "assume", UNEXPECTED_ERROR),
-])
+@pytest.mark.parametrize(
+    ("error", "stage", "reason"),
+    [
+        (_client_error("NoSuchEntity", "Role x not found", 404), "assume", ROLE_NOT_FOUND),
+        (
+            _client_error("InvalidClientTokenId", "The security token is invalid."),
+            "assume",
+            DEPLOYMENT_CREDENTIALS_INVALID,
+        ),
+        (NoCredentialsError(), "assume", DEPLOYMENT_CREDENTIALS_INVALID),
+        (EndpointConnectionError(endpoint_url="https://sts.eu-west-1.amazonaws.com"), "assume", ENDPOINT_UNREACHABLE),
+        (_client_error("AccessDenied", "Access Denied", operation="PutObject"), "write", PUT_DENIED),
+        (
+            _client_error("NoSuchBucket", "The specified bucket does not exist", 404, "PutObject"),
+            "write",
+            NO_SUCH_BUCKET,
+        ),
+        (_client_error("AccessDenied", "Access Denied", operation="DeleteObject"), "delete", DELETE_DENIED),
+        (
+            _client_error("InternalError", "We encountered an internal error.", 500, "PutObject"),
+            "write",
+            UNEXPECTED_ERROR,
+        ),
+        (_client_error("ThrottlingException", "Rate exceeded", 400), "assume", UNEXPECTED_ERROR),
+    ],
+)
 def test_failures_get_stable_reasons(error: Exception, stage: Any, reason: str) -> None:
     assert _classify(error, stage, TARGET).reason == reason
 

@@ -39,8 +39,13 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 def delivery(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"method": "s3", "bucket": "acme-exports", "path": "uvm/reports", "region": "eu-west-1",
-                            "role_arn": ROLE}
+    data: dict[str, Any] = {
+        "method": "s3",
+        "bucket": "acme-exports",
+        "path": "uvm/reports",
+        "region": "eu-west-1",
+        "role_arn": ROLE,
+    }
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not ...}
 
@@ -133,13 +138,25 @@ def test_valid_schedules_round_trip_through_json(overrides: dict[str, Any]) -> N
 
 
 def test_canonical_json_form() -> None:
-    schedule = parsed(format="json", compression="gzip", frequency="weekly", weekday="friday",
-                      timezone="Europe/Berlin", delivery=delivery(path="uvm/reports/"))
+    schedule = parsed(
+        format="json",
+        compression="gzip",
+        frequency="weekly",
+        weekday="friday",
+        timezone="Europe/Berlin",
+        delivery=delivery(path="uvm/reports/"),
+    )
     assert schedule.to_json() == {
         "format": "json",
         "compression": "gzip",
-        "delivery": {"method": "s3", "bucket": "acme-exports", "path": "uvm/reports",
-                     "file_name": DEFAULT_FILE_NAME, "region": "eu-west-1", "role_arn": ROLE},
+        "delivery": {
+            "method": "s3",
+            "bucket": "acme-exports",
+            "path": "uvm/reports",
+            "file_name": DEFAULT_FILE_NAME,
+            "region": "eu-west-1",
+            "role_arn": ROLE,
+        },
         "frequency": "weekly",
         "time": "06:30",
         "weekday": "friday",
@@ -150,8 +167,9 @@ def test_canonical_json_form() -> None:
 
 
 def test_null_means_not_set() -> None:
-    schedule = parsed(compression=None, timezone=None, active=None, weekday=None,
-                      delivery=delivery(path=None, file_name=None))
+    schedule = parsed(
+        compression=None, timezone=None, active=None, weekday=None, delivery=delivery(path=None, file_name=None)
+    )
     assert schedule == parsed(delivery=delivery(path=""))
 
 
@@ -189,8 +207,11 @@ def _kind(value: Any) -> str:
         ({"format": "CSV"}, "schedule.format", '"CSV" is not one of'),
         ({"format": 1}, "schedule.format", "must be a string, not a number"),
         ({"compression": "zip"}, "schedule.compression", '"zip" is not one of gzip'),
-        ({"format": "xlsx", "compression": "gzip"}, "schedule.compression",
-         '"gzip" does not apply to xlsx files, which are compressed already; it applies to csv, json, ndjson'),
+        (
+            {"format": "xlsx", "compression": "gzip"},
+            "schedule.compression",
+            '"gzip" does not apply to xlsx files, which are compressed already; it applies to csv, json, ndjson',
+        ),
         ({"format": "parquet", "compression": "gzip"}, "schedule.compression", "does not apply to parquet"),
         ({"delivery": ...}, "schedule.delivery", "is required"),
         ({"delivery": "s3://acme"}, "schedule.delivery", "must be a JSON object, not a string"),
@@ -216,26 +237,41 @@ def _kind(value: Any) -> str:
         ({"frequency": "monthly", "day": 1.5}, "schedule.day", "must be an integer from 1 to 31, not a number"),
         ({"frequency": "cron", "time": ...}, "schedule.cron", 'is required when frequency is "cron"'),
         ({"frequency": "cron", "cron": "0 6 * * *"}, "schedule.time", 'is not used when frequency is "cron"'),
-        ({"frequency": "cron", "time": ..., "cron": "0 6 * *"}, "schedule.cron",
-         'must have 5 fields (minute hour day-of-month month day-of-week), e.g. "0 6 * * 1-5"; "0 6 * *" has 4'),
+        (
+            {"frequency": "cron", "time": ..., "cron": "0 6 * *"},
+            "schedule.cron",
+            'must have 5 fields (minute hour day-of-month month day-of-week), e.g. "0 6 * * 1-5"; "0 6 * *" has 4',
+        ),
         ({"frequency": "cron", "time": ..., "cron": "0 0 6 * * *"}, "schedule.cron", "has 6"),
         ({"frequency": "cron", "time": ..., "cron": "@daily"}, "schedule.cron", "has 1"),
-        ({"frequency": "cron", "time": ..., "cron": "0 6 L * *"}, "schedule.cron",
-         'the day of month field "L" is not valid; use numbers, "*", ",", "-" and "/"'),
+        (
+            {"frequency": "cron", "time": ..., "cron": "0 6 L * *"},
+            "schedule.cron",
+            'the day of month field "L" is not valid; use numbers, "*", ",", "-" and "/"',
+        ),
         ({"frequency": "cron", "time": ..., "cron": "H 6 * * *"}, "schedule.cron", "the minute field"),
         ({"frequency": "cron", "time": ..., "cron": "0 6 * * 1#2"}, "schedule.cron", "the day of week field"),
         ({"frequency": "cron", "time": ..., "cron": "0 6 * * funday"}, "schedule.cron", "the day of week field"),
         ({"frequency": "cron", "time": ..., "cron": "0 6 * foo *"}, "schedule.cron", "the month field"),
-        ({"frequency": "cron", "time": ..., "cron": "60 6 * * *"}, "schedule.cron",
-         '"60 6 * * *" is not a valid cron expression'),
+        (
+            {"frequency": "cron", "time": ..., "cron": "60 6 * * *"},
+            "schedule.cron",
+            '"60 6 * * *" is not a valid cron expression',
+        ),
         ({"frequency": "cron", "time": ..., "cron": "0 24 * * *"}, "schedule.cron", "is not a valid cron expression"),
         ({"frequency": "cron", "time": ..., "cron": "*/0 * * * *"}, "schedule.cron", "is not a valid cron expression"),
-        ({"frequency": "cron", "time": ..., "cron": "0 0 30 2 *"}, "schedule.cron",
-         '"0 0 30 2 *" never fires (no such date)'),
+        (
+            {"frequency": "cron", "time": ..., "cron": "0 0 30 2 *"},
+            "schedule.cron",
+            '"0 0 30 2 *" never fires (no such date)',
+        ),
         ({"frequency": "cron", "time": ..., "cron": "0 " * 150}, "schedule.cron", "must be at most 200 characters"),
         ({"frequency": "cron", "time": ..., "cron": 6}, "schedule.cron", "must be a string, not a number"),
-        ({"timezone": "Europe/Berln"}, "schedule.timezone",
-         '"Europe/Berln" is not an IANA time zone name such as "Europe/Berlin" (did you mean "Europe/Berlin"?)'),
+        (
+            {"timezone": "Europe/Berln"},
+            "schedule.timezone",
+            '"Europe/Berln" is not an IANA time zone name such as "Europe/Berlin" (did you mean "Europe/Berlin"?)',
+        ),
         ({"timezone": "CEST"}, "schedule.timezone", "is not an IANA time zone name"),
         ({"timezone": "/etc/localtime"}, "schedule.timezone", "is not an IANA time zone name"),
         ({"timezone": "../../etc/passwd"}, "schedule.timezone", "is not an IANA time zone name"),
@@ -257,35 +293,56 @@ def test_each_schedule_problem_is_named_with_its_path(overrides: dict[str, Any],
         ({"method": ...}, "schedule.delivery.method", "is required"),
         ({"method": "sftp"}, "schedule.delivery.method", '"sftp" is not one of s3'),
         ({"bucket": ...}, "schedule.delivery.bucket", "is required"),
-        ({"bucket": "Acme"}, "schedule.delivery.bucket",
-         'may contain only lower-case letters, digits, dots and hyphens, not "A" (bucket names are lower case)'),
+        (
+            {"bucket": "Acme"},
+            "schedule.delivery.bucket",
+            'may contain only lower-case letters, digits, dots and hyphens, not "A" (bucket names are lower case)',
+        ),
         ({"bucket": "ab"}, "schedule.delivery.bucket", "must be 3 to 63 characters long, not 2"),
         ({"bucket": 5}, "schedule.delivery.bucket", "must be a string, not a number"),
         ({"region": ...}, "schedule.delivery.region", "is required"),
         ({"region": "eu-west"}, "schedule.delivery.region", "must be an AWS region name"),
         ({"role_arn": ...}, "schedule.delivery.role_arn", "is required"),
         ({"role_arn": "uvm-export"}, "schedule.delivery.role_arn", "must be an IAM role ARN"),
-        ({"region": "cn-north-1"}, "schedule.delivery.role_arn",
-         'is in partition aws but region "cn-north-1" is in partition aws-cn'),
+        (
+            {"region": "cn-north-1"},
+            "schedule.delivery.role_arn",
+            'is in partition aws but region "cn-north-1" is in partition aws-cn',
+        ),
         ({"path": "/uvm"}, "schedule.delivery.path", 'must not begin with "/": it is relative to the bucket'),
         ({"path": "uvm/../other"}, "schedule.delivery.path", 'must not contain "." or ".." as a folder name'),
         ({"path": 7}, "schedule.delivery.path", "must be a string, not a number"),
         ({"file_name": ""}, "schedule.delivery.file_name", "must not be empty"),
-        ({"file_name": "{report_name}.{ext}"}, "schedule.delivery.file_name",
-         "must contain {run_id}, so that no run overwrites another run's file"),
-        ({"file_name": "{run_id}-{hour}.csv"}, "schedule.delivery.file_name",
-         'unknown placeholder "{hour}"; use {report_name}, {report_id}, {run_id}, {date}, {time}, {ext}'),
+        (
+            {"file_name": "{report_name}.{ext}"},
+            "schedule.delivery.file_name",
+            "must contain {run_id}, so that no run overwrites another run's file",
+        ),
+        (
+            {"file_name": "{run_id}-{hour}.csv"},
+            "schedule.delivery.file_name",
+            'unknown placeholder "{hour}"; use {report_name}, {report_id}, {run_id}, {date}, {time}, {ext}',
+        ),
         ({"file_name": "{run_id:>40}.csv"}, "schedule.delivery.file_name", 'unknown placeholder "{run_id:>40}"'),
         ({"file_name": "{{run_id}}"}, "schedule.delivery.file_name", 'has an unmatched "{" or "}"'),
         ({"file_name": "{run_id"}, "schedule.delivery.file_name", 'has an unmatched "{" or "}"'),
-        ({"file_name": "out/{run_id}.csv"}, "schedule.delivery.file_name",
-         'must be a file name without "/"; put folders in "path"'),
-        ({"file_name": "{run_id} copy.csv"}, "schedule.delivery.file_name",
-         "may contain only letters, digits, the characters !_.*'()- and placeholders, not \" \""),
+        (
+            {"file_name": "out/{run_id}.csv"},
+            "schedule.delivery.file_name",
+            'must be a file name without "/"; put folders in "path"',
+        ),
+        (
+            {"file_name": "{run_id} copy.csv"},
+            "schedule.delivery.file_name",
+            'may contain only letters, digits, the characters !_.*\'()- and placeholders, not " "',
+        ),
         ({"file_name": "{run_id}" + "x" * 250}, "schedule.delivery.file_name", "must be at most 255 characters"),
         ({"file_name": 1}, "schedule.delivery.file_name", "must be a string, not a number"),
-        ({"path": "p" * 900, "file_name": "{report_name}{report_name}{run_id}.{ext}"}, "schedule.delivery.file_name",
-         "with this path, object keys could be 1082 bytes long; S3 allows 1024"),
+        (
+            {"path": "p" * 900, "file_name": "{report_name}{report_name}{run_id}.{ext}"},
+            "schedule.delivery.file_name",
+            "with this path, object keys could be 1082 bytes long; S3 allows 1024",
+        ),
     ],
 )
 def test_each_delivery_problem_is_named_with_its_path(overrides: dict[str, Any], path: str, message: str) -> None:
@@ -295,8 +352,16 @@ def test_each_delivery_problem_is_named_with_its_path(overrides: dict[str, Any],
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    problems = problems_of({"format": "pdf", "delivery": {"method": "s3", "bucket": "x"}, "frequency": "weekly",
-                            "day": 3, "timezone": "Mars/Olympus", "extra": 1})
+    problems = problems_of(
+        {
+            "format": "pdf",
+            "delivery": {"method": "s3", "bucket": "x"},
+            "frequency": "weekly",
+            "day": 3,
+            "timezone": "Mars/Olympus",
+            "extra": 1,
+        }
+    )
     assert [path for path, _ in problems] == [
         "schedule.extra",
         "schedule.format",
@@ -345,8 +410,7 @@ def test_schedule_problems_join_the_definitions_problems() -> None:
     with pytest.raises(BadUserInput) as caught:
         parse_report_definition(data)
     error = caught.value
-    assert [p["path"] for p in error.details["problems"]] == [
-        "columns[1]", "schedule.delivery.bucket", "schedule.time"]
+    assert [p["path"] for p in error.details["problems"]] == ["columns[1]", "schedule.delivery.bucket", "schedule.time"]
     assert error.details["path"] == "columns[1]"
     assert error.message.startswith("The report definition has 3 problems: columns[1]: unknown field")
 
@@ -354,8 +418,10 @@ def test_schedule_problems_join_the_definitions_problems() -> None:
 @pytest.mark.parametrize(
     ("overrides", "paths"),
     [
-        ({"name": "", "schedule": {"format": "pdf"}}, ["name", "schedule.format", "schedule.delivery",
-                                                       "schedule.frequency"]),
+        (
+            {"name": "", "schedule": {"format": "pdf"}},
+            ["name", "schedule.format", "schedule.delivery", "schedule.frequency"],
+        ),
         ({"entity": "tickets", "schedule": schedule_data(active="no")}, ["entity", "schedule.active"]),
         ({"schedule": schedule_data(active="no")}, ["schedule.active"]),
     ],
@@ -373,8 +439,11 @@ def test_schedule_problems_are_reported_with_shape_and_entity_problems(
 
 def test_hourly_fires_every_hour_at_the_minute_strictly_after() -> None:
     schedule = parsed(frequency="hourly", time="07:15")  # the hour is ignored
-    assert fires(schedule, utc(2026, 3, 2, 10, 20), 3) == [utc(2026, 3, 2, 11, 15), utc(2026, 3, 2, 12, 15),
-                                                            utc(2026, 3, 2, 13, 15)]
+    assert fires(schedule, utc(2026, 3, 2, 10, 20), 3) == [
+        utc(2026, 3, 2, 11, 15),
+        utc(2026, 3, 2, 12, 15),
+        utc(2026, 3, 2, 13, 15),
+    ]
     assert next_fire_time(schedule, utc(2026, 3, 2, 11, 15)) == utc(2026, 3, 2, 12, 15)
     assert next_fire_time(schedule, utc(2026, 3, 2, 11, 15) - timedelta(seconds=1)) == utc(2026, 3, 2, 11, 15)
 
@@ -407,8 +476,18 @@ def test_weekly_weekdays_map_to_the_right_days(weekday: str, date: int) -> None:
 def test_monthly_on_the_31st_fires_on_the_last_day_of_shorter_months() -> None:
     schedule = parsed(frequency="monthly", day=31, time="06:00")
     assert [t.date().isoformat() for t in fires(schedule, utc(2026, 1, 1), 12)] == [
-        "2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31", "2026-06-30",
-        "2026-07-31", "2026-08-31", "2026-09-30", "2026-10-31", "2026-11-30", "2026-12-31",
+        "2026-01-31",
+        "2026-02-28",
+        "2026-03-31",
+        "2026-04-30",
+        "2026-05-31",
+        "2026-06-30",
+        "2026-07-31",
+        "2026-08-31",
+        "2026-09-30",
+        "2026-10-31",
+        "2026-11-30",
+        "2026-12-31",
     ]
     assert next_fire_time(schedule, utc(2028, 2, 1)) == utc(2028, 2, 29, 6)
     assert next_fire_time(schedule, utc(2026, 1, 31, 6)) == utc(2026, 2, 28, 6)
@@ -439,8 +518,12 @@ def test_cron_day_of_month_or_day_of_week() -> None:
 
 def test_cron_names_and_steps() -> None:
     schedule = parsed(frequency="cron", time=..., cron="*/20 9 * mar mon")
-    assert fires(schedule, utc(2026, 2, 28), 4) == [utc(2026, 3, 2, 9), utc(2026, 3, 2, 9, 20),
-                                                    utc(2026, 3, 2, 9, 40), utc(2026, 3, 9, 9)]
+    assert fires(schedule, utc(2026, 2, 28), 4) == [
+        utc(2026, 3, 2, 9),
+        utc(2026, 3, 2, 9, 20),
+        utc(2026, 3, 2, 9, 40),
+        utc(2026, 3, 9, 9),
+    ]
 
 
 # --- daylight saving time ------------------------------------------------------------------------
@@ -451,7 +534,10 @@ def test_spring_forward_europe_daily_0230_fires_at_0300() -> None:
     times = fires(schedule, utc(2026, 3, 27, 12), 3)
     assert times == [utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]
     assert [t.astimezone(BERLIN).strftime("%m-%d %H:%M %Z") for t in times] == [
-        "03-28 02:30 CET", "03-29 03:00 CEST", "03-30 02:30 CEST"]
+        "03-28 02:30 CET",
+        "03-29 03:00 CEST",
+        "03-30 02:30 CEST",
+    ]
 
 
 def test_spring_forward_us_daily_0230_fires_at_0300() -> None:
@@ -459,7 +545,10 @@ def test_spring_forward_us_daily_0230_fires_at_0300() -> None:
     times = fires(schedule, utc(2026, 3, 6, 12), 3)
     assert times == [utc(2026, 3, 7, 7, 30), utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)]
     assert [t.astimezone(NEW_YORK).strftime("%m-%d %H:%M %Z") for t in times] == [
-        "03-07 02:30 EST", "03-08 03:00 EDT", "03-09 02:30 EDT"]
+        "03-07 02:30 EST",
+        "03-08 03:00 EDT",
+        "03-09 02:30 EDT",
+    ]
 
 
 def test_fall_back_us_daily_0130_fires_once_at_the_first_occurrence() -> None:
@@ -467,7 +556,10 @@ def test_fall_back_us_daily_0130_fires_once_at_the_first_occurrence() -> None:
     times = fires_between(schedule, utc(2026, 10, 31), utc(2026, 11, 3))
     assert times == [utc(2026, 10, 31, 5, 30), utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)]
     assert [t.astimezone(NEW_YORK).strftime("%m-%d %H:%M %Z") for t in times] == [
-        "10-31 01:30 EDT", "11-01 01:30 EDT", "11-02 01:30 EST"]
+        "10-31 01:30 EDT",
+        "11-01 01:30 EDT",
+        "11-02 01:30 EST",
+    ]
     # From within the repeated hour (01:10 EST, after the first 01:30) the next is the next day's.
     assert next_fire_time(schedule, utc(2026, 11, 1, 6, 10)) == utc(2026, 11, 2, 6, 30)
 
@@ -481,13 +573,18 @@ def test_fall_back_europe_daily_0230_fires_once() -> None:
 def test_fall_back_europe_daily_0130_is_not_affected() -> None:
     schedule = parsed(time="01:30", timezone="Europe/Berlin")  # Berlin repeats 02:00-03:00, not 01:xx
     assert fires_between(schedule, utc(2026, 10, 24), utc(2026, 10, 26, 12)) == [
-        utc(2026, 10, 24, 23, 30), utc(2026, 10, 26, 0, 30)]
+        utc(2026, 10, 24, 23, 30),
+        utc(2026, 10, 26, 0, 30),
+    ]
 
 
 def test_hourly_has_no_run_in_the_repeated_hour() -> None:
     schedule = parsed(frequency="hourly", time="00:30", timezone="America/New_York")
     assert fires_between(schedule, utc(2026, 11, 1, 4), utc(2026, 11, 1, 8)) == [
-        utc(2026, 11, 1, 4, 30), utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 7, 30)]
+        utc(2026, 11, 1, 4, 30),
+        utc(2026, 11, 1, 5, 30),
+        utc(2026, 11, 1, 7, 30),
+    ]
 
 
 def test_hourly_across_the_gap_fires_at_its_end() -> None:
@@ -560,12 +657,22 @@ def test_coalescing_in_the_repeated_hour_and_after_the_gap() -> None:
 SCHEDULES = st.one_of(
     st.builds(lambda m: {"frequency": "hourly", "time": f"00:{m:02d}"}, st.integers(0, 59)),
     st.builds(lambda h, m: {"frequency": "daily", "time": f"{h:02d}:{m:02d}"}, st.integers(0, 23), st.integers(0, 59)),
-    st.builds(lambda d, h: {"frequency": "weekly", "weekday": d, "time": f"{h:02d}:30"},
-              st.sampled_from(["monday", "sunday"]), st.integers(0, 3)),
-    st.builds(lambda d, h: {"frequency": "monthly", "day": d, "time": f"{h:02d}:15"},
-              st.sampled_from([1, 29, 30, 31]), st.integers(0, 3)),
-    st.sampled_from([{"frequency": "cron", "time": ..., "cron": c}
-                     for c in ("*/20 * * * *", "30 1,2 * * *", "0 2 * * 0", "0 0 29 2 *")]),
+    st.builds(
+        lambda d, h: {"frequency": "weekly", "weekday": d, "time": f"{h:02d}:30"},
+        st.sampled_from(["monday", "sunday"]),
+        st.integers(0, 3),
+    ),
+    st.builds(
+        lambda d, h: {"frequency": "monthly", "day": d, "time": f"{h:02d}:15"},
+        st.sampled_from([1, 29, 30, 31]),
+        st.integers(0, 3),
+    ),
+    st.sampled_from(
+        [
+            {"frequency": "cron", "time": ..., "cron": c}
+            for c in ("*/20 * * * *", "30 1,2 * * *", "0 2 * * 0", "0 0 29 2 *")
+        ]
+    ),
 )
 ZONES = st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"])
 # Around the 2026 transitions of both hemispheres, so the DST rules are exercised.
@@ -585,8 +692,10 @@ def test_next_and_latest_fire_times_agree(timing: dict[str, Any], zone: str, aft
     # The next fire time is one: the latest at or before it is itself...
     assert latest_fire_time_at_or_before(schedule, fire, after) == fire
     # ...and nothing fires in between.
-    assert latest_fire_time_at_or_before(schedule, fire - timedelta(microseconds=1), after
-                                         + timedelta(microseconds=1)) is None
+    assert (
+        latest_fire_time_at_or_before(schedule, fire - timedelta(microseconds=1), after + timedelta(microseconds=1))
+        is None
+    )
     # Fire times never repeat and only go forward.
     assert next_fire_time(schedule, fire) > fire
 
@@ -600,14 +709,25 @@ REPORT_ID = "0b8e2a11-2c2f-4d1d-9a36-7c0d3c1f9e01"
 
 def test_render_object_key_with_the_default_template() -> None:
     schedule = parsed(compression="gzip")
-    key = render_object_key(schedule.delivery, report_name="Critical & high findings", report_id=REPORT_ID,
-                            run_id=RUN_ID, at=utc(2026, 3, 2, 6, 30), extension=schedule.extension)
+    key = render_object_key(
+        schedule.delivery,
+        report_name="Critical & high findings",
+        report_id=REPORT_ID,
+        run_id=RUN_ID,
+        at=utc(2026, 3, 2, 6, 30),
+        extension=schedule.extension,
+    )
     assert key == f"uvm/reports/Critical-high-findings-2026-03-02-{RUN_ID}.csv.gz"
 
 
 def test_render_object_key_fills_every_placeholder_in_utc() -> None:
-    target = S3Delivery(bucket="b-1", region="eu-west-1", role_arn=ROLE, path="a/b",
-                        file_name="{report_id}_{date}T{time}_{run_id}_{report_name}.{ext}")
+    target = S3Delivery(
+        bucket="b-1",
+        region="eu-west-1",
+        role_arn=ROLE,
+        path="a/b",
+        file_name="{report_id}_{date}T{time}_{run_id}_{report_name}.{ext}",
+    )
     at = datetime(2026, 3, 29, 3, 5, 9, tzinfo=BERLIN)  # 01:05:09 UTC
     key = render_object_key(target, report_name="x", report_id=REPORT_ID, run_id=RUN_ID, at=at, extension="parquet")
     assert key == f"a/b/{REPORT_ID}_2026-03-29T010509_{RUN_ID}_x.parquet"
@@ -615,15 +735,22 @@ def test_render_object_key_fills_every_placeholder_in_utc() -> None:
 
 def test_render_object_key_without_path() -> None:
     target = parsed(delivery=delivery(path="")).delivery
-    key = render_object_key(target, report_name="R", report_id=REPORT_ID, run_id=RUN_ID, at=utc(2026, 1, 2),
-                            extension="csv")
+    key = render_object_key(
+        target, report_name="R", report_id=REPORT_ID, run_id=RUN_ID, at=utc(2026, 1, 2), extension="csv"
+    )
     assert key == f"R-2026-01-02-{RUN_ID}.csv"
 
 
 def test_render_object_key_refuses_naive_times() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        render_object_key(parsed().delivery, report_name="R", report_id=REPORT_ID, run_id=RUN_ID,
-                          at=datetime(2026, 1, 2), extension="csv")
+        render_object_key(
+            parsed().delivery,
+            report_name="R",
+            report_id=REPORT_ID,
+            run_id=RUN_ID,
+            at=datetime(2026, 1, 2),
+            extension="csv",
+        )
 
 
 @pytest.mark.parametrize(
@@ -686,25 +813,54 @@ def test_invalid_bucket_names(name: str, problem: str) -> None:
     assert found.startswith(problem) or problem in found
 
 
-@pytest.mark.parametrize("region", ["us-east-1", "eu-west-2", "ap-southeast-1", "us-gov-west-1", "cn-northwest-1",
-                                    "eu-central-2", "me-central-1", "ca-west-1", "ap-northeast-3", "il-central-1"])
+@pytest.mark.parametrize(
+    "region",
+    [
+        "us-east-1",
+        "eu-west-2",
+        "ap-southeast-1",
+        "us-gov-west-1",
+        "cn-northwest-1",
+        "eu-central-2",
+        "me-central-1",
+        "ca-west-1",
+        "ap-northeast-3",
+        "il-central-1",
+    ],
+)
 def test_valid_regions(region: str) -> None:
     assert region_problem(region) is None
 
 
-@pytest.mark.parametrize("region", ["", "us-east", "US-EAST-1", "useast1", "us-east-01", "eu-west-1a",
-                                    "europe-west-1", "us-east-1 ", "us-middle-1", "us-east-0"])
+@pytest.mark.parametrize(
+    "region",
+    [
+        "",
+        "us-east",
+        "US-EAST-1",
+        "useast1",
+        "us-east-01",
+        "eu-west-1a",
+        "europe-west-1",
+        "us-east-1 ",
+        "us-middle-1",
+        "us-east-0",
+    ],
+)
 def test_invalid_regions(region: str) -> None:
     assert region_problem(region) == 'must be an AWS region name such as "us-east-1", "eu-west-2" or "ap-southeast-1"'
 
 
-@pytest.mark.parametrize("arn", [
-    ROLE,
-    "arn:aws:iam::123456789012:role/service-role/uvm-export",
-    "arn:aws:iam::123456789012:role/a/b/c/name+=,.@_-",
-    "arn:aws-cn:iam::123456789012:role/x",
-    "arn:aws-us-gov:iam::123456789012:role/" + "n" * 64,
-])
+@pytest.mark.parametrize(
+    "arn",
+    [
+        ROLE,
+        "arn:aws:iam::123456789012:role/service-role/uvm-export",
+        "arn:aws:iam::123456789012:role/a/b/c/name+=,.@_-",
+        "arn:aws-cn:iam::123456789012:role/x",
+        "arn:aws-us-gov:iam::123456789012:role/" + "n" * 64,
+    ],
+)
 def test_valid_role_arns(arn: str) -> None:
     assert role_arn_problem(arn) is None
 
@@ -765,8 +921,13 @@ VALIDATORS = [bucket_name_problem, region_problem, role_arn_problem, key_prefix_
 
 
 @pytest.mark.parametrize("validator", VALIDATORS, ids=lambda v: v.__name__)
-@given(text=st.one_of(st.text(), st.text(alphabet="abc-.:/0123456789arnwsiamrole", max_size=80),
-                      st.from_regex(r"arn:aws:iam::[0-9]{12}:role/.{0,70}", fullmatch=True)))
+@given(
+    text=st.one_of(
+        st.text(),
+        st.text(alphabet="abc-.:/0123456789arnwsiamrole", max_size=80),
+        st.from_regex(r"arn:aws:iam::[0-9]{12}:role/.{0,70}", fullmatch=True),
+    )
+)
 def test_validators_never_raise_and_return_a_reason_or_none(validator: Any, text: str) -> None:
     result = validator(text)
     assert result is None or (isinstance(result, str) and result)
@@ -775,5 +936,6 @@ def test_validators_never_raise_and_return_a_reason_or_none(validator: Any, text
 @given(st.from_regex(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", fullmatch=True))
 def test_plain_lower_case_bucket_names_are_valid_unless_reserved(name: str) -> None:
     reserved = name.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or name.endswith(
-        ("-s3alias", "--ol-s3", "--x-s3", "--table-s3"))
+        ("-s3alias", "--ol-s3", "--x-s3", "--table-s3")
+    )
     assert (bucket_name_problem(name) is None) is not reserved

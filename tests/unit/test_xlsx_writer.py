@@ -17,8 +17,13 @@ from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats.common import as_date, naive_utc
 from uvm_reporting.exports.formats.xlsx_writer import _cell_writers, write_xlsx
 
-COLUMNS = [("name", FieldType.STRING), ("at", FieldType.TIMESTAMP), ("on", FieldType.DATE),
-           ("score", FieldType.NUMBER), ("note", FieldType.TEXT)]
+COLUMNS = [
+    ("name", FieldType.STRING),
+    ("at", FieldType.TIMESTAMP),
+    ("on", FieldType.DATE),
+    ("score", FieldType.NUMBER),
+    ("note", FieldType.TEXT),
+]
 
 MOMENTS: list[Any] = [
     datetime(2026, 3, 1, 10, 0, tzinfo=UTC),
@@ -31,8 +36,17 @@ MOMENTS: list[Any] = [
     datetime(1899, 12, 30, 12, 0, tzinfo=UTC),
     None,
 ]
-DAYS: list[Any] = [date(2026, 3, 1), "2026-03-02", date(1900, 1, 1), date(1900, 2, 28), "1900-03-01", None,
-                   date(1899, 12, 31), date(9999, 12, 31), None]
+DAYS: list[Any] = [
+    date(2026, 3, 1),
+    "2026-03-02",
+    date(1900, 1, 1),
+    date(1900, 2, 28),
+    "1900-03-01",
+    None,
+    date(1899, 12, 31),
+    date(9999, 12, 31),
+    None,
+]
 TEXTS: list[Any] = ["=1+1", "+1", "-2", "@A1", "\tx", "\rx", "'=already quoted", "", 42]
 
 
@@ -58,19 +72,26 @@ def parts(data: bytes) -> dict[str, bytes]:
 def rows_of(data: bytes) -> list[tuple[Any, ...]]:
     reader = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
     try:
-        return [tuple(unescape(value) if isinstance(value, str) else value for value in row)
-                for sheet in reader.worksheets for row in sheet.iter_rows(min_row=2, values_only=True)]
+        return [
+            tuple(unescape(value) if isinstance(value, str) else value for value in row)
+            for sheet in reader.worksheets
+            for row in sheet.iter_rows(min_row=2, values_only=True)
+        ]
     finally:
         reader.close()
 
 
-ROWS = [(f"n-{index}", moment, day, 1.5 * index if index % 3 else None, text)
-        for index, (moment, day, text) in enumerate(zip(MOMENTS, DAYS, TEXTS, strict=True))]
+ROWS = [
+    (f"n-{index}", moment, day, 1.5 * index if index % 3 else None, text)
+    for index, (moment, day, text) in enumerate(zip(MOMENTS, DAYS, TEXTS, strict=True))
+]
 
 
 def test_serial_numbers_make_the_same_cells_as_date_times() -> None:
-    as_serials = [(name, serial(moment, FieldType.TIMESTAMP), serial(day, FieldType.DATE), score, text)
-                  for name, moment, day, score, text in ROWS]
+    as_serials = [
+        (name, serial(moment, FieldType.TIMESTAMP), serial(day, FieldType.DATE), score, text)
+        for name, moment, day, score, text in ROWS
+    ]
     assert all(isinstance(row[1], float) for row in as_serials[:-1])
     assert parts(workbook(as_serials)) == parts(workbook(ROWS))
     assert parts(workbook(as_serials, rows_per_sheet=2)) == parts(workbook(ROWS, rows_per_sheet=2))
@@ -79,16 +100,18 @@ def test_serial_numbers_make_the_same_cells_as_date_times() -> None:
 def test_cells_hold_the_values_formats_and_nulls() -> None:
     data = workbook(ROWS)
     rows = rows_of(data)
-    assert [row[1] for row in rows[:4]] == [datetime(2026, 3, 1, 10, 0), datetime(2026, 3, 1, 10, 0),
-                                            datetime(2026, 3, 1, 10, 0, 0, 123_000),
-                                            datetime(2026, 3, 1, 10, 0, 0, 654_000)]  # openpyxl reads milliseconds
+    assert [row[1] for row in rows[:4]] == [
+        datetime(2026, 3, 1, 10, 0),
+        datetime(2026, 3, 1, 10, 0),
+        datetime(2026, 3, 1, 10, 0, 0, 123_000),
+        datetime(2026, 3, 1, 10, 0, 0, 654_000),
+    ]  # openpyxl reads milliseconds
     assert rows[6][1] == datetime(1900, 3, 1)
     assert [row[2] for row in rows[:2]] == [datetime(2026, 3, 1), datetime(2026, 3, 2)]
     assert rows[4][2] == datetime(1900, 3, 1)
     assert [row[3] for row in rows] == [score for _, _, _, score, _ in ROWS]
     assert rows[-1][1:3] == (None, None)  # NULL: no cell at all
-    assert [row[4] for row in rows] == ["'=1+1", "'+1", "'-2", "'@A1", "'\tx", "'\rx", "'=already quoted",
-                                        "", "42"]
+    assert [row[4] for row in rows] == ["'=1+1", "'+1", "'-2", "'@A1", "'\tx", "'\rx", "'=already quoted", "", "42"]
 
     reader = openpyxl.load_workbook(io.BytesIO(data))  # formats need the full reader
     try:
@@ -114,7 +137,10 @@ def test_cells_go_straight_to_the_undecorated_writers() -> None:
     book = xlsxwriter.Workbook(io.BytesIO(), {"in_memory": True})
     try:
         sheet = book.add_worksheet()
-        assert [writer.__name__ for writer in _cell_writers(sheet)] == ["_write_string", "_write_number",
-                                                                        "_write_datetime"]
+        assert [writer.__name__ for writer in _cell_writers(sheet)] == [
+            "_write_string",
+            "_write_number",
+            "_write_datetime",
+        ]
     finally:
         book.close()

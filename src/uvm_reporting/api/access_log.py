@@ -50,5 +50,12 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_and_note_status)
         finally:
             client = scope.get("client")
-            log.info('%s "%s %s" %d %.1fms%s', client[0] if client else "-", scope["method"], scope["path"],
-                     status, (time.perf_counter() - started) * 1000, "".join(f" {n}" for n in notes))
+            log.info(
+                '%s "%s %s" %d %.1fms%s',
+                client[0] if client else "-",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+                "".join(f" {n}" for n in notes),
+            )

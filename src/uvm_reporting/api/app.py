@@ -23,8 +23,7 @@ from uvm_reporting.storage.local_folder import LocalFolderStorage
 
 
 def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
-    graphql = GraphQLEndpoint(build_schema(), services.tokens, ActiveClients.of(services.engine),
-                              services.report_runs)
+    graphql = GraphQLEndpoint(build_schema(), services.tokens, ActiveClients.of(services.engine), services.report_runs)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "region": services.settings.region})
@@ -48,8 +47,11 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
             *token_routes(services.engine, services.tokens),
             *graphql.routes(),
             # With S3 as our storage, links are S3 presigned URLs and need no route of ours.
-            *(download_routes(services.engine, services.storage, services.links)
-              if isinstance(services.storage, LocalFolderStorage) else []),
+            *(
+                download_routes(services.engine, services.storage, services.links)
+                if isinstance(services.storage, LocalFolderStorage)
+                else []
+            ),
             Route("/healthz", health),
         ],
         middleware=[Middleware(AccessLogMiddleware)],

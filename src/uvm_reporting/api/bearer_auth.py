@@ -34,8 +34,9 @@ class ActiveClients:
     ``ttl_seconds``. Only clients named by a verified token are looked up: the cache's keys are
     not the caller's to choose."""
 
-    def __init__(self, lookup: Callable[[str], ClientRecord | None],
-                 cache: AccessCache[str, str | None] | None = None) -> None:
+    def __init__(
+        self, lookup: Callable[[str], ClientRecord | None], cache: AccessCache[str, str | None] | None = None
+    ) -> None:
         self._lookup = lookup
         self._cache: AccessCache[str, str | None] = cache if cache is not None else AccessCache()
 
@@ -81,8 +82,9 @@ class BearerAuthError(Exception):
         )
 
 
-def authenticate_bearer(authorization: str | None, tokens: AccessTokens, clients: ActiveClients, *,
-                        memory_only: bool = False) -> Caller:
+def authenticate_bearer(
+    authorization: str | None, tokens: AccessTokens, clients: ActiveClients, *, memory_only: bool = False
+) -> Caller:
     """The caller of a request with ``authorization``, or BearerAuthError (with ``memory_only``,
     NeedsDatabase when the client's state is not cached)."""
     if not authorization:

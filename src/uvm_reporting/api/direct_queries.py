@@ -90,8 +90,9 @@ class DirectQuery:
         return arguments
 
 
-def plan_direct_query(schema: GraphQLSchema, document: DocumentNode,
-                      answers: Mapping[str, Callable[..., Any]]) -> DirectQuery | None:
+def plan_direct_query(
+    schema: GraphQLSchema, document: DocumentNode, answers: Mapping[str, Callable[..., Any]]
+) -> DirectQuery | None:
     """A plan for a valid ``document`` of the simple shape, or None."""
     found = _one_plain_field(document)
     if found is None:
@@ -100,9 +101,12 @@ def plan_direct_query(schema: GraphQLSchema, document: DocumentNode,
     answer = answers.get(field.name.value)
     if answer is None or not _answers_json_from_strings(schema, field.name.value):
         return None
-    variables = tuple(None if declared.directives else
-                      _declared_string(declared.variable.name.value, declared.type, declared.default_value)
-                      for declared in operation.variable_definitions)
+    variables = tuple(
+        None
+        if declared.directives
+        else _declared_string(declared.variable.name.value, declared.type, declared.default_value)
+        for declared in operation.variable_definitions
+    )
     if None in variables:  # a variable of another type, default or directive
         return None
     literal_arguments: list[tuple[str, str | None]] = []
@@ -115,17 +119,25 @@ def plan_direct_query(schema: GraphQLSchema, document: DocumentNode,
             literal_arguments.append((argument.name.value, _literal(value)))
         else:
             return None
-    return DirectQuery(operation_name=operation.name.value if operation.name else None,
-                       response_key=field.alias.value if field.alias else field.name.value, answer=answer,
-                       literal_arguments=tuple(literal_arguments), variable_arguments=tuple(variable_arguments),
-                       variables=tuple(v for v in variables if v is not None))
+    return DirectQuery(
+        operation_name=operation.name.value if operation.name else None,
+        response_key=field.alias.value if field.alias else field.name.value,
+        answer=answer,
+        literal_arguments=tuple(literal_arguments),
+        variable_arguments=tuple(variable_arguments),
+        variables=tuple(v for v in variables if v is not None),
+    )
 
 
 def _one_plain_field(document: DocumentNode) -> tuple[OperationDefinitionNode, FieldNode] | None:
     """The query operation and its one field, when that is all the document holds."""
     operation = document.definitions[0] if len(document.definitions) == 1 else None
-    if not isinstance(operation, OperationDefinitionNode) or operation.operation is not OperationType.QUERY \
-            or operation.directives or len(operation.selection_set.selections) != 1:
+    if (
+        not isinstance(operation, OperationDefinitionNode)
+        or operation.operation is not OperationType.QUERY
+        or operation.directives
+        or len(operation.selection_set.selections) != 1
+    ):
         return None
     field = operation.selection_set.selections[0]
     if not isinstance(field, FieldNode) or field.directives or field.selection_set is not None:
@@ -137,10 +149,15 @@ def _answers_json_from_strings(schema: GraphQLSchema, name: str) -> bool:
     """Whether the query field ``name`` returns the JSON scalar and takes only nullable strings
     without defaults (so an argument left out reaches the use case as its own default)."""
     definition = schema.query_type.fields.get(name) if schema.query_type is not None else None
-    return definition is not None and isinstance(definition.type, GraphQLScalarType) \
-        and definition.type.name == "JSON" \
-        and all(argument.type is GraphQLString and argument.default_value is Undefined
-                for argument in definition.args.values())
+    return (
+        definition is not None
+        and isinstance(definition.type, GraphQLScalarType)
+        and definition.type.name == "JSON"
+        and all(
+            argument.type is GraphQLString and argument.default_value is Undefined
+            for argument in definition.args.values()
+        )
+    )
 
 
 def _declared_string(name: str, type_node: Any, default: ValueNode | None) -> DeclaredVariable | None:
@@ -157,4 +174,3 @@ def _declared_string(name: str, type_node: Any, default: ValueNode | None) -> De
 
 def _literal(value: StringValueNode | NullValueNode) -> str | None:
     return value.value if isinstance(value, StringValueNode) else None
-

@@ -22,13 +22,17 @@ def download_routes(engine: Engine, storage: LocalFolderStorage, links: Download
         run_id = request.path_params["run_id"]
         try:
             # The signature is checked before any lookup: a forged link learns nothing.
-            links.verify(run_id, request.query_params.get("expires", ""),
-                         request.query_params.get("signature", ""))
+            links.verify(run_id, request.query_params.get("expires", ""), request.query_params.get("signature", ""))
         except Forbidden as error:
             return _refuse(403, "forbidden", error.message)
         run = await run_in_threadpool(find_run, engine, run_id)
-        if run is None or run.state is not RunState.COMPLETED or run.delivery is not Delivery.DOWNLOAD \
-                or run.result_key is None or not storage.exists(run.result_key):
+        if (
+            run is None
+            or run.state is not RunState.COMPLETED
+            or run.delivery is not Delivery.DOWNLOAD
+            or run.result_key is None
+            or not storage.exists(run.result_key)
+        ):
             return _refuse(404, "not_found", "The result of this run is no longer available.")
         return FileResponse(
             storage.path_of(run.result_key),
@@ -41,5 +45,4 @@ def download_routes(engine: Engine, storage: LocalFolderStorage, links: Download
 
 
 def _refuse(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status,
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers={"Cache-Control": "no-store"})

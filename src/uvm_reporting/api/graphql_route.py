@@ -72,8 +72,9 @@ class PreparedDocument:
 
 
 class GraphQLEndpoint:
-    def __init__(self, schema: GraphQLSchema, tokens: AccessTokens, clients: ActiveClients,
-                 report_runs: ReportRuns) -> None:
+    def __init__(
+        self, schema: GraphQLSchema, tokens: AccessTokens, clients: ActiveClients, report_runs: ReportRuns
+    ) -> None:
         self._schema = schema
         self._tokens = tokens
         self._clients = clients
@@ -98,7 +99,8 @@ class GraphQLEndpoint:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="graphql")
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._handle_sync, request.headers, body, request.scope)
+            self._executor, self._handle_sync, request.headers, body, request.scope
+        )
 
     def _handle_sync(self, headers: Any, body: bytes, scope: Scope) -> Response:
         response = self._respond(headers, body, scope, memory_only=False)
@@ -108,8 +110,9 @@ class GraphQLEndpoint:
     def _respond(self, headers: Any, body: bytes, scope: Scope, *, memory_only: bool) -> Response | None:
         """The response; with ``memory_only``, None when answering would need I/O."""
         try:
-            caller = authenticate_bearer(headers.get("authorization"), self._tokens, self._clients,
-                                         memory_only=memory_only)
+            caller = authenticate_bearer(
+                headers.get("authorization"), self._tokens, self._clients, memory_only=memory_only
+            )
         except NeedsDatabase:
             return None
         except BearerAuthError as error:
@@ -124,11 +127,21 @@ class GraphQLEndpoint:
             return JSONResponse({"errors": [_format_error(e, code) for e in prepared.errors]}, status_code=400)
         if memory_only and not prepared.memory_answerable:
             return None
-        return self._execute(prepared, caller, variables, operation_name, headers=headers, scope=scope,
-                             memory_only=memory_only)
+        return self._execute(
+            prepared, caller, variables, operation_name, headers=headers, scope=scope, memory_only=memory_only
+        )
 
-    def _execute(self, prepared: PreparedDocument, caller: Caller, variables: dict[str, Any] | None,
-                 operation_name: str | None, *, headers: Any, scope: Scope, memory_only: bool) -> Response | None:
+    def _execute(
+        self,
+        prepared: PreparedDocument,
+        caller: Caller,
+        variables: dict[str, Any] | None,
+        operation_name: str | None,
+        *,
+        headers: Any,
+        scope: Scope,
+        memory_only: bool,
+    ) -> Response | None:
         account_error = _check_account_header(headers.get("accountid"), caller)
         result = None
         data = None
@@ -140,19 +153,31 @@ class GraphQLEndpoint:
             except NeedsDatabase:
                 return None
             if data is None:
-                result = execute_sync(self._schema, prepared.document, variable_values=variables,
-                                      operation_name=operation_name, context_value=context)
-                if memory_only and any(isinstance(error.original_error, NeedsDatabase)
-                                       for error in result.errors or ()):
+                result = execute_sync(
+                    self._schema,
+                    prepared.document,
+                    variable_values=variables,
+                    operation_name=operation_name,
+                    context_value=context,
+                )
+                if memory_only and any(
+                    isinstance(error.original_error, NeedsDatabase) for error in result.errors or ()
+                ):
                     return None
         if logging_enabled():
             # On the request's one access-log line. A graphqlname that names no field of the
             # operation is only logged, as such.
             graphql_name = headers.get("graphqlname")
-            mismatch = " (not a field of the operation; ignored)" \
-                if graphql_name and graphql_name not in prepared.root_fields else ""
-            note(scope, f"graphql={prepared.fields_text} account={caller.account_id} client={caller.client_id} "
-                        f"graphqlname={graphql_name!r}{mismatch}")
+            mismatch = (
+                " (not a field of the operation; ignored)"
+                if graphql_name and graphql_name not in prepared.root_fields
+                else ""
+            )
+            note(
+                scope,
+                f"graphql={prepared.fields_text} account={caller.account_id} client={caller.client_id} "
+                f"graphqlname={graphql_name!r}{mismatch}",
+            )
         if data is not None:
             return JSONResponse({"data": data})
         if result is None:
@@ -169,17 +194,23 @@ class GraphQLEndpoint:
             return PreparedDocument(None, (error,), ())
         errors = validate(self._schema, document)
         root_fields = _root_fields(document)
-        queries_only = all(definition.operation is OperationType.QUERY for definition in document.definitions
-                           if isinstance(definition, OperationDefinitionNode))
-        return PreparedDocument(document, tuple(errors), root_fields,
-                                memory_answerable=queries_only and bool(root_fields)
-                                and set(root_fields) <= MEMORY_ANSWERABLE_FIELDS,
-                                direct=None if errors else plan_direct_query(self._schema, document,
-                                                                             MEMORY_ANSWERABLE_QUERIES))
+        queries_only = all(
+            definition.operation is OperationType.QUERY
+            for definition in document.definitions
+            if isinstance(definition, OperationDefinitionNode)
+        )
+        return PreparedDocument(
+            document,
+            tuple(errors),
+            root_fields,
+            memory_answerable=queries_only and bool(root_fields) and set(root_fields) <= MEMORY_ANSWERABLE_FIELDS,
+            direct=None if errors else plan_direct_query(self._schema, document, MEMORY_ANSWERABLE_QUERIES),
+        )
 
 
-def _answer_directly(direct: DirectQuery | None, context: GraphQLContext, variables: dict[str, Any] | None,
-                     operation_name: str | None) -> dict[str, Any] | None:
+def _answer_directly(
+    direct: DirectQuery | None, context: GraphQLContext, variables: dict[str, Any] | None, operation_name: str | None
+) -> dict[str, Any] | None:
     """The ``data`` of a plain status poll, computed without the executor; None when the
     request needs the executor, which then names any error as it always has."""
     if direct is None or (arguments := direct.arguments(variables, operation_name)) is None:
@@ -219,8 +250,9 @@ def _read_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
 
 def _check_account_header(header: str | None, caller: Caller) -> dict[str, Any] | None:
     if not header:
-        return _error_body("The accountId header is required: send your account id, as in your platform URL.",
-                           "BAD_USER_INPUT")
+        return _error_body(
+            "The accountId header is required: send your account id, as in your platform URL.", "BAD_USER_INPUT"
+        )
     if header.strip() != caller.account_id:
         return _error_body(
             f"The accountId header ({header.strip()}) is not the account of this access token. Send the "

@@ -44,13 +44,23 @@ json_scalar = ScalarType("JSON", serializer=lambda value: value, value_parser=la
 
 
 @mutation.field("processReport")
-def resolve_process_report(_: None, info: GraphQLResolveInfo, id: str,
-                           isPresignedUrl: bool | None = None,  # noqa: N803 - the spec's name
-                           format: str | None = None, compression: str | None = None) -> dict[str, Any]:
+def resolve_process_report(
+    _: None,
+    info: GraphQLResolveInfo,
+    id: str,
+    isPresignedUrl: bool | None = None,  # noqa: N803 - the spec's name
+    format: str | None = None,
+    compression: str | None = None,
+) -> dict[str, Any]:
     context = _context(info)
-    return context.report_runs.process_report(context.account_id, id, presigned_url=bool(isPresignedUrl),
-                                              requested_by=context.client_id, download_format=format,
-                                              download_compression=compression)
+    return context.report_runs.process_report(
+        context.account_id,
+        id,
+        presigned_url=bool(isPresignedUrl),
+        requested_by=context.client_id,
+        download_format=format,
+        download_compression=compression,
+    )
 
 
 @mutation.field("createReport")
@@ -60,8 +70,7 @@ def resolve_create_report(_: None, info: GraphQLResolveInfo, definition: Any) ->
 
 
 @mutation.field("updateReport")
-def resolve_update_report(_: None, info: GraphQLResolveInfo, id: str,
-                          definition: Any) -> Report:
+def resolve_update_report(_: None, info: GraphQLResolveInfo, id: str, definition: Any) -> Report:
     context = _context(info)
     return context.report_runs.update_report(context.account_id, id, _definition_object(definition))
 
@@ -79,14 +88,21 @@ def _definition_object(definition: Any) -> dict[str, Any]:
     return definition
 
 
-def get_report_run_status(context: GraphQLContext, reportId: str | None = None,  # noqa: N803
-                          runId: str | None = None) -> dict[str, Any]:  # noqa: N803
+def get_report_run_status(
+    context: GraphQLContext,
+    reportId: str | None = None,  # noqa: N803
+    runId: str | None = None,  # noqa: N803
+) -> dict[str, Any]:
     return context.report_runs.run_status(context.account_id, reportId, runId, memory_only=context.memory_only)
 
 
 @query.field("getReportRunStatus")
-def resolve_get_report_run_status(_: None, info: GraphQLResolveInfo, reportId: str | None = None,  # noqa: N803
-                                  runId: str | None = None) -> dict[str, Any]:  # noqa: N803
+def resolve_get_report_run_status(
+    _: None,
+    info: GraphQLResolveInfo,
+    reportId: str | None = None,  # noqa: N803
+    runId: str | None = None,  # noqa: N803
+) -> dict[str, Any]:
     return get_report_run_status(_context(info), reportId=reportId, runId=runId)
 
 
@@ -112,8 +128,12 @@ def resolve_report(_: None, info: GraphQLResolveInfo, id: str) -> Report | None:
 
 
 @query.field("reportRuns")
-def resolve_report_runs(_: None, info: GraphQLResolveInfo, reportId: str,  # noqa: N803
-                        limit: int = 20) -> list[dict[str, Any]]:
+def resolve_report_runs(
+    _: None,
+    info: GraphQLResolveInfo,
+    reportId: str,  # noqa: N803
+    limit: int = 20,
+) -> list[dict[str, Any]]:
     context = _context(info)
     return context.report_runs.run_history(context.account_id, reportId, max(1, min(limit, 200)))
 
@@ -124,13 +144,13 @@ report_type.set_field("viewers", lambda report, _info: report.definition.viewers
 report_type.set_field("editors", lambda report, _info: report.definition.editors)
 report_type.set_field("columns", lambda report, _info: list(report.definition.columns))
 report_type.set_field("definition", lambda report, _info: report.definition.to_json())
-report_type.set_field("schedule", lambda report, _info: (report.definition.to_json().get("schedule")))
-report_type.set_field("nextFireAt", lambda report, _info: format_utc(report.next_fire_at, precise=True)
-                      if report.next_fire_at else None)
+report_type.set_field("schedule", lambda report, _info: report.definition.to_json().get("schedule"))
+report_type.set_field(
+    "nextFireAt", lambda report, _info: format_utc(report.next_fire_at, precise=True) if report.next_fire_at else None
+)
 report_type.set_field("createdAt", lambda report, _info: format_utc(report.created_at, precise=True))
 report_type.set_field("updatedAt", lambda report, _info: format_utc(report.updated_at, precise=True))
 
 
 def build_schema() -> GraphQLSchema:
-    return make_executable_schema(SCHEMA_FILE.read_text(encoding="utf-8"), query, mutation, report_type,
-                                  json_scalar)
+    return make_executable_schema(SCHEMA_FILE.read_text(encoding="utf-8"), query, mutation, report_type, json_scalar)

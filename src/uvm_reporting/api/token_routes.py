@@ -62,8 +62,7 @@ async def _parse_and_handle(
 ) -> TokenResponse:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != FORM_CONTENT_TYPE:
-        return invalid_request(f"the token request must be sent as {FORM_CONTENT_TYPE} "
-                               "(RFC 6749 §4.4.2)")
+        return invalid_request(f"the token request must be sent as {FORM_CONTENT_TYPE} (RFC 6749 §4.4.2)")
     try:
         form = await request.form(max_fields=_MAX_FIELDS, max_part_size=_MAX_FIELD_BYTES)
     except (HTTPException, MultiPartException):
@@ -73,5 +72,6 @@ async def _parse_and_handle(
     if repeated:
         return invalid_request(f"parameters sent more than once: {', '.join(repeated)} (RFC 6749 §3.2)")
     # Argon2 verification and the database query block: keep them off the event loop.
-    return await run_in_threadpool(handle_token_request, dict(pairs), request.headers.get("authorization"),
-                                   authenticate, issue)
+    return await run_in_threadpool(
+        handle_token_request, dict(pairs), request.headers.get("authorization"), authenticate, issue
+    )

@@ -68,14 +68,22 @@ class ReportRuns:
     links_without_io: bool = False
     # (account id, run id) -> a final run and its status document without the link. Never stale.
     finished_runs: AccessCache[tuple[str, str], tuple[RunRecord, dict[str, Any]]] = field(
-        default_factory=lambda: AccessCache(float("inf"), max_entries=FINISHED_RUNS_KEPT))
+        default_factory=lambda: AccessCache(float("inf"), max_entries=FINISHED_RUNS_KEPT)
+    )
     # (account id, run id) -> a queued or started run, its status document, its report's access.
     running_runs: AccessCache[tuple[str, str], tuple[RunRecord, dict[str, Any], bool]] = field(
-        default_factory=lambda: AccessCache(RUNNING_STATUS_TTL_SECONDS))
+        default_factory=lambda: AccessCache(RUNNING_STATUS_TTL_SECONDS)
+    )
 
     def process_report(
-        self, account_id: str, report_id: str, *, presigned_url: bool, requested_by: str | None,
-        download_format: str | None = None, download_compression: str | None = None,
+        self,
+        account_id: str,
+        report_id: str,
+        *,
+        presigned_url: bool,
+        requested_by: str | None,
+        download_format: str | None = None,
+        download_compression: str | None = None,
     ) -> dict[str, Any]:
         """With a download link: CSV in our storage (or the format asked for), whatever the
         report's schedule says, as the spec has it. Without: the format and S3 destination of the
@@ -83,12 +91,21 @@ class ReportRuns:
         report = self.public_report(account_id, report_id)
         if presigned_url:
             export_format, compression = _download_format(download_format, download_compression)
-            run = enqueue_run(self.engine, account_id=account_id, report_id=report.id,
-                              delivery=Delivery.DOWNLOAD, format=export_format, compression=compression,
-                              definition=report.definition.to_json(), requested_by=requested_by)
+            run = enqueue_run(
+                self.engine,
+                account_id=account_id,
+                report_id=report.id,
+                delivery=Delivery.DOWNLOAD,
+                format=export_format,
+                compression=compression,
+                definition=report.definition.to_json(),
+                requested_by=requested_by,
+            )
         elif download_format or download_compression:
-            raise BadUserInput("format and compression choose a download link's file; pass isPresignedUrl: "
-                               "true with them. S3 deliveries use the format of the report's schedule.")
+            raise BadUserInput(
+                "format and compression choose a download link's file; pass isPresignedUrl: "
+                "true with them. S3 deliveries use the format of the report's schedule."
+            )
         else:
             schedule = report.schedule
             if schedule is None:
@@ -98,18 +115,26 @@ class ReportRuns:
                     report_id=report_id,
                 )
             run_id = new_id()
-            run = enqueue_run(self.engine, account_id=account_id, report_id=report.id, delivery=Delivery.S3,
-                              format=schedule.format, compression=schedule.compression,
-                              definition=report.definition.to_json(), requested_by=requested_by,
-                              destination=delivery_destination(schedule, report_name=report.name,
-                                                               report_id=report.id, run_id=run_id, at=utc_now()),
-                              run_id=run_id)
+            run = enqueue_run(
+                self.engine,
+                account_id=account_id,
+                report_id=report.id,
+                delivery=Delivery.S3,
+                format=schedule.format,
+                compression=schedule.compression,
+                definition=report.definition.to_json(),
+                requested_by=requested_by,
+                destination=delivery_destination(
+                    schedule, report_name=report.name, report_id=report.id, run_id=run_id, at=utc_now()
+                ),
+                run_id=run_id,
+            )
         self.signal.notify()
-        return {"runId": run.id, "reportId": report.id, "status": run.state.api_status,
-                "state": run.state.value}
+        return {"runId": run.id, "reportId": report.id, "status": run.state.api_status, "state": run.state.value}
 
-    def run_status(self, account_id: str, report_id: str | None, run_id: str | None, *,
-                   memory_only: bool = False) -> dict[str, Any]:
+    def run_status(
+        self, account_id: str, report_id: str | None, run_id: str | None, *, memory_only: bool = False
+    ) -> dict[str, Any]:
         """The status document of a run (by id, or the report's latest). With ``memory_only``,
         from the caches or not at all (``NeedsDatabase``)."""
         if run_id:
@@ -130,13 +155,15 @@ class ReportRuns:
                 raise _private(report_id)
             latest = list_runs(self.engine, account_id, report_id, limit=1)
             if not latest:
-                raise NotFound(f"Report {report_id} has no runs yet; start one with processReport.",
-                               report_id=report_id)
+                raise NotFound(
+                    f"Report {report_id} has no runs yet; start one with processReport.", report_id=report_id
+                )
             return self.describe(latest[0])
         raise BadUserInput("Pass runId (from processReport's response), or reportId for its latest run.")
 
-    def _run_and_document(self, account_id: str, run_id: str, *,
-                          memory_only: bool) -> tuple[RunRecord, dict[str, Any], bool | None]:
+    def _run_and_document(
+        self, account_id: str, run_id: str, *, memory_only: bool
+    ) -> tuple[RunRecord, dict[str, Any], bool | None]:
         """The run, its status document without a link, and its report's access when it was read
         together with the run (None: ask the report-access cache)."""
         key = (account_id, run_id)
@@ -169,13 +196,13 @@ class ReportRuns:
             if cached is None:
                 raise NeedsDatabase
             return cached
-        return self.report_access.get_or_load((account_id, report_id),
-                                              lambda: report_is_public(self.engine, account_id, report_id))
+        return self.report_access.get_or_load(
+            (account_id, report_id), lambda: report_is_public(self.engine, account_id, report_id)
+        )
 
     def run_history(self, account_id: str, report_id: str, limit: int) -> list[dict[str, Any]]:
         self.public_report(account_id, report_id)
-        return [self.describe(run, with_link=False) for run in list_runs(self.engine, account_id, report_id,
-                                                                          limit)]
+        return [self.describe(run, with_link=False) for run in list_runs(self.engine, account_id, report_id, limit)]
 
     def create_report(self, account_id: str, definition: dict[str, Any]) -> Report:
         return create_report(self.engine, account_id, definition)
@@ -239,11 +266,22 @@ class ReportRuns:
         if schedule is None:
             raise BadUserInput(f"Report {report_id} has no S3 delivery settings to test.", report_id=report_id)
         delivery = schedule.delivery
-        check = check_delivery(self.connector, bucket=delivery.bucket, prefix=delivery.path,
-                               region=delivery.region, role_arn=delivery.role_arn,
-                               external_id=get_account(self.engine, account_id).external_id)
-        return {"ok": check.ok, "code": check.code, "message": check.message, "bucket": delivery.bucket,
-                "path": delivery.path, "roleArn": delivery.role_arn}
+        check = check_delivery(
+            self.connector,
+            bucket=delivery.bucket,
+            prefix=delivery.path,
+            region=delivery.region,
+            role_arn=delivery.role_arn,
+            external_id=get_account(self.engine, account_id).external_id,
+        )
+        return {
+            "ok": check.ok,
+            "code": check.code,
+            "message": check.message,
+            "bucket": delivery.bucket,
+            "path": delivery.path,
+            "roleArn": delivery.role_arn,
+        }
 
 
 def _gets_a_link(run: RunRecord) -> bool:

@@ -27,8 +27,13 @@ class AccessCache(Generic[K, V]):
     """A thread-safe map whose entries expire ``ttl_seconds`` after they were read; past
     ``max_entries`` the least recently used go first. ``ttl_seconds=0`` keeps nothing."""
 
-    def __init__(self, ttl_seconds: float = ACCESS_TTL_SECONDS, *, max_entries: int = DEFAULT_MAX_ENTRIES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float = ACCESS_TTL_SECONDS,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl_seconds = ttl_seconds
         self.clock = clock
         self._max_entries = max(1, max_entries)

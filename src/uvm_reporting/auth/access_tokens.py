@@ -60,8 +60,16 @@ class _Verified:
 class AccessTokens:
     """Issues and verifies this deployment's access tokens."""
 
-    def __init__(self, signing_key: ECKey, *, issuer: str, audience: str, region: str,
-                 lifetime_seconds: int, cache_size: int = _CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        signing_key: ECKey,
+        *,
+        issuer: str,
+        audience: str,
+        region: str,
+        lifetime_seconds: int,
+        cache_size: int = _CACHE_SIZE,
+    ) -> None:
         self._signing_key = signing_key
         self._kid = signing_key.thumbprint()
         self._keys = {self._kid: signing_key}
@@ -97,8 +105,7 @@ class AccessTokens:
             "exp": issued_at + self.lifetime_seconds,
             "jti": secrets.token_urlsafe(16),
         }
-        token = jwt.encode({"alg": ALGORITHM, "kid": self._kid}, claims, self._signing_key,
-                           algorithms=[ALGORITHM])
+        token = jwt.encode({"alg": ALGORITHM, "kid": self._kid}, claims, self._signing_key, algorithms=[ALGORITHM])
         return IssuedToken(access_token=token, expires_in=self.lifetime_seconds)
 
     def verify(self, token: str, now: datetime | None = None) -> AccessClaims:
@@ -125,18 +132,23 @@ class AccessTokens:
 
     def _verify_uncached(self, token: str, at: int) -> _Verified:
         if len(token) > _MAX_TOKEN_LENGTH:
-            raise InvalidToken("the access token is too long to be one of ours; "
-                               "send the access_token that /oauth2/token returned")
+            raise InvalidToken(
+                "the access token is too long to be one of ours; send the access_token that /oauth2/token returned"
+            )
         try:
             compact = jws.extract_compact(token.encode("ascii"))
         except (JoseError, ValueError) as error:
-            raise InvalidToken("the access token is not a well-formed JWT; send the access_token that "
-                               "/oauth2/token returned, as 'Authorization: Bearer <token>'") from error
+            raise InvalidToken(
+                "the access token is not a well-formed JWT; send the access_token that "
+                "/oauth2/token returned, as 'Authorization: Bearer <token>'"
+            ) from error
         header = compact.headers()
         if header.get("alg") != ALGORITHM:
-            raise InvalidToken(f"the access token is signed with {_shown(header.get('alg'))}, "
-                               f"but this deployment only accepts {ALGORITHM}; "
-                               "request a token from this deployment's /oauth2/token")
+            raise InvalidToken(
+                f"the access token is signed with {_shown(header.get('alg'))}, "
+                f"but this deployment only accepts {ALGORITHM}; "
+                "request a token from this deployment's /oauth2/token"
+            )
         kid = header.get("kid")
         key = self._keys.get(kid) if isinstance(kid, str) else None
         if key is None:
@@ -146,14 +158,19 @@ class AccessTokens:
         except JoseError:
             valid = False
         if not valid:
-            raise InvalidToken("the access token's signature is not valid (was it altered?); "
-                               "request a new one from /oauth2/token")
+            raise InvalidToken(
+                "the access token's signature is not valid (was it altered?); request a new one from /oauth2/token"
+            )
         claims = _unverified_claims(compact.payload)  # verified now: the signature matched
         self._check_claims(claims, at)
         expires_at = float(claims["exp"])
         return _Verified(
-            claims=AccessClaims(client_id=claims["sub"], account_id=claims["account_id"],
-                                token_id=claims["jti"], expires_at=datetime.fromtimestamp(expires_at, UTC)),
+            claims=AccessClaims(
+                client_id=claims["sub"],
+                account_id=claims["account_id"],
+                token_id=claims["jti"],
+                expires_at=datetime.fromtimestamp(expires_at, UTC),
+            ),
             valid_from=float(claims["nbf"]) - LEEWAY_SECONDS,
             expires_at=expires_at,
         )
@@ -178,8 +195,9 @@ class AccessTokens:
             expired_at = format_utc(datetime.fromtimestamp(claims["exp"], UTC))
             raise InvalidToken(f"the access token expired at {expired_at}; request a new one") from error
         except MissingClaimError as error:
-            raise InvalidToken(f"the access token lacks the claims {error.claim}; "
-                               "request a token from this deployment's /oauth2/token") from error
+            raise InvalidToken(
+                f"the access token lacks the claims {error.claim}; request a token from this deployment's /oauth2/token"
+            ) from error
         except InvalidClaimError as error:
             raise InvalidToken(self._invalid_claim_message(error.claim, claims)) from error
         if not isinstance(claims["account_id"], str):
@@ -189,8 +207,10 @@ class AccessTokens:
         if claim in ("iss", "aud", "region"):
             return self._foreign_message(claims)
         if claim in ("nbf", "iat"):
-            return ("the access token is not valid yet (its iat/nbf is in the future); "
-                    "check this server's and the issuer's clocks, then request a new one")
+            return (
+                "the access token is not valid yet (its iat/nbf is in the future); "
+                "check this server's and the issuer's clocks, then request a new one"
+            )
         return f"the access token's {claim} claim is not valid; request a new one from /oauth2/token"
 
     def _foreign_message(self, claims: dict[str, Any]) -> str:

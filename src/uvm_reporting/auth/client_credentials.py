@@ -123,8 +123,7 @@ def error_response(error: str, description: str, status: int = 400) -> TokenResp
     headers = dict(NO_STORE_HEADERS)
     if status == 401:
         headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
-    return TokenResponse(status=status, body={"error": error, "error_description": description},
-                         headers=headers)
+    return TokenResponse(status=status, body={"error": error, "error_description": description}, headers=headers)
 
 
 def invalid_request(description: str) -> TokenResponse:
@@ -142,15 +141,12 @@ def _check_grant_type(form: Mapping[str, str]) -> TokenResponse | None:
     if grant_type != GRANT_TYPE:
         return error_response(
             "unsupported_grant_type",
-            f"grant_type {_shown(grant_type)} is not supported; this endpoint supports only "
-            f"grant_type={GRANT_TYPE}",
+            f"grant_type {_shown(grant_type)} is not supported; this endpoint supports only grant_type={GRANT_TYPE}",
         )
     return None
 
 
-def _client_credentials(
-    form: Mapping[str, str], authorization_header: str | None
-) -> _Credentials | TokenResponse:
+def _client_credentials(form: Mapping[str, str], authorization_header: str | None) -> _Credentials | TokenResponse:
     """The client's credentials, from HTTP Basic or the body (§2.3.1), or the error to answer."""
     basic = _basic_credentials(authorization_header)
     credentials: _Credentials | TokenResponse
@@ -159,8 +155,10 @@ def _client_credentials(
     elif isinstance(basic, TokenResponse):
         credentials = basic
     elif "client_secret" in form:
-        credentials = invalid_request("the client authenticated with both HTTP Basic and client_secret in "
-                                      "the body; use exactly one method (RFC 6749 §2.3.1)")
+        credentials = invalid_request(
+            "the client authenticated with both HTTP Basic and client_secret in "
+            "the body; use exactly one method (RFC 6749 §2.3.1)"
+        )
     elif form.get("client_id", basic.client_id) != basic.client_id:
         credentials = invalid_request("the client_id in the body differs from the one in HTTP Basic")
     else:
@@ -176,13 +174,13 @@ def _client_credentials(
 def _body_credentials(form: Mapping[str, str]) -> _Credentials | TokenResponse:
     client_id, client_secret = form.get("client_id"), form.get("client_secret")
     if client_id is None and client_secret is None:
-        return invalid_client("no client authentication was included; send client_id and "
-                              "client_secret in the body, or use HTTP Basic")
+        return invalid_client(
+            "no client authentication was included; send client_id and client_secret in the body, or use HTTP Basic"
+        )
     if client_id is None:
         return invalid_request("the client_id parameter is missing")
     if client_secret is None:
-        return invalid_client("the client_secret parameter is missing; this endpoint only serves "
-                              "confidential clients")
+        return invalid_client("the client_secret parameter is missing; this endpoint only serves confidential clients")
     return _Credentials(client_id, client_secret)
 
 
@@ -192,8 +190,10 @@ def _basic_credentials(authorization_header: str | None) -> _Credentials | Token
         return None
     scheme, _, encoded = authorization_header.strip().partition(" ")
     if scheme.lower() != "basic":
-        return invalid_client(f"the {_shown(scheme)} authentication scheme is not supported here; "
-                              "use HTTP Basic or client_id and client_secret in the body")
+        return invalid_client(
+            f"the {_shown(scheme)} authentication scheme is not supported here; "
+            "use HTTP Basic or client_id and client_secret in the body"
+        )
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):

@@ -18,8 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 CLIENT_ID_PREFIX = "uvmc_"
 CLIENT_SECRET_PREFIX = "uvms_"  # noqa: S105 - a public prefix, not a secret
 
-_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16,
-                         type=Type.ID)
+_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
 
 # Each hash holds ~19 MiB while it runs; a burst of token requests must not multiply that
 # by the size of the thread pool.

@@ -59,8 +59,7 @@ def _load_key_file(path: Path) -> ECKey:
         pem = path.read_bytes()
         key = ECKey.import_key(pem)
     except (OSError, JoseError, ValueError, TypeError) as error:
-        raise SigningKeyError(f"The token signing key {path} is not a readable PEM EC key: {error}") \
-            from error
+        raise SigningKeyError(f"The token signing key {path} is not a readable PEM EC key: {error}") from error
     if not key.is_private or key.curve_name != CURVE:
         raise SigningKeyError(f"The token signing key {path} must be an EC {CURVE} private key.")
     # Reimport with the parameters the JWKS publishes, so tokens and JWKS agree on the kid.

@@ -18,12 +18,16 @@ accounts_app = typer.Typer(help="Create and inspect accounts (tenants).", no_arg
 
 @accounts_app.command("create")
 @reports_errors
-def create(name: Annotated[str, typer.Option("--name", help="The account's display name.")],
-           as_json: bool = JsonOption) -> None:
+def create(
+    name: Annotated[str, typer.Option("--name", help="The account's display name.")], as_json: bool = JsonOption
+) -> None:
     """Create an account and print its id."""
     account = create_account(context.database(), name)
-    emit({"id": account.id, "name": account.name, "created_at": account.created_at}, as_json=as_json,
-         text=f"Created account [bold]{account.name}[/]: {account.id}")
+    emit(
+        {"id": account.id, "name": account.name, "created_at": account.created_at},
+        as_json=as_json,
+        text=f"Created account [bold]{account.name}[/]: {account.id}",
+    )
 
 
 @accounts_app.command("show")
@@ -35,12 +39,22 @@ def show(account_id: Annotated[str, typer.Argument(help="The account id.")], as_
     counts = account_counts(engine, account_id)
     principal = deployment_principal(context.settings())
     policy = trust_policy(principal, account.external_id)
-    emit({"id": account.id, "name": account.name, "created_at": account.created_at, "counts": counts,
-          "external_id": account.external_id, "deployment_principal_arn": principal, "trust_policy": policy},
-         as_json=as_json,
-         text=f"{account.name} ({account.id}): " + ", ".join(f"{n} {k}" for k, n in counts.items())
-         + f"\nExternalId: {account.external_id}\nTrust policy for your delivery role:\n"
-         + json.dumps(policy, indent=2))
+    emit(
+        {
+            "id": account.id,
+            "name": account.name,
+            "created_at": account.created_at,
+            "counts": counts,
+            "external_id": account.external_id,
+            "deployment_principal_arn": principal,
+            "trust_policy": policy,
+        },
+        as_json=as_json,
+        text=f"{account.name} ({account.id}): "
+        + ", ".join(f"{n} {k}" for k, n in counts.items())
+        + f"\nExternalId: {account.external_id}\nTrust policy for your delivery role:\n"
+        + json.dumps(policy, indent=2),
+    )
 
 
 UNKNOWN_PRINCIPAL = "arn:aws:iam::<this deployment's AWS account>:role/<its role>"

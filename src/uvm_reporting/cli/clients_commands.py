@@ -12,8 +12,7 @@ from uvm_reporting.cli.output import JsonOption, emit, reports_errors
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.store.api_clients import ClientRecord, create_client, list_clients, revoke_client
 
-clients_app = typer.Typer(help="Create, revoke and list API clients (OAuth2 client credentials).",
-                          no_args_is_help=True)
+clients_app = typer.Typer(help="Create, revoke and list API clients (OAuth2 client credentials).", no_args_is_help=True)
 
 AccountOption = Annotated[str, typer.Option("--account", help="Id of the account the clients belong to.")]
 
@@ -28,8 +27,12 @@ def create(
     """Create an API client and print its id and secret (the secret is shown only this once)."""
     created = create_client(context.database(), account, name)
     emit(
-        {"client_id": created.client_id, "client_secret": created.client_secret,
-         "account_id": created.account_id, "name": created.name},
+        {
+            "client_id": created.client_id,
+            "client_secret": created.client_secret,
+            "account_id": created.account_id,
+            "name": created.name,
+        },
         as_json=as_json,
         text=(
             f'Created API client "{escape(created.name)}" for account {created.account_id}.\n'
@@ -53,7 +56,7 @@ def revoke(
         _client_json(client) | {"account_id": client.account_id},
         as_json=as_json,
         text=f"Client {client.client_id} (account {client.account_id}) is revoked since "
-             f"{format_utc(client.revoked_at)}.",
+        f"{format_utc(client.revoked_at)}.",
     )
 
 
@@ -67,8 +70,11 @@ def list_(account: AccountOption, as_json: bool = JsonOption) -> None:
         + ("active" if client.revoked_at is None else f"revoked {format_utc(client.revoked_at)}")
         for client in clients
     ]
-    emit({"account_id": account, "clients": [_client_json(client) for client in clients]},
-         as_json=as_json, text="\n".join(lines))
+    emit(
+        {"account_id": account, "clients": [_client_json(client) for client in clients]},
+        as_json=as_json,
+        text="\n".join(lines),
+    )
 
 
 def _client_json(client: ClientRecord) -> dict[str, Any]:

@@ -72,20 +72,20 @@ def demo_curl_lines(demo: DemoAccount, base_url: str) -> list[str]:
         "--header 'Content-Type: application/json' \\\n"
         f"--header 'accountId: {demo.account_id}' \\\n"
         "--header 'graphqlname: processReport' \\\n"
-        "--header \"Authorization: Bearer $TOKEN\" \\\n"
-        "--data '{\"query\":\"mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}\","
-        f"\"variables\":{{\"id\":\"{demo.report_id}\"}}}}' "
-        "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"data\"][\"processReport\"][\"runId\"])')"
+        '--header "Authorization: Bearer $TOKEN" \\\n'
+        '--data \'{"query":"mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}",'
+        f'"variables":{{"id":"{demo.report_id}"}}}}\' '
+        '| python3 -c \'import json,sys; print(json.load(sys.stdin)["data"]["processReport"]["runId"])\')'
     )
     status = (
         f"curl --location '{base_url}/api/graphql' \\\n"
         "--header 'Content-Type: application/json' \\\n"
         f"--header 'accountId: {demo.account_id}' \\\n"
         "--header 'graphqlname: getReportRunStatus' \\\n"
-        "--header \"Authorization: Bearer $TOKEN\" \\\n"
-        "--data '{\"query\":\"query ($reportId: String, $runId: String) { getReportRunStatus(reportId: "
-        "$reportId, runId: $runId) }\",\"variables\":{\"reportId\":\""
-        f"{demo.report_id}\", \"runId\":\"'\"$RUN_ID\"'\"}}}}'"
+        '--header "Authorization: Bearer $TOKEN" \\\n'
+        '--data \'{"query":"query ($reportId: String, $runId: String) { getReportRunStatus(reportId: '
+        '$reportId, runId: $runId) }","variables":{"reportId":"'
+        f'{demo.report_id}", "runId":"\'"$RUN_ID"\'"}}}}\''
     )
     return [token, process, status]
 
@@ -98,8 +98,11 @@ def print_demo_instructions(demo: DemoAccount, settings: Settings) -> None:
     console.print(f"  Report ID      {demo.report_id}  ({demo.report_name}, public, {demo.findings} findings)")
     console.print(f"  Client ID      {demo.client_id}")
     console.print(f"  Client secret  {demo.client_secret}  (shown once; a new client is made each start)\n")
-    titles = ["1. Get a token (valid one hour):", "2. Start a run with a download link:",
-              "3. Poll its status; when Completed, presignedUrl is the download link:"]
+    titles = [
+        "1. Get a token (valid one hour):",
+        "2. Start a run with a download link:",
+        "3. Poll its status; when Completed, presignedUrl is the download link:",
+    ]
     for title, line in zip(titles, demo_curl_lines(demo, base), strict=True):
         console.print(f"[bold]{title}[/]")
         console.print(line, markup=False)

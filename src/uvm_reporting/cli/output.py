@@ -41,8 +41,9 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except UvmReportingError as error:
             if kwargs.get("as_json"):
-                typer.echo(json.dumps({"error": {"code": error.code, "message": error.message,
-                                                  **error.details}}, default=str))
+                typer.echo(
+                    json.dumps({"error": {"code": error.code, "message": error.message, **error.details}}, default=str)
+                )
             else:
                 error_console.print(f"[bold red]error[/] ({error.code}): {error.message}")
             raise typer.Exit(2) from error

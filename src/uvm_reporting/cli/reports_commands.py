@@ -16,8 +16,9 @@ from uvm_reporting.store.reports import Report, create_report, get_report, list_
 reports_app = typer.Typer(help="Create, update and list reports.", no_args_is_help=True)
 
 AccountOption = Annotated[str, typer.Option("--account", help="The account id.")]
-FileOption = Annotated[Path, typer.Option("--file", help="The report definition, a JSON file.",
-                                          exists=True, dir_okay=False, readable=True)]
+FileOption = Annotated[
+    Path, typer.Option("--file", help="The report definition, a JSON file.", exists=True, dir_okay=False, readable=True)
+]
 
 
 @reports_app.command("create")
@@ -25,15 +26,22 @@ FileOption = Annotated[Path, typer.Option("--file", help="The report definition,
 def create(account: AccountOption, file: FileOption, as_json: bool = JsonOption) -> None:
     """Validate a report definition and save it."""
     report = create_report(context.database(), account, _read_definition(file))
-    emit(_summary(report), as_json=as_json,
-         text=f"Created report [bold]{report.name}[/]: {report.id}"
-              + ("" if report.is_public else " (private: not reachable through the API)"))
+    emit(
+        _summary(report),
+        as_json=as_json,
+        text=f"Created report [bold]{report.name}[/]: {report.id}"
+        + ("" if report.is_public else " (private: not reachable through the API)"),
+    )
 
 
 @reports_app.command("update")
 @reports_errors
-def update(report_id: Annotated[str, typer.Argument(help="The report id.")], account: AccountOption,
-           file: FileOption, as_json: bool = JsonOption) -> None:
+def update(
+    report_id: Annotated[str, typer.Argument(help="The report id.")],
+    account: AccountOption,
+    file: FileOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Replace a report's definition."""
     report = update_report(context.database(), account, report_id, _read_definition(file))
     emit(_summary(report), as_json=as_json, text=f"Updated report [bold]{report.name}[/]: {report.id}")
@@ -41,25 +49,33 @@ def update(report_id: Annotated[str, typer.Argument(help="The report id.")], acc
 
 @reports_app.command("show")
 @reports_errors
-def show(report_id: Annotated[str, typer.Argument(help="The report id.")], account: AccountOption,
-         as_json: bool = JsonOption) -> None:
+def show(
+    report_id: Annotated[str, typer.Argument(help="The report id.")], account: AccountOption, as_json: bool = JsonOption
+) -> None:
     """Print a report's definition."""
     report = get_report(context.database(), account, report_id)
-    emit({**_summary(report), "definition": report.definition.to_json()}, as_json=as_json,
-         text=json.dumps(report.definition.to_json(), indent=2))
+    emit(
+        {**_summary(report), "definition": report.definition.to_json()},
+        as_json=as_json,
+        text=json.dumps(report.definition.to_json(), indent=2),
+    )
 
 
 @reports_app.command("test-delivery")
 @reports_errors
-def check_delivery_command(report_id: Annotated[str, typer.Argument(help="The report id.")], account: AccountOption,
-                  as_json: bool = JsonOption) -> None:
+def check_delivery_command(
+    report_id: Annotated[str, typer.Argument(help="The report id.")], account: AccountOption, as_json: bool = JsonOption
+) -> None:
     """Write and delete a canary object through the report's S3 delivery settings; say what fails."""
     from uvm_reporting.services import build_services  # noqa: PLC0415 - keeps other commands fast
 
     result = build_services(context.settings(), context.database()).report_runs.test_delivery(account, report_id)
-    emit(result, as_json=as_json,
-         text=("[green]Delivery works[/]: " if result["ok"] else f"[red]Delivery fails[/] ({result['code']}): ")
-         + result["message"])
+    emit(
+        result,
+        as_json=as_json,
+        text=("[green]Delivery works[/]: " if result["ok"] else f"[red]Delivery fails[/] ({result['code']}): ")
+        + result["message"],
+    )
     if not result["ok"]:
         raise typer.Exit(1)
 
@@ -69,9 +85,12 @@ def check_delivery_command(report_id: Annotated[str, typer.Argument(help="The re
 def list_(account: AccountOption, as_json: bool = JsonOption) -> None:
     """List an account's reports."""
     reports = list_reports(context.database(), account)
-    emit({"account_id": account, "reports": [_summary(r) for r in reports]}, as_json=as_json,
-         text="\n".join(f"{r.id}  {'public ' if r.is_public else 'private'}  {r.name}" for r in reports)
-         or "No reports.")
+    emit(
+        {"account_id": account, "reports": [_summary(r) for r in reports]},
+        as_json=as_json,
+        text="\n".join(f"{r.id}  {'public ' if r.is_public else 'private'}  {r.name}" for r in reports)
+        or "No reports.",
+    )
 
 
 def _read_definition(file: Path) -> dict[str, Any]:
@@ -85,7 +104,12 @@ def _read_definition(file: Path) -> dict[str, Any]:
 
 
 def _summary(report: Report) -> dict[str, Any]:
-    return {"id": report.id, "account_id": report.account_id, "name": report.name,
-            "entity": report.definition.entity, "public": report.is_public,
-            "schedule_active": bool(report.schedule and report.schedule.active),
-            "next_fire_at": report.next_fire_at}
+    return {
+        "id": report.id,
+        "account_id": report.account_id,
+        "name": report.name,
+        "entity": report.definition.entity,
+        "public": report.is_public,
+        "schedule_active": bool(report.schedule and report.schedule.active),
+        "next_fire_at": report.next_fire_at,
+    }

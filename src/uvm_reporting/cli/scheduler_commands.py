@@ -17,9 +17,9 @@ from uvm_reporting.scheduler.service import DEFAULT_INTERVAL_SECONDS, Scheduler
 
 
 def scheduler(
-    interval: Annotated[float, typer.Option("--interval", min=0.5,
-                                            help="Seconds between two checks for due schedules.")
-                        ] = DEFAULT_INTERVAL_SECONDS,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, help="Seconds between two checks for due schedules.")
+    ] = DEFAULT_INTERVAL_SECONDS,
 ) -> None:
     """Run the scheduler alone: enqueue a run for each due fire time of every active schedule."""
     settings = context.settings()

@@ -27,6 +27,7 @@ def serve(
 ) -> None:
     """Serve the token endpoint, GraphQL API and downloads, with worker threads running the exports."""
     from uvm_reporting.services import build_services  # noqa: PLC0415
+
     _serve(build_services(_settings_for(host, port)), host, port, run_workers=not no_workers)
 
 

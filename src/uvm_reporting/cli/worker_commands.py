@@ -16,10 +16,15 @@ log = logging.getLogger(__name__)
 
 
 def worker(
-    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Worker threads (default: "
-                                                    "UVM_REPORTING_WORKER_THREADS).", min=1)] = None,
-    grace: Annotated[float, typer.Option("--grace", help="Seconds to finish running exports after SIGTERM; "
-                                         "unfinished ones go back to the queue.")] = 30.0,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", help="Worker threads (default: UVM_REPORTING_WORKER_THREADS).", min=1)
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace", help="Seconds to finish running exports after SIGTERM; unfinished ones go back to the queue."
+        ),
+    ] = 30.0,
 ) -> None:
     """Claim and run queued exports until SIGTERM or SIGINT."""
     from uvm_reporting.services import build_services  # noqa: PLC0415 - keeps admin commands fast

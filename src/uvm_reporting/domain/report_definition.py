@@ -327,7 +327,6 @@ class _InvalidValueError(ValueError):
         self.index = index
 
 
-
 def _unknown_field(entity: EntitySpec, path: str) -> str:
     message = f"unknown field {quoted(path)} for entity {entity.name}"
     close = difflib.get_close_matches(path, field_paths(entity), n=1, cutoff=0.6)
@@ -532,7 +531,6 @@ def _date_value(value: Any) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise _InvalidValueError(f"{quoted(value)} is not a valid date") from None
-
 
 
 # --- Entry point -------------------------------------------------------------------------------

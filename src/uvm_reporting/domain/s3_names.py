@@ -119,8 +119,10 @@ def _role_arn_problems(arn: str) -> Iterator[str]:
     if not name:
         yield "must end with the role's name"
     if len(name) > ROLE_NAME_MAX_LENGTH or not _ROLE_NAME.fullmatch(name):
-        yield (f"has role name {quoted(name)}; a role name is 1 to {ROLE_NAME_MAX_LENGTH} letters, "
-               "digits and +=,.@_- characters")
+        yield (
+            f"has role name {quoted(name)}; a role name is 1 to {ROLE_NAME_MAX_LENGTH} letters, "
+            "digits and +=,.@_- characters"
+        )
     if path:
         joined = "/" + "/".join(path) + "/"
         if len(joined) > ROLE_PATH_MAX_LENGTH or not all(_ROLE_PATH_SEGMENT.fullmatch(p) for p in path):

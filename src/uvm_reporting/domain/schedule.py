@@ -56,8 +56,18 @@ WEEKDAYS: tuple[Weekday, ...] = ("monday", "tuesday", "wednesday", "thursday", "
 DELIVERY_METHODS: tuple[DeliveryMethod, ...] = ("s3",)
 DEFAULT_TIMEZONE = "UTC"
 
-SCHEDULE_KEYS = ("format", "compression", "delivery", "frequency", "time", "weekday", "day", "cron", "timezone",
-                 "active")
+SCHEDULE_KEYS = (
+    "format",
+    "compression",
+    "delivery",
+    "frequency",
+    "time",
+    "weekday",
+    "day",
+    "cron",
+    "timezone",
+    "active",
+)
 DELIVERY_KEYS = ("method", "bucket", "path", "file_name", "region", "role_arn")
 
 # Which of the timing keys each frequency needs; the others must be absent.
@@ -79,8 +89,14 @@ MAX_FILE_NAME_LENGTH = 255
 MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
 REPORT_NAME_SLUG_LENGTH = 64
 # The longest each placeholder renders to; checked against MAX_KEY_BYTES when saving.
-_PLACEHOLDER_MAX_LENGTH = {"report_name": REPORT_NAME_SLUG_LENGTH, "report_id": 36, "run_id": 36, "date": 10,
-                           "time": 6, "ext": 16}
+_PLACEHOLDER_MAX_LENGTH = {
+    "report_name": REPORT_NAME_SLUG_LENGTH,
+    "report_id": 36,
+    "run_id": 36,
+    "date": 10,
+    "time": 6,
+    "ext": 16,
+}
 MAX_CRON_LENGTH = 200
 
 Problems = list[tuple[str, str]]
@@ -107,8 +123,14 @@ class S3Delivery:
         return "s3"
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "bucket": self.bucket, "path": self.path, "file_name": self.file_name,
-                "region": self.region, "role_arn": self.role_arn}
+        return {
+            "method": self.method,
+            "bucket": self.bucket,
+            "path": self.path,
+            "file_name": self.file_name,
+            "region": self.region,
+            "role_arn": self.role_arn,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +159,12 @@ class ScheduleSettings:
 
     def to_json(self) -> dict[str, Any]:
         """The canonical JSON form: parsing it again gives equal settings."""
-        data: dict[str, Any] = {"format": self.format, "compression": self.compression,
-                                "delivery": self.delivery.to_json(), "frequency": self.frequency}
+        data: dict[str, Any] = {
+            "format": self.format,
+            "compression": self.compression,
+            "delivery": self.delivery.to_json(),
+            "frequency": self.frequency,
+        }
         if self.time is not None:
             data["time"] = self.time.strftime("%H:%M")
         if self.weekday is not None:
@@ -156,8 +182,9 @@ def compression_problem(format: ExportFormat, compression: Compression | None) -
     """Why ``compression`` does not apply to ``format``, or None."""
     if compression is not None and format not in GZIP_FORMATS:
         allowed = ", ".join(f for f in EXPORT_FORMATS if f in GZIP_FORMATS)
-        return (f'"{compression}" does not apply to {format} files, which are compressed already; '
-                f"it applies to {allowed}")
+        return (
+            f'"{compression}" does not apply to {format} files, which are compressed already; it applies to {allowed}'
+        )
     return None
 
 
@@ -290,8 +317,12 @@ def _parse_delivery(data: Any, parent: _Reader) -> S3Delivery | None:
     reader = _Reader(data, parent.where("delivery"), DELIVERY_KEYS, parent.problems)
     reader.choice("method", DELIVERY_METHODS, required=True)
     checked: dict[str, str] = {}
-    checks = (("bucket", bucket_name_problem, True), ("region", region_problem, True),
-              ("role_arn", role_arn_problem, True), ("path", key_prefix_problem, False))
+    checks = (
+        ("bucket", bucket_name_problem, True),
+        ("region", region_problem, True),
+        ("role_arn", role_arn_problem, True),
+        ("path", key_prefix_problem, False),
+    )
     for key, check, required in checks:
         value = reader.string(key, required=required)
         if value is not None and (problem := check(value)):
@@ -302,8 +333,10 @@ def _parse_delivery(data: Any, parent: _Reader) -> S3Delivery | None:
         role_partition, region_part = role_arn_partition(checked["role_arn"]), region_partition(checked["region"])
         if role_partition != region_part:
             # A role of one partition cannot be assumed from another (aws-cn, aws-us-gov, aws).
-            reader.add("role_arn", f'is in partition {role_partition} but region "{checked["region"]}" is in '
-                                   f"partition {region_part}")
+            reader.add(
+                "role_arn",
+                f'is in partition {role_partition} but region "{checked["region"]}" is in partition {region_part}',
+            )
     path = checked.get("path", "").removesuffix("/")
     file_name = reader.string("file_name", required=False)
     if file_name is None:
@@ -313,12 +346,16 @@ def _parse_delivery(data: Any, parent: _Reader) -> S3Delivery | None:
     else:
         worst = len(path.encode("utf-8")) + 1 + _longest_file_name(file_name)
         if path and worst > MAX_KEY_BYTES:
-            reader.add("file_name", f"with this path, object keys could be {worst} bytes long; S3 allows "
-                                    f"{MAX_KEY_BYTES} (shorten the path or the file name)")
+            reader.add(
+                "file_name",
+                f"with this path, object keys could be {worst} bytes long; S3 allows "
+                f"{MAX_KEY_BYTES} (shorten the path or the file name)",
+            )
     if len(parent.problems) > count:
         return None
-    return S3Delivery(bucket=checked["bucket"], region=checked["region"], role_arn=checked["role_arn"], path=path,
-                      file_name=file_name)
+    return S3Delivery(
+        bucket=checked["bucket"], region=checked["region"], role_arn=checked["role_arn"], path=path, file_name=file_name
+    )
 
 
 _TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
@@ -379,8 +416,10 @@ def _cron_problems(expression: str) -> Iterator[str]:
         yield f"must be at most {MAX_CRON_LENGTH} characters"
     fields = expression.split()
     if len(fields) != len(_CRON_FIELDS):
-        yield (f"must have 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 6 * * 1-5\"; "
-               f"{quoted(expression)} has {len(fields)}")
+        yield (
+            f'must have 5 fields (minute hour day-of-month month day-of-week), e.g. "0 6 * * 1-5"; '
+            f"{quoted(expression)} has {len(fields)}"
+        )
     for position, (field, label) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
         names = _CRON_NAMES[position]
         pattern = _CRON_NAMED if names else _CRON_NUMERIC
@@ -392,7 +431,7 @@ def _cron_problems(expression: str) -> Iterator[str]:
     if not croniter.is_valid(normalised):
         yield f"{quoted(expression)} is not a valid cron expression (a value is out of range?)"
     try:
-        croniter(normalised, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+        croniter(normalised, dt.datetime(2000, 1, 1, tzinfo=dt.UTC)).get_next(dt.datetime)
     except CroniterBadDateError:
         yield f"{quoted(expression)} never fires (no such date)"
     except (CroniterError, ValueError) as error:
@@ -405,7 +444,7 @@ def timezone_problem(name: str) -> str | None:
         return None
     known = _known_timezones()
     if name not in known:
-        message = f"{quoted(name)} is not an IANA time zone name such as \"Europe/Berlin\""
+        message = f'{quoted(name)} is not an IANA time zone name such as "Europe/Berlin"'
         close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.7)
         return message + (f' (did you mean "{close[0]}"?)' if close else "")
     try:
@@ -525,8 +564,9 @@ def latest_fire_time_at_or_before(
     local = now.astimezone(zone)
     # In the repeated hour of a fall-back night, wall times just after ``local`` are first
     # occurrences and so lie in the past: start that far later, and skip what is in the future.
-    repeat = abs((local.replace(fold=0).utcoffset() or dt.timedelta()) -
-                 (local.replace(fold=1).utcoffset() or dt.timedelta()))
+    repeat = abs(
+        (local.replace(fold=0).utcoffset() or dt.timedelta()) - (local.replace(fold=1).utcoffset() or dt.timedelta())
+    )
     start = local.replace(tzinfo=None, fold=0) + repeat
     for wall in _walls_at_or_before(schedule, start):
         instant = _instant(wall, zone)
@@ -625,17 +665,17 @@ def _end_of_gap(wall: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
 # --- Helpers -----------------------------------------------------------------------------------
 
 
-
 def _key_text(key: Any) -> str:
     text = str(key)
     return text if len(text) <= 80 else text[:80] + "..."  # an unknown key can be any length
 
 
-
-def delivery_destination(schedule: ScheduleSettings, *, report_name: str, report_id: str, run_id: str,
-                         at: dt.datetime) -> dict[str, str]:
+def delivery_destination(
+    schedule: ScheduleSettings, *, report_name: str, report_id: str, run_id: str, at: dt.datetime
+) -> dict[str, str]:
     """Where one run delivers: bucket, rendered key, region and role (a run's ``destination``)."""
     delivery = schedule.delivery
-    key = render_object_key(delivery, report_name=report_name, report_id=report_id, run_id=run_id, at=at,
-                            extension=schedule.extension)
+    key = render_object_key(
+        delivery, report_name=report_name, report_id=report_id, run_id=run_id, at=at, extension=schedule.extension
+    )
     return {"bucket": delivery.bucket, "key": key, "region": delivery.region, "role_arn": delivery.role_arn}

@@ -68,8 +68,11 @@ def _write_format(job: ExportJob, out: BinaryWriter) -> int:
         schema = arrow_schema(job.columns)
         return write_parquet_batches((_in_schema(batch, schema) for batch in batches), job.columns, out)
     if job.format is ExportFormat.XLSX:
-        return write_xlsx((_xlsx_rows(piece, job.columns) for batch in batches
-                           for piece in _slices(batch, XLSX_ROWS_PER_PIECE)), job.columns, out)
+        return write_xlsx(
+            (_xlsx_rows(piece, job.columns) for batch in batches for piece in _slices(batch, XLSX_ROWS_PER_PIECE)),
+            job.columns,
+            out,
+        )
     raise ValueError(f"no export for format {job.format}")
 
 
@@ -98,23 +101,27 @@ def _write_text(job: ExportJob, out: BinaryWriter) -> int:
     return rows
 
 
-def _part_writer(write_part: Callable[[QueryPart, BinaryWriter, bool], int],
-                 part: QueryPart) -> Callable[[BinaryWriter, bool], int]:
+def _part_writer(
+    write_part: Callable[[QueryPart, BinaryWriter, bool], int], part: QueryPart
+) -> Callable[[BinaryWriter, bool], int]:
     return lambda target, first: write_part(part, target, first)
 
 
 def _batches(job: ExportJob, part: QueryPart) -> Iterator[Any]:
     if job.dialect == "sqlite":
-        return sqlite_batches(Path(job.database), part.sql, part.parameters, [kind for _, kind in job.columns],
-                              batch_rows=job.batch_rows)
+        return sqlite_batches(
+            Path(job.database), part.sql, part.parameters, [kind for _, kind in job.columns], batch_rows=job.batch_rows
+        )
     return postgres_batches(job.database, part.sql, job.lookups, [name for name, _ in job.columns])
 
 
 def _in_schema(batch: Any, schema: Any) -> Any:
     """The batch with the export's Arrow types: SQLite's ISO text parsed into timestamps and
     dates, anything else cast where it differs."""
-    arrays = [values if values.type == field.type else pc.cast(values, field.type)
-              for values, field in zip(batch.columns, schema, strict=True)]
+    arrays = [
+        values if values.type == field.type else pc.cast(values, field.type)
+        for values, field in zip(batch.columns, schema, strict=True)
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 

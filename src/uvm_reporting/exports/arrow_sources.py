@@ -50,15 +50,18 @@ class TypedRowMissing(RuntimeError):
     """SQLite did not return the typed row first: the batches cannot be trusted."""
 
 
-def sqlite_batches(database: Path, sql: str, parameters: Sequence[Any], kinds: Sequence[FieldType], *,
-                   batch_rows: int) -> Iterator[Any]:
+def sqlite_batches(
+    database: Path, sql: str, parameters: Sequence[Any], kinds: Sequence[FieldType], *, batch_rows: int
+) -> Iterator[Any]:
     """The rows of ``sql`` (positional ``?`` parameters) as record batches, one column per
     ``kinds`` entry: text for text, timestamps and dates (as SQLite keeps them), double for
     numbers."""
     import adbc_driver_sqlite.dbapi  # noqa: PLC0415 - only the export process loads it
 
-    with contextlib.closing(adbc_driver_sqlite.dbapi.connect(f"{database.resolve().as_uri()}?mode=ro")) as connection, \
-            contextlib.closing(connection.cursor()) as cursor:
+    with (
+        contextlib.closing(adbc_driver_sqlite.dbapi.connect(f"{database.resolve().as_uri()}?mode=ro")) as connection,
+        contextlib.closing(connection.cursor()) as cursor,
+    ):
         cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MILLISECONDS}")
         cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
@@ -79,21 +82,25 @@ def sqlite_batches(database: Path, sql: str, parameters: Sequence[Any], kinds: S
 
 
 def _with_typed_row(sql: str, kinds: Sequence[FieldType]) -> str:
-    typed = ", ".join(f"{'0.0' if kind is FieldType.NUMBER else chr(39) * 2} AS c{index}"
-                      for index, kind in enumerate(kinds))
+    typed = ", ".join(
+        f"{'0.0' if kind is FieldType.NUMBER else chr(39) * 2} AS c{index}" for index, kind in enumerate(kinds)
+    )
     # The report's compiled query (its values are bound parameters) and constants of ours.
     return f"SELECT 0 AS {_TYPED_ROW_FLAG}, {typed} UNION ALL SELECT 1, * FROM ({sql})"  # noqa: S608
 
 
-def postgres_batches(uri: str, sql: str, lookups: Sequence[LookupPart] = (),
-                     columns: Sequence[str] = ()) -> Iterator[Any]:
+def postgres_batches(
+    uri: str, sql: str, lookups: Sequence[LookupPart] = (), columns: Sequence[str] = ()
+) -> Iterator[Any]:
     """The rows of ``sql`` (no parameters: literals inlined) as record batches, streamed, in a
     read-only transaction; with ``lookups``, each batch has their columns joined and holds
     ``columns``, in that order."""
     import adbc_driver_postgresql.dbapi  # noqa: PLC0415 - only the export process loads it
 
-    with contextlib.closing(adbc_driver_postgresql.dbapi.connect(uri)) as connection, \
-            contextlib.closing(connection.cursor()) as cursor:
+    with (
+        contextlib.closing(adbc_driver_postgresql.dbapi.connect(uri)) as connection,
+        contextlib.closing(connection.cursor()) as cursor,
+    ):
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         tables = []
         for lookup in lookups:
@@ -150,4 +157,3 @@ def prefetched(batches: Iterator[Any], depth: int = PREFETCH_BATCHES) -> Iterato
     finally:
         stop.set()
         thread.join()
-

@@ -65,17 +65,19 @@ class ExportJob:
             raise ValueError("lookups are joined only on PostgreSQL, for a job of one query")
 
     def to_json(self) -> bytes:
-        return json.dumps({
-            "dialect": self.dialect,
-            "database": self.database,
-            "parts": [{"sql": part.sql, "parameters": list(part.parameters)} for part in self.parts],
-            "columns": [[name, kind.value] for name, kind in self.columns],
-            "format": self.format.value,
-            "compression": self.compression.value if self.compression else None,
-            "batch_rows": self.batch_rows,
-            "log_level": self.log_level,
-            "lookups": [{"key_column": lookup.key_column, "sql": lookup.sql} for lookup in self.lookups],
-        }).encode("utf-8")
+        return json.dumps(
+            {
+                "dialect": self.dialect,
+                "database": self.database,
+                "parts": [{"sql": part.sql, "parameters": list(part.parameters)} for part in self.parts],
+                "columns": [[name, kind.value] for name, kind in self.columns],
+                "format": self.format.value,
+                "compression": self.compression.value if self.compression else None,
+                "batch_rows": self.batch_rows,
+                "log_level": self.log_level,
+                "lookups": [{"key_column": lookup.key_column, "sql": lookup.sql} for lookup in self.lookups],
+            }
+        ).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes) -> ExportJob:
@@ -93,5 +95,7 @@ class ExportJob:
         )
 
     def __repr__(self) -> str:  # the database URI may carry a password
-        return (f"ExportJob(dialect={self.dialect!r}, parts={len(self.parts)}, format={self.format.value!r}, "
-                f"compression={self.compression}, columns={len(self.columns)}, lookups={len(self.lookups)})")
+        return (
+            f"ExportJob(dialect={self.dialect!r}, parts={len(self.parts)}, format={self.format.value!r}, "
+            f"compression={self.compression}, columns={len(self.columns)}, lookups={len(self.lookups)})"
+        )

@@ -60,8 +60,9 @@ class ExportProcessGone(ExportProcessFailed):
     (or as it was given its job). Nothing reached the destination, so the job may run again."""
 
     def __init__(self, how: str) -> None:
-        super().__init__("INTERNAL", f"The export process {how} before it wrote anything; the operator log "
-                                     "has the details.")
+        super().__init__(
+            "INTERNAL", f"The export process {how} before it wrote anything; the operator log has the details."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,11 @@ def start_export_process() -> StartedProcess:
     try:
         process = subprocess.Popen(  # noqa: S603 - our own module, run by this interpreter
             [sys.executable, "-m", "uvm_reporting.exports.export_process", str(status_write), str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(status_write,), close_fds=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=(status_write,),
+            close_fds=True,
+        )
     except BaseException:
         os.close(status_read)
         raise
@@ -234,8 +239,9 @@ def _outcome(status: bytes, exit_code: int, peak_rss: int, seconds: float) -> Ex
     error = report.get("error")
     if isinstance(error, dict):
         raise ExportProcessFailed(str(error.get("code", "INTERNAL")), str(error.get("message", "")))
-    raise ExportProcessFailed("INTERNAL", f"The export process {_ended(exit_code)} before it finished; the "
-                              "operator log has the details.")
+    raise ExportProcessFailed(
+        "INTERNAL", f"The export process {_ended(exit_code)} before it finished; the operator log has the details."
+    )
 
 
 def _ended(exit_code: int) -> str:
@@ -264,8 +270,12 @@ def main(argv: list[str]) -> int:
         return 1  # the worker is gone: nobody to tell
     except Exception as error:
         code, message = _describe(error)
-        log.log(logging.ERROR if code == "INTERNAL" else logging.WARNING, "export failed: %s", error,
-                exc_info=code == "INTERNAL")
+        log.log(
+            logging.ERROR if code == "INTERNAL" else logging.WARNING,
+            "export failed: %s",
+            error,
+            exc_info=code == "INTERNAL",
+        )
         _report(status_fd, {"error": {"code": code, "message": message}})
         return 1
     _report(status_fd, {"rows": rows})
@@ -296,8 +306,9 @@ def _return_freed_memory() -> None:
 def _describe(error: Exception) -> tuple[str, str]:
     """The run's error code and a message a person can act on (internals go to the log)."""
     if _is_database_error(error):
-        return "QUERY_FAILED", ("The report's query failed in the database. Check the report definition; "
-                                "the operator log has the details.")
+        return "QUERY_FAILED", (
+            "The report's query failed in the database. Check the report definition; the operator log has the details."
+        )
     if isinstance(error, OSError):
         return "STORAGE_FAILED", f"Writing the result failed: {error.strerror or error}."
     return "INTERNAL", "The export failed unexpectedly; the operator log has the details."

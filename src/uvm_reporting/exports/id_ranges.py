@@ -19,8 +19,9 @@ from uvm_reporting.domain.report_definition import ReportDefinition
 from uvm_reporting.store.tables import PLATFORM_TABLES
 
 
-def split_by_id(engine: Engine, definition: ReportDefinition, account_id: str, parts: int,
-                min_rows: int) -> list[ColumnElement[bool]] | None:
+def split_by_id(
+    engine: Engine, definition: ReportDefinition, account_id: str, parts: int, min_rows: int
+) -> list[ColumnElement[bool]] | None:
     """One condition per range of the entity's ids, in order; None when the export should run
     as one query (one part wanted, too few rows to pay off, or an order ranges cannot keep)."""
     if parts < 2 or definition.limit is not None or not _ordered_by_id_alone(definition):
@@ -32,9 +33,12 @@ def split_by_id(engine: Engine, definition: ReportDefinition, account_id: str, p
         total = connection.scalar(select(func.count()).select_from(table).where(of_account)) or 0
         if total < max(min_rows, parts):
             return None
-        bounds = [connection.scalar(select(table.c.id).where(of_account).order_by(table.c.id)
-                                    .offset(total * index // parts).limit(1))
-                  for index in range(1, parts)]
+        bounds = [
+            connection.scalar(
+                select(table.c.id).where(of_account).order_by(table.c.id).offset(total * index // parts).limit(1)
+            )
+            for index in range(1, parts)
+        ]
     conditions: list[ColumnElement[bool]] = [table.c.id < bounds[0]]
     conditions += [(table.c.id >= low) & (table.c.id < high) for low, high in pairwise(bounds)]
     conditions.append(table.c.id >= bounds[-1])
@@ -43,5 +47,6 @@ def split_by_id(engine: Engine, definition: ReportDefinition, account_id: str, p
 
 def _ordered_by_id_alone(definition: ReportDefinition) -> bool:
     # The compiler appends "id ascending" to every sort; a sort that is only that, or empty, is it.
-    return all(key.resolved.relation is None and key.field == "id" and key.direction == "asc"
-               for key in definition.sort)
+    return all(
+        key.resolved.relation is None and key.field == "id" and key.direction == "asc" for key in definition.sort
+    )

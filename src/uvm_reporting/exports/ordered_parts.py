@@ -37,8 +37,10 @@ def write_parts(parts: Sequence[PartWriter], out: BinaryWriter) -> int:
         spools = [stack.enter_context(tempfile.TemporaryFile(prefix="uvm-reporting-part-")) for _ in parts[1:]]
         sinks: list[BinaryWriter] = [out, *spools]
         with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="export-part") as pool:
-            futures = [pool.submit(run, write, sink, index == 0)
-                       for index, (write, sink) in enumerate(zip(parts, sinks, strict=True))]
+            futures = [
+                pool.submit(run, write, sink, index == 0)
+                for index, (write, sink) in enumerate(zip(parts, sinks, strict=True))
+            ]
             wait(futures)
         errors = [error for future in futures if (error := future.exception()) is not None]
         if errors:

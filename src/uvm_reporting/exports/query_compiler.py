@@ -124,18 +124,25 @@ def compile_lookup_query(definition: ReportDefinition, account_id: str) -> Looku
         return None
     lookups = tuple(_lookup(definition, relation, account_id) for relation in shown.values())
     sources = _Sources(definition)
-    columns = [sources.column(resolved).label(path) for path in definition.columns
-               if ((resolved := definition.resolve(path)).relation is None or resolved.relation.name not in shown)]
+    columns = [
+        sources.column(resolved).label(path)
+        for path in definition.columns
+        if ((resolved := definition.resolve(path)).relation is None or resolved.relation.name not in shown)
+    ]
     columns += [sources.base.c[lookup.relation.local_field].label(lookup.key_column) for lookup in lookups]
     return LookupQuery(_select(definition, sources, columns, account_id), lookups)
 
 
 def _lookup(definition: ReportDefinition, relation: Relation, account_id: str) -> RelationLookup:
     target = PLATFORM_TABLES[relation.target]
-    fields = [(path, resolved.spec.name) for path in definition.columns
-              if (resolved := definition.resolve(path)).relation == relation]
-    statement = select(target.c.id.label(LOOKUP_KEY), *(target.c[name].label(path) for path, name in fields)) \
-        .where(target.c.account_id == account_id)
+    fields = [
+        (path, resolved.spec.name)
+        for path in definition.columns
+        if (resolved := definition.resolve(path)).relation == relation
+    ]
+    statement = select(target.c.id.label(LOOKUP_KEY), *(target.c[name].label(path) for path, name in fields)).where(
+        target.c.account_id == account_id
+    )
     return RelationLookup(relation, statement)
 
 

@@ -98,10 +98,20 @@ def manifest_key(key: str) -> str:
 
 
 class RunExecutor:
-    def __init__(self, engine: Engine, storage: ResultStorage, connector: S3Connector | None = None,
-                 *, batch_size: int = 10_000, parallelism: int = 1, split_min_rows: int = 200_000,
-                 export_process_min_rows: int = 20_000, keep_spare_export_process: bool = False,
-                 lookup_max_values: int = LOOKUP_MAX_VALUES, log_level: str = "INFO") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        storage: ResultStorage,
+        connector: S3Connector | None = None,
+        *,
+        batch_size: int = 10_000,
+        parallelism: int = 1,
+        split_min_rows: int = 200_000,
+        export_process_min_rows: int = 20_000,
+        keep_spare_export_process: bool = False,
+        lookup_max_values: int = LOOKUP_MAX_VALUES,
+        log_level: str = "INFO",
+    ) -> None:
         self._engine = engine
         self._storage = storage
         self._connector = connector
@@ -123,8 +133,7 @@ class RunExecutor:
         key = result_key(run)
         with self._storage.open_for_write(key) as (writer, written):
             row_count = self.write(run, writer)
-        return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256,
-                         result_key=key)
+        return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=key)
 
     def _deliver_to_s3(self, run: RunRecord) -> RunResult:
         """Stream into the customer's bucket with the role they let us assume, then the manifest."""
@@ -133,8 +142,9 @@ class RunExecutor:
         destination = run.destination
         bucket, key, role_arn = destination["bucket"], destination["key"], destination["role_arn"]
         external_id = get_account(self._engine, run.account_id).external_id
-        client = self._connector.assume_role(role_arn, external_id, destination["region"],
-                                             session_name=f"uvm-reporting-run-{run.id[:18]}")
+        client = self._connector.assume_role(
+            role_arn, external_id, destination["region"], session_name=f"uvm-reporting-run-{run.id[:18]}"
+        )
         writer = S3ObjectWriter(client, bucket, region=destination["region"], role_arn=role_arn)
         with writer.open_for_write(key, content_type=content_type(*run_format(run))) as (stream, written):
             row_count = self.write(run, stream)
@@ -157,8 +167,9 @@ class RunExecutor:
             "createdAt": format_utc(utc_now()),
         }
         put_json(client, bucket, manifest_key(key), manifest, role_arn=role_arn)
-        return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256,
-                         result_key=f"s3://{bucket}/{key}")
+        return RunResult(
+            row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=f"s3://{bucket}/{key}"
+        )
 
     def write(self, run: RunRecord, out: BinaryWriter) -> int:
         """Write the run's rows to ``out`` in its format; return the number of rows."""
@@ -178,16 +189,32 @@ class RunExecutor:
         lookups: tuple[LookupPart, ...] = ()
         if self._engine.dialect.name == "postgresql" and (split := self._lookup_query(definition, run.account_id)):
             statements = [split.main]
-            lookups = tuple(LookupPart(lookup.key_column, driver_query(lookup.statement, self._engine.dialect).sql)
-                            for lookup in split.lookups)
+            lookups = tuple(
+                LookupPart(lookup.key_column, driver_query(lookup.statement, self._engine.dialect).sql)
+                for lookup in split.lookups
+            )
         queries = [driver_query(part, self._engine.dialect) for part in statements]
-        job = ExportJob(dialect=self._engine.dialect.name, database=_driver_database(self._engine),
-                        parts=tuple(QueryPart(query.sql, query.parameters) for query in queries),
-                        columns=tuple(columns), format=export_format, compression=compression,
-                        batch_rows=self._batch_size, log_level=self._log_level, lookups=lookups)
+        job = ExportJob(
+            dialect=self._engine.dialect.name,
+            database=_driver_database(self._engine),
+            parts=tuple(QueryPart(query.sql, query.parameters) for query in queries),
+            columns=tuple(columns),
+            format=export_format,
+            compression=compression,
+            batch_rows=self._batch_size,
+            log_level=self._log_level,
+            lookups=lookups,
+        )
         outcome = self._export_processes.run(job, out)
-        log.info("run %s: export process wrote %d rows in %.2fs (%d parts, %d lookups), peak RSS %.1f MiB", run.id,
-                 outcome.rows, outcome.seconds, len(queries), len(lookups), outcome.peak_rss_bytes / (1 << 20))
+        log.info(
+            "run %s: export process wrote %d rows in %.2fs (%d parts, %d lookups), peak RSS %.1f MiB",
+            run.id,
+            outcome.rows,
+            outcome.seconds,
+            len(queries),
+            len(lookups),
+            outcome.peak_rss_bytes / (1 << 20),
+        )
         return outcome.rows
 
     def _lookup_query(self, definition: ReportDefinition, account_id: str) -> LookupQuery | None:

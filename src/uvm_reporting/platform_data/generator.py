@@ -75,20 +75,40 @@ _SOURCES = (
 )
 
 _LIBRARIES = (
-    "OpenSSL 3.0.7", "glibc 2.35", "libxml2 2.9.14", "zlib 1.2.11", "libwebp 1.3.1",
-    "curl 8.3.0", "Linux kernel 5.15.0", "sudo 1.9.12", "xz-utils 5.6.0", "libtiff 4.4.0",
+    "OpenSSL 3.0.7",
+    "glibc 2.35",
+    "libxml2 2.9.14",
+    "zlib 1.2.11",
+    "libwebp 1.3.1",
+    "curl 8.3.0",
+    "Linux kernel 5.15.0",
+    "sudo 1.9.12",
+    "xz-utils 5.6.0",
+    "libtiff 4.4.0",
 )
 _WEB_APPS = (
-    "Apache HTTP Server 2.4.57", "nginx 1.22.1", "WordPress 6.2", "Jenkins 2.401",
-    "GitLab CE 16.1", "Confluence Server 8.5", "Grafana 9.5.2", "phpMyAdmin 5.2.0",
+    "Apache HTTP Server 2.4.57",
+    "nginx 1.22.1",
+    "WordPress 6.2",
+    "Jenkins 2.401",
+    "GitLab CE 16.1",
+    "Confluence Server 8.5",
+    "Grafana 9.5.2",
+    "phpMyAdmin 5.2.0",
 )
 _JAVA_LIBS = (
-    "Apache Log4j 2.14.1", "Spring Framework 5.3.17", "Apache Struts 2.5.30",
-    "jackson-databind 2.9.8", "Apache Commons Text 1.9",
+    "Apache Log4j 2.14.1",
+    "Spring Framework 5.3.17",
+    "Apache Struts 2.5.30",
+    "jackson-databind 2.9.8",
+    "Apache Commons Text 1.9",
 )
 _APPLIANCES = (
-    "Fortinet FortiOS 7.2.4", "Cisco IOS XE 17.9", "Ivanti Connect Secure 22.3",
-    "Citrix NetScaler ADC 13.1", "Palo Alto Networks PAN-OS 10.2",
+    "Fortinet FortiOS 7.2.4",
+    "Cisco IOS XE 17.9",
+    "Ivanti Connect Secure 22.3",
+    "Citrix NetScaler ADC 13.1",
+    "Palo Alto Networks PAN-OS 10.2",
 )
 _SERVICES = ("SSH", "RDP", "SMB", "LDAP", "HTTPS", "SMTP", "PostgreSQL", "Redis")
 
@@ -103,44 +123,69 @@ class _Weakness:
 
 # Real CWE ids (mostly the CWE Top 25) with titles a scanner would plausibly print for them.
 _WEAKNESSES = (
-    _Weakness("CWE-79", "Improper Neutralization of Input During Web Page Generation "
-              "('Cross-site Scripting')", "Stored cross-site scripting (XSS) in {c}", _WEB_APPS),
-    _Weakness("CWE-89", "Improper Neutralization of Special Elements used in an SQL Command "
-              "('SQL Injection')", "SQL injection in {c} login form", _WEB_APPS),
+    _Weakness(
+        "CWE-79",
+        "Improper Neutralization of Input During Web Page Generation ('Cross-site Scripting')",
+        "Stored cross-site scripting (XSS) in {c}",
+        _WEB_APPS,
+    ),
+    _Weakness(
+        "CWE-89",
+        "Improper Neutralization of Special Elements used in an SQL Command ('SQL Injection')",
+        "SQL injection in {c} login form",
+        _WEB_APPS,
+    ),
     _Weakness("CWE-787", "Out-of-bounds Write", "Out-of-bounds write in {c}", _LIBRARIES),
-    _Weakness("CWE-22", "Improper Limitation of a Pathname to a Restricted Directory "
-              "('Path Traversal')", "Path traversal in {c} file download endpoint", _WEB_APPS),
-    _Weakness("CWE-78", "Improper Neutralization of Special Elements used in an OS Command "
-              "('OS Command Injection')", "OS command injection in {c} management interface",
-              _APPLIANCES),
+    _Weakness(
+        "CWE-22",
+        "Improper Limitation of a Pathname to a Restricted Directory ('Path Traversal')",
+        "Path traversal in {c} file download endpoint",
+        _WEB_APPS,
+    ),
+    _Weakness(
+        "CWE-78",
+        "Improper Neutralization of Special Elements used in an OS Command ('OS Command Injection')",
+        "OS command injection in {c} management interface",
+        _APPLIANCES,
+    ),
     _Weakness("CWE-416", "Use After Free", "Use-after-free in {c}", _LIBRARIES),
-    _Weakness("CWE-352", "Cross-Site Request Forgery (CSRF)",
-              "Cross-site request forgery (CSRF) in {c} settings page", _WEB_APPS),
-    _Weakness("CWE-434", "Unrestricted Upload of File with Dangerous Type",
-              "Unrestricted file upload in {c}", _WEB_APPS),
-    _Weakness("CWE-862", "Missing Authorization", "Missing authorization check in {c} admin API",
-              _WEB_APPS),
+    _Weakness(
+        "CWE-352",
+        "Cross-Site Request Forgery (CSRF)",
+        "Cross-site request forgery (CSRF) in {c} settings page",
+        _WEB_APPS,
+    ),
+    _Weakness(
+        "CWE-434", "Unrestricted Upload of File with Dangerous Type", "Unrestricted file upload in {c}", _WEB_APPS
+    ),
+    _Weakness("CWE-862", "Missing Authorization", "Missing authorization check in {c} admin API", _WEB_APPS),
     _Weakness("CWE-20", "Improper Input Validation", "Improper input validation in {c}", _LIBRARIES),
     _Weakness("CWE-125", "Out-of-bounds Read", "Out-of-bounds read in {c}", _LIBRARIES),
     _Weakness("CWE-287", "Improper Authentication", "Authentication bypass in {c}", _APPLIANCES),
     _Weakness("CWE-190", "Integer Overflow or Wraparound", "Integer overflow in {c}", _LIBRARIES),
-    _Weakness("CWE-502", "Deserialization of Untrusted Data",
-              "Deserialization of untrusted data in {c}", _JAVA_LIBS),
-    _Weakness("CWE-798", "Use of Hard-coded Credentials", "Hard-coded credentials in {c}",
-              _APPLIANCES),
-    _Weakness("CWE-918", "Server-Side Request Forgery (SSRF)",
-              "Server-side request forgery (SSRF) in {c}", _WEB_APPS),
+    _Weakness("CWE-502", "Deserialization of Untrusted Data", "Deserialization of untrusted data in {c}", _JAVA_LIBS),
+    _Weakness("CWE-798", "Use of Hard-coded Credentials", "Hard-coded credentials in {c}", _APPLIANCES),
+    _Weakness("CWE-918", "Server-Side Request Forgery (SSRF)", "Server-side request forgery (SSRF) in {c}", _WEB_APPS),
     _Weakness("CWE-476", "NULL Pointer Dereference", "NULL pointer dereference in {c}", _LIBRARIES),
-    _Weakness("CWE-400", "Uncontrolled Resource Consumption",
-              "Denial of service through resource exhaustion in {c}", _LIBRARIES),
-    _Weakness("CWE-611", "Improper Restriction of XML External Entity Reference",
-              "XML external entity (XXE) injection in {c}", _JAVA_LIBS),
-    _Weakness("CWE-295", "Improper Certificate Validation", "Improper certificate validation in {c}",
-              _LIBRARIES),
-    _Weakness("CWE-327", "Use of a Broken or Risky Cryptographic Algorithm",
-              "Weak cipher suites offered by {c}", _SERVICES),
-    _Weakness("CWE-319", "Cleartext Transmission of Sensitive Information",
-              "Cleartext credentials accepted by {c}", _SERVICES),
+    _Weakness(
+        "CWE-400",
+        "Uncontrolled Resource Consumption",
+        "Denial of service through resource exhaustion in {c}",
+        _LIBRARIES,
+    ),
+    _Weakness(
+        "CWE-611",
+        "Improper Restriction of XML External Entity Reference",
+        "XML external entity (XXE) injection in {c}",
+        _JAVA_LIBS,
+    ),
+    _Weakness("CWE-295", "Improper Certificate Validation", "Improper certificate validation in {c}", _LIBRARIES),
+    _Weakness(
+        "CWE-327", "Use of a Broken or Risky Cryptographic Algorithm", "Weak cipher suites offered by {c}", _SERVICES
+    ),
+    _Weakness(
+        "CWE-319", "Cleartext Transmission of Sensitive Information", "Cleartext credentials accepted by {c}", _SERVICES
+    ),
 )
 
 # Informational checks: no CVE, no score, sometimes a CWE.
@@ -168,7 +213,7 @@ AWKWARD_TITLES = (
     'naïve certificate validation in "café" portal, accepts self-signed certificates',
     "Outdated agent reported:\nmultiple components need upgrades",
     'Scanner note, line one\r\nline two: "verify manually"',
-    "Élévation de privilèges via \u2018sudoedit\u2019, option \"-s\"",
+    'Élévation de privilèges via \u2018sudoedit\u2019, option "-s"',
 )
 _AWKWARD_POSITIONS = {2 + 2 * i: title for i, title in enumerate(AWKWARD_TITLES)}
 _AWKWARD_RATE = 0.03
@@ -178,16 +223,19 @@ _AWKWARD_RATE = 0.03
 _ASSET_TYPE_CUM = _cumulative((30, 30, 15, 15, 5, 5))  # in ASSET_TYPES order
 _CRITICALITY_CUM = _cumulative((10, 25, 40, 25))  # in CRITICALITIES order
 _OS_BY_TYPE = {
-    "Server": ("Ubuntu 22.04 LTS", "Red Hat Enterprise Linux 9.3", "Windows Server 2022",
-               "Debian 12", "Windows Server 2019", "SUSE Linux Enterprise Server 15 SP5"),
+    "Server": (
+        "Ubuntu 22.04 LTS",
+        "Red Hat Enterprise Linux 9.3",
+        "Windows Server 2022",
+        "Debian 12",
+        "Windows Server 2019",
+        "SUSE Linux Enterprise Server 15 SP5",
+    ),
     "Workstation": ("Windows 11 23H2", "Windows 10 22H2", "macOS 14 Sonoma", "Ubuntu 24.04 LTS"),
     "Container": ("Alpine Linux 3.19", "Debian 12 (slim)", "Ubuntu 22.04 LTS", "Distroless"),
-    "Cloud Instance": ("Amazon Linux 2023", "Ubuntu 22.04 LTS", "Windows Server 2022",
-                       "Red Hat Enterprise Linux 9.3"),
-    "Network Device": ("Cisco IOS XE 17.9", "Juniper Junos OS 22.4", "Fortinet FortiOS 7.2",
-                       "Arista EOS 4.30"),
-    "Database": ("Red Hat Enterprise Linux 8.9", "Oracle Linux 8.8", "Windows Server 2019",
-                 "Ubuntu 22.04 LTS"),
+    "Cloud Instance": ("Amazon Linux 2023", "Ubuntu 22.04 LTS", "Windows Server 2022", "Red Hat Enterprise Linux 9.3"),
+    "Network Device": ("Cisco IOS XE 17.9", "Juniper Junos OS 22.4", "Fortinet FortiOS 7.2", "Arista EOS 4.30"),
+    "Database": ("Red Hat Enterprise Linux 8.9", "Oracle Linux 8.8", "Windows Server 2019", "Ubuntu 22.04 LTS"),
 }
 _ENVIRONMENTS = ("prd", "stg", "dev")
 _SERVER_ROLES = ("web", "app", "api", "batch", "mq", "files", "auth", "cache")
@@ -196,13 +244,47 @@ _SITES = ("fra1", "lon2", "nyc1", "sfo3", "sin1")
 _NETWORK_ROLES = ("core-sw", "edge-rtr", "fw", "access-sw", "vpn-gw")
 _DB_ENGINES = ("pg", "mysql", "mssql", "oracle", "mongo")
 _BUSINESS_UNITS = (
-    "Finance", "Engineering", "IT Operations", "Sales", "Human Resources",
-    "Research & Development", "Customer Support", "Marketing",
+    "Finance",
+    "Engineering",
+    "IT Operations",
+    "Sales",
+    "Human Resources",
+    "Research & Development",
+    "Customer Support",
+    "Marketing",
 )
-_FIRST_NAMES = ("alice", "bob", "carla", "deepak", "elena", "farid", "grace", "hiro", "ines",
-                "jonas", "kofi", "lena", "mateo", "nadia", "oscar", "priya")
-_LAST_NAMES = ("smith", "mueller", "garcia", "tanaka", "okafor", "rossi", "novak", "silva",
-               "kim", "larsen", "dubois", "kowalski")
+_FIRST_NAMES = (
+    "alice",
+    "bob",
+    "carla",
+    "deepak",
+    "elena",
+    "farid",
+    "grace",
+    "hiro",
+    "ines",
+    "jonas",
+    "kofi",
+    "lena",
+    "mateo",
+    "nadia",
+    "oscar",
+    "priya",
+)
+_LAST_NAMES = (
+    "smith",
+    "mueller",
+    "garcia",
+    "tanaka",
+    "okafor",
+    "rossi",
+    "novak",
+    "silva",
+    "kim",
+    "larsen",
+    "dubois",
+    "kowalski",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +370,7 @@ def iter_assets(count: int, *, seed: int = 0, now: datetime | None = None) -> It
         }
 
 
-def iter_findings(
-    count: int, *, asset_count: int, seed: int = 0, now: datetime | None = None
-) -> Iterator[Row]:
+def iter_findings(count: int, *, asset_count: int, seed: int = 0, now: datetime | None = None) -> Iterator[Row]:
     """Yield ``count`` finding rows (catalog field names, no ``account_id``).
 
     Ids run ``finding-0000001``...; each finding points at one of ``asset-000001`` to
@@ -376,8 +456,7 @@ def generate_platform_data(
     rather than half-merged.
     """
     if findings < 1:
-        raise BadUserInput(f"The number of findings must be at least 1, not {findings}.",
-                           findings=findings)
+        raise BadUserInput(f"The number of findings must be at least 1, not {findings}.", findings=findings)
     get_account(engine, account_id)
     asset_total = asset_count_for(findings)
     # IMMEDIATE: take SQLite's write lock before the emptiness check, not on the first insert.
@@ -385,13 +464,16 @@ def generate_platform_data(
         for table in (tables.findings, tables.assets):
             if connection.execute(select(exists().where(table.c.account_id == account_id))).scalar():
                 raise BadUserInput(
-                    f"Account {account_id} already has {table.name}; generate into an account "
-                    "without platform data.",
+                    f"Account {account_id} already has {table.name}; generate into an account without platform data.",
                     account_id=account_id,
                 )
         _insert_all(connection, tables.assets, account_id, iter_assets(asset_total, seed=seed, now=now))
-        _insert_all(connection, tables.findings, account_id,
-                    iter_findings(findings, asset_count=asset_total, seed=seed, now=now))
+        _insert_all(
+            connection,
+            tables.findings,
+            account_id,
+            iter_findings(findings, asset_count=asset_total, seed=seed, now=now),
+        )
     tables.analyze_platform_tables(engine)
     return GenerationResult(findings=findings, assets=asset_total)
 

@@ -58,9 +58,7 @@ def load_platform_file(engine: Engine, account_id: str, entity: str, path: Path)
     """
     spec = ENTITIES.get(entity)
     if spec is None:
-        raise BadUserInput(
-            f'Unknown entity "{entity}"; valid entities: {", ".join(sorted(ENTITIES))}.', entity=entity
-        )
+        raise BadUserInput(f'Unknown entity "{entity}"; valid entities: {", ".join(sorted(ENTITIES))}.', entity=entity)
     suffix = path.suffix.lower()
     if suffix not in NDJSON_SUFFIXES + CSV_SUFFIXES:
         raise BadUserInput(
@@ -101,9 +99,7 @@ def _parse_timestamp(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise _FieldError(
-            f"{_show(text)} is not an ISO-8601 timestamp (e.g. 2026-03-01T10:00:00Z)"
-        ) from None
+        raise _FieldError(f"{_show(text)} is not an ISO-8601 timestamp (e.g. 2026-03-01T10:00:00Z)") from None
     if value.tzinfo is None:
         raise _FieldError(f'{_show(text)} has no time zone; add "Z" or an offset such as +02:00')
     try:
@@ -240,9 +236,7 @@ def _csv_records(path: Path, validator: _RowValidator) -> Generator[_Record, Non
             if not row:
                 continue
             if len(row) != len(names):
-                raise _bad(
-                    line_number, None, f"has {len(row)} values but the header names {len(names)} fields"
-                )
+                raise _bad(line_number, None, f"has {len(row)} values but the header names {len(names)} fields")
             raw = dict(zip(names, row, strict=True))
             yield _Record(line_number, validator.validate(line_number, raw, from_text=True))
 
@@ -316,9 +310,7 @@ def _store(connection: Connection, table: Table, account_id: str, records: Itera
     return loaded + _flush(connection, statement, table, account_id, batch)
 
 
-def _flush(
-    connection: Connection, statement: Insert, table: Table, account_id: str, batch: dict[str, _Record]
-) -> int:
+def _flush(connection: Connection, statement: Insert, table: Table, account_id: str, batch: dict[str, _Record]) -> int:
     if not batch:
         return 0
     _check_not_stored(connection, table, account_id, batch)
@@ -332,14 +324,14 @@ def _flush(
     return count
 
 
-def _check_not_stored(
-    connection: Connection, table: Table, account_id: str, batch: dict[str, _Record]
-) -> None:
+def _check_not_stored(connection: Connection, table: Table, account_id: str, batch: dict[str, _Record]) -> None:
     if not batch:
         return
-    stored = connection.execute(
-        select(table.c.id).where(table.c.account_id == account_id, table.c.id.in_(list(batch)))
-    ).scalars().all()
+    stored = (
+        connection.execute(select(table.c.id).where(table.c.account_id == account_id, table.c.id.in_(list(batch))))
+        .scalars()
+        .all()
+    )
     if stored:
         record = min((batch[record_id] for record_id in stored), key=lambda r: r.line)
         raise _AlreadyStored(record.line, record.values["id"])

@@ -99,13 +99,20 @@ class Scheduler:
             # tick, which reads the new definition and schedule.
             advanced = connection.execute(
                 update(reports)
-                .where(reports.c.id == report.id, reports.c.next_fire_at == seen, reports.c.schedule_active == true(),
-                       reports.c.updated_at == report.updated_at)
+                .where(
+                    reports.c.id == report.id,
+                    reports.c.next_fire_at == seen,
+                    reports.c.schedule_active == true(),
+                    reports.c.updated_at == report.updated_at,
+                )
                 .values(next_fire_at=following)
             ).rowcount
             if advanced != 1:
-                log.debug("report %s: fire time %s was taken by another scheduler, or the report changed",
-                          report.id, seen.isoformat())
+                log.debug(
+                    "report %s: fire time %s was taken by another scheduler, or the report changed",
+                    report.id,
+                    seen.isoformat(),
+                )
                 return None
             if fire_at is None:  # the schedule changed since; none of its fire times fell in between
                 return None
@@ -122,8 +129,9 @@ class Scheduler:
                         compression=schedule.compression,
                         definition=report.definition.to_json(),
                         requested_by=None,
-                        destination=delivery_destination(schedule, report_name=report.name, report_id=report.id,
-                                                         run_id=run_id, at=fire_at),
+                        destination=delivery_destination(
+                            schedule, report_name=report.name, report_id=report.id, run_id=run_id, at=fire_at
+                        ),
                         scheduled_for=fire_at,
                         connection=connection,
                         run_id=run_id,
@@ -131,7 +139,14 @@ class Scheduler:
             except IntegrityError:
                 log.info("report %s: fire time %s has its run already", report.id, fire_at.isoformat())
                 return None
-        log.info("enqueued run %s of report %s (account %s) for fire time %s, to s3://%s/%s; next fire time %s",
-                 run.id, report.id, report.account_id, fire_at.isoformat(), schedule.delivery.bucket,
-                 (run.destination or {}).get("key"), following.isoformat())
+        log.info(
+            "enqueued run %s of report %s (account %s) for fire time %s, to s3://%s/%s; next fire time %s",
+            run.id,
+            report.id,
+            report.account_id,
+            fire_at.isoformat(),
+            schedule.delivery.bucket,
+            (run.destination or {}).get("key"),
+            following.isoformat(),
+        )
         return run

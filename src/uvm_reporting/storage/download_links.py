@@ -50,8 +50,9 @@ class DownloadLinkSigner:
         if recent is not None and recent[0] == expires:
             return recent[1]
         query = urlencode({"expires": expires, "signature": self._signature(run_id, expires)})
-        link = SignedLink(url=f"{self._public_url}/downloads/{run_id}?{query}",
-                          expires_at=datetime.fromtimestamp(expires, UTC))
+        link = SignedLink(
+            url=f"{self._public_url}/downloads/{run_id}?{query}", expires_at=datetime.fromtimestamp(expires, UTC)
+        )
         if len(self._recent) >= RECENT_LINKS_KEPT:
             self._recent.clear()
         self._recent[run_id] = (expires, link)
@@ -67,9 +68,7 @@ class DownloadLinkSigner:
         if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise Forbidden("This download link is not valid (its signature does not match).")
         if (now or datetime.now(UTC)).timestamp() >= expires_at:
-            raise Forbidden(
-                "This download link has expired. Call getReportRunStatus again for a fresh link."
-            )
+            raise Forbidden("This download link has expired. Call getReportRunStatus again for a fresh link.")
 
     def _signature(self, run_id: str, expires: int) -> str:
         message = f"download\n{run_id}\n{expires}".encode()

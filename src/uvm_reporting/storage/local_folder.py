@@ -52,8 +52,9 @@ class _CountingHashingWriter:
         if self._unsynced >= WRITEBACK_BYTES and (self._syncing is None or not self._syncing.is_alive()):
             self._unsynced = 0
             self.target.flush()
-            self._syncing = threading.Thread(target=os.fdatasync, args=(self.target.fileno(),),
-                                             name="result-writeback", daemon=True)
+            self._syncing = threading.Thread(
+                target=os.fdatasync, args=(self.target.fileno(),), name="result-writeback", daemon=True
+            )
             self._syncing.start()
         return written
 

@@ -83,8 +83,15 @@ ENDPOINT_UNREACHABLE: Final = "ENDPOINT_UNREACHABLE"
 DELETE_DENIED: Final = "DELETE_DENIED"
 UNEXPECTED_ERROR: Final = "UNEXPECTED_ERROR"
 DELIVERY_REASONS: Final = (
-    ROLE_NOT_FOUND, EXTERNAL_ID_MISMATCH, ASSUME_ROLE_DENIED, DEPLOYMENT_CREDENTIALS_INVALID, PUT_DENIED,
-    NO_SUCH_BUCKET, ENDPOINT_UNREACHABLE, DELETE_DENIED, UNEXPECTED_ERROR,
+    ROLE_NOT_FOUND,
+    EXTERNAL_ID_MISMATCH,
+    ASSUME_ROLE_DENIED,
+    DEPLOYMENT_CREDENTIALS_INVALID,
+    PUT_DENIED,
+    NO_SUCH_BUCKET,
+    ENDPOINT_UNREACHABLE,
+    DELETE_DENIED,
+    UNEXPECTED_ERROR,
 )
 
 _T = TypeVar("_T")
@@ -184,6 +191,7 @@ def _canaries_arn(partition: str, bucket: str, prefix: str) -> str:
 
 # --- the documents the customer attaches to their role --------------------------------------
 
+
 def trust_policy(deployment_principal_arn: str, external_id: str) -> dict[str, Any]:
     """The trust policy for the customer's role: only our principal, only with this ExternalId."""
     if not re.fullmatch(r"arn:aws(?:-cn|-us-gov)?:iam::\d{12}:(?:root|user/.+|role/.+)", deployment_principal_arn):
@@ -237,6 +245,7 @@ def role_permissions_policy(bucket: str, prefix: str, *, partition: str = "aws")
 
 # --- error classification -------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     """What a delivery talks to, for error messages."""
@@ -256,8 +265,16 @@ class _Target:
         return self.role_arn.split(":")[1] if self.role_arn else _partition_of(self.region)
 
 
-_CREDENTIAL_ERRORS = frozenset({"InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
-                                "ExpiredTokenException", "InvalidAccessKeyId", "UnrecognizedClientException"})
+_CREDENTIAL_ERRORS = frozenset(
+    {
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidAccessKeyId",
+        "UnrecognizedClientException",
+    }
+)
 _NETWORK_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
 _MISSING_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)
 
@@ -276,8 +293,11 @@ def _classify(error: BaseException, stage: _Stage, target: _Target) -> DeliveryE
         return _classify_transport(error, stage, target)
     code, message, status = _error_code(error)
     if code == "NoSuchEntity":
-        return DeliveryError(ROLE_NOT_FOUND, f"The role {target.role_arn} does not exist. Check the role ARN "
-                             "configured for this delivery against the role in your AWS account.")
+        return DeliveryError(
+            ROLE_NOT_FOUND,
+            f"The role {target.role_arn} does not exist. Check the role ARN "
+            "configured for this delivery against the role in your AWS account.",
+        )
     if stage == "assume":
         return _classify_assume_role(code, message, target)
     return _classify_s3(code, message, status, stage, target)
@@ -287,9 +307,12 @@ def _classify_transport(error: BaseException, stage: _Stage, target: _Target) ->
     """A failure before any answer from AWS: the network, or our own credentials."""
     if isinstance(error, _NETWORK_ERRORS):
         doing = f"assuming {target.role_arn}" if stage == "assume" else f"writing to {target.location}"
-        return DeliveryError(ENDPOINT_UNREACHABLE, f"Could not reach AWS while {doing}: {error}. Check this "
-                             "deployment's network access to AWS (or to the configured S3 endpoint) and try "
-                             "again.")
+        return DeliveryError(
+            ENDPOINT_UNREACHABLE,
+            f"Could not reach AWS while {doing}: {error}. Check this "
+            "deployment's network access to AWS (or to the configured S3 endpoint) and try "
+            "again.",
+        )
     if isinstance(error, _MISSING_CREDENTIALS):
         return _own_credentials_error(str(error))
     return DeliveryError(UNEXPECTED_ERROR, f"Delivery to {target.location} failed: {error}")
@@ -297,28 +320,41 @@ def _classify_transport(error: BaseException, stage: _Stage, target: _Target) ->
 
 def _classify_s3(code: str, message: str, status: int, stage: _Stage, target: _Target) -> DeliveryError:
     if code == "NoSuchBucket":
-        return DeliveryError(NO_SUCH_BUCKET, f"The bucket {target.bucket!r} does not exist (in region "
-                             f"{target.region}). Check the bucket name configured for this delivery.")
+        return DeliveryError(
+            NO_SUCH_BUCKET,
+            f"The bucket {target.bucket!r} does not exist (in region "
+            f"{target.region}). Check the bucket name configured for this delivery.",
+        )
     if code in ("AccessDenied", "AllAccessDisabled"):
         if stage == "delete":
             return DeliveryError(DELETE_DENIED, _delete_denied_message(target, message))
         return _put_denied(message, target)
     if code in _CREDENTIAL_ERRORS:
-        return DeliveryError(UNEXPECTED_ERROR, f"S3 refused the temporary credentials of {target.role_arn} "
-                             f"({code}: {message}) while writing to {target.location}. Try again; if it "
-                             "persists, check the role's maximum session duration and any SCP on it.")
+        return DeliveryError(
+            UNEXPECTED_ERROR,
+            f"S3 refused the temporary credentials of {target.role_arn} "
+            f"({code}: {message}) while writing to {target.location}. Try again; if it "
+            "persists, check the role's maximum session duration and any SCP on it.",
+        )
     if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
         answer = f"{status} {code}" if code and code != str(status) else str(status)
-        return DeliveryError(UNEXPECTED_ERROR, f"S3 answered {answer} while writing to {target.location}: "
-                             f"{message or 'no details'}. This is usually temporary: try again.")
-    return DeliveryError(UNEXPECTED_ERROR, f"Delivery to {target.location} failed with {code} ({status}): "
-                         f"{message or 'no details'}.")
+        return DeliveryError(
+            UNEXPECTED_ERROR,
+            f"S3 answered {answer} while writing to {target.location}: "
+            f"{message or 'no details'}. This is usually temporary: try again.",
+        )
+    return DeliveryError(
+        UNEXPECTED_ERROR, f"Delivery to {target.location} failed with {code} ({status}): {message or 'no details'}."
+    )
 
 
 def _own_credentials_error(detail: str) -> DeliveryError:
-    return DeliveryError(DEPLOYMENT_CREDENTIALS_INVALID, f"This deployment's own AWS credentials are missing or "
-                         f"were refused ({detail}). The operator must configure them (environment, profile or "
-                         "instance role); they are needed to assume customer roles.")
+    return DeliveryError(
+        DEPLOYMENT_CREDENTIALS_INVALID,
+        f"This deployment's own AWS credentials are missing or "
+        f"were refused ({detail}). The operator must configure them (environment, profile or "
+        "instance role); they are needed to assume customer roles.",
+    )
 
 
 def _classify_assume_role(code: str, message: str, target: _Target) -> DeliveryError:
@@ -326,20 +362,29 @@ def _classify_assume_role(code: str, message: str, target: _Target) -> DeliveryE
     if code in _CREDENTIAL_ERRORS:
         return _own_credentials_error(f"{code}: {message}")
     if code == "RegionDisabledException":
-        return DeliveryError(ASSUME_ROLE_DENIED, f"AWS STS is not activated in the region used to assume "
-                             f"{target.role_arn}: {message}. The operator must activate it or use another "
-                             "region.")
+        return DeliveryError(
+            ASSUME_ROLE_DENIED,
+            f"AWS STS is not activated in the region used to assume "
+            f"{target.role_arn}: {message}. The operator must activate it or use another "
+            "region.",
+        )
     if code != "AccessDenied":
         return DeliveryError(UNEXPECTED_ERROR, f"Assuming {target.role_arn} failed with {code}: {message}.")
     lowered = message.lower()
     if "explicit deny" in lowered:
-        return DeliveryError(ASSUME_ROLE_DENIED, f"An explicit Deny stops {principal} from assuming "
-                             f"{target.role_arn} ({message}). Remove the Deny from the role's trust policy (or "
-                             "the SCP or permissions boundary that holds it).")
+        return DeliveryError(
+            ASSUME_ROLE_DENIED,
+            f"An explicit Deny stops {principal} from assuming "
+            f"{target.role_arn} ({message}). Remove the Deny from the role's trust policy (or "
+            "the SCP or permissions boundary that holds it).",
+        )
     if "no identity-based policy allows" in lowered:
-        return DeliveryError(ASSUME_ROLE_DENIED, f"{principal} itself may not call sts:AssumeRole ({message}). "
-                             "The operator must allow sts:AssumeRole on customer roles in this deployment's "
-                             "own IAM policy.")
+        return DeliveryError(
+            ASSUME_ROLE_DENIED,
+            f"{principal} itself may not call sts:AssumeRole ({message}). "
+            "The operator must allow sts:AssumeRole on customer roles in this deployment's "
+            "own IAM policy.",
+        )
     return DeliveryError(
         EXTERNAL_ID_MISMATCH,
         f"The role {target.role_arn} refused to be assumed by {principal} with this account's ExternalId. "
@@ -352,22 +397,31 @@ def _classify_assume_role(code: str, message: str, target: _Target) -> DeliveryE
 def _put_denied(message: str, target: _Target) -> DeliveryError:
     resource = _objects_arn(target.partition, target.bucket or "", target.prefix)
     if "kms" in message.lower():
-        return DeliveryError(PUT_DENIED, f"The role {target.role_arn} may not use the bucket's KMS key to "
-                             f"write to {target.location} ({message}). Grant it kms:GenerateDataKey on the "
-                             "bucket's default encryption key.")
-    return DeliveryError(PUT_DENIED, f"The role {target.role_arn} may not write to {target.location} "
-                         f"({message or 'Access Denied'}). Its permissions policy needs s3:PutObject and "
-                         f"s3:AbortMultipartUpload on {resource}, and no bucket policy may deny it.")
+        return DeliveryError(
+            PUT_DENIED,
+            f"The role {target.role_arn} may not use the bucket's KMS key to "
+            f"write to {target.location} ({message}). Grant it kms:GenerateDataKey on the "
+            "bucket's default encryption key.",
+        )
+    return DeliveryError(
+        PUT_DENIED,
+        f"The role {target.role_arn} may not write to {target.location} "
+        f"({message or 'Access Denied'}). Its permissions policy needs s3:PutObject and "
+        f"s3:AbortMultipartUpload on {resource}, and no bucket policy may deny it.",
+    )
 
 
 def _delete_denied_message(target: _Target, detail: str) -> str:
-    return (f"The test object was written to {target.location} but could not be deleted ({detail}). "
-            "Delivery will work, but the test object stays in the bucket; grant the role s3:DeleteObject on "
-            f"{_canaries_arn(target.partition, target.bucket or '', target.prefix)} to let checks clean up after "
-            "themselves.")
+    return (
+        f"The test object was written to {target.location} but could not be deleted ({detail}). "
+        "Delivery will work, but the test object stays in the bucket; grant the role s3:DeleteObject on "
+        f"{_canaries_arn(target.partition, target.bucket or '', target.prefix)} to let checks clean up after "
+        "themselves."
+    )
 
 
 # --- the connector: our identity, and clients for customer roles ----------------------------
+
 
 class _FixedCredentialProvider(CredentialProvider):
     METHOD = "uvm-reporting-assume-role"
@@ -394,19 +448,32 @@ class S3Connector:
     refresh_advisory_seconds: int = 300
     refresh_mandatory_seconds: int = 120
 
-    def __init__(self, endpoint_url: str | None, default_region: str = "us-east-1", *,
-                 session: boto3.session.Session | None = None, client_config: Config | None = None) -> None:
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        default_region: str = "us-east-1",
+        *,
+        session: boto3.session.Session | None = None,
+        client_config: Config | None = None,
+    ) -> None:
         self.endpoint_url = endpoint_url or None
         self.default_region = validate_region(default_region)
         self._session = session
         self._lock = threading.Lock()  # boto3 sessions are not thread-safe; clients are
         self._principal_arn: str | None = None
-        config = Config(connect_timeout=10, read_timeout=60, retries={"mode": "standard", "max_attempts": 4},
-                        user_agent_extra="uvm-reporting")
+        config = Config(
+            connect_timeout=10,
+            read_timeout=60,
+            retries={"mode": "standard", "max_attempts": 4},
+            user_agent_extra="uvm-reporting",
+        )
         self._config = config.merge(client_config) if client_config is not None else config
-        self._s3_config = self._config.merge(Config(
-            signature_version="s3v4", s3={"addressing_style": "path" if self.endpoint_url else "auto"},
-        ))
+        self._s3_config = self._config.merge(
+            Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+            )
+        )
 
     def _own_session(self) -> boto3.session.Session:
         if self._session is None:
@@ -416,13 +483,18 @@ class S3Connector:
     def own_client(self, region: str | None = None) -> S3Client:
         """An S3 client acting as this deployment (for our own result storage)."""
         with self._lock:
-            return self._own_session().client("s3", region_name=validate_region(region or self.default_region),
-                                              endpoint_url=self.endpoint_url, config=self._s3_config)
+            return self._own_session().client(
+                "s3",
+                region_name=validate_region(region or self.default_region),
+                endpoint_url=self.endpoint_url,
+                config=self._s3_config,
+            )
 
     def _sts_client(self, region: str) -> STSClient:
         with self._lock:
-            return self._own_session().client("sts", region_name=region, endpoint_url=self.endpoint_url,
-                                              config=self._config)
+            return self._own_session().client(
+                "sts", region_name=region, endpoint_url=self.endpoint_url, config=self._config
+            )
 
     def deployment_principal_arn(self) -> str:
         """The ARN a customer's trust policy names as Principal: our IAM user or role.
@@ -453,23 +525,36 @@ class S3Connector:
 
         def fetch() -> dict[str, Any]:
             try:
-                response = sts.assume_role(RoleArn=role_arn, ExternalId=external_id, RoleSessionName=session_name,
-                                           DurationSeconds=ASSUME_ROLE_DURATION_SECONDS)
+                response = sts.assume_role(
+                    RoleArn=role_arn,
+                    ExternalId=external_id,
+                    RoleSessionName=session_name,
+                    DurationSeconds=ASSUME_ROLE_DURATION_SECONDS,
+                )
             except (ClientError, BotoCoreError) as error:
                 raise self._assume_role_error(error, target) from error
             credentials = response["Credentials"]
-            return {"access_key": credentials["AccessKeyId"], "secret_key": credentials["SecretAccessKey"],
-                    "token": credentials["SessionToken"], "expiry_time": credentials["Expiration"].isoformat()}
+            return {
+                "access_key": credentials["AccessKeyId"],
+                "secret_key": credentials["SecretAccessKey"],
+                "token": credentials["SessionToken"],
+                "expiry_time": credentials["Expiration"].isoformat(),
+            }
 
         credentials = RefreshableCredentials.create_from_metadata(
-            fetch(), refresh_using=fetch, method=_FixedCredentialProvider.METHOD,
-            advisory_timeout=self.refresh_advisory_seconds, mandatory_timeout=self.refresh_mandatory_seconds,
+            fetch(),
+            refresh_using=fetch,
+            method=_FixedCredentialProvider.METHOD,
+            advisory_timeout=self.refresh_advisory_seconds,
+            mandatory_timeout=self.refresh_mandatory_seconds,
         )
         role_session = botocore.session.Session()
-        role_session.register_component("credential_provider",
-                                        CredentialResolver([_FixedCredentialProvider(credentials)]))
+        role_session.register_component(
+            "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
+        )
         return boto3.session.Session(botocore_session=role_session).client(
-            "s3", region_name=region, endpoint_url=self.endpoint_url, config=self._s3_config)
+            "s3", region_name=region, endpoint_url=self.endpoint_url, config=self._s3_config
+        )
 
     def _assume_role_error(self, error: BaseException, target: _Target) -> DeliveryError:
         principal: str | None = None
@@ -478,11 +563,13 @@ class S3Connector:
                 principal = self.deployment_principal_arn()
             except (ClientError, BotoCoreError):
                 log.warning("could not look up this deployment's own principal", exc_info=True)
-        return _classify(error, "assume", _Target(target.bucket, target.prefix, target.region, target.role_arn,
-                                                  principal))
+        return _classify(
+            error, "assume", _Target(target.bucket, target.prefix, target.region, target.role_arn, principal)
+        )
 
 
 # --- streaming writes -----------------------------------------------------------------------
+
 
 def _guard(call: Callable[[], _T], stage: _Stage, target: _Target, translate: bool) -> _T:
     """Run one S3 call; with ``translate`` turn its botocore failure into a DeliveryError."""
@@ -535,20 +622,24 @@ class S3UploadStream:
             extra = self._extra()
             if owner.checksum_algorithm:
                 extra["ChecksumAlgorithm"] = owner.checksum_algorithm
-            response = owner.call(lambda: owner.client.create_multipart_upload(Bucket=owner.bucket, Key=self._key,
-                                                                               **extra))
+            response = owner.call(
+                lambda: owner.client.create_multipart_upload(Bucket=owner.bucket, Key=self._key, **extra)
+            )
             self._upload_id = response["UploadId"]
         number = len(self._parts) + 1
         if number > MAX_PARTS:
-            raise UvmReportingError(f"{self._key} would need more than {MAX_PARTS} parts of {owner.part_size} "
-                                    "bytes; raise the part size.")
+            raise UvmReportingError(
+                f"{self._key} would need more than {MAX_PARTS} parts of {owner.part_size} bytes; raise the part size."
+            )
         body = bytes(self._buffer)
         self._buffer.clear()
         upload_id = self._upload_id
-        part_extra: dict[str, Any] = {"ChecksumAlgorithm": owner.checksum_algorithm} if owner.checksum_algorithm \
-            else {}
-        uploaded = owner.call(lambda: owner.client.upload_part(Bucket=owner.bucket, Key=self._key, Body=body,
-                                                               UploadId=upload_id, PartNumber=number, **part_extra))
+        part_extra: dict[str, Any] = {"ChecksumAlgorithm": owner.checksum_algorithm} if owner.checksum_algorithm else {}
+        uploaded = owner.call(
+            lambda: owner.client.upload_part(
+                Bucket=owner.bucket, Key=self._key, Body=body, UploadId=upload_id, PartNumber=number, **part_extra
+            )
+        )
         part: CompletedPartTypeDef = {"ETag": uploaded["ETag"], "PartNumber": number}
         if owner.checksum_algorithm == "CRC32" and "ChecksumCRC32" in uploaded:
             part["ChecksumCRC32"] = uploaded["ChecksumCRC32"]
@@ -559,14 +650,16 @@ class S3UploadStream:
         if self._upload_id is None:
             body = bytes(self._buffer)
             self._buffer.clear()
-            owner.call(lambda: owner.client.put_object(Bucket=owner.bucket, Key=self._key, Body=body,
-                                                       **self._extra()))
+            owner.call(lambda: owner.client.put_object(Bucket=owner.bucket, Key=self._key, Body=body, **self._extra()))
             return
         if self._buffer:
             self._upload_part()
         upload_id = self._upload_id
-        owner.call(lambda: owner.client.complete_multipart_upload(
-            Bucket=owner.bucket, Key=self._key, UploadId=upload_id, MultipartUpload={"Parts": self._parts}))
+        owner.call(
+            lambda: owner.client.complete_multipart_upload(
+                Bucket=owner.bucket, Key=self._key, UploadId=upload_id, MultipartUpload={"Parts": self._parts}
+            )
+        )
         self._upload_id = None
 
     def abort(self) -> None:
@@ -579,8 +672,9 @@ class S3UploadStream:
         try:
             owner.client.abort_multipart_upload(Bucket=owner.bucket, Key=self._key, UploadId=upload_id)
         except (ClientError, BotoCoreError, UvmReportingError):
-            log.warning("could not abort multipart upload %s of s3://%s/%s", upload_id, owner.bucket, self._key,
-                        exc_info=True)
+            log.warning(
+                "could not abort multipart upload %s of s3://%s/%s", upload_id, owner.bucket, self._key, exc_info=True
+            )
 
 
 class S3ObjectWriter:
@@ -590,9 +684,17 @@ class S3ObjectWriter:
     ``delivery=False`` (our own storage) they propagate as botocore errors.
     """
 
-    def __init__(self, client: S3Client, bucket: str, *, part_size: int = DEFAULT_PART_SIZE,
-                 delivery: bool = True, region: str | None = None, role_arn: str | None = None,
-                 prefix: str = "") -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+        delivery: bool = True,
+        region: str | None = None,
+        role_arn: str | None = None,
+        prefix: str = "",
+    ) -> None:
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ValueError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE} bytes")
         self.client = client
@@ -602,15 +704,17 @@ class S3ObjectWriter:
         calculation = getattr(client.meta.config, "request_checksum_calculation", None)
         # As boto3's own transfers do: with the default "when_supported", every part carries a CRC32.
         self.checksum_algorithm = "CRC32" if calculation in (None, "when_supported") else None
-        self._target = _Target(bucket=bucket, prefix=prefix, region=region or client.meta.region_name,
-                               role_arn=role_arn)
+        self._target = _Target(
+            bucket=bucket, prefix=prefix, region=region or client.meta.region_name, role_arn=role_arn
+        )
 
     def call(self, call: Callable[[], _T], stage: _Stage = "write") -> _T:
         return _guard(call, stage, self._target, self.delivery)
 
     @contextmanager
-    def open_for_write(self, key: str, *, content_type: str | None = None
-                       ) -> Iterator[tuple[S3UploadStream, WrittenObject]]:
+    def open_for_write(
+        self, key: str, *, content_type: str | None = None
+    ) -> Iterator[tuple[S3UploadStream, WrittenObject]]:
         """Yield ``(writer, written)``; on normal exit the object appears at ``key`` whole, else never."""
         stream = S3UploadStream(self, key, content_type)
         written = WrittenObject(key=key)
@@ -624,24 +728,30 @@ class S3ObjectWriter:
         written.sha256 = stream.digest.hexdigest()
 
 
-def put_json(client: S3Client, bucket: str, key: str, obj: Any, *, delivery: bool = True,
-             role_arn: str | None = None) -> WrittenObject:
+def put_json(
+    client: S3Client, bucket: str, key: str, obj: Any, *, delivery: bool = True, role_arn: str | None = None
+) -> WrittenObject:
     """Write ``obj`` as one JSON object (e.g. a delivery's manifest); return what was written."""
     body = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
-    target = _Target(bucket=bucket, prefix=key.rpartition("/")[0], region=client.meta.region_name,
-                     role_arn=role_arn)
-    _guard(lambda: client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json"),
-           "write", target, delivery)
+    target = _Target(bucket=bucket, prefix=key.rpartition("/")[0], region=client.meta.region_name, role_arn=role_arn)
+    _guard(
+        lambda: client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json"),
+        "write",
+        target,
+        delivery,
+    )
     return WrittenObject(key=key, size_bytes=len(body), sha256=hashlib.sha256(body).hexdigest())
 
 
 # --- our own result storage on S3 -----------------------------------------------------------
 
+
 def content_disposition(download_name: str) -> str:
     """``attachment`` with an ASCII ``filename`` and the exact UTF-8 name in ``filename*``."""
     if not download_name or any(ord(char) < 0x20 or ord(char) == 0x7F or char in "/\\" for char in download_name):
-        raise BadUserInput(f"Download name {download_name!r} must be a non-empty file name without '/', '\\' or "
-                           "control characters.")
+        raise BadUserInput(
+            f"Download name {download_name!r} must be a non-empty file name without '/', '\\' or control characters."
+        )
     fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", download_name)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(download_name, safe='')}"
 
@@ -649,8 +759,15 @@ def content_disposition(download_name: str) -> str:
 class S3ResultStorage:
     """Our own result storage in ``s3://bucket/prefix``, with the same contract as LocalFolderStorage."""
 
-    def __init__(self, connector: S3Connector, bucket: str, prefix: str = "", *, region: str | None = None,
-                 part_size: int = DEFAULT_PART_SIZE) -> None:
+    def __init__(
+        self,
+        connector: S3Connector,
+        bucket: str,
+        prefix: str = "",
+        *,
+        region: str | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> None:
         self.connector = connector
         self.bucket = validate_bucket_name(bucket)
         self.prefix = validate_key_prefix(prefix)
@@ -682,10 +799,12 @@ class S3ResultStorage:
         return join_key(self.prefix, key)
 
     @contextmanager
-    def open_for_write(self, key: str, *, content_type: str | None = None
-                       ) -> Iterator[tuple[S3UploadStream, WrittenObject]]:
-        writer = S3ObjectWriter(self.client, self.bucket, part_size=self.part_size, delivery=False,
-                                region=self.region, prefix=self.prefix)
+    def open_for_write(
+        self, key: str, *, content_type: str | None = None
+    ) -> Iterator[tuple[S3UploadStream, WrittenObject]]:
+        writer = S3ObjectWriter(
+            self.client, self.bucket, part_size=self.part_size, delivery=False, region=self.region, prefix=self.prefix
+        )
         with writer.open_for_write(self.object_key(key), content_type=content_type) as (stream, written):
             written.key = key
             yield stream, written
@@ -700,24 +819,31 @@ class S3ResultStorage:
             raise
         return True
 
-    def presigned_url(self, key: str, download_name: str, expires_in_seconds: int, *,
-                      content_type: str | None = None) -> str:
+    def presigned_url(
+        self, key: str, download_name: str, expires_in_seconds: int, *, content_type: str | None = None
+    ) -> str:
         """A presigned GET of ``key`` that downloads as ``download_name``.
 
         The URL is signed with this deployment's credentials and stops working when they do:
         with temporary credentials (an instance role) that can be sooner than the expiry asked for.
         """
         if not 1 <= expires_in_seconds <= MAX_PRESIGNED_EXPIRY_SECONDS:
-            raise BadUserInput(f"A presigned URL expires after 1 to {MAX_PRESIGNED_EXPIRY_SECONDS} seconds (7 days); "
-                               f"{expires_in_seconds} was asked for.")
-        params: dict[str, str] = {"Bucket": self.bucket, "Key": self.object_key(key),
-                                  "ResponseContentDisposition": content_disposition(download_name)}
+            raise BadUserInput(
+                f"A presigned URL expires after 1 to {MAX_PRESIGNED_EXPIRY_SECONDS} seconds (7 days); "
+                f"{expires_in_seconds} was asked for."
+            )
+        params: dict[str, str] = {
+            "Bucket": self.bucket,
+            "Key": self.object_key(key),
+            "ResponseContentDisposition": content_disposition(download_name),
+        }
         if content_type:
             params["ResponseContentType"] = content_type
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in_seconds)
 
 
 # --- the delivery check ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryCheck:
@@ -734,8 +860,9 @@ class DeliveryCheck:
     canary_key: str | None
 
 
-def check_delivery(connector: S3Connector, *, bucket: str, prefix: str, region: str, role_arn: str,
-                   external_id: str) -> DeliveryCheck:
+def check_delivery(
+    connector: S3Connector, *, bucket: str, prefix: str, region: str, role_arn: str, external_id: str
+) -> DeliveryCheck:
     """Assume the role, write a small canary object under ``prefix`` and delete it again.
 
     Invalid input raises BadUserInput; every failure AWS reports becomes a DeliveryCheck.
@@ -765,8 +892,12 @@ def check_delivery(connector: S3Connector, *, bucket: str, prefix: str, region: 
     canary_key = join_key(prefix, f"{CANARY_NAME_PREFIX}{secrets.token_hex(8)}")
     body = b"uvm-reporting delivery check: this object is deleted right after it is written.\n"
     try:
-        _guard(lambda: client.put_object(Bucket=bucket, Key=canary_key, Body=body, ContentType="text/plain"),
-               "write", target, translate=True)
+        _guard(
+            lambda: client.put_object(Bucket=bucket, Key=canary_key, Body=body, ContentType="text/plain"),
+            "write",
+            target,
+            translate=True,
+        )
     except DeliveryError as error:
         return DeliveryCheck(ok=False, code=error.reason, message=error.message, canary_key=None)
     try:
@@ -774,5 +905,10 @@ def check_delivery(connector: S3Connector, *, bucket: str, prefix: str, region: 
     except DeliveryError as error:
         message = error.message if error.reason == DELETE_DENIED else _delete_denied_message(target, error.message)
         return DeliveryCheck(ok=True, code=DELETE_DENIED, message=message, canary_key=canary_key)
-    return DeliveryCheck(ok=True, code=None, message=f"Delivery to {target.location} works: the role {role_arn} "
-                         f"wrote and deleted the test object {canary_key}.", canary_key=canary_key)
+    return DeliveryCheck(
+        ok=True,
+        code=None,
+        message=f"Delivery to {target.location} works: the role {role_arn} "
+        f"wrote and deleted the test object {canary_key}.",
+        canary_key=canary_key,
+    )

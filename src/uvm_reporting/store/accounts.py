@@ -33,9 +33,11 @@ def create_account(engine: Engine, name: str) -> Account:
         raise BadUserInput("An account needs a non-empty name.")
     account = Account(id=new_id(), name=name, external_id=new_external_id(), created_at=utc_now())
     with engine.begin() as connection:
-        connection.execute(insert(accounts).values(id=account.id, name=account.name,
-                                                   external_id=account.external_id,
-                                                   created_at=account.created_at))
+        connection.execute(
+            insert(accounts).values(
+                id=account.id, name=account.name, external_id=account.external_id, created_at=account.created_at
+            )
+        )
     return account
 
 

@@ -28,8 +28,13 @@ from uvm_reporting.store.tables import api_clients
 _MAX_NAME_LENGTH = 200
 
 # Every column but the secret's hash, so no ordinary read ever loads it.
-_PUBLIC_COLUMNS = (api_clients.c.client_id, api_clients.c.account_id, api_clients.c.name,
-                   api_clients.c.created_at, api_clients.c.revoked_at)
+_PUBLIC_COLUMNS = (
+    api_clients.c.client_id,
+    api_clients.c.account_id,
+    api_clients.c.name,
+    api_clients.c.created_at,
+    api_clients.c.revoked_at,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +81,15 @@ def create_client(engine: Engine, account_id: str, name: str = "default") -> Cre
         created_at=_to_milliseconds(utc_now()),
     )
     with engine.begin() as connection:
-        connection.execute(insert(api_clients).values(
-            client_id=created.client_id,
-            account_id=account_id,
-            name=name,
-            secret_hash=hash_secret(secret),
-            created_at=created.created_at,
-        ))
+        connection.execute(
+            insert(api_clients).values(
+                client_id=created.client_id,
+                account_id=account_id,
+                name=name,
+                secret_hash=hash_secret(secret),
+                created_at=created.created_at,
+            )
+        )
     return created
 
 
@@ -94,9 +101,7 @@ def revoke_client(engine: Engine, client_id: str) -> ClientRecord:
             .where(api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None))
             .values(revoked_at=_to_milliseconds(utc_now()))
         )
-        row = connection.execute(
-            select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)
-        ).one_or_none()
+        row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
     if row is None:
         raise NotFound(f"API client {client_id} does not exist.")
     return _record(row)
@@ -110,8 +115,7 @@ def authenticate_client(engine: Engine, client_id: str, client_secret: str) -> C
     """
     with engine.connect() as connection:
         row = connection.execute(
-            select(api_clients.c.secret_hash, *_PUBLIC_COLUMNS)
-            .where(api_clients.c.client_id == client_id)
+            select(api_clients.c.secret_hash, *_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)
         ).one_or_none()
     if row is None:
         verify_dummy_secret(client_secret)
@@ -122,8 +126,11 @@ def authenticate_client(engine: Engine, client_id: str, client_secret: str) -> C
         # The hashing parameters changed since this secret was stored: upgrade it now that
         # the plain secret is at hand.
         with engine.begin() as connection:
-            connection.execute(update(api_clients).where(api_clients.c.client_id == client_id)
-                               .values(secret_hash=hash_secret(client_secret)))
+            connection.execute(
+                update(api_clients)
+                .where(api_clients.c.client_id == client_id)
+                .values(secret_hash=hash_secret(client_secret))
+            )
     return _record(row)
 
 
@@ -131,8 +138,7 @@ def get_active_client(engine: Engine, client_id: str) -> ClientRecord | None:
     """The client ``client_id`` if it exists and is not revoked."""
     with engine.connect() as connection:
         row = connection.execute(
-            select(*_PUBLIC_COLUMNS)
-            .where(api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None))
+            select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None))
         ).one_or_none()
     return None if row is None else _record(row)
 
@@ -150,8 +156,13 @@ def list_clients(engine: Engine, account_id: str) -> list[ClientRecord]:
 
 
 def _record(row: Any) -> ClientRecord:
-    return ClientRecord(client_id=row.client_id, account_id=row.account_id, name=row.name,
-                        created_at=row.created_at, revoked_at=row.revoked_at)
+    return ClientRecord(
+        client_id=row.client_id,
+        account_id=row.account_id,
+        name=row.name,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
 
 
 def _to_milliseconds(value: datetime) -> datetime:

@@ -46,8 +46,7 @@ class Report:
         return self.definition.is_public
 
 
-def create_report(engine: Engine, account_id: str, data: Mapping[str, Any], *, now: datetime | None = None
-                  ) -> Report:
+def create_report(engine: Engine, account_id: str, data: Mapping[str, Any], *, now: datetime | None = None) -> Report:
     """Validate ``data`` against the catalog and save it; raises BadUserInput naming the problem.
 
     ``now`` (default: the clock) is when the schedule's first fire time is counted from.
@@ -55,15 +54,22 @@ def create_report(engine: Engine, account_id: str, data: Mapping[str, Any], *, n
     get_account(engine, account_id)
     definition = parse_report_definition(data)
     now = now or utc_now()
-    report = Report(id=new_id(), account_id=account_id, definition=definition, created_at=now,
-                    updated_at=now, next_fire_at=_next_fire_at(definition, now))
+    report = Report(
+        id=new_id(),
+        account_id=account_id,
+        definition=definition,
+        created_at=now,
+        updated_at=now,
+        next_fire_at=_next_fire_at(definition, now),
+    )
     with engine.begin() as connection:
         connection.execute(insert(reports).values(_row_values(report)))
     return report
 
 
-def update_report(engine: Engine, account_id: str, report_id: str, data: Mapping[str, Any], *,
-                  now: datetime | None = None) -> Report:
+def update_report(
+    engine: Engine, account_id: str, report_id: str, data: Mapping[str, Any], *, now: datetime | None = None
+) -> Report:
     """Replace a report's definition; its next fire time is counted again from ``now``.
 
     A fire time that is already due but not yet enqueued is kept while the schedule stays
@@ -73,22 +79,30 @@ def update_report(engine: Engine, account_id: str, report_id: str, data: Mapping
     existing = get_report(engine, account_id, report_id)
     definition = parse_report_definition(data)
     now = now or utc_now()
-    report = Report(id=existing.id, account_id=account_id, definition=definition,
-                    created_at=existing.created_at, updated_at=now)
+    report = Report(
+        id=existing.id, account_id=account_id, definition=definition, created_at=existing.created_at, updated_at=now
+    )
     values = _row_values(report)
     following = _next_fire_at(definition, now)
     if following is not None:
         # Decided in the UPDATE itself (right-hand sides see the row before the update), so a
         # scheduler advancing the row at the same moment is never overwritten with a stale value.
         due_and_pending = and_(reports.c.schedule_active == true(), reports.c.next_fire_at <= now)
-        values["next_fire_at"] = case((due_and_pending, reports.c.next_fire_at),
-                                      else_=literal(following, UtcDateTime(precise=True)))
+        values["next_fire_at"] = case(
+            (due_and_pending, reports.c.next_fire_at), else_=literal(following, UtcDateTime(precise=True))
+        )
     row_filter = (reports.c.id == report_id, reports.c.account_id == account_id)
     with engine.begin() as connection:
         connection.execute(update(reports).where(*row_filter).values(values))
         next_fire_at = connection.execute(select(reports.c.next_fire_at).where(*row_filter)).scalar_one()
-    return Report(id=report.id, account_id=account_id, definition=definition, created_at=report.created_at,
-                  updated_at=now, next_fire_at=next_fire_at)
+    return Report(
+        id=report.id,
+        account_id=account_id,
+        definition=definition,
+        created_at=report.created_at,
+        updated_at=now,
+        next_fire_at=next_fire_at,
+    )
 
 
 def get_report(engine: Engine, account_id: str, report_id: str) -> Report:
@@ -107,8 +121,9 @@ def report_is_public(engine: Engine, account_id: str, report_id: str) -> bool:
     (a status poll asks this on every call); NotFound like ``get_report``."""
     with engine.connect() as connection:
         row = connection.execute(
-            select(reports.c.viewers, reports.c.editors)
-            .where(reports.c.id == report_id, reports.c.account_id == account_id)
+            select(reports.c.viewers, reports.c.editors).where(
+                reports.c.id == report_id, reports.c.account_id == account_id
+            )
         ).one_or_none()
     if row is None:
         raise NotFound(f"Report {report_id} was not found in account {account_id}.", report_id=report_id)

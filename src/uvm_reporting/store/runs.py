@@ -154,8 +154,12 @@ class _HotSelect:
             connection.close()
         if row is None:
             return None
-        return SimpleNamespace(**{name: value if convert is None else convert(value)
-                                  for (name, convert), value in zip(columns, row, strict=True)})
+        return SimpleNamespace(
+            **{
+                name: value if convert is None else convert(value)
+                for (name, convert), value in zip(columns, row, strict=True)
+            }
+        )
 
     def _prepare(self, dialect: Dialect) -> tuple[str, tuple[str, ...] | None, list[tuple[str, Any]]]:
         key = (dialect.name, dialect.driver, dialect.paramstyle)
@@ -163,8 +167,10 @@ class _HotSelect:
         if prepared is None:
             compiled = self._statement.compile(dialect=dialect)
             positions = tuple(compiled.positiontup or ()) if compiled.positional else None
-            columns = [(str(column.key), column.type.dialect_impl(dialect).result_processor(dialect, None))
-                       for column in self._statement.selected_columns]
+            columns = [
+                (str(column.key), column.type.dialect_impl(dialect).result_processor(dialect, None))
+                for column in self._statement.selected_columns
+            ]
             prepared = self._prepared[key] = (compiled.string, positions, columns)
         return prepared
 
@@ -274,8 +280,13 @@ def fail_run(engine: Engine, run_id: str, worker_id: str, code: RunErrorCode, me
         updated = connection.execute(
             update(runs)
             .where(*_held_by(run_id, worker_id))
-            .values(state=RunState.FAILED.value, finished_at=utc_now(), lease_expires_at=None,
-                    error_code=code.value, error_message=message)
+            .values(
+                state=RunState.FAILED.value,
+                finished_at=utc_now(),
+                lease_expires_at=None,
+                error_code=code.value,
+                error_message=message,
+            )
         )
     return updated.rowcount == 1
 
@@ -286,8 +297,13 @@ def release_run(engine: Engine, run_id: str, worker_id: str) -> bool:
         updated = connection.execute(
             update(runs)
             .where(*_held_by(run_id, worker_id))
-            .values(state=RunState.QUEUED.value, worker_id=None, lease_expires_at=None, started_at=None,
-                    attempts=runs.c.attempts - 1)
+            .values(
+                state=RunState.QUEUED.value,
+                worker_id=None,
+                lease_expires_at=None,
+                started_at=None,
+                attempts=runs.c.attempts - 1,
+            )
         )
     return updated.rowcount == 1
 

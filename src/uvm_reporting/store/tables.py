@@ -164,4 +164,3 @@ def analyze_platform_tables(engine: Engine) -> None:
     with engine.begin() as connection:
         for table in PLATFORM_TABLES.values():
             connection.exec_driver_sql(f"ANALYZE {table.name}")
-

@@ -76,8 +76,9 @@ class WorkerPool:
 
     def start(self) -> None:
         for number in range(self._thread_count):
-            thread = threading.Thread(target=self._work, args=(f"{self.worker_prefix}:{number}",),
-                                      name=f"run-worker-{number}", daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(f"{self.worker_prefix}:{number}",), name=f"run-worker-{number}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         self._heartbeat_thread = threading.Thread(target=self._heartbeat, name="run-heartbeat", daemon=True)
@@ -108,8 +109,9 @@ class WorkerPool:
     def _work(self, worker_id: str) -> None:
         while not self._stopping.is_set():
             try:
-                run = claim_next_run(self._engine, worker_id, lease_seconds=self._lease_seconds,
-                                     max_attempts=self._max_attempts)
+                run = claim_next_run(
+                    self._engine, worker_id, lease_seconds=self._lease_seconds, max_attempts=self._max_attempts
+                )
             except SQLAlchemyError:
                 log.exception("claiming a run failed; retrying after the poll interval")
                 run = None
@@ -124,8 +126,7 @@ class WorkerPool:
             return list(self._in_progress)
 
     def _run_one(self, run: RunRecord, worker_id: str) -> None:
-        log.info("run %s of report %s started (attempt %d) by %s", run.id, run.report_id, run.attempts,
-                 worker_id)
+        log.info("run %s of report %s started (attempt %d) by %s", run.id, run.report_id, run.attempts, worker_id)
         self._on_run_changed(run)
         with self._lock:
             self._in_progress[run.id] = worker_id
@@ -153,10 +154,16 @@ class WorkerPool:
         try:
             completed = complete_run(self._engine, run.id, worker_id, result)
         except (DataError, IntegrityError):
-            log.exception("run %s: recording its result (%d rows, %d bytes) failed", run.id, result.row_count,
-                          result.size_bytes)
-            fail_run(self._engine, run.id, worker_id, RunErrorCode.INTERNAL,
-                     "The export finished, but recording its result failed; the operator log has the details.")
+            log.exception(
+                "run %s: recording its result (%d rows, %d bytes) failed", run.id, result.row_count, result.size_bytes
+            )
+            fail_run(
+                self._engine,
+                run.id,
+                worker_id,
+                RunErrorCode.INTERNAL,
+                "The export finished, but recording its result failed; the operator log has the details.",
+            )
             return
         if completed:
             log.info("run %s completed: %d rows, %d bytes", run.id, result.row_count, result.size_bytes)
@@ -187,8 +194,7 @@ def describe_failure(error: Exception) -> tuple[RunErrorCode, str]:
     # the query's as much as SQLAlchemy's are.
     if isinstance(error, SQLAlchemyError | sqlite3.Error | psycopg.Error):
         return RunErrorCode.QUERY_FAILED, (
-            "The report's query failed in the database. Check the report definition; the operator "
-            "log has the details."
+            "The report's query failed in the database. Check the report definition; the operator log has the details."
         )
     if isinstance(error, OSError):
         return RunErrorCode.STORAGE_FAILED, f"Writing the result failed: {error.strerror or error}."

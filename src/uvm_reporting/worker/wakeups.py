@@ -49,6 +49,5 @@ class PostgresWakeupListener:
                         for _ in connection.notifies(timeout=1.0):
                             self._signal.notify()
             except psycopg.Error:
-                log.warning("listening for queued runs failed; retrying (polling continues meanwhile)",
-                            exc_info=True)
+                log.warning("listening for queued runs failed; retrying (polling continues meanwhile)", exc_info=True)
                 self._stopping.wait(2.0)

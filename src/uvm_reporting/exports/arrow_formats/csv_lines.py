@@ -61,7 +61,7 @@ def record_bytes(records: Any) -> memoryview:
     data = records.buffers()[2]
     if data is None:
         return memoryview(b"")
-    return memoryview(data)[int(ends[0]):int(ends[-1])]
+    return memoryview(data)[int(ends[0]) : int(ends[-1])]
 
 
 def _field_texts(values: Any, kind: FieldType) -> Any:
@@ -80,5 +80,4 @@ def _quoted_where_needed(values: Any) -> Any:
     if not present:
         return values
     doubled: Any = (lambda chosen: pc.replace_substring(chosen, '"', '""')) if ord('"') in present else (lambda c: c)
-    return edit_where(values, holding,
-                      lambda chosen: pc.binary_join_element_wise('"', doubled(chosen), '"', ""))
+    return edit_where(values, holding, lambda chosen: pc.binary_join_element_wise('"', doubled(chosen), '"', ""))

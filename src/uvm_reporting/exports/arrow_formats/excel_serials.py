@@ -10,7 +10,7 @@ where xlsxwriter has more special cases, stay ``datetime`` objects for it to con
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -18,10 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _MICROS_PER_DAY = 86_400_000_000
-_EXCEL_EPOCH = datetime(1899, 12, 31)
+# Excel's day zero; its cells hold naive moments, so this is naive on purpose.
+_EXCEL_EPOCH = datetime(1899, 12, 31)  # noqa: DTZ001
 # 1899-12-31 to 1970-01-01, in days.
-_EPOCH_DAYS = (datetime(1970, 1, 1) - _EXCEL_EPOCH).days
-_PLAIN_FROM_DAY = (datetime(1900, 3, 1) - _EXCEL_EPOCH).days
+_EPOCH_DAYS = (date(1970, 1, 1) - _EXCEL_EPOCH.date()).days
+_PLAIN_FROM_DAY = (date(1900, 3, 1) - _EXCEL_EPOCH.date()).days
 
 
 def timestamp_serials(values: Any) -> list[Any]:

@@ -25,8 +25,15 @@ Columns = Sequence[tuple[str, FieldType]]
 _CONTROL_LIMIT = 0x20
 _NEEDS_ESCAPE = frozenset(range(_CONTROL_LIMIT)) | {ord('"'), ord("\\")}
 # The backslash first: the escapes that follow add backslashes of their own.
-_SHORT_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"),
-                  ("\b", "\\b"), ("\f", "\\f"))
+_SHORT_ESCAPES = (
+    ("\\", "\\\\"),
+    ('"', '\\"'),
+    ("\n", "\\n"),
+    ("\r", "\\r"),
+    ("\t", "\\t"),
+    ("\b", "\\b"),
+    ("\f", "\\f"),
+)
 _SHORT_ESCAPED = {ord(char) for char, _ in _SHORT_ESCAPES}
 
 

@@ -88,8 +88,13 @@ def timestamp_texts(values: Any) -> Any:
     valid = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False))
     in_range = seconds[valid]
     if len(in_range) and (in_range.min() < _YEAR_1000 or in_range.max() >= _YEAR_10000):
-        return pa.array([None if moment is None else format_utc(moment) for moment in
-                         pc.cast(values, pa.timestamp(values.type.unit, tz="UTC")).to_pylist()], pa.string())
+        return pa.array(
+            [
+                None if moment is None else format_utc(moment)
+                for moment in pc.cast(values, pa.timestamp(values.type.unit, tz="UTC")).to_pylist()
+            ],
+            pa.string(),
+        )
     # The seconds with the column's own validity bitmap: no copy, no per-value conversion.
     unsliced = values if values.offset == 0 else pa.concat_arrays([values])
     validity = unsliced.buffers()[0] if unsliced.null_count else None

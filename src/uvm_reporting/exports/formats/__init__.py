@@ -72,7 +72,8 @@ def validate_format_options(format: ExportFormat, compression: Compression | Non
     if compression is not None and format in _SELF_COMPRESSED:
         raise BadUserInput(
             f"compression {compression} applies to csv, json and ndjson only; {_SELF_COMPRESSED[format]}",
-            format=str(format), compression=str(compression),
+            format=str(format),
+            compression=str(compression),
         )
 
 
@@ -91,8 +92,9 @@ def column_manifest(columns: Columns) -> list[dict[str, str]]:
     return [{"name": name, "type": LOGICAL_TYPES[kind]} for name, kind in columns]
 
 
-def write_export(format: ExportFormat, compression: Compression | None,
-                 batches: Batches, columns: Columns, out: BinaryWriter) -> int:
+def write_export(
+    format: ExportFormat, compression: Compression | None, batches: Batches, columns: Columns, out: BinaryWriter
+) -> int:
     """Write ``batches`` to ``out`` in ``format`` (gzipped if asked); return the number of rows."""
     validate_format_options(format, compression)
     writer = _WRITERS[ExportFormat(format)]

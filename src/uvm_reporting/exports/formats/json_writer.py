@@ -44,8 +44,9 @@ def _fallback(value: Any) -> Any:
     raise TypeError(f"cannot export a value of type {type(value).__name__} as JSON")
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False,
-                            default=_fallback)
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), check_circular=False, allow_nan=False, default=_fallback
+)
 
 _CONVERTERS: dict[FieldType, Converter | None] = {
     FieldType.TIMESTAMP: timestamp_text,
@@ -59,8 +60,7 @@ _CONVERTERS: dict[FieldType, Converter | None] = {
 def _encoded_rows(batches: Batches, columns: Columns) -> Iterator[tuple[list[str], int]]:
     """Yield each batch as a list of encoded objects, with its row count."""
     names = [name for name, _ in columns]
-    active = [(index, convert) for index, (_, kind) in enumerate(columns)
-              if (convert := _CONVERTERS[kind]) is not None]
+    active = [(index, convert) for index, (_, kind) in enumerate(columns) if (convert := _CONVERTERS[kind]) is not None]
     encode = _ENCODER.encode
     for batch in batches:
         if not batch:

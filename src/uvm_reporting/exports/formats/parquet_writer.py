@@ -78,8 +78,9 @@ def _column(values: Sequence[Any], kind: FieldType) -> Any:
     return pa.array(text, type=pa.string()).cast(arrow_type)
 
 
-def write_parquet(batches: Batches, columns: Columns, out: BinaryWriter, *,
-                  rows_per_group: int = ROWS_PER_GROUP) -> int:
+def write_parquet(
+    batches: Batches, columns: Columns, out: BinaryWriter, *, rows_per_group: int = ROWS_PER_GROUP
+) -> int:
     """Write every row as a Parquet file streamed to ``out``; return the number of rows."""
     schema = arrow_schema(columns)
     kinds = [kind for _, kind in columns]
@@ -87,15 +88,15 @@ def write_parquet(batches: Batches, columns: Columns, out: BinaryWriter, *,
     def record_batches() -> Iterator[Any]:
         for batch in batches:
             if batch:
-                arrays = [_column(values, kind)
-                          for values, kind in zip(zip(*batch, strict=True), kinds, strict=True)]
+                arrays = [_column(values, kind) for values, kind in zip(zip(*batch, strict=True), kinds, strict=True)]
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     return write_parquet_batches(record_batches(), columns, out, rows_per_group=rows_per_group)
 
 
-def write_parquet_batches(batches: Iterable[Any], columns: Columns, out: BinaryWriter, *,
-                          rows_per_group: int = ROWS_PER_GROUP) -> int:
+def write_parquet_batches(
+    batches: Iterable[Any], columns: Columns, out: BinaryWriter, *, rows_per_group: int = ROWS_PER_GROUP
+) -> int:
     """Write Arrow record batches of ``arrow_schema(columns)`` as a Parquet file streamed to
     ``out``; return the number of rows."""
     if rows_per_group < 1:

@@ -65,8 +65,9 @@ _WIDTHS = {FieldType.TIMESTAMP: 24, FieldType.DATE: 11}
 _TEXT_TYPES = (FieldType.STRING, FieldType.TEXT)
 
 
-def write_xlsx(batches: Batches, columns: Columns, out: BinaryWriter, *,
-               rows_per_sheet: int = MAX_DATA_ROWS_PER_SHEET) -> int:
+def write_xlsx(
+    batches: Batches, columns: Columns, out: BinaryWriter, *, rows_per_sheet: int = MAX_DATA_ROWS_PER_SHEET
+) -> int:
     """Write every row to an XLSX workbook streamed to ``out``; return the number of rows.
 
     ``rows_per_sheet`` data rows go on a sheet before the next one starts (Excel's limit by
@@ -103,15 +104,19 @@ def _cell_writers(sheet: Worksheet) -> tuple[_CellWriter, _CellWriter, _CellWrit
     """The sheet's string, number and date-time writers, without the public methods' decorator
     (it only turns "A1"-style cell names into numbers, and we pass numbers). Should a later
     xlsxwriter drop these private names, the public methods do the same work."""
-    return (getattr(sheet, "_write_string", sheet.write_string),
-            getattr(sheet, "_write_number", sheet.write_number),
-            getattr(sheet, "_write_datetime", sheet.write_datetime))
+    return (
+        getattr(sheet, "_write_string", sheet.write_string),
+        getattr(sheet, "_write_number", sheet.write_number),
+        getattr(sheet, "_write_datetime", sheet.write_datetime),
+    )
 
 
 def _fill(workbook: xlsxwriter.Workbook, batches: Batches, columns: Columns, rows_per_sheet: int) -> int:
     header = workbook.add_format({"bold": True})
-    formats = {FieldType.TIMESTAMP: (workbook.add_format({"num_format": TIMESTAMP_FORMAT}), naive_utc),
-               FieldType.DATE: (workbook.add_format({"num_format": DATE_FORMAT}), _midnight)}
+    formats = {
+        FieldType.TIMESTAMP: (workbook.add_format({"num_format": TIMESTAMP_FORMAT}), naive_utc),
+        FieldType.DATE: (workbook.add_format({"num_format": DATE_FORMAT}), _midnight),
+    }
     # The columns by type, once: the loop below then does no per-cell type dispatch.
     texts = [index for index, (_, kind) in enumerate(columns) if kind in _TEXT_TYPES]
     numbers = [index for index, (_, kind) in enumerate(columns) if kind is FieldType.NUMBER]

@@ -26,9 +26,7 @@ def upgrade() -> None:
     accounts = sa.table("accounts", sa.column("id", sa.String), sa.column("external_id", sa.String))
     connection = op.get_bind()
     for (account_id,) in connection.execute(sa.select(accounts.c.id)).all():
-        connection.execute(
-            accounts.update().where(accounts.c.id == account_id).values(external_id=new_external_id())
-        )
+        connection.execute(accounts.update().where(accounts.c.id == account_id).values(external_id=new_external_id()))
     with op.batch_alter_table("accounts") as batch:
         batch.alter_column("external_id", existing_type=sa.String(64), nullable=False)
         batch.create_unique_constraint(op.f("uq_accounts_external_id"), ["external_id"])
