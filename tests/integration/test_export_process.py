@@ -401,7 +401,7 @@ def job(engine: Engine, sql: str, export_format: ExportFormat = ExportFormat.CSV
 def test_a_failing_query_is_query_failed(engine: Engine) -> None:
     with pytest.raises(ExportProcessFailed) as failure:
         run_export_process(job(engine, "SELECT no_such_function(1) AS n"), Sink())
-    assert failure.value.code == "QUERY_FAILED"
+    assert failure.value.run_error_code == "QUERY_FAILED"
     assert "operator log" in failure.value.message
 
 
@@ -413,7 +413,7 @@ def test_the_export_process_never_writes(engine: Engine, account: Account) -> No
     )
     with pytest.raises(ExportProcessFailed) as failure:
         run_export_process(job(engine, statement), Sink())
-    assert failure.value.code == "QUERY_FAILED"
+    assert failure.value.run_error_code == "QUERY_FAILED"
     with engine.connect() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM accounts").scalar_one() >= 1
 
@@ -476,7 +476,7 @@ def test_a_killed_export_process_is_a_clear_failure(engine: Engine) -> None:
     thread.join(60)
     assert not thread.is_alive()
     assert isinstance(outcome[0], ExportProcessFailed)
-    assert outcome[0].code == "INTERNAL"
+    assert outcome[0].run_error_code == "INTERNAL"
     assert "killed by signal 9" in outcome[0].message
     assert export_children() == []
 

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy.exc import DataError, OperationalError
 
 from tests.expected_exports import expected_findings_rows
-from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
+from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.errors import RunErrorCode, StorageFailed, run_failure
 from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.services import Services
 from uvm_reporting.storage.local_folder import LocalFolderStorage
@@ -171,3 +172,38 @@ def test_a_worker_thread_outlives_an_outcome_the_database_refuses(
             assert after.lease_expires_at is not None
     finally:
         pool.stop()
+
+
+def test_a_query_the_database_refuses_is_a_query_failure(services: Services, public_report: Report) -> None:
+    with services.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE findings RENAME TO findings_elsewhere")
+    done = _run_with_one_worker(services, enqueue(services, public_report))
+    assert done.state is RunState.FAILED
+    assert done.error_code == RunErrorCode.QUERY_FAILED
+    assert "findings" not in (done.error_message or "")  # the driver's text stays in the operator log
+
+
+def test_an_s3_delivery_where_s3_is_not_configured_is_a_storage_failure(
+    services: Services, public_report: Report
+) -> None:
+    run = enqueue_run(
+        services.engine,
+        account_id=public_report.account_id,
+        report_id=public_report.id,
+        delivery=Delivery.S3,
+        format="csv",
+        definition=public_report.definition.to_json(),
+        requested_by="test",
+        destination={
+            "bucket": "customer-bucket",
+            "key": "reports/r.csv",
+            "region": "us-east-1",
+            "role_arn": "arn:aws:iam::123456789012:role/uvm-export",
+        },
+    )
+    without_s3 = RunExecutor(services.engine, services.storage)  # no S3 client factory
+    with pytest.raises(StorageFailed) as raised:
+        without_s3.execute(run)
+    failure = run_failure(raised.value)
+    assert failure.code is RunErrorCode.STORAGE_FAILED
+    assert failure.message == "This run delivers to S3, but S3 is not configured here."

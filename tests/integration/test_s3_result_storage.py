@@ -10,15 +10,18 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from mypy_boto3_s3 import S3Client
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
+import uvm_reporting.storage.s3 as s3_module
 from tests.integration.conftest import wait_for
 from tests.support.moto_server import DUMMY_KEYS
 from uvm_reporting.api.app import create_app
+from uvm_reporting.errors import RunErrorCode, StorageFailed, run_failure
 from uvm_reporting.services import build_services
 from uvm_reporting.settings import Settings
-from uvm_reporting.storage.s3 import S3ResultStorage
+from uvm_reporting.storage.s3 import S3ObjectWriter, S3ResultStorage
 from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.reports import Report
 from uvm_reporting.store.runs import get_run
@@ -67,3 +70,16 @@ def test_a_download_run_lands_in_s3_behind_a_presigned_url(
     rows = list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
     assert len(rows) == 121 == status["rowCount"] + 1
     assert len(body) == status["sizeBytes"]
+
+
+def test_a_result_over_the_part_limit_is_a_storage_failure(
+    moto_s3: S3Client, moto_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3_module, "MAX_PARTS", 1)
+    writer = S3ObjectWriter(moto_s3, moto_bucket, part_size=s3_module.MIN_PART_SIZE, delivery=False)
+    with pytest.raises(StorageFailed) as raised, writer.open_for_write("too-many-parts.csv") as (stream, _written):
+        stream.write(b"x" * (2 * s3_module.MIN_PART_SIZE + 1))
+    failure = run_failure(raised.value)
+    assert failure.code is RunErrorCode.STORAGE_FAILED
+    assert "more than 1 parts" in failure.message
+    assert "Contents" not in moto_s3.list_objects_v2(Bucket=moto_bucket)  # nothing half-written is visible

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, event
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, authenticate_bearer
 from uvm_reporting.application.report_runs import RUNNING_STATUS_TTL_SECONDS, NeedsDatabase, ReportRuns
 from uvm_reporting.auth.access_cache import AccessCache
-from uvm_reporting.domain.runs import Delivery, RunErrorCode
-from uvm_reporting.errors import Forbidden, NotFound
+from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.errors import Forbidden, NotFound, RunErrorCode
 from uvm_reporting.services import Services
 from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.store.accounts import Account

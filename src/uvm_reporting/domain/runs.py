@@ -35,14 +35,3 @@ class Delivery(StrEnum):
 
     DOWNLOAD = "download"  # our storage, behind an expiring signed link
     S3 = "s3"  # the customer's bucket, through the role they let us assume
-
-
-class RunErrorCode(StrEnum):
-    """Stable codes of a Failed run, shown to API clients as ``errorCode``."""
-
-    QUERY_FAILED = "QUERY_FAILED"
-    STORAGE_FAILED = "STORAGE_FAILED"
-    DELIVERY_FAILED = "DELIVERY_FAILED"
-    INVALID_DEFINITION = "INVALID_DEFINITION"
-    WORKER_LOST = "WORKER_LOST"
-    INTERNAL = "INTERNAL"

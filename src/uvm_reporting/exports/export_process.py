@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from uvm_reporting.errors import RunErrorCode, UvmReportingError, run_failure
 from uvm_reporting.exports.export_job import ExportJob
 from uvm_reporting.exports.formats.common import BinaryWriter
 
@@ -46,13 +47,12 @@ _F_SETPIPE_SZ = 1031
 _PR_SET_PDEATHSIG = 1
 
 
-class ExportProcessFailed(Exception):
-    """The export process reported an error (or died); ``code`` is a RunErrorCode value."""
+class ExportProcessFailed(UvmReportingError):
+    """The export process reported an error (or died), with the run error code it chose."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code
-        self.message = message
+        self.run_error_code = RunErrorCode.__members__.get(code, RunErrorCode.INTERNAL)
 
 
 class ExportProcessGone(ExportProcessFailed):
@@ -188,7 +188,7 @@ class ExportProcesses:
             try:
                 return run_export_process(job, out, started=self._start())
             except ExportProcessGone as gone:
-                raise ExportProcessFailed(gone.code, gone.message) from None
+                raise ExportProcessFailed(gone.run_error_code.value, gone.message) from None
 
     def _take(self) -> StartedProcess:
         with self._lock:
@@ -269,14 +269,17 @@ def main(argv: list[str]) -> int:
     except BrokenPipeError:
         return 1  # the worker is gone: nobody to tell
     except Exception as error:
-        code, message = _describe(error)
+        # Loaded only now: the driver types it checks need not load in every export process.
+        from uvm_reporting.exports.query_failures import as_query_failure  # noqa: PLC0415
+
+        failure = run_failure(as_query_failure(error))
         log.log(
-            logging.ERROR if code == "INTERNAL" else logging.WARNING,
+            logging.ERROR if failure.code is RunErrorCode.INTERNAL else logging.WARNING,
             "export failed: %s",
             error,
-            exc_info=code == "INTERNAL",
+            exc_info=failure.needs_operator,
         )
-        _report(status_fd, {"error": {"code": code, "message": message}})
+        _report(status_fd, {"error": {"code": failure.code.value, "message": failure.message}})
         return 1
     _report(status_fd, {"rows": rows})
     return 0
@@ -301,25 +304,6 @@ def _return_freed_memory() -> None:
     import pyarrow as pa  # noqa: PLC0415
 
     pa.set_memory_pool(pa.system_memory_pool())
-
-
-def _describe(error: Exception) -> tuple[str, str]:
-    """The run's error code and a message a person can act on (internals go to the log)."""
-    if _is_database_error(error):
-        return "QUERY_FAILED", (
-            "The report's query failed in the database. Check the report definition; the operator log has the details."
-        )
-    if isinstance(error, OSError):
-        return "STORAGE_FAILED", f"Writing the result failed: {error.strerror or error}."
-    return "INTERNAL", "The export failed unexpectedly; the operator log has the details."
-
-
-def _is_database_error(error: Exception) -> bool:
-    try:
-        from adbc_driver_manager import Error as AdbcError  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - a dependency
-        return False
-    return isinstance(error, AdbcError)
 
 
 def _report(fd: int, outcome: dict[str, Any]) -> None:

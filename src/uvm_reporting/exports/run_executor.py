@@ -29,7 +29,7 @@ from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition import ReportDefinition, parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.domain.timestamps import format_utc
-from uvm_reporting.errors import UvmReportingError
+from uvm_reporting.errors import StorageFailed, UvmReportingError
 from uvm_reporting.exports.driver_sql import driver_query
 from uvm_reporting.exports.export_job import ExportJob, LookupPart, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses
@@ -49,6 +49,7 @@ from uvm_reporting.exports.query_compiler import (
     compile_report_query,
     report_column_types,
 )
+from uvm_reporting.exports.query_failures import database_errors_as_query_failures
 from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
@@ -138,7 +139,7 @@ class RunExecutor:
     def _deliver_to_s3(self, run: RunRecord) -> RunResult:
         """Stream into the customer's bucket with the role they let us assume, then the manifest."""
         if self._connector is None or not run.destination:
-            raise UvmReportingError("This run delivers to S3, but S3 is not configured here.")
+            raise StorageFailed("This run delivers to S3, but S3 is not configured here.")
         destination = run.destination
         bucket, key, role_arn = destination["bucket"], destination["key"], destination["role_arn"]
         external_id = get_account(self._engine, run.account_id).external_id
@@ -172,7 +173,12 @@ class RunExecutor:
         )
 
     def write(self, run: RunRecord, out: BinaryWriter) -> int:
-        """Write the run's rows to ``out`` in its format; return the number of rows."""
+        """Write the run's rows to ``out`` in its format; return the number of rows. The
+        database's errors while it reads the report's rows fail the run as QUERY_FAILED."""
+        with database_errors_as_query_failures():
+            return self._write(run, out)
+
+    def _write(self, run: RunRecord, out: BinaryWriter) -> int:
         definition = parse_report_definition(run.definition)
         statement = compile_report_query(definition, run.account_id)
         columns = report_column_types(definition)

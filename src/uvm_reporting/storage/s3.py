@@ -52,7 +52,7 @@ from botocore.exceptions import (
 )
 
 from uvm_reporting.domain.s3_names import bucket_name_problem, key_prefix_problem, region_problem, role_arn_problem
-from uvm_reporting.errors import BadUserInput, UvmReportingError
+from uvm_reporting.errors import BadUserInput, RunErrorCode, StorageFailed, UvmReportingError
 from uvm_reporting.storage.local_folder import WrittenObject
 
 if TYPE_CHECKING:
@@ -102,10 +102,15 @@ class DeliveryError(UvmReportingError):
     """Delivering to the customer's bucket failed; ``reason`` says why (see ``DELIVERY_REASONS``)."""
 
     code = "DELIVERY_FAILED"
+    run_error_code = RunErrorCode.DELIVERY_FAILED
 
     def __init__(self, reason: str, message: str, **details: Any) -> None:
         super().__init__(message, reason=reason, **details)
         self.reason = reason
+
+    @property
+    def run_failure_message(self) -> str:
+        return f"{self.reason}: {self.message}"
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -628,7 +633,7 @@ class S3UploadStream:
             self._upload_id = response["UploadId"]
         number = len(self._parts) + 1
         if number > MAX_PARTS:
-            raise UvmReportingError(
+            raise StorageFailed(
                 f"{self._key} would need more than {MAX_PARTS} parts of {owner.part_size} bytes; raise the part size."
             )
         body = bytes(self._buffer)

@@ -11,20 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
 
-import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from uvm_reporting.domain.runs import RunErrorCode
-from uvm_reporting.errors import UvmReportingError
-from uvm_reporting.exports.export_process import ExportProcessFailed
-from uvm_reporting.storage.s3 import DeliveryError
+from uvm_reporting.errors import RunErrorCode, run_failure
 from uvm_reporting.store.runs import (
     RunRecord,
     RunResult,
@@ -134,9 +129,11 @@ class WorkerPool:
             try:
                 result = self._execute(run)
             except Exception as error:
-                code, message = describe_failure(error)
-                log.warning("run %s failed: %s: %s", run.id, code, message, exc_info=code == RunErrorCode.INTERNAL)
-                fail_run(self._engine, run.id, worker_id, code, message)
+                failure = run_failure(error)
+                log.warning(
+                    "run %s failed: %s: %s", run.id, failure.code, failure.message, exc_info=failure.needs_operator
+                )
+                fail_run(self._engine, run.id, worker_id, failure.code, failure.message)
             else:
                 self._complete(run, worker_id, result)
         except SQLAlchemyError:
@@ -180,22 +177,3 @@ class WorkerPool:
                     renew_lease(self._engine, run_id, worker_id, lease_seconds=self._lease_seconds)
                 except SQLAlchemyError:
                     log.exception("renewing the lease of run %s failed", run_id)
-
-
-def describe_failure(error: Exception) -> tuple[RunErrorCode, str]:
-    """A stable code and a message a person can act on; internals stay in the log."""
-    if isinstance(error, DeliveryError):
-        return RunErrorCode.DELIVERY_FAILED, f"{error.reason}: {error.message}"
-    if isinstance(error, ExportProcessFailed):
-        return RunErrorCode.__members__.get(error.code, RunErrorCode.INTERNAL), error.message
-    if isinstance(error, UvmReportingError):
-        return RunErrorCode.INVALID_DEFINITION, error.message
-    # Small exports read through the driver directly (exports/row_batches.py): its errors are
-    # the query's as much as SQLAlchemy's are.
-    if isinstance(error, SQLAlchemyError | sqlite3.Error | psycopg.Error):
-        return RunErrorCode.QUERY_FAILED, (
-            "The report's query failed in the database. Check the report definition; the operator log has the details."
-        )
-    if isinstance(error, OSError):
-        return RunErrorCode.STORAGE_FAILED, f"Writing the result failed: {error.strerror or error}."
-    return RunErrorCode.INTERNAL, "The export failed unexpectedly; the operator log has the details."
