@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from uvm_reporting.auth.api_client_credentials import authenticate_client
 from uvm_reporting.store.accounts import Account, create_account
-from uvm_reporting.store.api_clients import authenticate_client, get_active_client
+from uvm_reporting.store.api_clients import get_active_client
 
 CLI = Path(sys.executable).parent / "uvm-reporting"
 

@@ -18,10 +18,10 @@ from tests.acceptance.seed_commands import PROCESS_REPORT, fill
 from tests.acceptance.server_process import cli_process, running_server, stop_process, wait_for_log
 from tests.acceptance.test_seed_curl_flow import bash_json, get_token, poll_until_finished
 from tests.integration.conftest import ALL_FINDINGS_REPORT, wait_for
+from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.store.accounts import create_account
-from uvm_reporting.store.api_clients import create_client
 from uvm_reporting.store.database import open_database
 from uvm_reporting.store.reports import Report, create_report
 from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run

@@ -14,12 +14,13 @@ from sqlalchemy import Engine, event
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, authenticate_bearer
 from uvm_reporting.application.report_runs import RUNNING_STATUS_TTL_SECONDS, NeedsDatabase, ReportRuns
 from uvm_reporting.auth.access_cache import AccessCache
+from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.errors import Forbidden, NotFound, RunErrorCode
 from uvm_reporting.services import Services
 from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.store.accounts import Account
-from uvm_reporting.store.api_clients import create_client, get_active_client, revoke_client
+from uvm_reporting.store.api_clients import get_active_client, revoke_client
 from uvm_reporting.store.reports import Report, create_report, update_report
 from uvm_reporting.store.runs import (
     RunRecord,

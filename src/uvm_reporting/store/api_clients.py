@@ -1,31 +1,22 @@
-"""API clients: the credentials an account's programs exchange for access tokens.
+"""API clients' rows: the credentials an account's programs exchange for access tokens.
 
-A client's secret is shown once, when the client is created; the store keeps only its
-Argon2id hash. Revoking a client keeps its row (for audit) and stops new tokens at once.
+The store keeps only a secret's Argon2id hash, made by auth/api_client_credentials.py, which
+creates and authenticates clients. Revoking a client keeps its row (for audit) and stops new
+tokens at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
-from uvm_reporting.auth.client_secrets import (
-    hash_secret,
-    needs_rehash,
-    new_client_id,
-    new_client_secret,
-    verify_dummy_secret,
-    verify_secret,
-)
-from uvm_reporting.errors import BadUserInput, NotFound
+from uvm_reporting.errors import NotFound
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.tables import api_clients
-
-_MAX_NAME_LENGTH = 200
 
 # Every column but the secret's hash, so no ordinary read ever loads it.
 _PUBLIC_COLUMNS = (
@@ -52,45 +43,16 @@ class ClientRecord:
         return self.revoked_at is None
 
 
-@dataclass(frozen=True, slots=True)
-class CreatedClient:
-    """A new client, with the only copy of its secret the system will ever hand out."""
-
-    client_id: str
-    client_secret: str = field(repr=False)
-    account_id: str
-    name: str
-    created_at: datetime
-
-
-def create_client(engine: Engine, account_id: str, name: str = "default") -> CreatedClient:
-    """Create a client for ``account_id``; raises ``NotFound`` when the account does not exist."""
-    name = name.strip()
-    if not name:
-        raise BadUserInput("An API client needs a non-empty name.")
-    if len(name) > _MAX_NAME_LENGTH:
-        raise BadUserInput(f"An API client's name has at most {_MAX_NAME_LENGTH} characters.")
-    get_account(engine, account_id)
-    secret = new_client_secret()
-    created = CreatedClient(
-        client_id=new_client_id(),
-        client_secret=secret,
-        account_id=account_id,
-        name=name,
-        # The column keeps milliseconds; returning the same value keeps create and list equal.
-        created_at=_to_milliseconds(utc_now()),
-    )
+def insert_client(
+    engine: Engine, *, client_id: str, account_id: str, name: str, secret_hash: str, created_at: datetime
+) -> None:
+    """Store a new client; the caller hashed its secret (auth/api_client_credentials.py)."""
     with engine.begin() as connection:
         connection.execute(
             insert(api_clients).values(
-                client_id=created.client_id,
-                account_id=account_id,
-                name=name,
-                secret_hash=hash_secret(secret),
-                created_at=created.created_at,
+                client_id=client_id, account_id=account_id, name=name, secret_hash=secret_hash, created_at=created_at
             )
         )
-    return created
 
 
 def revoke_client(engine: Engine, client_id: str) -> ClientRecord:
@@ -99,7 +61,7 @@ def revoke_client(engine: Engine, client_id: str) -> ClientRecord:
         connection.execute(
             update(api_clients)
             .where(api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None))
-            .values(revoked_at=_to_milliseconds(utc_now()))
+            .values(revoked_at=to_milliseconds(utc_now()))
         )
         row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
     if row is None:
@@ -107,31 +69,20 @@ def revoke_client(engine: Engine, client_id: str) -> ClientRecord:
     return _record(row)
 
 
-def authenticate_client(engine: Engine, client_id: str, client_secret: str) -> ClientRecord | None:
-    """The active client whose id and secret these are, or ``None``.
-
-    Unknown, revoked and wrong-secret clients all take one Argon2 verification, so the
-    response time does not tell which of them it was.
-    """
+def client_with_secret_hash(engine: Engine, client_id: str) -> tuple[ClientRecord, str] | None:
+    """The client ``client_id``, revoked or not, with its secret's hash: for authentication only."""
     with engine.connect() as connection:
         row = connection.execute(
             select(api_clients.c.secret_hash, *_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)
         ).one_or_none()
-    if row is None:
-        verify_dummy_secret(client_secret)
-        return None
-    if not verify_secret(row.secret_hash, client_secret) or row.revoked_at is not None:
-        return None
-    if needs_rehash(row.secret_hash):
-        # The hashing parameters changed since this secret was stored: upgrade it now that
-        # the plain secret is at hand.
-        with engine.begin() as connection:
-            connection.execute(
-                update(api_clients)
-                .where(api_clients.c.client_id == client_id)
-                .values(secret_hash=hash_secret(client_secret))
-            )
-    return _record(row)
+    return None if row is None else (_record(row), row.secret_hash)
+
+
+def replace_secret_hash(engine: Engine, client_id: str, secret_hash: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(api_clients).where(api_clients.c.client_id == client_id).values(secret_hash=secret_hash)
+        )
 
 
 def get_active_client(engine: Engine, client_id: str) -> ClientRecord | None:
@@ -165,5 +116,5 @@ def _record(row: Any) -> ClientRecord:
     )
 
 
-def _to_milliseconds(value: datetime) -> datetime:
+def to_milliseconds(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)

@@ -1,0 +1,92 @@
+"""Creating API clients and checking their credentials.
+
+A client's secret is shown once, when the client is created; only its Argon2id hash is
+stored (store/api_clients.py keeps the rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from uvm_reporting.auth.client_secrets import (
+    hash_secret,
+    needs_rehash,
+    new_client_id,
+    new_client_secret,
+    verify_dummy_secret,
+    verify_secret,
+)
+from uvm_reporting.errors import BadUserInput
+from uvm_reporting.store.accounts import get_account
+from uvm_reporting.store.api_clients import (
+    ClientRecord,
+    client_with_secret_hash,
+    insert_client,
+    replace_secret_hash,
+    to_milliseconds,
+)
+from uvm_reporting.store.ids import utc_now
+
+_MAX_NAME_LENGTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedClient:
+    """A new client, with the only copy of its secret the system will ever hand out."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    account_id: str
+    name: str
+    created_at: datetime
+
+
+def create_client(engine: Engine, account_id: str, name: str = "default") -> CreatedClient:
+    """Create a client for ``account_id``; raises ``NotFound`` when the account does not exist."""
+    name = name.strip()
+    if not name:
+        raise BadUserInput("An API client needs a non-empty name.")
+    if len(name) > _MAX_NAME_LENGTH:
+        raise BadUserInput(f"An API client's name has at most {_MAX_NAME_LENGTH} characters.")
+    get_account(engine, account_id)
+    secret = new_client_secret()
+    created = CreatedClient(
+        client_id=new_client_id(),
+        client_secret=secret,
+        account_id=account_id,
+        name=name,
+        # The column keeps milliseconds; returning the same value keeps create and list equal.
+        created_at=to_milliseconds(utc_now()),
+    )
+    insert_client(
+        engine,
+        client_id=created.client_id,
+        account_id=account_id,
+        name=name,
+        secret_hash=hash_secret(secret),
+        created_at=created.created_at,
+    )
+    return created
+
+
+def authenticate_client(engine: Engine, client_id: str, client_secret: str) -> ClientRecord | None:
+    """The active client whose id and secret these are, or ``None``.
+
+    Unknown, revoked and wrong-secret clients all take one Argon2 verification, so the
+    response time does not tell which of them it was.
+    """
+    found = client_with_secret_hash(engine, client_id)
+    if found is None:
+        verify_dummy_secret(client_secret)
+        return None
+    client, secret_hash = found
+    if not verify_secret(secret_hash, client_secret) or not client.active:
+        return None
+    if needs_rehash(secret_hash):
+        # The hashing parameters changed since this secret was stored: upgrade it now that
+        # the plain secret is at hand.
+        replace_secret_hash(engine, client_id, hash_secret(client_secret))
+    return client
