@@ -5,8 +5,9 @@ missed up to now (the scheduler was down, or a tick came late) is coalesced into
 the latest of them: an export is a snapshot of the current data, so replaying missed ones
 would deliver the same file several times. In one transaction the scheduler advances
 ``next_fire_at`` past now, conditionally on it still being the value it read, and inserts the
-run. Whoever advances the row first enqueues the run; the unique (report, fire time) of runs
-backs that up, so any number of schedulers may tick at once and each fire time gets one run.
+run (store/schedules.py). Whoever advances the row first enqueues the run; the unique (report,
+fire time) of runs backs that up, so any number of schedulers may tick at once and each fire
+time gets one run.
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
-from sqlalchemy import Engine, true, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine
 
 from uvm_reporting.domain.runs import Delivery
-from uvm_reporting.domain.schedule import delivery_destination, latest_fire_time_at_or_before, next_fire_time
+from uvm_reporting.domain.schedule import (
+    ScheduleSettings,
+    delivery_destination,
+    latest_fire_time_at_or_before,
+    next_fire_time,
+)
 from uvm_reporting.store.ids import new_id, utc_now
 from uvm_reporting.store.reports import Report, due_schedules
 from uvm_reporting.store.runs import RunRecord, enqueue_run
-from uvm_reporting.store.tables import reports
+from uvm_reporting.store.schedules import advance_and_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -91,54 +97,11 @@ class Scheduler:
             return None
         fire_at = latest_fire_time_at_or_before(schedule, now, not_before=seen)
         following = next_fire_time(schedule, now)
-        run_id = new_id()
-        with self._engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
-            # Advancing first claims this fire time: a scheduler that read the same row finds
-            # next_fire_at changed and does nothing (on PostgreSQL it waits for our row lock).
-            # updated_at must match too: a report edited since we read it is left to the next
-            # tick, which reads the new definition and schedule.
-            advanced = connection.execute(
-                update(reports)
-                .where(
-                    reports.c.id == report.id,
-                    reports.c.next_fire_at == seen,
-                    reports.c.schedule_active == true(),
-                    reports.c.updated_at == report.updated_at,
-                )
-                .values(next_fire_at=following)
-            ).rowcount
-            if advanced != 1:
-                log.debug(
-                    "report %s: fire time %s was taken by another scheduler, or the report changed",
-                    report.id,
-                    seen.isoformat(),
-                )
-                return None
-            if fire_at is None:  # the schedule changed since; none of its fire times fell in between
-                return None
-            try:
-                # A savepoint: if the fire time has its run already, keep the advance anyway, so the
-                # report does not stay due on a fire time that can never be enqueued again.
-                with connection.begin_nested():
-                    run = enqueue_run(
-                        self._engine,
-                        account_id=report.account_id,
-                        report_id=report.id,
-                        delivery=Delivery.S3,
-                        format=schedule.format,
-                        compression=schedule.compression,
-                        definition=report.definition.to_json(),
-                        requested_by=None,
-                        destination=delivery_destination(
-                            schedule, report_name=report.name, report_id=report.id, run_id=run_id, at=fire_at
-                        ),
-                        scheduled_for=fire_at,
-                        connection=connection,
-                        run_id=run_id,
-                    )
-            except IntegrityError:
-                log.info("report %s: fire time %s has its run already", report.id, fire_at.isoformat())
-                return None
+        # No fire time when the schedule changed since and none of its fire times fell in between.
+        enqueue = None if fire_at is None else partial(self._enqueue, report, schedule, fire_at)
+        run = advance_and_enqueue(self._engine, report, following=following, enqueue=enqueue)
+        if run is None or fire_at is None:
+            return None
         log.info(
             "enqueued run %s of report %s (account %s) for fire time %s, to s3://%s/%s; next fire time %s",
             run.id,
@@ -150,3 +113,24 @@ class Scheduler:
             following.isoformat(),
         )
         return run
+
+    def _enqueue(
+        self, report: Report, schedule: ScheduleSettings, fire_at: datetime, connection: Connection
+    ) -> RunRecord:
+        run_id = new_id()
+        return enqueue_run(
+            self._engine,
+            account_id=report.account_id,
+            report_id=report.id,
+            delivery=Delivery.S3,
+            format=schedule.format,
+            compression=schedule.compression,
+            definition=report.definition.to_json(),
+            requested_by=None,
+            destination=delivery_destination(
+                schedule, report_name=report.name, report_id=report.id, run_id=run_id, at=fire_at
+            ),
+            scheduled_for=fire_at,
+            connection=connection,
+            run_id=run_id,
+        )
