@@ -19,8 +19,8 @@ from uvm_reporting.api import graphql_route
 from uvm_reporting.api.app import create_app
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import SCHEMA_FILE
-from uvm_reporting.auth.access_cache import ACCESS_TTL_SECONDS
 from uvm_reporting.auth.api_client_credentials import create_client
+from uvm_reporting.expiring_cache import ACCESS_TTL_SECONDS
 from uvm_reporting.services import Services
 from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.api_clients import revoke_client

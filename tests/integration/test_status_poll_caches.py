@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import Engine, event
 
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, authenticate_bearer
-from uvm_reporting.application.report_runs import RUNNING_STATUS_TTL_SECONDS, NeedsDatabase, ReportRuns
-from uvm_reporting.auth.access_cache import AccessCache
+from uvm_reporting.application.report_runs import RUNNING_STATUS_TTL_SECONDS, ReportRuns
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.errors import Forbidden, NotFound, RunErrorCode
+from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
 from uvm_reporting.services import Services
 from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.store.accounts import Account
@@ -77,9 +77,9 @@ def report_runs(services: Services, clock: Clock, links: list[str]) -> ReportRun
         download_link=sign,
         connector=services.connector,
         links_without_io=True,
-        report_access=AccessCache(TTL, clock=clock),
-        finished_runs=AccessCache(float("inf"), clock=clock),
-        running_runs=AccessCache(RUNNING_STATUS_TTL_SECONDS, clock=clock),
+        report_access=ExpiringCache(TTL, clock=clock),
+        finished_runs=ExpiringCache(float("inf"), clock=clock),
+        running_runs=ExpiringCache(RUNNING_STATUS_TTL_SECONDS, clock=clock),
     )
 
 
@@ -148,7 +148,7 @@ def test_a_revoked_client_is_refused_once_the_ttl_has_passed(
 ) -> None:
     client = create_client(services.engine, account.id)
     clients = ActiveClients(
-        lambda client_id: get_active_client(services.engine, client_id), AccessCache(TTL, clock=clock)
+        lambda client_id: get_active_client(services.engine, client_id), ExpiringCache(TTL, clock=clock)
     )
     authorization = f"Bearer {services.tokens.issue(client.client_id, account.id).access_token}"
     assert authenticate_bearer(authorization, services.tokens, clients).account_id == account.id
@@ -212,7 +212,7 @@ def test_the_workers_of_serve_tell_its_status_caches(
 ) -> None:
     """Wired in services: a run that this process's pool starts and finishes is seen to by the
     next poll. The running TTL is an hour here: only the pool's word can refresh the cache."""
-    monkeypatch.setattr(services.report_runs, "running_runs", AccessCache(3600.0))
+    monkeypatch.setattr(services.report_runs, "running_runs", ExpiringCache(3600.0))
     run = queue(services.engine, report)
     assert services.report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
     pool = services.worker_pool(threads=1)
@@ -240,7 +240,7 @@ def test_memory_only_answers_what_the_caches_hold_and_says_when_it_cannot(
     finish(engine, done)
     running = queue(engine, report)
     for run in (running, done):
-        with pytest.raises(NeedsDatabase):  # nothing cached yet
+        with pytest.raises(NotInMemory):  # nothing cached yet
             report_runs.run_status(report.account_id, report.id, run.id, memory_only=True)
         expected = report_runs.run_status(report.account_id, report.id, run.id)
         from_memory = report_runs.run_status(report.account_id, report.id, run.id, memory_only=True)
@@ -249,12 +249,12 @@ def test_memory_only_answers_what_the_caches_hold_and_says_when_it_cannot(
         }
     assert "presignedUrl" in report_runs.run_status(report.account_id, report.id, done.id, memory_only=True)
     clock.now += RUNNING_STATUS_TTL_SECONDS
-    with pytest.raises(NeedsDatabase):
+    with pytest.raises(NotInMemory):
         report_runs.run_status(report.account_id, report.id, running.id, memory_only=True)
     clock.now += TTL  # the report's access, which a finished run's answer needs, has expired
-    with pytest.raises(NeedsDatabase):
+    with pytest.raises(NotInMemory):
         report_runs.run_status(report.account_id, report.id, done.id, memory_only=True)
-    with pytest.raises(NeedsDatabase):  # a report's latest run is always a query
+    with pytest.raises(NotInMemory):  # a report's latest run is always a query
         report_runs.run_status(report.account_id, report.id, None, memory_only=True)
 
 
@@ -265,7 +265,7 @@ def test_memory_only_never_makes_a_link_that_may_need_io(
     run = queue(engine, report)
     finish(engine, run)
     assert presigning.run_status(report.account_id, report.id, run.id)["status"] == "Completed"
-    with pytest.raises(NeedsDatabase):
+    with pytest.raises(NotInMemory):
         presigning.run_status(report.account_id, report.id, run.id, memory_only=True)
 
 
@@ -283,7 +283,7 @@ def test_a_finished_run_is_answered_from_memory_with_a_fresh_link(
     # Apart from the link, the same document, with the keys in the same order as an uncached answer.
     fixed = {key: value for key, value in first.items() if not key.startswith("presignedUrl")}
     assert {key: value for key, value in second.items() if not key.startswith("presignedUrl")} == fixed
-    uncached = dataclasses.replace(report_runs, report_access=AccessCache(0), finished_runs=AccessCache(0))
+    uncached = dataclasses.replace(report_runs, report_access=ExpiringCache(0), finished_runs=ExpiringCache(0))
     assert list(uncached.run_status(report.account_id, report.id, run.id)) == list(first)
     assert services.report_runs.describe(get_run(engine, report.account_id, run.id), with_link=False) == fixed
 

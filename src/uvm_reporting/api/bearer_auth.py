@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse
 
-from uvm_reporting.application.report_runs import NeedsDatabase
-from uvm_reporting.auth.access_cache import ACCESS_TTL_SECONDS, AccessCache
 from uvm_reporting.auth.access_tokens import AccessClaims, AccessTokens, InvalidToken
+from uvm_reporting.expiring_cache import ACCESS_TTL_SECONDS, ExpiringCache, NotInMemory
 from uvm_reporting.store.api_clients import ClientRecord, get_active_client
 
 REALM = "uvm-reporting"
@@ -35,22 +34,22 @@ class ActiveClients:
     not the caller's to choose."""
 
     def __init__(
-        self, lookup: Callable[[str], ClientRecord | None], cache: AccessCache[str, str | None] | None = None
+        self, lookup: Callable[[str], ClientRecord | None], cache: ExpiringCache[str, str | None] | None = None
     ) -> None:
         self._lookup = lookup
-        self._cache: AccessCache[str, str | None] = cache if cache is not None else AccessCache()
+        self._cache: ExpiringCache[str, str | None] = cache if cache is not None else ExpiringCache()
 
     @classmethod
     def of(cls, engine: Engine, *, ttl_seconds: float = ACCESS_TTL_SECONDS) -> ActiveClients:
-        return cls(lambda client_id: get_active_client(engine, client_id), AccessCache(ttl_seconds))
+        return cls(lambda client_id: get_active_client(engine, client_id), ExpiringCache(ttl_seconds))
 
     def account_of(self, client_id: str, *, memory_only: bool = False) -> str | None:
         """The account of ``client_id`` if it exists and is not revoked, else None. With
-        ``memory_only``, NeedsDatabase when the answer is not cached."""
+        ``memory_only``, NotInMemory when the answer is not cached."""
         if memory_only:
             cached = self._cache.get(client_id, _NOT_CACHED)
             if cached is _NOT_CACHED:
-                raise NeedsDatabase
+                raise NotInMemory
             return cached  # type: ignore[return-value]
         return self._cache.get_or_load(client_id, lambda: self._account_of(client_id))
 
@@ -86,7 +85,7 @@ def authenticate_bearer(
     authorization: str | None, tokens: AccessTokens, clients: ActiveClients, *, memory_only: bool = False
 ) -> Caller:
     """The caller of a request with ``authorization``, or BearerAuthError (with ``memory_only``,
-    NeedsDatabase when the client's state is not cached)."""
+    NotInMemory when the client's state is not cached)."""
     if not authorization:
         raise BearerAuthError(None)
     scheme, _, token = authorization.strip().partition(" ")

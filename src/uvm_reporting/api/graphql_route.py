@@ -39,9 +39,10 @@ from uvm_reporting.api.access_log import logging_enabled, note
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, Caller, authenticate_bearer
 from uvm_reporting.api.direct_queries import DirectQuery, plan_direct_query
 from uvm_reporting.api.graphql_schema import MEMORY_ANSWERABLE_QUERIES, GraphQLContext
-from uvm_reporting.application.report_runs import NeedsDatabase, ReportRuns
+from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.errors import UvmReportingError
+from uvm_reporting.expiring_cache import NotInMemory
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class GraphQLEndpoint:
             caller = authenticate_bearer(
                 headers.get("authorization"), self._tokens, self._clients, memory_only=memory_only
             )
-        except NeedsDatabase:
+        except NotInMemory:
             return None
         except BearerAuthError as error:
             return error.response()
@@ -150,7 +151,7 @@ class GraphQLEndpoint:
             context = GraphQLContext(caller.account_id, caller.client_id, self._report_runs, memory_only=memory_only)
             try:
                 data = _answer_directly(prepared.direct, context, variables, operation_name)
-            except NeedsDatabase:
+            except NotInMemory:
                 return None
             if data is None:
                 result = execute_sync(
@@ -160,9 +161,7 @@ class GraphQLEndpoint:
                     operation_name=operation_name,
                     context_value=context,
                 )
-                if memory_only and any(
-                    isinstance(error.original_error, NeedsDatabase) for error in result.errors or ()
-                ):
+                if memory_only and any(isinstance(error.original_error, NotInMemory) for error in result.errors or ()):
                     return None
         if logging_enabled():
             # On the request's one access-log line. A graphqlname that names no field of the
@@ -217,7 +216,7 @@ def _answer_directly(
         return None
     try:
         return {direct.response_key: direct.answer(context, **arguments)}
-    except NeedsDatabase:
+    except NotInMemory:
         raise
     except Exception:  # noqa: BLE001 - the executor runs it again and formats the error
         return None

@@ -29,7 +29,7 @@ class GraphQLContext:
     client_id: str
     report_runs: ReportRuns
     memory_only: bool = False
-    """Answer from the in-process caches or raise NeedsDatabase (api/graphql_route.py)."""
+    """Answer from the in-process caches or raise NotInMemory (api/graphql_route.py)."""
 
 
 def _context(info: GraphQLResolveInfo) -> GraphQLContext:

@@ -16,11 +16,11 @@ by account id and run or report id so that no entry ever answers for another acc
   reads a second, not a hundred. The workers of this process say when one of their runs moves on
   (``run_changed``), so in the embedded mode a poll sees a run start or finish at once; an API
   process of a scale-out deployment sees it at most that long later;
-- whether a report is public, trusted for ``ACCESS_TTL_SECONDS`` (auth/access_cache.py): a
+- whether a report is public, trusted for ``ACCESS_TTL_SECONDS`` (expiring_cache.py): a
   report made private is refused by every process at most that long after the change.
 
 A poll that these caches can answer needs no I/O at all: ``run_status(..., memory_only=True)``
-answers it or raises ``NeedsDatabase``, so the API can answer it without leaving its event loop.
+answers it or raises ``NotInMemory``, so the API can answer it without leaving its event loop.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from uvm_reporting.auth.access_cache import AccessCache
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.domain.schedule import delivery_destination
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
+from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
 from uvm_reporting.exports.formats import Compression, ExportFormat, validate_format_options
 from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.storage.s3 import S3Connector, check_delivery
@@ -51,10 +51,6 @@ FINISHED_RUNS_KEPT = 4096
 RUNNING_STATUS_TTL_SECONDS = 0.25
 
 
-class NeedsDatabase(Exception):
-    """A ``memory_only`` answer would need a database read (or other I/O)."""
-
-
 @dataclass
 class ReportRuns:
     engine: Engine
@@ -62,17 +58,17 @@ class ReportRuns:
     download_link: Callable[[RunRecord], SignedLink]
     connector: S3Connector
     # (account id, report id) -> whether the report is public, for status polls only.
-    report_access: AccessCache[tuple[str, str], bool] = field(default_factory=AccessCache)
+    report_access: ExpiringCache[tuple[str, str], bool] = field(default_factory=ExpiringCache)
     # Whether download links are made without I/O (our own signer): only then can a poll of a
     # Completed download run be answered from memory (an S3 presigner may fetch credentials).
     links_without_io: bool = False
     # (account id, run id) -> a final run and its status document without the link. Never stale.
-    finished_runs: AccessCache[tuple[str, str], tuple[RunRecord, dict[str, Any]]] = field(
-        default_factory=lambda: AccessCache(float("inf"), max_entries=FINISHED_RUNS_KEPT)
+    finished_runs: ExpiringCache[tuple[str, str], tuple[RunRecord, dict[str, Any]]] = field(
+        default_factory=lambda: ExpiringCache(float("inf"), max_entries=FINISHED_RUNS_KEPT)
     )
     # (account id, run id) -> a queued or started run, its status document, its report's access.
-    running_runs: AccessCache[tuple[str, str], tuple[RunRecord, dict[str, Any], bool]] = field(
-        default_factory=lambda: AccessCache(RUNNING_STATUS_TTL_SECONDS)
+    running_runs: ExpiringCache[tuple[str, str], tuple[RunRecord, dict[str, Any], bool]] = field(
+        default_factory=lambda: ExpiringCache(RUNNING_STATUS_TTL_SECONDS)
     )
 
     def process_report(
@@ -136,7 +132,7 @@ class ReportRuns:
         self, account_id: str, report_id: str | None, run_id: str | None, *, memory_only: bool = False
     ) -> dict[str, Any]:
         """The status document of a run (by id, or the report's latest). With ``memory_only``,
-        from the caches or not at all (``NeedsDatabase``)."""
+        from the caches or not at all (``NotInMemory``)."""
         if run_id:
             run, document, public = self._run_and_document(account_id, run_id, memory_only=memory_only)
             if report_id and report_id != run.report_id:
@@ -146,10 +142,10 @@ class ReportRuns:
             if not public:
                 raise _private(run.report_id)
             if memory_only and not self.links_without_io and _gets_a_link(run):
-                raise NeedsDatabase
+                raise NotInMemory
             return self._with_link(run, dict(document))
         if memory_only:
-            raise NeedsDatabase
+            raise NotInMemory
         if report_id:
             if not self._report_is_public(account_id, report_id):
                 raise _private(report_id)
@@ -174,7 +170,7 @@ class ReportRuns:
         if running is not None:
             return running
         if memory_only:
-            raise NeedsDatabase
+            raise NotInMemory
         read_at = self.report_access.clock()
         run, public = get_run_and_report_access(self.engine, account_id, run_id)
         self.report_access.put((account_id, run.report_id), public, read_at=read_at)
@@ -194,7 +190,7 @@ class ReportRuns:
         if memory_only:
             cached = self.report_access.get((account_id, report_id), None)
             if cached is None:
-                raise NeedsDatabase
+                raise NotInMemory
             return cached
         return self.report_access.get_or_load(
             (account_id, report_id), lambda: report_is_public(self.engine, account_id, report_id)

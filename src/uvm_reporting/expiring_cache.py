@@ -1,4 +1,6 @@
-"""How long a process trusts an access decision it read from the database.
+"""A map whose entries expire: how long a process trusts what it read from the database.
+
+Access decisions (is a client active, is a report public) and run statuses are kept here.
 
 A status poll would otherwise read the same rows on every call: is the token's API client
 still active, is the report still public. Each answer is kept for ``ttl_seconds``, counted from
@@ -23,7 +25,11 @@ V = TypeVar("V")
 D = TypeVar("D")
 
 
-class AccessCache(Generic[K, V]):
+class NotInMemory(Exception):
+    """An answer asked for from memory only would need a database read (or other I/O)."""
+
+
+class ExpiringCache(Generic[K, V]):
     """A thread-safe map whose entries expire ``ttl_seconds`` after they were read; past
     ``max_entries`` the least recently used go first. ``ttl_seconds=0`` keeps nothing."""
 
