@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from uvm_reporting.application.ports import RunQueueWakeup
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.domain.schedule import delivery_destination
 from uvm_reporting.domain.timestamps import format_utc
@@ -44,7 +45,6 @@ from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import new_id, utc_now
 from uvm_reporting.store.reports import Report, create_report, get_report, report_is_public, update_report
 from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run_and_report_access, list_runs
-from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
 DEFAULT_DOWNLOAD_FORMAT = "csv"
 FINISHED_RUNS_KEPT = 4096
@@ -54,7 +54,7 @@ RUNNING_STATUS_TTL_SECONDS = 0.25
 @dataclass
 class ReportRuns:
     engine: Engine
-    signal: RunQueueSignal
+    signal: RunQueueWakeup
     download_link: Callable[[RunRecord], SignedLink]
     connector: S3Connector
     # (account id, report id) -> whether the report is public, for status polls only.
