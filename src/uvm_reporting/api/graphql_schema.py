@@ -16,7 +16,7 @@ from graphql import GraphQLResolveInfo, GraphQLSchema
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput, NotFound
-from uvm_reporting.store.reports import Report, list_reports
+from uvm_reporting.store.reports import Report
 
 SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
 
@@ -115,7 +115,7 @@ returns a ``JSON`` value (api/direct_queries.py calls them without the executor)
 @query.field("reports")
 def resolve_reports(_: None, info: GraphQLResolveInfo) -> list[Report]:
     context = _context(info)
-    return list_reports(context.report_runs.engine, context.account_id, public_only=True)
+    return context.report_runs.public_reports(context.account_id)
 
 
 @query.field("report")

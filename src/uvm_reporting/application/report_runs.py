@@ -43,7 +43,14 @@ from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.storage.s3 import S3Connector, check_delivery
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import new_id, utc_now
-from uvm_reporting.store.reports import Report, create_report, get_report, report_is_public, update_report
+from uvm_reporting.store.reports import (
+    Report,
+    create_report,
+    get_report,
+    list_reports,
+    report_is_public,
+    update_report,
+)
 from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run_and_report_access, list_runs
 
 DEFAULT_DOWNLOAD_FORMAT = "csv"
@@ -206,6 +213,10 @@ class ReportRuns:
     def update_report(self, account_id: str, report_id: str, definition: dict[str, Any]) -> Report:
         self.public_report(account_id, report_id)  # public: its Editors access is Public too
         return update_report(self.engine, account_id, report_id, definition)
+
+    def public_reports(self, account_id: str) -> list[Report]:
+        """The account's reports the API may reach: the public ones."""
+        return list_reports(self.engine, account_id, public_only=True)
 
     def public_report(self, account_id: str, report_id: str) -> Report:
         report = get_report(self.engine, account_id, report_id)
