@@ -7,7 +7,7 @@ simple shape the answer depends on the arguments alone:
 
 * one query operation, with no fragments and no directives;
 * one root field, aliased or not, that a use case answers from memory
-  (``MEMORY_ANSWERABLE_QUERIES``), whose arguments are all nullable ``String`` without defaults
+  (``DIRECT_QUERIES``), whose arguments are all nullable ``String`` without defaults
   and whose type is the ``JSON`` scalar (no selection set);
 * arguments written as string or null literals, or as variables of type ``String`` or
   ``String!``.

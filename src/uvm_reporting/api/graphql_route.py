@@ -1,10 +1,11 @@
 """``POST /api/graphql``: bearer auth, the ``accountId`` header, cached documents, execution.
 
-The core is synchronous (SQLAlchemy). A request is first tried on the event loop in memory-only
-mode: a status poll that the in-process caches answer (a verified token, an active client, the
-run's status: application/report_runs.py) is answered there, without I/O and without a thread
-hop, which is most of a cached poll's cost. Everything else (and a poll the caches cannot
-answer) runs on a thread of the endpoint's own pool, so a slow database never blocks the event
+The core is synchronous (SQLAlchemy). A plain status poll (api/direct_queries.py) is first tried
+on the event loop in memory-only mode: when the in-process caches answer it (a verified token,
+an active client, the run's status: application/report_runs.py), it is answered there, without
+I/O and without a thread hop, which is most of a cached poll's cost. Everything else (and a
+poll the caches cannot answer) runs on a thread of the endpoint's own pool, through
+graphql-core's executor unless it is a plain poll, so a slow database never blocks the event
 loop. That pool is a plain ``concurrent.futures`` executor: its hop costs about half of anyio's
 ``to_thread`` (no capacity limiter or cancel scopes).
 """
@@ -25,7 +26,6 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
-    OperationType,
     execute_sync,
     parse,
     validate,
@@ -38,7 +38,7 @@ from starlette.types import Scope
 from uvm_reporting.api.access_log import logging_enabled, note
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, Caller, authenticate_bearer
 from uvm_reporting.api.direct_queries import DirectQuery, plan_direct_query
-from uvm_reporting.api.graphql_schema import MEMORY_ANSWERABLE_QUERIES, GraphQLContext
+from uvm_reporting.api.graphql_schema import DIRECT_QUERIES, GraphQLContext
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.errors import UvmReportingError
@@ -47,9 +47,6 @@ from uvm_reporting.expiring_cache import NotInMemory
 log = logging.getLogger(__name__)
 
 MAX_QUERY_BYTES = 64 * 1024
-# Root fields whose resolvers can answer in memory-only mode (queries only: a mutation always
-# goes to a thread).
-MEMORY_ANSWERABLE_FIELDS = frozenset(MEMORY_ANSWERABLE_QUERIES)
 # Requests handled at once per process. The work is mostly Python (one GIL): more threads would
 # not answer faster, only hold more database connections (SQLAlchemy's pool holds 15, and the
 # worker and scheduler threads of `serve` need theirs).
@@ -63,7 +60,6 @@ class PreparedDocument:
     document: DocumentNode | None
     errors: tuple[GraphQLError, ...]
     root_fields: tuple[str, ...]
-    memory_answerable: bool = False
     direct: DirectQuery | None = None
     """How to answer it without the executor (api/direct_queries.py), when it is that simple."""
 
@@ -126,8 +122,8 @@ class GraphQLEndpoint:
         if prepared.errors:
             code = "GRAPHQL_PARSE_FAILED" if prepared.document is None else "GRAPHQL_VALIDATION_FAILED"
             return JSONResponse({"errors": [_format_error(e, code) for e in prepared.errors]}, status_code=400)
-        if memory_only and not prepared.memory_answerable:
-            return None
+        if memory_only and prepared.direct is None:
+            return None  # only a plain status poll is answered on the event loop
         return self._execute(
             prepared, caller, variables, operation_name, headers=headers, scope=scope, memory_only=memory_only
         )
@@ -154,6 +150,8 @@ class GraphQLEndpoint:
             except NotInMemory:
                 return None
             if data is None:
+                if memory_only:
+                    return None  # the executor runs on a handler thread
                 result = execute_sync(
                     self._schema,
                     prepared.document,
@@ -161,8 +159,6 @@ class GraphQLEndpoint:
                     operation_name=operation_name,
                     context_value=context,
                 )
-                if memory_only and any(isinstance(error.original_error, NotInMemory) for error in result.errors or ()):
-                    return None
         if logging_enabled():
             # On the request's one access-log line. A graphqlname that names no field of the
             # operation is only logged, as such.
@@ -193,17 +189,11 @@ class GraphQLEndpoint:
             return PreparedDocument(None, (error,), ())
         errors = validate(self._schema, document)
         root_fields = _root_fields(document)
-        queries_only = all(
-            definition.operation is OperationType.QUERY
-            for definition in document.definitions
-            if isinstance(definition, OperationDefinitionNode)
-        )
         return PreparedDocument(
             document,
             tuple(errors),
             root_fields,
-            memory_answerable=queries_only and bool(root_fields) and set(root_fields) <= MEMORY_ANSWERABLE_FIELDS,
-            direct=None if errors else plan_direct_query(self._schema, document, MEMORY_ANSWERABLE_QUERIES),
+            direct=None if errors else plan_direct_query(self._schema, document, DIRECT_QUERIES),
         )
 
 

@@ -106,7 +106,7 @@ def resolve_get_report_run_status(
     return get_report_run_status(_context(info), reportId=reportId, runId=runId)
 
 
-MEMORY_ANSWERABLE_QUERIES: dict[str, Callable[..., Any]] = {"getReportRunStatus": get_report_run_status}
+DIRECT_QUERIES: dict[str, Callable[..., Any]] = {"getReportRunStatus": get_report_run_status}
 """Query fields whose use case can answer from the in-process caches alone (a status poll),
 by name: each takes the context and the field's arguments, all nullable ``String``s, and
 returns a ``JSON`` value (api/direct_queries.py calls them without the executor)."""
