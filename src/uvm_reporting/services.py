@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
+from uvm_reporting.domain.formats import content_type
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.exports.formats import content_type
 from uvm_reporting.exports.run_executor import RunExecutor, download_file_name, run_format
 from uvm_reporting.scheduler.service import Scheduler
 from uvm_reporting.settings import Settings

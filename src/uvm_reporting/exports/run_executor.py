@@ -26,6 +26,7 @@ from typing import Protocol
 from sqlalchemy import Engine, func, select
 
 from uvm_reporting.domain.catalog import FieldType
+from uvm_reporting.domain.formats import Compression, ExportFormat, content_type, file_extension
 from uvm_reporting.domain.report_definition import ReportDefinition, parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.domain.timestamps import format_utc
@@ -33,14 +34,7 @@ from uvm_reporting.errors import UvmReportingError
 from uvm_reporting.exports.driver_sql import driver_query
 from uvm_reporting.exports.export_job import ExportJob, LookupPart, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses
-from uvm_reporting.exports.formats import (
-    Compression,
-    ExportFormat,
-    column_manifest,
-    content_type,
-    file_extension,
-    write_export,
-)
+from uvm_reporting.exports.formats import column_manifest, write_export
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.id_ranges import split_by_id
 from uvm_reporting.exports.query_compiler import (
