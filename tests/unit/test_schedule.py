@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from uvm_reporting.domain.names import report_name_slug
 from uvm_reporting.domain.report_definition import parse_report_definition
 from uvm_reporting.domain.s3_names import (
     bucket_name_problem,
@@ -29,7 +30,6 @@ from uvm_reporting.domain.schedule import (
     next_fire_time,
     parse_schedule,
     render_object_key,
-    report_name_slug,
 )
 from uvm_reporting.errors import BadUserInput
 
@@ -775,6 +775,20 @@ def test_slugs_are_safe_file_name_parts(name: str) -> None:
     assert 1 <= len(slug) <= 64
     assert set(slug) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
     assert not slug.startswith(("-", "."))
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Critical Findings (EU)", "critical-findings-eu"),
+        ("weekly.report_v2", "weekly-report-v2"),
+        ("été", "t"),
+        ("///", "report"),
+        ("A" * 100, "a" * 80),
+    ],
+)
+def test_download_slug_keeps_lower_case_letters_and_digits(name: str, slug: str) -> None:
+    assert report_name_slug(name, download=True) == slug
 
 
 # --- S3 names ----------------------------------------------------------------------------------------

@@ -36,12 +36,12 @@ from uvm_reporting.auth.access_cache import AccessCache
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.domain.schedule import delivery_destination
-from uvm_reporting.domain.timestamps import format_utc
+from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
 from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.storage.s3 import S3Connector, check_delivery
 from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.ids import new_id, utc_now
+from uvm_reporting.store.ids import new_id
 from uvm_reporting.store.reports import Report, create_report, get_report, report_is_public, update_report
 from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run_and_report_access, list_runs
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal

@@ -38,6 +38,7 @@ from uvm_reporting.domain.catalog import (
 )
 from uvm_reporting.domain.messages import json_kind, quoted
 from uvm_reporting.domain.schedule import ScheduleSettings, parse_schedule
+from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput
 
 MAX_NAME_LENGTH = 200
@@ -201,15 +202,10 @@ def _value_to_json(value: FilterValue) -> Any:
     if isinstance(value, tuple):
         return [_value_to_json(v) for v in value]
     if isinstance(value, datetime):  # before date: a datetime is a date
-        return format_timestamp(value)
+        return format_utc(value, exact=True)
     if isinstance(value, date):
         return value.isoformat()
     return value
-
-
-def format_timestamp(value: datetime) -> str:
-    """ISO-8601 UTC with ``Z``; fractions of a second only when there are any."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- Pass 1: the shape, with pydantic ----------------------------------------------------------

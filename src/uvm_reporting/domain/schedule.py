@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import CroniterBadDateError, CroniterError, croniter
 
 from uvm_reporting.domain.messages import json_kind, quoted
+from uvm_reporting.domain.names import REPORT_NAME_SLUG_LENGTH, report_name_slug
 from uvm_reporting.domain.s3_names import (
     bucket_name_problem,
     key_prefix_problem,
@@ -87,7 +88,6 @@ FILE_NAME_PLACEHOLDERS = ("report_name", "report_id", "run_id", "date", "time", 
 REQUIRED_PLACEHOLDER = "run_id"
 MAX_FILE_NAME_LENGTH = 255
 MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
-REPORT_NAME_SLUG_LENGTH = 64
 # The longest each placeholder renders to; checked against MAX_KEY_BYTES when saving.
 _PLACEHOLDER_MAX_LENGTH = {
     "report_name": REPORT_NAME_SLUG_LENGTH,
@@ -499,13 +499,6 @@ def _longest_file_name(template: str) -> int:
 
 
 # --- Object keys -------------------------------------------------------------------------------
-
-
-def report_name_slug(name: str) -> str:
-    """``name`` as a file-name part: runs of other characters than [A-Za-z0-9._-] become "-"."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
-    slug = slug[:REPORT_NAME_SLUG_LENGTH].rstrip("-.")
-    return slug or "report"
 
 
 def render_object_key(

@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.domain.schedule import delivery_destination, latest_fire_time_at_or_before, next_fire_time
-from uvm_reporting.store.ids import new_id, utc_now
+from uvm_reporting.domain.timestamps import utc_now
+from uvm_reporting.store.ids import new_id
 from uvm_reporting.store.reports import Report, due_schedules
 from uvm_reporting.store.runs import RunRecord, enqueue_run
 from uvm_reporting.store.tables import reports

@@ -20,9 +20,9 @@ from uvm_reporting.auth.client_secrets import (
     verify_dummy_secret,
     verify_secret,
 )
+from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import BadUserInput, NotFound
 from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.tables import api_clients
 
 _MAX_NAME_LENGTH = 200
