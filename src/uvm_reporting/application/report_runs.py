@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 from uvm_reporting.auth.access_cache import AccessCache
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.runs import Delivery, RunState
-from uvm_reporting.domain.schedule import delivery_destination
+from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
 from uvm_reporting.storage.download_links import SignedLink

@@ -7,7 +7,7 @@ Python values. Every problem found in a pass is reported at once, each with its 
 (``filters[0].op``), in one :class:`BadUserInput`.
 
 The optional ``schedule`` object (scheduled export) is checked by
-:func:`uvm_reporting.domain.schedule.parse_schedule`; its problems join the same error.
+:func:`uvm_reporting.domain.schedule.validation.parse_schedule`; its problems join the same error.
 
 The documented format lives in ``docs/report-definition.md``.
 """
@@ -37,7 +37,8 @@ from uvm_reporting.domain.catalog import (
     resolve_field,
 )
 from uvm_reporting.domain.messages import json_kind, quoted
-from uvm_reporting.domain.schedule import ScheduleSettings, parse_schedule
+from uvm_reporting.domain.schedule.settings import ScheduleSettings
+from uvm_reporting.domain.schedule.validation import parse_schedule
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput
 

@@ -20,7 +20,8 @@ from sqlalchemy import Engine, true, update
 from sqlalchemy.exc import IntegrityError
 
 from uvm_reporting.domain.runs import Delivery
-from uvm_reporting.domain.schedule import delivery_destination, latest_fire_time_at_or_before, next_fire_time
+from uvm_reporting.domain.schedule.fire_times import latest_fire_time_at_or_before, next_fire_time
+from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.store.ids import new_id
 from uvm_reporting.store.reports import Report, due_schedules
