@@ -28,7 +28,7 @@ from sqlalchemy import Engine, insert
 from tests.expected_exports import expected_findings_rows
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import ExportFormat
-from uvm_reporting.domain.report_definition import parse_report_definition
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses, ExportProcessFailed, run_export_process

@@ -10,7 +10,8 @@ import pytest
 
 from uvm_reporting.domain.catalog import ENTITIES, field_paths, resolve_field
 from uvm_reporting.domain.formats import ExportFormat
-from uvm_reporting.domain.report_definition import OP_FIELD_TYPES, FilterOp, parse_report_definition
+from uvm_reporting.domain.report_definition.model import OP_FIELD_TYPES, FilterOp
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.schedule.settings import (
     DELIVERY_KEYS,
     FILE_NAME_PLACEHOLDERS,

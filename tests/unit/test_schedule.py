@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from uvm_reporting.domain.formats import GZIP_FORMATS, Compression, ExportFormat, compression_problem
 from uvm_reporting.domain.names import report_name_slug
-from uvm_reporting.domain.report_definition import parse_report_definition
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.s3_names import (
     bucket_name_problem,
     key_prefix_problem,

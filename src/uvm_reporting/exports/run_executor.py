@@ -27,7 +27,8 @@ from sqlalchemy import Engine, func, select
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import Compression, ExportFormat, content_type, file_extension
 from uvm_reporting.domain.names import report_name_slug
-from uvm_reporting.domain.report_definition import ReportDefinition, parse_report_definition
+from uvm_reporting.domain.report_definition.model import ReportDefinition
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import UvmReportingError
