@@ -55,6 +55,9 @@ from uvm_reporting.domain.schedule.settings import (
 
 Problems = list[tuple[str, str]]
 
+_FORMATS = tuple(ExportFormat)
+_COMPRESSIONS = tuple(Compression)
+
 
 def parse_schedule(data: Any, path: str = "schedule") -> tuple[ScheduleSettings | None, Problems]:
     """Validate a ``schedule`` object (decoded JSON): the settings, or None and the problems.
@@ -204,13 +207,13 @@ class _ScheduleModel(_Document):
     @field_validator("format", mode="plain")
     @classmethod
     def _format(cls, value: Any) -> ExportFormat | None:
-        text = _choice(value, tuple(ExportFormat), required=True)
+        text = _choice(value, _FORMATS, required=True)
         return None if text is None else ExportFormat(text)
 
     @field_validator("compression", mode="plain")
     @classmethod
     def _compression(cls, value: Any, info: ValidationInfo) -> Compression | None:
-        text = _choice(value, tuple(Compression), required=False)
+        text = _choice(value, _COMPRESSIONS, required=False)
         compression = None if text is None else Compression(text)
         if "format" in info.data and (found := compression_problem(info.data["format"], compression)):
             raise problem(found)
@@ -295,9 +298,9 @@ class _ScheduleModel(_Document):
         return ScheduleSettings(
             format=self.format,
             delivery=self.delivery.delivery(),
-            frequency=cast(Frequency, self.frequency),
+            frequency=cast("Frequency", self.frequency),
             time=self.time,
-            weekday=cast(Weekday | None, self.weekday),
+            weekday=cast("Weekday | None", self.weekday),
             day=self.day,
             cron=self.cron,
             timezone=self.timezone,
