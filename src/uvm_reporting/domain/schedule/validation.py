@@ -2,9 +2,11 @@
 
 The object is a pydantic model (:class:`_ScheduleModel`) whose validators carry the messages
 and take each value from decoded JSON to its typed form. pydantic checks every key, so all
-problems are named at once; the fields are declared in the order their problems are listed.
-A key that depends on another (``compression`` on ``format``, the timing keys on
-``frequency``) reads the other's value once that one passed its own check.
+problems are named at once, in a fixed order: an object's unknown keys first, then its fields
+in the order they are declared. A key that depends on another (``compression`` on
+``format``, the timing keys on ``frequency``) reads the other's value once that one passed its
+own check; a key checked twice (whether the frequency uses ``time``, then its value) has a
+second field that reads the same key (``validation_alias``).
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ class _DeliveryModel(_Document):
 class _ScheduleModel(_Document):
     format: Any = None
     compression: Any = None
-    delivery: _DeliveryModel  # a missing key is "missing" (below), null is refused by _delivery
+    delivery: _DeliveryModel  # missing: pydantic's "missing" (see _message); null: refused by _delivery
     frequency: Any = None
     timezone: Any = None
     active: Any = None
