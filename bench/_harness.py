@@ -563,7 +563,7 @@ def report_select_sql(dataset: Dataset, definition: dict[str, Any] | None = None
     account id inlined, for the database's own tools."""
     from sqlalchemy import create_engine  # noqa: PLC0415
 
-    from uvm_reporting.domain.report_definition import parse_report_definition  # noqa: PLC0415
+    from uvm_reporting.domain.report_definition.parsing import parse_report_definition  # noqa: PLC0415
     from uvm_reporting.exports.query_compiler import compile_report_query  # noqa: PLC0415
 
     parsed = parse_report_definition(definition or report_definition())

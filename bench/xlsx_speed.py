@@ -60,7 +60,7 @@ Cell = Callable[[Worksheet, int, int, Any], None]
 
 def column_kinds(definition: dict[str, Any]) -> list[tuple[str, str]]:
     """Each column's name and catalog type (``string``, ``text``, ``number``, ``timestamp``, ``date``)."""
-    from uvm_reporting.domain.report_definition import parse_report_definition  # noqa: PLC0415
+    from uvm_reporting.domain.report_definition.parsing import parse_report_definition  # noqa: PLC0415
     from uvm_reporting.exports.query_compiler import report_column_types  # noqa: PLC0415
 
     return [(name, str(kind)) for name, kind in report_column_types(parse_report_definition(definition))]

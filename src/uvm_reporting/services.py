@@ -12,8 +12,9 @@ from sqlalchemy import Engine
 
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
+from uvm_reporting.domain.formats import content_type
+from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.exports.formats import content_type
 from uvm_reporting.exports.run_executor import RunExecutor, download_file_name, run_format
 from uvm_reporting.scheduler.service import Scheduler
 from uvm_reporting.settings import Settings
@@ -21,7 +22,6 @@ from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.storage.s3 import S3Connector, S3ResultStorage
 from uvm_reporting.store.database import open_database
-from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.runs import RunRecord
 from uvm_reporting.worker.pool import WorkerPool
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal

@@ -46,10 +46,10 @@ from tests.acceptance.test_seed_curl_flow import bash, bash_json, get_token, pol
 from tests.support.moto_server import AwsKeys, MotoIam, create_bucket, create_customer_role, unique_name
 from tests.support.postgres import cloned_database
 from uvm_reporting.auth.api_client_credentials import create_client
+from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.store.accounts import create_account
 from uvm_reporting.store.database import open_database
-from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.reports import create_report
 from uvm_reporting.store.tables import runs
 

@@ -27,11 +27,11 @@ from sqlalchemy import Engine, insert
 
 from tests.expected_exports import expected_findings_rows
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.domain.report_definition import parse_report_definition
+from uvm_reporting.domain.formats import ExportFormat
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses, ExportProcessFailed, run_export_process
-from uvm_reporting.exports.formats import ExportFormat
 from uvm_reporting.exports.run_executor import LOOKUP_MAX_VALUES, RunExecutor, _driver_database
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.accounts import Account

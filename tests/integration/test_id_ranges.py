@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from uvm_reporting.domain.report_definition import parse_report_definition
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.id_ranges import split_by_id
 from uvm_reporting.exports.run_executor import RunExecutor

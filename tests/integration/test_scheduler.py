@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 
 from uvm_reporting.domain.runs import Delivery, RunState
-from uvm_reporting.domain.schedule import next_fire_time
+from uvm_reporting.domain.schedule.fire_times import next_fire_time
 from uvm_reporting.scheduler import Scheduler
 from uvm_reporting.settings import Settings
 from uvm_reporting.store.accounts import Account

@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 
 from uvm_reporting.domain.catalog import ENTITIES, field_paths, resolve_field
-from uvm_reporting.domain.report_definition import OP_FIELD_TYPES, FilterOp, parse_report_definition
-from uvm_reporting.domain.schedule import (
+from uvm_reporting.domain.formats import ExportFormat
+from uvm_reporting.domain.report_definition.model import OP_FIELD_TYPES, FilterOp
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
+from uvm_reporting.domain.schedule.settings import (
     DELIVERY_KEYS,
-    EXPORT_FORMATS,
     FILE_NAME_PLACEHOLDERS,
     FREQUENCIES,
     FREQUENCY_KEYS,
     SCHEDULE_KEYS,
-    parse_schedule,
 )
+from uvm_reporting.domain.schedule.validation import parse_schedule
 
 DOC = Path(__file__).parents[2] / "docs" / "report-definition.md"
 
@@ -97,7 +98,7 @@ def test_every_frequency_format_and_placeholder_is_documented(doc: str) -> None:
         row = next(line for line in frequencies.splitlines() if line.startswith(f"| `{frequency}` |"))
         assert row.split("|")[3].strip() == ", ".join(f"`{key}`" for key in keys), frequency
     format_row = next(line for line in section(doc, "### Schedule keys").splitlines() if line.startswith("| `format`"))
-    assert re.findall(r'`"(\w+)"`', format_row) == list(EXPORT_FORMATS)
+    assert re.findall(r'`"(\w+)"`', format_row) == list(ExportFormat)
     placeholders = re.findall(r"^\| `\{(\w+)\}` \|", section(doc, "### File names"), flags=re.MULTILINE)
     assert placeholders == list(FILE_NAME_PLACEHOLDERS)
 

@@ -22,16 +22,15 @@ from hypothesis import strategies as st
 from openpyxl.utils.escape import unescape
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.errors import BadUserInput
-from uvm_reporting.exports.formats import (
+from uvm_reporting.domain.formats import (
     Compression,
     ExportFormat,
-    column_manifest,
     content_type,
     file_extension,
     validate_format_options,
-    write_export,
 )
+from uvm_reporting.errors import BadUserInput
+from uvm_reporting.exports.formats import column_manifest, write_export
 from uvm_reporting.exports.formats.parquet_writer import write_parquet
 from uvm_reporting.exports.formats.xlsx_writer import MAX_DATA_ROWS_PER_SHEET, write_xlsx
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS, neutralise_formula
@@ -386,14 +385,14 @@ def test_spreadsheet_formats_neutralise_text_while_json_keeps_it(texts: list[str
 
 @pytest.mark.parametrize("fmt", [ExportFormat.XLSX, ExportFormat.PARQUET])
 def test_gzip_is_refused_for_formats_compressed_inside(fmt: ExportFormat) -> None:
-    with pytest.raises(BadUserInput, match="compression gzip applies to csv, json and ndjson only"):
+    with pytest.raises(BadUserInput, match="which are compressed already; it applies to csv, json, ndjson"):
         validate_format_options(fmt, Compression.GZIP)
     with pytest.raises(BadUserInput):
         write_export(fmt, Compression.GZIP, [], COLUMNS, Sink())
 
 
 def test_parquet_refusal_says_why() -> None:
-    with pytest.raises(BadUserInput, match="parquet is compressed inside the file"):
+    with pytest.raises(BadUserInput, match='"gzip" does not apply to parquet files, which are compressed already'):
         validate_format_options(ExportFormat.PARQUET, Compression.GZIP)
 
 

@@ -12,12 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from uvm_reporting.domain.catalog import ENTITIES, FieldType, field_paths
-from uvm_reporting.domain.report_definition import (
-    OP_FIELD_TYPES,
-    FilterOp,
-    ReportDefinition,
-    parse_report_definition,
-)
+from uvm_reporting.domain.report_definition.model import OP_FIELD_TYPES, FilterOp, ReportDefinition
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.errors import BadUserInput
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"

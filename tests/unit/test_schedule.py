@@ -10,27 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uvm_reporting.domain.report_definition import parse_report_definition
+from uvm_reporting.domain.formats import GZIP_FORMATS, Compression, ExportFormat, compression_problem
+from uvm_reporting.domain.names import report_name_slug
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.s3_names import (
     bucket_name_problem,
     key_prefix_problem,
     region_problem,
     role_arn_problem,
 )
-from uvm_reporting.domain.schedule import (
-    COMPRESSIONS,
-    DEFAULT_FILE_NAME,
-    EXPORT_FORMATS,
-    GZIP_FORMATS,
-    S3Delivery,
-    ScheduleSettings,
-    compression_problem,
-    latest_fire_time_at_or_before,
-    next_fire_time,
-    parse_schedule,
-    render_object_key,
-    report_name_slug,
-)
+from uvm_reporting.domain.schedule.fire_times import latest_fire_time_at_or_before, next_fire_time
+from uvm_reporting.domain.schedule.object_keys import render_object_key
+from uvm_reporting.domain.schedule.settings import DEFAULT_FILE_NAME, S3Delivery, ScheduleSettings
+from uvm_reporting.domain.schedule.validation import parse_schedule
 from uvm_reporting.errors import BadUserInput
 
 ROLE = "arn:aws:iam::123456789012:role/uvm-export"
@@ -101,7 +93,7 @@ def fires_between(schedule: ScheduleSettings, start: datetime, end: datetime) ->
 def test_minimal_schedule_gets_defaults() -> None:
     schedule = parsed()
     assert schedule == ScheduleSettings(
-        format="csv",
+        format=ExportFormat.CSV,
         delivery=S3Delivery(bucket="acme-exports", region="eu-west-1", role_arn=ROLE, path="uvm/reports"),
         frequency="daily",
         time=time(6, 30),
@@ -178,15 +170,36 @@ def test_cron_expression_is_normalised() -> None:
 
 
 def test_constants_match_the_formats() -> None:
-    assert EXPORT_FORMATS == ("csv", "json", "ndjson", "xlsx", "parquet")
-    assert COMPRESSIONS == ("gzip",)
+    assert tuple(ExportFormat) == ("csv", "json", "ndjson", "xlsx", "parquet")
+    assert tuple(Compression) == ("gzip",)
     assert {"csv", "json", "ndjson"} == GZIP_FORMATS
-    assert compression_problem("csv", "gzip") is None
-    assert compression_problem("parquet", None) is None
-    assert compression_problem("xlsx", "gzip") is not None
+    assert compression_problem(ExportFormat.CSV, Compression.GZIP) is None
+    assert compression_problem(ExportFormat.PARQUET, None) is None
+    assert compression_problem(ExportFormat.XLSX, Compression.GZIP) is not None
 
 
 # --- parsing: every problem ---------------------------------------------------------------------
+
+
+def test_problems_are_listed_in_a_fixed_order() -> None:
+    # Unknown keys first, then the keys in turn; a delivery's partition after its path; the
+    # timing keys the frequency needs or refuses before the values of those it uses.
+    data = schedule_data(
+        colour=1,
+        frequency="weekly",
+        time="6:30",
+        cron="0 6 * * *",
+        delivery=delivery(colour=1, path="/uvm", role_arn="arn:aws-cn:iam::123456789012:role/x"),
+    )
+    assert [path for path, _ in problems_of(data)] == [
+        "schedule.colour",
+        "schedule.delivery.colour",
+        "schedule.delivery.path",
+        "schedule.delivery.role_arn",
+        "schedule.weekday",
+        "schedule.cron",
+        "schedule.time",
+    ]
 
 
 @pytest.mark.parametrize("data", [None, [], "daily", 3])
@@ -775,6 +788,20 @@ def test_slugs_are_safe_file_name_parts(name: str) -> None:
     assert 1 <= len(slug) <= 64
     assert set(slug) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
     assert not slug.startswith(("-", "."))
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Critical Findings (EU)", "critical-findings-eu"),
+        ("weekly.report_v2", "weekly-report-v2"),
+        ("été", "t"),
+        ("///", "report"),
+        ("A" * 100, "a" * 80),
+    ],
+)
+def test_download_slug_keeps_lower_case_letters_and_digits(name: str, slug: str) -> None:
+    assert report_name_slug(name, download=True) == slug
 
 
 # --- S3 names ----------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from uvm_reporting.domain.formats import content_type
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.errors import Forbidden
-from uvm_reporting.exports.formats import content_type
 from uvm_reporting.exports.run_executor import download_file_name, run_format
 from uvm_reporting.storage.download_links import DownloadLinkSigner
 from uvm_reporting.storage.local_folder import LocalFolderStorage

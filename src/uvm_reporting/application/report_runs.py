@@ -33,16 +33,16 @@ from typing import Any
 from sqlalchemy import Engine
 
 from uvm_reporting.application.ports import RunQueueWakeup
+from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.runs import Delivery, RunState
-from uvm_reporting.domain.schedule import delivery_destination
-from uvm_reporting.domain.timestamps import format_utc
+from uvm_reporting.domain.schedule.object_keys import delivery_destination
+from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
 from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
-from uvm_reporting.exports.formats import Compression, ExportFormat, validate_format_options
 from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.storage.s3 import S3Connector, check_delivery
 from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.ids import new_id, utc_now
+from uvm_reporting.store.ids import new_id
 from uvm_reporting.store.reports import (
     Report,
     create_report,
@@ -304,14 +304,8 @@ def _private(report_id: str) -> Forbidden:
 
 
 def _download_format(export_format: str | None, compression: str | None) -> tuple[str, str | None]:
-    formats = [f.value for f in ExportFormat]
-    if export_format is not None and export_format not in formats:
-        raise BadUserInput(f"format {export_format!r} is not one of {', '.join(formats)}.")
-    if compression is not None and compression not in [c.value for c in Compression]:
-        raise BadUserInput(f"compression {compression!r} is not supported; use gzip or leave it out.")
-    chosen = ExportFormat(export_format or DEFAULT_DOWNLOAD_FORMAT)
-    validate_format_options(chosen, Compression(compression) if compression else None)
-    return chosen.value, compression
+    chosen, gzip = parse_format_options(export_format, compression, default=ExportFormat(DEFAULT_DOWNLOAD_FORMAT))
+    return chosen.value, gzip.value if gzip else None
 
 
 def _timestamp(value: datetime | None) -> str | None:

@@ -21,10 +21,9 @@ from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, Miss
 from joserfc.jwk import ECKey
 
 from uvm_reporting.auth.signing_keys import ALGORITHM, load_or_create_signing_key, public_jwks
-from uvm_reporting.domain.timestamps import format_utc
+from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import Unauthenticated
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.ids import utc_now
 
 LEEWAY_SECONDS = 30
 _CACHE_SIZE = 4096

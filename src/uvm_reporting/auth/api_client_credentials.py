@@ -19,6 +19,7 @@ from uvm_reporting.auth.client_secrets import (
     verify_dummy_secret,
     verify_secret,
 )
+from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import BadUserInput
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.api_clients import (
@@ -28,7 +29,6 @@ from uvm_reporting.store.api_clients import (
     replace_secret_hash,
     to_milliseconds,
 )
-from uvm_reporting.store.ids import utc_now
 
 _MAX_NAME_LENGTH = 200
 

@@ -23,13 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
+from uvm_reporting.domain.formats import ExportFormat
 from uvm_reporting.exports.arrow_formats.csv_lines import csv_header, csv_records, record_bytes
 from uvm_reporting.exports.arrow_formats.excel_serials import date_serials, timestamp_serials
 from uvm_reporting.exports.arrow_formats.json_array import JsonArrayFromLines
 from uvm_reporting.exports.arrow_formats.ndjson_lines import ndjson_records
 from uvm_reporting.exports.arrow_sources import postgres_batches, prefetched, sqlite_batches
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
-from uvm_reporting.exports.formats import ExportFormat
 from uvm_reporting.exports.formats.common import BinaryWriter, Columns
 from uvm_reporting.exports.formats.gzip_stream import GzipStream
 from uvm_reporting.exports.formats.parquet_writer import arrow_schema, write_parquet_batches

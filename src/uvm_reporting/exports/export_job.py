@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.formats import Compression, ExportFormat
+from uvm_reporting.domain.formats import Compression, ExportFormat
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from itertools import pairwise
 
 from sqlalchemy import ColumnElement, Engine, func, select
 
-from uvm_reporting.domain.report_definition import ReportDefinition
+from uvm_reporting.domain.report_definition.model import ReportDefinition
 from uvm_reporting.store.tables import PLATFORM_TABLES
 
 

@@ -17,7 +17,6 @@ Either way the bytes stream into the destination, which counts, hashes and publi
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -26,21 +25,17 @@ from typing import Protocol
 from sqlalchemy import Engine, func, select
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.domain.report_definition import ReportDefinition, parse_report_definition
+from uvm_reporting.domain.formats import Compression, ExportFormat, content_type, file_extension
+from uvm_reporting.domain.names import report_name_slug
+from uvm_reporting.domain.report_definition.model import ReportDefinition
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
-from uvm_reporting.domain.timestamps import format_utc
+from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import StorageFailed, UvmReportingError
 from uvm_reporting.exports.driver_sql import driver_query
 from uvm_reporting.exports.export_job import ExportJob, LookupPart, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses
-from uvm_reporting.exports.formats import (
-    Compression,
-    ExportFormat,
-    column_manifest,
-    content_type,
-    file_extension,
-    write_export,
-)
+from uvm_reporting.exports.formats import column_manifest, write_export
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.id_ranges import split_by_id
 from uvm_reporting.exports.query_compiler import (
@@ -54,7 +49,6 @@ from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
 from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.runs import RunRecord, RunResult
 from uvm_reporting.store.tables import PLATFORM_TABLES
 
@@ -86,7 +80,7 @@ def run_format(run: RunRecord) -> tuple[ExportFormat, Compression | None]:
 def download_file_name(run: RunRecord) -> str:
     """``<report-name>-<YYYYMMDD-HHMMSS>-<run id prefix>.<format>``, safe in any file system."""
     name = str(run.definition.get("name", "report"))
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:80] or "report"
+    slug = report_name_slug(name, download=True)
     stamp = (run.finished_at or run.created_at).strftime("%Y%m%d-%H%M%S")
     return f"{slug}-{stamp}-{run.id[:8]}.{file_extension(*run_format(run))}"
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound
 from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.tables import api_clients
 
 # Every column but the secret's hash, so no ordinary read ever loads it.
