@@ -25,8 +25,6 @@ from uvm_reporting.storage.s3 import (
     S3Connector,
     S3ObjectWriter,
     S3ResultStorage,
-    _classify,
-    _Target,
     content_disposition,
     join_key,
     role_permissions_policy,
@@ -36,6 +34,7 @@ from uvm_reporting.storage.s3 import (
     validate_region,
     validate_role_arn,
 )
+from uvm_reporting.storage.s3.delivery_errors import S3Target, classify_delivery_error
 
 ROLE = "arn:aws:iam::123456789012:role/uvm-reporting-delivery"
 DEPLOYMENT = "arn:aws:iam::210987654321:user/uvm-reporting"
@@ -225,12 +224,12 @@ def _client_error(code: str, message: str, status: int = 403, operation: str = "
     return ClientError(response, operation)
 
 
-TARGET = _Target(bucket="customer-exports", prefix="uvm", region="eu-west-1", role_arn=ROLE, principal_arn=DEPLOYMENT)
+TARGET = S3Target(bucket="customer-exports", prefix="uvm", region="eu-west-1", role_arn=ROLE, principal_arn=DEPLOYMENT)
 PLAIN_DENIAL = f"User: {DEPLOYMENT} is not authorized to perform: sts:AssumeRole on resource: {ROLE}"
 
 
 def test_a_plain_assume_role_denial_points_at_the_external_id_first_and_names_the_other_causes() -> None:
-    error = _classify(_client_error("AccessDenied", PLAIN_DENIAL), "assume", TARGET)
+    error = classify_delivery_error(_client_error("AccessDenied", PLAIN_DENIAL), "assume", TARGET)
     assert isinstance(error, DeliveryError)
     assert (error.code, error.reason) == ("DELIVERY_FAILED", EXTERNAL_ID_MISMATCH)
     assert "`uvm-reporting accounts show`" in error.message
@@ -246,7 +245,9 @@ def test_a_plain_assume_role_denial_points_at_the_external_id_first_and_names_th
     ],
 )
 def test_other_assume_role_denials_are_assume_role_denied(message: str) -> None:
-    assert _classify(_client_error("AccessDenied", message), "assume", TARGET).reason == ASSUME_ROLE_DENIED
+    assert (
+        classify_delivery_error(_client_error("AccessDenied", message), "assume", TARGET).reason == ASSUME_ROLE_DENIED
+    )
 
 
 @pytest.mark.parametrize(
@@ -276,18 +277,20 @@ def test_other_assume_role_denials_are_assume_role_denied(message: str) -> None:
     ],
 )
 def test_failures_get_stable_reasons(error: Exception, stage: Any, reason: str) -> None:
-    assert _classify(error, stage, TARGET).reason == reason
+    assert classify_delivery_error(error, stage, TARGET).reason == reason
 
 
 def test_put_denied_names_the_resource_the_policy_needs() -> None:
-    error = _classify(_client_error("AccessDenied", "Access Denied", operation="PutObject"), "write", TARGET)
+    error = classify_delivery_error(
+        _client_error("AccessDenied", "Access Denied", operation="PutObject"), "write", TARGET
+    )
     assert "s3:PutObject" in error.message
     assert "arn:aws:s3:::customer-exports/uvm/*" in error.message
 
 
 def test_put_denied_by_kms_says_which_permission_is_missing() -> None:
     message = "User is not authorized to perform: kms:GenerateDataKey on resource: arn:aws:kms:..."
-    error = _classify(_client_error("AccessDenied", message, operation="PutObject"), "write", TARGET)
+    error = classify_delivery_error(_client_error("AccessDenied", message, operation="PutObject"), "write", TARGET)
     assert error.reason == PUT_DENIED
     assert "kms:GenerateDataKey" in error.message
 
