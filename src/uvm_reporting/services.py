@@ -19,7 +19,7 @@ from uvm_reporting.scheduler.service import Scheduler
 from uvm_reporting.settings import Settings
 from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
 from uvm_reporting.storage.local_folder import LocalFolderStorage
-from uvm_reporting.storage.s3 import S3Connector, S3ResultStorage
+from uvm_reporting.storage.s3 import S3ClientFactory, S3ResultStorage
 from uvm_reporting.store.database import open_database
 from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.runs import RunRecord
@@ -35,7 +35,7 @@ class Services:
     tokens: AccessTokens
     storage: LocalFolderStorage | S3ResultStorage
     links: DownloadLinkSigner
-    connector: S3Connector
+    connector: S3ClientFactory
     signal: RunQueueSignal
     report_runs: ReportRuns
 
@@ -108,7 +108,7 @@ class RunningWorkers:
 
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:
     engine = engine or open_database(settings.database_url)
-    connector = S3Connector(settings.s3_endpoint_url, settings.aws_region)
+    connector = S3ClientFactory(settings.s3_endpoint_url, settings.aws_region)
     storage = _result_storage(settings.storage_url, connector)
     links = DownloadLinkSigner.from_key_file(
         settings.link_key_file, settings.public_url, settings.download_link_lifetime_seconds
@@ -132,7 +132,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     )
 
 
-def _result_storage(storage_url: str, connector: S3Connector) -> LocalFolderStorage | S3ResultStorage:
+def _result_storage(storage_url: str, connector: S3ClientFactory) -> LocalFolderStorage | S3ResultStorage:
     if storage_url.startswith("s3://"):
         return S3ResultStorage.from_url(storage_url, connector)
     if storage_url.startswith("file://"):

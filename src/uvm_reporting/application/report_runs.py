@@ -39,7 +39,7 @@ from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
 from uvm_reporting.exports.formats import Compression, ExportFormat, validate_format_options
 from uvm_reporting.storage.download_links import SignedLink
-from uvm_reporting.storage.s3 import S3Connector, check_delivery
+from uvm_reporting.storage.s3 import S3ClientFactory, check_delivery
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import new_id, utc_now
 from uvm_reporting.store.reports import Report, create_report, get_report, report_is_public, update_report
@@ -60,7 +60,7 @@ class ReportRuns:
     engine: Engine
     signal: RunQueueSignal
     download_link: Callable[[RunRecord], SignedLink]
-    connector: S3Connector
+    connector: S3ClientFactory
     # (account id, report id) -> whether the report is public, for status polls only.
     report_access: AccessCache[tuple[str, str], bool] = field(default_factory=AccessCache)
     # Whether download links are made without I/O (our own signer): only then can a poll of a

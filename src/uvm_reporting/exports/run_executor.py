@@ -51,7 +51,7 @@ from uvm_reporting.exports.query_compiler import (
 )
 from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.storage.local_folder import WrittenObject
-from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
+from uvm_reporting.storage.s3 import S3ClientFactory, S3ObjectWriter, put_json
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import utc_now
 from uvm_reporting.store.runs import RunRecord, RunResult
@@ -102,7 +102,7 @@ class RunExecutor:
         self,
         engine: Engine,
         storage: ResultStorage,
-        connector: S3Connector | None = None,
+        connector: S3ClientFactory | None = None,
         *,
         batch_size: int = 10_000,
         parallelism: int = 1,

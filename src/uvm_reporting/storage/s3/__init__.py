@@ -9,7 +9,7 @@ publishes it only when whole; ``result_storage`` is our own storage on S3; ``del
 tries a customer's configuration with a canary object. This package exports their public names.
 """
 
-from uvm_reporting.storage.s3.client_factory import ASSUME_ROLE_DURATION_SECONDS, S3Connector
+from uvm_reporting.storage.s3.client_factory import ASSUME_ROLE_DURATION_SECONDS, S3ClientFactory
 from uvm_reporting.storage.s3.delivery_check import DeliveryCheck, check_delivery
 from uvm_reporting.storage.s3.delivery_errors import (
     ASSUME_ROLE_DENIED,
@@ -66,7 +66,7 @@ __all__ = [
     "UNEXPECTED_ERROR",
     "DeliveryCheck",
     "DeliveryError",
-    "S3Connector",
+    "S3ClientFactory",
     "S3ObjectWriter",
     "S3ResultStorage",
     "S3UploadStream",

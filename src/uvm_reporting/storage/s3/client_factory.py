@@ -49,7 +49,7 @@ class _FixedCredentialProvider(CredentialProvider):
         return self._credentials
 
 
-class S3Connector:
+class S3ClientFactory:
     """Makes S3 clients: for our own storage (our identity) and for customer buckets (an assumed role).
 
     ``endpoint_url`` is operator configuration only (an S3-compatible service, or tests); with one,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from uvm_reporting.storage.s3.client_factory import S3Connector
+from uvm_reporting.storage.s3.client_factory import S3ClientFactory
 from uvm_reporting.storage.s3.delivery_errors import (
     DELETE_DENIED,
     DeliveryError,
@@ -40,7 +40,7 @@ class DeliveryCheck:
 
 
 def check_delivery(
-    connector: S3Connector, *, bucket: str, prefix: str, region: str, role_arn: str, external_id: str
+    client_factory: S3ClientFactory, *, bucket: str, prefix: str, region: str, role_arn: str, external_id: str
 ) -> DeliveryCheck:
     """Assume the role, write a small canary object under ``prefix`` and delete it again.
 
@@ -65,7 +65,7 @@ def check_delivery(
     validate_external_id(external_id)
     target = S3Target(bucket=bucket, prefix=prefix, region=region, role_arn=role_arn)
     try:
-        client = connector.assume_role(role_arn, external_id, region, "uvm-reporting-delivery-check")
+        client = client_factory.assume_role(role_arn, external_id, region, "uvm-reporting-delivery-check")
     except DeliveryError as error:
         return DeliveryCheck(ok=False, code=error.reason, message=error.message, canary_key=None)
     canary_key = join_key(prefix, f"{CANARY_NAME_PREFIX}{secrets.token_hex(8)}")

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from uvm_reporting.errors import BadUserInput
 from uvm_reporting.storage.local_folder import WrittenObject
-from uvm_reporting.storage.s3.client_factory import S3Connector
+from uvm_reporting.storage.s3.client_factory import S3ClientFactory
 from uvm_reporting.storage.s3.delivery_errors import error_code
 from uvm_reporting.storage.s3.multipart import DEFAULT_PART_SIZE, S3ObjectWriter, S3UploadStream
 from uvm_reporting.storage.s3.names import join_key, validate_bucket_name, validate_key_prefix, validate_region
@@ -38,34 +38,34 @@ class S3ResultStorage:
 
     def __init__(
         self,
-        connector: S3Connector,
+        client_factory: S3ClientFactory,
         bucket: str,
         prefix: str = "",
         *,
         region: str | None = None,
         part_size: int = DEFAULT_PART_SIZE,
     ) -> None:
-        self.connector = connector
+        self.client_factory = client_factory
         self.bucket = validate_bucket_name(bucket)
         self.prefix = validate_key_prefix(prefix)
-        self.region = validate_region(region or connector.default_region)
+        self.region = validate_region(region or client_factory.default_region)
         self.part_size = part_size
         self._client: S3Client | None = None
 
     @classmethod
-    def from_url(cls, url: str, connector: S3Connector) -> S3ResultStorage:
-        """``s3://bucket`` or ``s3://bucket/some/prefix``; the region is the connector's default."""
+    def from_url(cls, url: str, client_factory: S3ClientFactory) -> S3ResultStorage:
+        """``s3://bucket`` or ``s3://bucket/some/prefix``; the region is the client factory's default."""
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise BadUserInput(f"Storage URL {url!r} must look like s3://bucket/prefix.")
         if parts.query or parts.fragment:
             raise BadUserInput(f"Storage URL {url!r} must not have a query or a fragment.")
-        return cls(connector, parts.netloc, parts.path.lstrip("/"))
+        return cls(client_factory, parts.netloc, parts.path.lstrip("/"))
 
     @property
     def client(self) -> S3Client:
         if self._client is None:
-            self._client = self.connector.own_client(self.region)
+            self._client = self.client_factory.own_client(self.region)
         return self._client
 
     def object_key(self, key: str) -> str:
