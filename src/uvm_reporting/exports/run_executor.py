@@ -19,9 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import Engine, func, select
 
@@ -50,7 +48,7 @@ from uvm_reporting.exports.query_compiler import (
     report_column_types,
 )
 from uvm_reporting.exports.row_batches import row_batches
-from uvm_reporting.storage.local_folder import WrittenObject
+from uvm_reporting.storage.result_storage import ResultStorage
 from uvm_reporting.storage.s3 import S3ClientFactory, S3ObjectWriter, put_json
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import utc_now
@@ -65,12 +63,6 @@ LOOKUP_MAX_VALUES = 500_000
 """The most values (rows times columns) a lookup table the export process joins may hold. At
 the lengths of ids and host names that is about 12 MB of table and 25 MB of hash table while
 keys are looked up (bench/RESULTS.md); a relation with more is joined by the database."""
-
-
-class ResultStorage(Protocol):
-    """Where a run's file is written: our storage (local folder or S3) or a delivery target."""
-
-    def open_for_write(self, key: str) -> AbstractContextManager[tuple[BinaryWriter, WrittenObject]]: ...
 
 
 def result_key(run: RunRecord) -> str:

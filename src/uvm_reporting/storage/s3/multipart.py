@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from uvm_reporting.errors import UvmReportingError
-from uvm_reporting.storage.local_folder import WrittenObject
+from uvm_reporting.storage.result_storage import WrittenObject
 from uvm_reporting.storage.s3.delivery_errors import S3Target, Stage, guarded
 from uvm_reporting.storage.s3.names import validate_bucket_name
 

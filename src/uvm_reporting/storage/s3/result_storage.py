@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError
 
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.storage.local_folder import WrittenObject
+from uvm_reporting.storage.download_links import SignedLink
+from uvm_reporting.storage.result_storage import Download, WrittenObject
 from uvm_reporting.storage.s3.client_factory import S3ClientFactory
 from uvm_reporting.storage.s3.delivery_errors import error_code
 from uvm_reporting.storage.s3.multipart import DEFAULT_PART_SIZE, S3ObjectWriter, S3UploadStream
@@ -34,7 +36,13 @@ def content_disposition(download_name: str) -> str:
 
 
 class S3ResultStorage:
-    """Our own result storage in ``s3://bucket/prefix``, with the same contract as LocalFolderStorage."""
+    """Our own result storage in ``s3://bucket/prefix`` (a
+    :class:`~uvm_reporting.storage.result_storage.ResultStorage`): download links are presigned
+    GETs valid for ``link_lifetime_seconds``, straight to the bucket."""
+
+    # A presigned URL may need credentials fetched first (an instance role), and needs no route.
+    links_without_io = False
+    served_folder = None
 
     def __init__(
         self,
@@ -44,23 +52,27 @@ class S3ResultStorage:
         *,
         region: str | None = None,
         part_size: int = DEFAULT_PART_SIZE,
+        link_lifetime_seconds: int = 3600,
     ) -> None:
         self.client_factory = client_factory
         self.bucket = validate_bucket_name(bucket)
         self.prefix = validate_key_prefix(prefix)
         self.region = validate_region(region or client_factory.default_region)
         self.part_size = part_size
+        self.link_lifetime_seconds = link_lifetime_seconds
         self._client: S3Client | None = None
 
     @classmethod
-    def from_url(cls, url: str, client_factory: S3ClientFactory) -> S3ResultStorage:
+    def from_url(
+        cls, url: str, client_factory: S3ClientFactory, *, link_lifetime_seconds: int = 3600
+    ) -> S3ResultStorage:
         """``s3://bucket`` or ``s3://bucket/some/prefix``; the region is the client factory's default."""
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc:
             raise BadUserInput(f"Storage URL {url!r} must look like s3://bucket/prefix.")
         if parts.query or parts.fragment:
             raise BadUserInput(f"Storage URL {url!r} must not have a query or a fragment.")
-        return cls(client_factory, parts.netloc, parts.path.lstrip("/"))
+        return cls(client_factory, parts.netloc, parts.path.lstrip("/"), link_lifetime_seconds=link_lifetime_seconds)
 
     @property
     def client(self) -> S3Client:
@@ -95,6 +107,16 @@ class S3ResultStorage:
                 return False
             raise
         return True
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    def download_link(self, download: Download) -> SignedLink:
+        """A presigned GET of the file (see :meth:`presigned_url`)."""
+        lifetime = self.link_lifetime_seconds
+        expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lifetime)
+        url = self.presigned_url(download.key, download.file_name, lifetime, content_type=download.content_type)
+        return SignedLink(url=url, expires_at=expires_at)
 
     def presigned_url(
         self, key: str, download_name: str, expires_in_seconds: int, *, content_type: str | None = None
