@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
+from functools import cached_property
 
 from sqlalchemy import Engine
 
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.domain.formats import content_type
-from uvm_reporting.domain.timestamps import utc_now
-from uvm_reporting.errors import BadUserInput
 from uvm_reporting.exports.run_executor import RunExecutor, download_file_name, run_format
 from uvm_reporting.scheduler.service import Scheduler
 from uvm_reporting.settings import Settings
-from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
-from uvm_reporting.storage.local_folder import LocalFolderStorage
-from uvm_reporting.storage.s3 import S3Connector, S3ResultStorage
+from uvm_reporting.storage.download_links import DownloadLinkSigner
+from uvm_reporting.storage.result_storage import ResultStorage
+from uvm_reporting.storage.s3 import S3ClientFactory
+from uvm_reporting.storage.storage_url import result_storage_from_url
 from uvm_reporting.store.database import open_database
 from uvm_reporting.store.runs import RunRecord
 from uvm_reporting.worker.pool import WorkerPool
@@ -33,9 +30,8 @@ class Services:
     settings: Settings
     engine: Engine
     tokens: AccessTokens
-    storage: LocalFolderStorage | S3ResultStorage
-    links: DownloadLinkSigner
-    connector: S3Connector
+    storage: ResultStorage
+    connector: S3ClientFactory
     signal: RunQueueSignal
     report_runs: ReportRuns
 
@@ -108,10 +104,14 @@ class RunningWorkers:
 
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:
     engine = engine or open_database(settings.database_url)
-    connector = S3Connector(settings.s3_endpoint_url, settings.aws_region)
-    storage = _result_storage(settings.storage_url, connector)
-    links = DownloadLinkSigner.from_key_file(
-        settings.link_key_file, settings.public_url, settings.download_link_lifetime_seconds
+    s3_clients = S3ClientFactory(settings.s3_endpoint_url, settings.aws_region)
+    storage = result_storage_from_url(
+        settings.storage_url,
+        s3_clients=s3_clients,
+        links=DownloadLinkSigner.from_key_file(
+            settings.link_key_file, settings.public_url, settings.download_link_lifetime_seconds
+        ),
+        link_lifetime_seconds=settings.download_link_lifetime_seconds,
     )
     signal = RunQueueSignal()
     return Services(
@@ -119,43 +119,32 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         engine=engine,
         tokens=AccessTokens.from_settings(settings),
         storage=storage,
-        links=links,
-        connector=connector,
+        connector=s3_clients,
         signal=signal,
         report_runs=ReportRuns(
             engine=engine,
             signal=signal,
-            download_link=_download_links(storage, links, settings),
-            connector=connector,
-            links_without_io=isinstance(storage, LocalFolderStorage),
+            download_link=lambda run: storage.download_link(RunDownload(run)),
+            connector=s3_clients,
+            links_without_io=storage.links_without_io,
         ),
     )
 
 
-def _result_storage(storage_url: str, connector: S3Connector) -> LocalFolderStorage | S3ResultStorage:
-    if storage_url.startswith("s3://"):
-        return S3ResultStorage.from_url(storage_url, connector)
-    if storage_url.startswith("file://"):
-        return LocalFolderStorage(Path(storage_url.removeprefix("file://")))
-    if "://" in storage_url:
-        raise BadUserInput(f"UVM_REPORTING_STORAGE_URL {storage_url!r}: use a folder path, file:// or s3://.")
-    return LocalFolderStorage(Path(storage_url))
+class RunDownload:
+    """The file of a Completed download run, as its download link presents it. Only what the
+    storage asks for is computed: a local folder's link needs the run id alone."""
 
-
-def _download_links(
-    storage: LocalFolderStorage | S3ResultStorage, links: DownloadLinkSigner, settings: Settings
-) -> Callable[[RunRecord], SignedLink]:
-    """Our own signed link for a local folder; an S3 presigned GET when our storage is S3."""
-    if isinstance(storage, LocalFolderStorage):
-        return lambda run: links.sign(run.id)
-    lifetime = settings.download_link_lifetime_seconds
-
-    def presigned(run: RunRecord) -> SignedLink:
+    def __init__(self, run: RunRecord) -> None:
         assert run.result_key is not None  # only Completed runs get a link
-        expires_at = utc_now().replace(microsecond=0) + timedelta(seconds=lifetime)
-        url = storage.presigned_url(
-            run.result_key, download_file_name(run), lifetime, content_type=content_type(*run_format(run))
-        )
-        return SignedLink(url=url, expires_at=expires_at)
+        self.key = run.result_key
+        self.run_id = run.id
+        self._run = run
 
-    return presigned
+    @cached_property
+    def file_name(self) -> str:
+        return download_file_name(self._run)
+
+    @cached_property
+    def content_type(self) -> str:
+        return content_type(*run_format(self._run))

@@ -21,7 +21,7 @@ from tests.support.moto_server import (
     AwsKeys,
     DeliveryTarget,
     MotoIam,
-    connector_for,
+    client_factory_for,
     create_bucket,
     create_deployment_user,
     free_port,
@@ -44,7 +44,7 @@ from uvm_reporting.storage.s3 import (
     PUT_DENIED,
     UNEXPECTED_ERROR,
     DeliveryError,
-    S3Connector,
+    S3ClientFactory,
     S3ObjectWriter,
     S3ResultStorage,
     check_delivery,
@@ -86,9 +86,9 @@ def object_missing(s3: S3Client, bucket: str, key: str) -> bool:
 
 
 @pytest.fixture
-def role_client(deployment_connector: S3Connector, delivery_target: DeliveryTarget) -> S3Client:
+def role_client(deployment_client_factory: S3ClientFactory, delivery_target: DeliveryTarget) -> S3Client:
     """An S3 client acting as the customer's role, obtained with the right ExternalId."""
-    return deployment_connector.assume_role(
+    return deployment_client_factory.assume_role(
         delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION
     )
 
@@ -199,10 +199,10 @@ def test_assume_role_sends_the_external_id_for_fifteen_minutes(
     session = isolated_session(deployment_keys)
     sent: list[dict[str, Any]] = []
     session.events.register("before-parameter-build.sts.AssumeRole", lambda params, **_: sent.append(dict(params)))
-    connector = connector_for(moto_iam.endpoint_url, deployment_keys)
-    connector._session = session
+    client_factory = client_factory_for(moto_iam.endpoint_url, deployment_keys)
+    client_factory._session = session
 
-    connector.assume_role(delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION)
+    client_factory.assume_role(delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION)
 
     assert sent == [
         {
@@ -228,21 +228,23 @@ def test_moto_checks_the_external_id_value_but_not_its_presence(
     assert sts.assume_role(RoleArn=role, RoleSessionName=SESSION)["Credentials"]["AccessKeyId"]
 
 
-def test_the_deployment_principal_is_our_iam_user(deployment_connector: S3Connector, deployment_keys: AwsKeys) -> None:
-    assert deployment_connector.deployment_principal_arn() == deployment_keys.arn
+def test_the_deployment_principal_is_our_iam_user(
+    deployment_client_factory: S3ClientFactory, deployment_keys: AwsKeys
+) -> None:
+    assert deployment_client_factory.deployment_principal_arn() == deployment_keys.arn
 
 
 def test_credentials_are_renewed_by_assuming_the_role_again(
     moto_iam: MotoIam, deployment_keys: AwsKeys, delivery_target: DeliveryTarget
 ) -> None:
-    class EagerConnector(S3Connector):
+    class EagerClientFactory(S3ClientFactory):
         refresh_advisory_seconds = ASSUME_ROLE_DURATION_SECONDS + 60  # always "about to expire"
 
     session = isolated_session(deployment_keys)
     assumed: list[str] = []
     session.events.register("before-call.sts.AssumeRole", lambda **_: assumed.append("AssumeRole"))
-    connector = EagerConnector(moto_iam.endpoint_url, session=session)
-    client = connector.assume_role(
+    client_factory = EagerClientFactory(moto_iam.endpoint_url, session=session)
+    client = client_factory.assume_role(
         delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION
     )
     for index in range(2):
@@ -254,9 +256,9 @@ def test_credentials_are_renewed_by_assuming_the_role_again(
 
 
 def test_check_delivery_writes_and_removes_a_canary(
-    deployment_connector: S3Connector, delivery_target: DeliveryTarget, moto_iam: MotoIam
+    deployment_client_factory: S3ClientFactory, delivery_target: DeliveryTarget, moto_iam: MotoIam
 ) -> None:
-    check = check_delivery(deployment_connector, **delivery_target.check_args())
+    check = check_delivery(deployment_client_factory, **delivery_target.check_args())
     assert (check.ok, check.code) == (True, None)
     assert check.canary_key is not None
     assert check.canary_key.startswith(f"{delivery_target.prefix}/{CANARY_NAME_PREFIX}")
@@ -265,14 +267,16 @@ def test_check_delivery_writes_and_removes_a_canary(
 
 
 def test_check_delivery_with_a_wrong_external_id(
-    deployment_connector: S3Connector, delivery_target: DeliveryTarget, deployment_keys: AwsKeys
+    deployment_client_factory: S3ClientFactory, delivery_target: DeliveryTarget, deployment_keys: AwsKeys
 ) -> None:
-    check = check_delivery(deployment_connector, **delivery_target.check_args(external_id=new_external_id()))
+    check = check_delivery(deployment_client_factory, **delivery_target.check_args(external_id=new_external_id()))
     assert (check.ok, check.code, check.canary_key) == (False, EXTERNAL_ID_MISMATCH, None)
     assert "`uvm-reporting accounts show`" in check.message
     assert deployment_keys.arn in check.message
     with pytest.raises(DeliveryError) as raised:
-        deployment_connector.assume_role(delivery_target.role_arn, "wrong-external-id", delivery_target.region, SESSION)
+        deployment_client_factory.assume_role(
+            delivery_target.role_arn, "wrong-external-id", delivery_target.region, SESSION
+        )
     assert raised.value.reason == EXTERNAL_ID_MISMATCH
 
 
@@ -281,13 +285,13 @@ def test_check_delivery_by_a_principal_the_role_does_not_trust(
 ) -> None:
     """Same refusal as a wrong ExternalId (AWS and moto answer alike), so the same code."""
     stranger = create_deployment_user(moto_iam.iam(), unique_name("stranger"))
-    check = check_delivery(connector_for(moto_iam.endpoint_url, stranger), **delivery_target.check_args())
+    check = check_delivery(client_factory_for(moto_iam.endpoint_url, stranger), **delivery_target.check_args())
     assert (check.ok, check.code) == (False, EXTERNAL_ID_MISMATCH)
     assert f"Principal is not {stranger.arn}" in check.message
 
 
 def test_check_delivery_for_a_role_that_does_not_exist(
-    deployment_connector: S3Connector, delivery_target: DeliveryTarget
+    deployment_client_factory: S3ClientFactory, delivery_target: DeliveryTarget
 ) -> None:
     """moto issues credentials for any role ARN, then fails the first S3 call with HTTP 500.
 
@@ -295,34 +299,36 @@ def test_check_delivery_for_a_role_that_does_not_exist(
     names a missing role as a cause); neither says "no such role" (ROLE_NOT_FOUND).
     """
     missing_role = f"{delivery_target.role_arn}-missing"
-    assert deployment_connector.assume_role(missing_role, delivery_target.external_id, delivery_target.region, SESSION)
-    check = check_delivery(deployment_connector, **delivery_target.check_args(role_arn=missing_role))
+    assert deployment_client_factory.assume_role(
+        missing_role, delivery_target.external_id, delivery_target.region, SESSION
+    )
+    check = check_delivery(deployment_client_factory, **delivery_target.check_args(role_arn=missing_role))
     assert (check.ok, check.code, check.canary_key) == (False, UNEXPECTED_ERROR, None)
     assert "S3 answered 500" in check.message
 
 
 def test_check_delivery_when_the_role_may_not_write_to_the_bucket(
-    deployment_connector: S3Connector, moto_iam: MotoIam, deployment_keys: AwsKeys
+    deployment_client_factory: S3ClientFactory, moto_iam: MotoIam, deployment_keys: AwsKeys
 ) -> None:
     target = make_delivery_target(
         moto_iam, deployment_keys, permissions=lambda _, prefix: role_permissions_policy("some-other-bucket", prefix)
     )
-    check = check_delivery(deployment_connector, **target.check_args())
+    check = check_delivery(deployment_client_factory, **target.check_args())
     assert (check.ok, check.code, check.canary_key) == (False, PUT_DENIED, None)
     assert f"arn:aws:s3:::{target.bucket}/{target.prefix}/*" in check.message
 
 
 def test_check_delivery_when_the_bucket_does_not_exist(
-    deployment_connector: S3Connector, moto_iam: MotoIam, deployment_keys: AwsKeys
+    deployment_client_factory: S3ClientFactory, moto_iam: MotoIam, deployment_keys: AwsKeys
 ) -> None:
     target = make_delivery_target(moto_iam, deployment_keys, create=False)
-    check = check_delivery(deployment_connector, **target.check_args())
+    check = check_delivery(deployment_client_factory, **target.check_args())
     assert (check.ok, check.code, check.canary_key) == (False, NO_SUCH_BUCKET, None)
     assert repr(target.bucket) in check.message
 
 
 def test_check_delivery_when_the_canary_cannot_be_deleted(
-    deployment_connector: S3Connector, moto_iam: MotoIam, deployment_keys: AwsKeys
+    deployment_client_factory: S3ClientFactory, moto_iam: MotoIam, deployment_keys: AwsKeys
 ) -> None:
     def write_only(bucket: str, prefix: str) -> dict[str, Any]:
         policy = role_permissions_policy(bucket, prefix)
@@ -332,7 +338,7 @@ def test_check_delivery_when_the_canary_cannot_be_deleted(
         }
 
     target = make_delivery_target(moto_iam, deployment_keys, permissions=write_only)
-    check = check_delivery(deployment_connector, **target.check_args())
+    check = check_delivery(deployment_client_factory, **target.check_args())
     assert (check.ok, check.code) == (True, DELETE_DENIED)
     assert check.canary_key is not None
     assert "stays in the bucket" in check.message
@@ -342,19 +348,19 @@ def test_check_delivery_when_the_canary_cannot_be_deleted(
 def test_check_delivery_when_the_endpoint_is_unreachable(
     deployment_keys: AwsKeys, delivery_target: DeliveryTarget
 ) -> None:
-    nowhere = connector_for(f"http://127.0.0.1:{free_port()}", deployment_keys)
+    nowhere = client_factory_for(f"http://127.0.0.1:{free_port()}", deployment_keys)
     check = check_delivery(nowhere, **delivery_target.check_args())
     assert (check.ok, check.code) == (False, ENDPOINT_UNREACHABLE)
 
 
 def test_check_delivery_with_unknown_deployment_credentials(moto_iam: MotoIam, delivery_target: DeliveryTarget) -> None:
     unknown = AwsKeys("AKIAUNKNOWNKEY000000", "not-a-secret", "arn:aws:iam::123456789012:user/nobody")
-    check = check_delivery(connector_for(moto_iam.endpoint_url, unknown), **delivery_target.check_args())
+    check = check_delivery(client_factory_for(moto_iam.endpoint_url, unknown), **delivery_target.check_args())
     assert (check.ok, check.code) == (False, DEPLOYMENT_CREDENTIALS_INVALID)
 
 
 def test_check_delivery_refuses_invalid_input_before_calling_aws(
-    deployment_connector: S3Connector, delivery_target: DeliveryTarget
+    deployment_client_factory: S3ClientFactory, delivery_target: DeliveryTarget
 ) -> None:
     for overrides in (
         {"bucket": "Bad_Bucket"},
@@ -364,7 +370,7 @@ def test_check_delivery_refuses_invalid_input_before_calling_aws(
         {"external_id": ""},
     ):
         with pytest.raises(BadUserInput):
-            check_delivery(deployment_connector, **delivery_target.check_args(**overrides))
+            check_delivery(deployment_client_factory, **delivery_target.check_args(**overrides))
 
 
 # --- our own result storage on S3 (moto without IAM enforcement) -------------------------------
@@ -373,7 +379,7 @@ def test_check_delivery_refuses_invalid_input_before_calling_aws(
 @pytest.fixture
 def result_storage(moto_endpoint: str, moto_s3: S3Client) -> S3ResultStorage:
     bucket = create_bucket(moto_s3, unique_name("uvm-results"))
-    return S3ResultStorage.from_url(f"s3://{bucket}/deployment-a", connector_for(moto_endpoint, DUMMY_KEYS))
+    return S3ResultStorage.from_url(f"s3://{bucket}/deployment-a", client_factory_for(moto_endpoint, DUMMY_KEYS))
 
 
 def test_result_storage_writes_under_its_prefix(result_storage: S3ResultStorage, moto_s3: S3Client) -> None:
@@ -394,7 +400,7 @@ def test_result_storage_presigned_url_downloads_with_the_file_name(result_storag
 
     url = result_storage.presigned_url("runs/r-3.csv", "Findings été.csv", 600, content_type="text/csv")
 
-    assert url.startswith(f"{result_storage.connector.endpoint_url}/{result_storage.bucket}/deployment-a/runs/")
+    assert url.startswith(f"{result_storage.client_factory.endpoint_url}/{result_storage.bucket}/deployment-a/runs/")
     assert "X-Amz-Expires=600" in url
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.status == 200
@@ -412,7 +418,7 @@ def test_result_storage_presigned_url_expiry_is_capped_at_seven_days(result_stor
 
 
 def test_result_storage_failures_stay_internal_errors(moto_endpoint: str) -> None:
-    storage = S3ResultStorage.from_url(f"s3://{unique_name('absent')}/x", connector_for(moto_endpoint, DUMMY_KEYS))
+    storage = S3ResultStorage.from_url(f"s3://{unique_name('absent')}/x", client_factory_for(moto_endpoint, DUMMY_KEYS))
     with pytest.raises(ClientError) as raised, storage.open_for_write("a.csv") as (stream, _):
         stream.write(b"a")
     assert raised.value.response["Error"]["Code"] == "NoSuchBucket"

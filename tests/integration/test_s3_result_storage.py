@@ -14,7 +14,7 @@ from mypy_boto3_s3 import S3Client
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-import uvm_reporting.storage.s3 as s3_module
+import uvm_reporting.storage.s3.multipart as s3_module
 from tests.integration.conftest import wait_for
 from tests.support.moto_server import DUMMY_KEYS
 from uvm_reporting.api.app import create_app

@@ -32,7 +32,7 @@ import boto3
 import botocore.session
 from botocore.config import Config
 
-from uvm_reporting.storage.s3 import S3Connector, role_permissions_policy, trust_policy
+from uvm_reporting.storage.s3 import S3ClientFactory, role_permissions_policy, trust_policy
 from uvm_reporting.store.accounts import new_external_id
 
 if TYPE_CHECKING:
@@ -269,9 +269,9 @@ def unique_name(stem: str) -> str:
     return f"{stem}-{uuid.uuid4().hex[:12]}"
 
 
-def connector_for(endpoint_url: str, keys: AwsKeys, *, client_config: Config | None = None) -> S3Connector:
-    """An S3Connector acting as ``keys`` against ``endpoint_url``."""
-    return S3Connector(
+def client_factory_for(endpoint_url: str, keys: AwsKeys, *, client_config: Config | None = None) -> S3ClientFactory:
+    """An S3ClientFactory acting as ``keys`` against ``endpoint_url``."""
+    return S3ClientFactory(
         endpoint_url, REGION, session=isolated_session(keys), client_config=client_config or FAST_CLIENT_CONFIG
     )
 

@@ -26,7 +26,7 @@ from tests.support.moto_server import (
     DeliveryTarget,
     MotoIam,
     bootstrap_admin,
-    connector_for,
+    client_factory_for,
     create_bucket,
     create_deployment_user,
     make_delivery_target,
@@ -38,7 +38,7 @@ from tests.support.moto_server import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from uvm_reporting.storage.s3 import S3Connector
+    from uvm_reporting.storage.s3 import S3ClientFactory
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +72,8 @@ def moto_bucket(moto_s3: S3Client) -> str:
 
 
 @pytest.fixture
-def moto_connector(moto_endpoint: str) -> S3Connector:
-    return connector_for(moto_endpoint, DUMMY_KEYS)
+def moto_client_factory(moto_endpoint: str) -> S3ClientFactory:
+    return client_factory_for(moto_endpoint, DUMMY_KEYS)
 
 
 @pytest.fixture(scope="session")
@@ -90,8 +90,8 @@ def deployment_keys(moto_iam: MotoIam) -> AwsKeys:
 
 
 @pytest.fixture
-def deployment_connector(moto_iam: MotoIam, deployment_keys: AwsKeys) -> S3Connector:
-    return connector_for(moto_iam.endpoint_url, deployment_keys)
+def deployment_client_factory(moto_iam: MotoIam, deployment_keys: AwsKeys) -> S3ClientFactory:
+    return client_factory_for(moto_iam.endpoint_url, deployment_keys)
 
 
 @pytest.fixture

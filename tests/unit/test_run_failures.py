@@ -20,7 +20,7 @@ from uvm_reporting.errors import (
 )
 from uvm_reporting.exports.export_process import ExportProcessFailed, ExportProcessGone
 from uvm_reporting.exports.query_failures import as_query_failure, database_errors_as_query_failures
-from uvm_reporting.storage.s3 import DeliveryError
+from uvm_reporting.storage.s3.delivery_errors import DeliveryError
 
 NO_SPACE = "No space left on device"
 

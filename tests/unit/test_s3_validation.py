@@ -22,11 +22,9 @@ from uvm_reporting.storage.s3 import (
     ROLE_NOT_FOUND,
     UNEXPECTED_ERROR,
     DeliveryError,
-    S3Connector,
+    S3ClientFactory,
     S3ObjectWriter,
     S3ResultStorage,
-    _classify,
-    _Target,
     content_disposition,
     join_key,
     role_permissions_policy,
@@ -36,6 +34,7 @@ from uvm_reporting.storage.s3 import (
     validate_region,
     validate_role_arn,
 )
+from uvm_reporting.storage.s3.delivery_errors import S3Target, classify_delivery_error
 
 ROLE = "arn:aws:iam::123456789012:role/uvm-reporting-delivery"
 DEPLOYMENT = "arn:aws:iam::210987654321:user/uvm-reporting"
@@ -225,12 +224,12 @@ def _client_error(code: str, message: str, status: int = 403, operation: str = "
     return ClientError(response, operation)
 
 
-TARGET = _Target(bucket="customer-exports", prefix="uvm", region="eu-west-1", role_arn=ROLE, principal_arn=DEPLOYMENT)
+TARGET = S3Target(bucket="customer-exports", prefix="uvm", region="eu-west-1", role_arn=ROLE, principal_arn=DEPLOYMENT)
 PLAIN_DENIAL = f"User: {DEPLOYMENT} is not authorized to perform: sts:AssumeRole on resource: {ROLE}"
 
 
 def test_a_plain_assume_role_denial_points_at_the_external_id_first_and_names_the_other_causes() -> None:
-    error = _classify(_client_error("AccessDenied", PLAIN_DENIAL), "assume", TARGET)
+    error = classify_delivery_error(_client_error("AccessDenied", PLAIN_DENIAL), "assume", TARGET)
     assert isinstance(error, DeliveryError)
     assert (error.code, error.reason) == ("DELIVERY_FAILED", EXTERNAL_ID_MISMATCH)
     assert "`uvm-reporting accounts show`" in error.message
@@ -246,7 +245,9 @@ def test_a_plain_assume_role_denial_points_at_the_external_id_first_and_names_th
     ],
 )
 def test_other_assume_role_denials_are_assume_role_denied(message: str) -> None:
-    assert _classify(_client_error("AccessDenied", message), "assume", TARGET).reason == ASSUME_ROLE_DENIED
+    assert (
+        classify_delivery_error(_client_error("AccessDenied", message), "assume", TARGET).reason == ASSUME_ROLE_DENIED
+    )
 
 
 @pytest.mark.parametrize(
@@ -276,51 +277,53 @@ def test_other_assume_role_denials_are_assume_role_denied(message: str) -> None:
     ],
 )
 def test_failures_get_stable_reasons(error: Exception, stage: Any, reason: str) -> None:
-    assert _classify(error, stage, TARGET).reason == reason
+    assert classify_delivery_error(error, stage, TARGET).reason == reason
 
 
 def test_put_denied_names_the_resource_the_policy_needs() -> None:
-    error = _classify(_client_error("AccessDenied", "Access Denied", operation="PutObject"), "write", TARGET)
+    error = classify_delivery_error(
+        _client_error("AccessDenied", "Access Denied", operation="PutObject"), "write", TARGET
+    )
     assert "s3:PutObject" in error.message
     assert "arn:aws:s3:::customer-exports/uvm/*" in error.message
 
 
 def test_put_denied_by_kms_says_which_permission_is_missing() -> None:
     message = "User is not authorized to perform: kms:GenerateDataKey on resource: arn:aws:kms:..."
-    error = _classify(_client_error("AccessDenied", message, operation="PutObject"), "write", TARGET)
+    error = classify_delivery_error(_client_error("AccessDenied", message, operation="PutObject"), "write", TARGET)
     assert error.reason == PUT_DENIED
     assert "kms:GenerateDataKey" in error.message
 
 
-def _offline_connector(region: str = "us-east-1") -> S3Connector:
-    """A connector whose clients are never used to send anything (port 9 is discard)."""
-    return S3Connector("http://127.0.0.1:9", region, session=isolated_session(DUMMY_KEYS))
+def _offline_client_factory(region: str = "us-east-1") -> S3ClientFactory:
+    """A client_factory whose clients are never used to send anything (port 9 is discard)."""
+    return S3ClientFactory("http://127.0.0.1:9", region, session=isolated_session(DUMMY_KEYS))
 
 
-def test_connector_and_writer_refuse_bad_settings() -> None:
+def test_client_factory_and_writer_refuse_bad_settings() -> None:
     with pytest.raises(BadUserInput, match="region"):
-        S3Connector(None, "nowhere")
-    connector = _offline_connector()
+        S3ClientFactory(None, "nowhere")
+    client_factory = _offline_client_factory()
     with pytest.raises(ValueError, match="part_size"):
-        S3ObjectWriter(connector.own_client(), "bucket", part_size=5 * 1024 * 1024 - 1)
+        S3ObjectWriter(client_factory.own_client(), "bucket", part_size=5 * 1024 * 1024 - 1)
 
 
 def test_result_storage_url_and_keys() -> None:
-    connector = _offline_connector("eu-west-2")
-    storage = S3ResultStorage.from_url("s3://uvm-results/deployments/prod", connector)
+    client_factory = _offline_client_factory("eu-west-2")
+    storage = S3ResultStorage.from_url("s3://uvm-results/deployments/prod", client_factory)
     assert (storage.bucket, storage.prefix, storage.region) == ("uvm-results", "deployments/prod", "eu-west-2")
     assert storage.object_key("runs/abc.csv") == "deployments/prod/runs/abc.csv"
-    assert S3ResultStorage.from_url("s3://uvm-results", connector).object_key("a.csv") == "a.csv"
+    assert S3ResultStorage.from_url("s3://uvm-results", client_factory).object_key("a.csv") == "a.csv"
     for bad_key in ("", "/abs.csv", "../up.csv", "a//b.csv", "a/./b.csv"):
         with pytest.raises(BadUserInput, match="invalid storage key"):
             storage.object_key(bad_key)
     for bad_url in ("https://uvm-results/x", "s3:///prefix", "s3://Bad_Bucket/x", "s3://uvm-results/x?region=y"):
         with pytest.raises(BadUserInput):
-            S3ResultStorage.from_url(bad_url, connector)
+            S3ResultStorage.from_url(bad_url, client_factory)
 
 
 def test_presigned_urls_expire_within_seven_days() -> None:
-    storage = S3ResultStorage.from_url("s3://uvm-results/r", _offline_connector())
+    storage = S3ResultStorage.from_url("s3://uvm-results/r", _offline_client_factory())
     for seconds in (0, MAX_PRESIGNED_EXPIRY_SECONDS + 1):
         with pytest.raises(BadUserInput, match="604800 seconds"):
             storage.presigned_url("a.csv", "a.csv", seconds)

@@ -19,7 +19,6 @@ from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import build_schema
 from uvm_reporting.api.token_routes import token_routes
 from uvm_reporting.services import Services
-from uvm_reporting.storage.local_folder import LocalFolderStorage
 
 
 def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
@@ -42,16 +41,14 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
             if workers is not None:
                 workers.stop()
 
+    # With S3 as our storage, links are S3 presigned URLs and need no route of ours.
+    folder = services.storage.served_folder
+    downloads = download_routes(services.engine, folder) if folder is not None else []
     return Starlette(
         routes=[
             *token_routes(services.engine, services.tokens),
             *graphql.routes(),
-            # With S3 as our storage, links are S3 presigned URLs and need no route of ours.
-            *(
-                download_routes(services.engine, services.storage, services.links)
-                if isinstance(services.storage, LocalFolderStorage)
-                else []
-            ),
+            *downloads,
             Route("/healthz", health),
         ],
         middleware=[Middleware(AccessLogMiddleware)],

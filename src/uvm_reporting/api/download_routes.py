@@ -12,12 +12,15 @@ from uvm_reporting.domain.formats import content_type
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.errors import Forbidden
 from uvm_reporting.exports.run_executor import download_file_name, run_format
-from uvm_reporting.storage.download_links import DownloadLinkSigner
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.runs import find_run
 
 
-def download_routes(engine: Engine, storage: LocalFolderStorage, links: DownloadLinkSigner) -> list[BaseRoute]:
+def download_routes(engine: Engine, storage: LocalFolderStorage) -> list[BaseRoute]:
+    """The route the links of ``storage`` lead to (it must have been opened with a signer)."""
+    links = storage.links
+    assert links is not None
+
     async def download(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         try:

@@ -40,7 +40,7 @@ from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
 from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
 from uvm_reporting.storage.download_links import SignedLink
-from uvm_reporting.storage.s3 import S3Connector, check_delivery
+from uvm_reporting.storage.s3 import S3ClientFactory, check_delivery
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import new_id
 from uvm_reporting.store.reports import (
@@ -63,7 +63,7 @@ class ReportRuns:
     engine: Engine
     signal: RunQueueWakeup
     download_link: Callable[[RunRecord], SignedLink]
-    connector: S3Connector
+    connector: S3ClientFactory
     # (account id, report id) -> whether the report is public, for status polls only.
     report_access: ExpiringCache[tuple[str, str], bool] = field(default_factory=ExpiringCache)
     # Whether download links are made without I/O (our own signer): only then can a poll of a

@@ -10,7 +10,7 @@ import typer
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
 from uvm_reporting.settings import Settings
-from uvm_reporting.storage.s3 import S3Connector, trust_policy
+from uvm_reporting.storage.s3 import S3ClientFactory, trust_policy
 from uvm_reporting.store.accounts import account_counts, create_account, get_account
 
 accounts_app = typer.Typer(help="Create and inspect accounts (tenants).", no_args_is_help=True)
@@ -65,6 +65,6 @@ def deployment_principal(settings: Settings) -> str:
     if settings.aws_principal_arn:
         return settings.aws_principal_arn
     try:
-        return S3Connector(settings.s3_endpoint_url, settings.aws_region).deployment_principal_arn()
+        return S3ClientFactory(settings.s3_endpoint_url, settings.aws_region).deployment_principal_arn()
     except Exception:  # noqa: BLE001 - no AWS identity configured: still show the policy's shape
         return UNKNOWN_PRINCIPAL

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import Engine, func, select
 
@@ -46,8 +44,8 @@ from uvm_reporting.exports.query_compiler import (
 )
 from uvm_reporting.exports.query_failures import database_errors_as_query_failures
 from uvm_reporting.exports.row_batches import row_batches
-from uvm_reporting.storage.local_folder import WrittenObject
-from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
+from uvm_reporting.storage.result_storage import ResultStorage
+from uvm_reporting.storage.s3 import S3ClientFactory, S3ObjectWriter, put_json
 from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.runs import RunRecord, RunResult
 from uvm_reporting.store.tables import PLATFORM_TABLES
@@ -60,12 +58,6 @@ LOOKUP_MAX_VALUES = 500_000
 """The most values (rows times columns) a lookup table the export process joins may hold. At
 the lengths of ids and host names that is about 12 MB of table and 25 MB of hash table while
 keys are looked up (bench/RESULTS.md); a relation with more is joined by the database."""
-
-
-class ResultStorage(Protocol):
-    """Where a run's file is written: our storage (local folder or S3) or a delivery target."""
-
-    def open_for_write(self, key: str) -> AbstractContextManager[tuple[BinaryWriter, WrittenObject]]: ...
 
 
 def result_key(run: RunRecord) -> str:
@@ -97,7 +89,7 @@ class RunExecutor:
         self,
         engine: Engine,
         storage: ResultStorage,
-        connector: S3Connector | None = None,
+        connector: S3ClientFactory | None = None,
         *,
         batch_size: int = 10_000,
         parallelism: int = 1,

@@ -1,5 +1,7 @@
 """Our own storage on a local folder: results are written under a temporary name and
-published with an atomic rename, so a half-written file is never visible under its key."""
+published with an atomic rename, so a half-written file is never visible under its key.
+Download links are our own signed links to the ``/downloads`` route (api/download_routes.py),
+which serves the file from here."""
 
 from __future__ import annotations
 
@@ -15,16 +17,8 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from uvm_reporting.errors import BadUserInput
-
-
-@dataclass
-class WrittenObject:
-    """What a finished write produced: filled in when the ``open_for_write`` block ends."""
-
-    key: str
-    size_bytes: int = 0
-    sha256: str = ""
-
+from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
+from uvm_reporting.storage.result_storage import Download, WrittenObject
 
 WRITEBACK_BYTES = 64 << 20
 """How much a result file grows between two flushes to disk in the background."""
@@ -70,9 +64,22 @@ class _CountingHashingWriter:
 
 
 class LocalFolderStorage:
-    def __init__(self, root: Path) -> None:
+    """Our result storage in a folder (a :class:`~uvm_reporting.storage.result_storage.ResultStorage`).
+
+    ``links`` signs the download links; a folder opened without it (a tool that only writes)
+    makes none.
+    """
+
+    links_without_io = True
+
+    def __init__(self, root: Path, links: DownloadLinkSigner | None = None) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.links = links
+
+    @property
+    def served_folder(self) -> LocalFolderStorage | None:
+        return self if self.links is not None else None
 
     def path_of(self, key: str) -> Path:
         """The file of ``key``; keys are relative POSIX paths that cannot leave the root."""
@@ -112,3 +119,12 @@ class LocalFolderStorage:
 
     def exists(self, key: str) -> bool:
         return self.path_of(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self.path_of(key).unlink(missing_ok=True)
+
+    def download_link(self, download: Download) -> SignedLink:
+        """Our signed link to ``/downloads/<run id>``, which serves the run's file from here."""
+        if self.links is None:
+            raise RuntimeError(f"the result folder {self.root} was opened without a download-link signer")
+        return self.links.sign(download.run_id)

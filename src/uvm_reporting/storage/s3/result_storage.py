@@ -1,0 +1,141 @@
+"""Our own result storage on S3, when ``UVM_REPORTING_STORAGE_URL`` is ``s3://bucket/prefix``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+from urllib.parse import quote, urlsplit
+
+from botocore.exceptions import ClientError
+
+from uvm_reporting.errors import BadUserInput
+from uvm_reporting.storage.download_links import SignedLink
+from uvm_reporting.storage.result_storage import Download, WrittenObject
+from uvm_reporting.storage.s3.client_factory import S3ClientFactory
+from uvm_reporting.storage.s3.delivery_errors import error_code
+from uvm_reporting.storage.s3.multipart import DEFAULT_PART_SIZE, S3ObjectWriter, S3UploadStream
+from uvm_reporting.storage.s3.names import join_key, validate_bucket_name, validate_key_prefix, validate_region
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MAX_PRESIGNED_EXPIRY_SECONDS: Final = 7 * 24 * 3600  # the SigV4 limit: 604800 s
+
+
+def content_disposition(download_name: str) -> str:
+    """``attachment`` with an ASCII ``filename`` and the exact UTF-8 name in ``filename*``."""
+    if not download_name or any(ord(char) < 0x20 or ord(char) == 0x7F or char in "/\\" for char in download_name):
+        raise BadUserInput(
+            f"Download name {download_name!r} must be a non-empty file name without '/', '\\' or control characters."
+        )
+    fallback = re.sub(r"[^A-Za-z0-9._ -]", "_", download_name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(download_name, safe='')}"
+
+
+class S3ResultStorage:
+    """Our own result storage in ``s3://bucket/prefix`` (a
+    :class:`~uvm_reporting.storage.result_storage.ResultStorage`): download links are presigned
+    GETs valid for ``link_lifetime_seconds``, straight to the bucket."""
+
+    # A presigned URL may need credentials fetched first (an instance role), and needs no route.
+    links_without_io = False
+    served_folder = None
+
+    def __init__(
+        self,
+        client_factory: S3ClientFactory,
+        bucket: str,
+        prefix: str = "",
+        *,
+        region: str | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        link_lifetime_seconds: int = 3600,
+    ) -> None:
+        self.client_factory = client_factory
+        self.bucket = validate_bucket_name(bucket)
+        self.prefix = validate_key_prefix(prefix)
+        self.region = validate_region(region or client_factory.default_region)
+        self.part_size = part_size
+        self.link_lifetime_seconds = link_lifetime_seconds
+        self._client: S3Client | None = None
+
+    @classmethod
+    def from_url(
+        cls, url: str, client_factory: S3ClientFactory, *, link_lifetime_seconds: int = 3600
+    ) -> S3ResultStorage:
+        """``s3://bucket`` or ``s3://bucket/some/prefix``; the region is the client factory's default."""
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc:
+            raise BadUserInput(f"Storage URL {url!r} must look like s3://bucket/prefix.")
+        if parts.query or parts.fragment:
+            raise BadUserInput(f"Storage URL {url!r} must not have a query or a fragment.")
+        return cls(client_factory, parts.netloc, parts.path.lstrip("/"), link_lifetime_seconds=link_lifetime_seconds)
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            self._client = self.client_factory.own_client(self.region)
+        return self._client
+
+    def object_key(self, key: str) -> str:
+        """The full object key of ``key``: a relative POSIX path that cannot climb out of the prefix."""
+        segments = key.split("/")
+        if not key or key.startswith("/") or any(segment in ("", ".", "..") for segment in segments):
+            raise BadUserInput(f"invalid storage key {key!r}")
+        return join_key(self.prefix, key)
+
+    @contextmanager
+    def open_for_write(
+        self, key: str, *, content_type: str | None = None
+    ) -> Iterator[tuple[S3UploadStream, WrittenObject]]:
+        writer = S3ObjectWriter(
+            self.client, self.bucket, part_size=self.part_size, delivery=False, region=self.region, prefix=self.prefix
+        )
+        with writer.open_for_write(self.object_key(key), content_type=content_type) as (stream, written):
+            written.key = key
+            yield stream, written
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except ClientError as error:
+            code, _, status = error_code(error)
+            if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    def download_link(self, download: Download) -> SignedLink:
+        """A presigned GET of the file (see :meth:`presigned_url`)."""
+        lifetime = self.link_lifetime_seconds
+        expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lifetime)
+        url = self.presigned_url(download.key, download.file_name, lifetime, content_type=download.content_type)
+        return SignedLink(url=url, expires_at=expires_at)
+
+    def presigned_url(
+        self, key: str, download_name: str, expires_in_seconds: int, *, content_type: str | None = None
+    ) -> str:
+        """A presigned GET of ``key`` that downloads as ``download_name``.
+
+        The URL is signed with this deployment's credentials and stops working when they do:
+        with temporary credentials (an instance role) that can be sooner than the expiry asked for.
+        """
+        if not 1 <= expires_in_seconds <= MAX_PRESIGNED_EXPIRY_SECONDS:
+            raise BadUserInput(
+                f"A presigned URL expires after 1 to {MAX_PRESIGNED_EXPIRY_SECONDS} seconds (7 days); "
+                f"{expires_in_seconds} was asked for."
+            )
+        params: dict[str, str] = {
+            "Bucket": self.bucket,
+            "Key": self.object_key(key),
+            "ResponseContentDisposition": content_disposition(download_name),
+        }
+        if content_type:
+            params["ResponseContentType"] = content_type
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in_seconds)

@@ -1,0 +1,262 @@
+"""The contract of our result storage (storage/result_storage.py), held by both implementations:
+a local folder, and S3 through a moto server over HTTP.
+
+A download link is fetched the way a client fetches it: the folder's link through our
+``/downloads`` route (which finds the file by its run, so the run is a real one in a SQLite
+store), the S3 link straight from the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from uvm_reporting.api.download_routes import download_routes
+from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.errors import BadUserInput
+from uvm_reporting.services import RunDownload
+from uvm_reporting.storage.download_links import DownloadLinkSigner
+from uvm_reporting.storage.local_folder import LocalFolderStorage
+from uvm_reporting.storage.result_storage import Download, ResultStorage, WrittenObject
+from uvm_reporting.storage.s3 import MIB, S3ClientFactory, S3ResultStorage
+from uvm_reporting.store.accounts import create_account
+from uvm_reporting.store.database import open_database
+from uvm_reporting.store.reports import Report, create_report
+from uvm_reporting.store.runs import RunResult, claim_next_run, complete_run, enqueue_run, get_run
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+PART_SIZE = 5 * MIB
+LARGE = 2 * PART_SIZE + 123  # several parts on S3: a multipart upload
+UNFINISHED = "unfinished upload of "
+REPORT = {"name": "Contract check", "entity": "findings", "columns": ["id"], "viewers": "public", "editors": "public"}
+
+
+@dataclass(frozen=True)
+class Fetched:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Backend:
+    storage: ResultStorage
+    download_of: Callable[[str], Download]
+    """A download of the file stored at a key, as the wiring would ask for its link."""
+    fetch: Callable[[str], Fetched]
+    """GET a download link."""
+    leftovers: Callable[[], list[str]]
+    """Everything the storage holds: files and partial files, or objects and unfinished uploads."""
+
+
+@dataclass(frozen=True)
+class PlainDownload:
+    key: str
+    run_id: str
+    file_name: str
+    content_type: str
+
+
+@pytest.fixture(scope="module")
+def folder_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Report]]:
+    """A SQLite store with one report, for the runs whose files the folder's links lead to."""
+    engine = open_database(f"sqlite:///{tmp_path_factory.mktemp('contract-store') / 'store.sqlite3'}")
+    yield engine, create_report(engine, create_account(engine, "Contract Corp").id, REPORT)
+    engine.dispose()
+
+
+def _folder(tmp_path: Path, folder_store: tuple[Engine, Report]) -> Backend:
+    engine, report = folder_store
+    links = DownloadLinkSigner(b"k" * 32, "http://testserver", 600)
+    folder = LocalFolderStorage(tmp_path / "results", links)
+    http = TestClient(Starlette(routes=download_routes(engine, folder)))
+
+    def download_of(key: str) -> Download:
+        run = enqueue_run(
+            engine,
+            account_id=report.account_id,
+            report_id=report.id,
+            delivery=Delivery.DOWNLOAD,
+            format="csv",
+            definition=REPORT,
+            requested_by="test",
+        )
+        claimed = claim_next_run(engine, "contract-worker", lease_seconds=60, max_attempts=1)
+        assert claimed is not None
+        assert claimed.id == run.id
+        assert complete_run(engine, run.id, "contract-worker", RunResult(0, 0, "", key))
+        return RunDownload(get_run(engine, report.account_id, run.id))
+
+    def fetch(url: str) -> Fetched:
+        response = http.get(url)
+        return Fetched(response.status_code, dict(response.headers), response.content)
+
+    def leftovers() -> list[str]:
+        return sorted(str(path.relative_to(folder.root)) for path in folder.root.rglob("*") if path.is_file())
+
+    return Backend(folder, download_of, fetch, leftovers)
+
+
+def _s3(moto_client_factory: S3ClientFactory, moto_s3: S3Client, moto_bucket: str) -> Backend:
+    storage = S3ResultStorage(
+        moto_client_factory, moto_bucket, "deployment/results", part_size=PART_SIZE, link_lifetime_seconds=600
+    )
+
+    def download_of(key: str) -> Download:
+        return PlainDownload(key=key, run_id="r-contract", file_name="contract-check.csv", content_type="text/csv")
+
+    def fetch(url: str) -> Fetched:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return Fetched(response.status, dict(response.headers), response.read())
+        except urllib.error.HTTPError as error:
+            return Fetched(error.code, dict(error.headers), error.read())
+
+    def leftovers() -> list[str]:
+        objects = moto_s3.list_objects_v2(Bucket=moto_bucket).get("Contents", [])
+        uploads = moto_s3.list_multipart_uploads(Bucket=moto_bucket).get("Uploads", [])
+        return sorted([item["Key"] for item in objects] + [f"{UNFINISHED}{item['Key']}" for item in uploads])
+
+    return Backend(storage, download_of, fetch, leftovers)
+
+
+@pytest.fixture(params=["folder", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "folder":
+        return _folder(tmp_path, request.getfixturevalue("folder_store"))
+    return _s3(
+        request.getfixturevalue("moto_client_factory"),
+        request.getfixturevalue("moto_s3"),
+        request.getfixturevalue("moto_bucket"),
+    )
+
+
+def _payload(size: int, seed: int = 0) -> bytes:
+    block = hashlib.sha256(str(seed).encode()).digest()
+    return (block * (size // len(block) + 1))[:size]
+
+
+def _store(storage: ResultStorage, key: str, data: bytes, chunk: int = MIB) -> WrittenObject:
+    with storage.open_for_write(key) as (writer, written):
+        for start in range(0, len(data), chunk):
+            writer.write(data[start : start + chunk])
+    return written
+
+
+def test_a_finished_write_is_published_whole_and_described(backend: Backend) -> None:
+    data = _payload(LARGE)
+    written = _store(backend.storage, "results/acme/r-1.csv", data)
+    assert (written.key, written.size_bytes, written.sha256) == (
+        "results/acme/r-1.csv",
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+    )
+    assert backend.storage.exists("results/acme/r-1.csv")
+    assert backend.fetch(backend.storage.download_link(backend.download_of("results/acme/r-1.csv")).url).body == data
+
+
+def test_nothing_is_visible_under_the_key_before_the_write_completes(backend: Backend) -> None:
+    data = _payload(LARGE, seed=1)
+    with backend.storage.open_for_write("results/acme/r-2.csv") as (writer, _):
+        writer.write(data[: PART_SIZE + 1])  # on S3, a part is uploaded already
+        assert not backend.storage.exists("results/acme/r-2.csv")
+        published = [entry for entry in backend.leftovers() if not entry.startswith(UNFINISHED)]
+        assert not any(entry.endswith("results/acme/r-2.csv") for entry in published)
+        writer.write(data[PART_SIZE + 1 :])
+        assert not backend.storage.exists("results/acme/r-2.csv")
+    assert backend.storage.exists("results/acme/r-2.csv")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _write_then_fail(storage: ResultStorage, key: str, data: bytes) -> None:
+    with storage.open_for_write(key) as (writer, _):
+        writer.write(data)
+        raise Interrupted
+
+
+def test_a_write_that_raises_leaves_nothing_behind(backend: Backend) -> None:
+    with pytest.raises(Interrupted):
+        _write_then_fail(backend.storage, "results/acme/r-3.csv", _payload(LARGE, seed=2))
+    assert not backend.storage.exists("results/acme/r-3.csv")
+    assert backend.leftovers() == []
+
+
+def test_a_write_that_raises_keeps_the_earlier_file_of_the_key(backend: Backend) -> None:
+    earlier = _payload(1000, seed=3)
+    _store(backend.storage, "results/acme/r-4.csv", earlier)
+    with pytest.raises(Interrupted):
+        _write_then_fail(backend.storage, "results/acme/r-4.csv", _payload(LARGE, seed=4))
+    assert backend.fetch(backend.storage.download_link(backend.download_of("results/acme/r-4.csv")).url).body == earlier
+    assert len(backend.leftovers()) == 1
+
+
+def test_writing_a_key_again_replaces_its_file(backend: Backend) -> None:
+    _store(backend.storage, "results/acme/r-5.csv", _payload(LARGE, seed=5))
+    later = _payload(2000, seed=6)
+    written = _store(backend.storage, "results/acme/r-5.csv", later)
+    assert written.size_bytes == len(later)
+    assert backend.fetch(backend.storage.download_link(backend.download_of("results/acme/r-5.csv")).url).body == later
+    assert len(backend.leftovers()) == 1
+
+
+def test_exists_and_delete(backend: Backend) -> None:
+    storage = backend.storage
+    assert not storage.exists("results/acme/r-6.csv")
+    _store(storage, "results/acme/r-6.csv", b"id\n1\n")
+    assert storage.exists("results/acme/r-6.csv")
+    link = storage.download_link(backend.download_of("results/acme/r-6.csv"))
+    storage.delete("results/acme/r-6.csv")
+    assert not storage.exists("results/acme/r-6.csv")
+    # Our route answers 404; S3 answers 404, or 403 to a caller without s3:ListBucket (moto: 403).
+    assert backend.fetch(link.url).status in (403, 404)
+    storage.delete("results/acme/r-6.csv")  # a key without a file is no error
+    assert backend.leftovers() == []
+
+
+def test_an_empty_file_is_a_file(backend: Backend) -> None:
+    written = _store(backend.storage, "results/acme/r-7.csv", b"")
+    assert written.size_bytes == 0
+    assert backend.storage.exists("results/acme/r-7.csv")
+    assert backend.fetch(backend.storage.download_link(backend.download_of("results/acme/r-7.csv")).url).body == b""
+
+
+def test_a_download_link_fetches_the_file_under_its_name_until_it_expires(backend: Backend) -> None:
+    data = b"id,title\n1,Open port\n"
+    _store(backend.storage, "results/acme/r-8.csv", data)
+    download = backend.download_of("results/acme/r-8.csv")
+    link = backend.storage.download_link(download)
+    fetched = backend.fetch(link.url)
+    assert (fetched.status, fetched.body) == (200, data)
+    headers = {name.lower(): value for name, value in fetched.headers.items()}
+    assert headers["content-type"].startswith(download.content_type)
+    assert headers["content-disposition"].startswith("attachment")
+    assert f'filename="{download.file_name}"' in headers["content-disposition"]
+    lifetime = (link.expires_at - datetime.now(UTC)).total_seconds()
+    assert 590 <= lifetime <= 600
+
+
+@pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside.csv", "results/../../outside.csv"])
+def test_a_key_cannot_leave_the_storage(backend: Backend, key: str) -> None:
+    with pytest.raises(BadUserInput, match="invalid storage key"):
+        _store(backend.storage, key, b"x")
+    with pytest.raises(BadUserInput, match="invalid storage key"):
+        backend.storage.exists(key)
+    with pytest.raises(BadUserInput, match="invalid storage key"):
+        backend.storage.delete(key)
+    assert backend.leftovers() == []
