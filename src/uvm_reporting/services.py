@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from functools import cached_property
 
 from sqlalchemy import Engine
 
 from uvm_reporting.application.report_runs import ReportRuns
+from uvm_reporting.application.reports import Reports
 from uvm_reporting.auth.access_tokens import AccessTokens
-from uvm_reporting.domain.formats import content_type
-from uvm_reporting.exports.run_executor import RunExecutor, download_file_name, run_format
+from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.scheduler.service import Scheduler
 from uvm_reporting.settings import Settings
 from uvm_reporting.storage.download_links import DownloadLinkSigner
 from uvm_reporting.storage.result_storage import ResultStorage
 from uvm_reporting.storage.s3 import S3ClientFactory
+from uvm_reporting.storage.s3.customer_buckets import S3CustomerBuckets
 from uvm_reporting.storage.storage_url import result_storage_from_url
 from uvm_reporting.store.database import open_database
-from uvm_reporting.store.runs import RunRecord
 from uvm_reporting.worker.pool import WorkerPool
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 from uvm_reporting.worker.wakeups import PostgresWakeupListener
@@ -34,6 +33,10 @@ class Services:
     connector: S3ClientFactory
     signal: RunQueueSignal
     report_runs: ReportRuns
+
+    @property
+    def reports(self) -> Reports:
+        return self.report_runs.reports
 
     def worker_pool(self, threads: int | None = None) -> WorkerPool:
         executor = RunExecutor(
@@ -124,27 +127,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         report_runs=ReportRuns(
             engine=engine,
             signal=signal,
-            download_link=lambda run: storage.download_link(RunDownload(run)),
-            connector=s3_clients,
-            links_without_io=storage.links_without_io,
+            links=storage,
+            reports=Reports(engine, S3CustomerBuckets(s3_clients)),
         ),
     )
-
-
-class RunDownload:
-    """The file of a Completed download run, as its download link presents it. Only what the
-    storage asks for is computed: a local folder's link needs the run id alone."""
-
-    def __init__(self, run: RunRecord) -> None:
-        assert run.result_key is not None  # only Completed runs get a link
-        self.key = run.result_key
-        self.run_id = run.id
-        self._run = run
-
-    @cached_property
-    def file_name(self) -> str:
-        return download_file_name(self._run)
-
-    @cached_property
-    def content_type(self) -> str:
-        return content_type(*run_format(self._run))

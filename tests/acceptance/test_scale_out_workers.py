@@ -17,12 +17,12 @@ from sqlalchemy import Engine, func, select
 
 from tests.acceptance.server_process import cli_process
 from tests.integration.conftest import ALL_FINDINGS_REPORT, wait_for
-from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.store.accounts import create_account
 from uvm_reporting.store.database import open_database
 from uvm_reporting.store.reports import Report, create_report
-from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run
+from uvm_reporting.store.runs import enqueue_run, get_run
 from uvm_reporting.store.tables import runs
 
 

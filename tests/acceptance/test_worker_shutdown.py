@@ -19,12 +19,12 @@ from tests.acceptance.server_process import cli_process, running_server, stop_pr
 from tests.acceptance.test_seed_curl_flow import bash_json, get_token, poll_until_finished
 from tests.integration.conftest import ALL_FINDINGS_REPORT, wait_for
 from uvm_reporting.auth.api_client_credentials import create_client
-from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.store.accounts import create_account
 from uvm_reporting.store.database import open_database
 from uvm_reporting.store.reports import Report, create_report
-from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run
+from uvm_reporting.store.runs import enqueue_run, get_run
 
 # SQLite exports 250k findings in about 2.5 s here (120k took 1.3 s, which a loaded machine once
 # finished before the worker had handled SIGTERM), well past a 0.2 s grace period. On PostgreSQL

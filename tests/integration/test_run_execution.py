@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy.exc import DataError, OperationalError
 
 from tests.expected_exports import expected_findings_rows
-from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.errors import RunErrorCode, StorageFailed, run_failure
 from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.services import Services
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.reports import Report
-from uvm_reporting.store.runs import RunRecord, complete_run, enqueue_run, get_run
+from uvm_reporting.store.runs import complete_run, enqueue_run, get_run
 from uvm_reporting.worker import pool as pool_module
 
 from .conftest import wait_for

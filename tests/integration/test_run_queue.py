@@ -8,14 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
-from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound, RunErrorCode
 from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.reports import Report
 from uvm_reporting.store.runs import (
-    RunRecord,
-    RunResult,
     claim_next_run,
     complete_run,
     enqueue_run,

@@ -14,17 +14,16 @@ from sqlalchemy import Engine, event
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, authenticate_bearer
 from uvm_reporting.application.report_runs import RUNNING_STATUS_TTL_SECONDS, ReportRuns
 from uvm_reporting.auth.api_client_credentials import create_client
-from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult
 from uvm_reporting.errors import Forbidden, NotFound, RunErrorCode
 from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
 from uvm_reporting.services import Services
 from uvm_reporting.storage.download_links import SignedLink
+from uvm_reporting.storage.result_storage import Download
 from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.api_clients import get_active_client, revoke_client
 from uvm_reporting.store.reports import Report, create_report, update_report
 from uvm_reporting.store.runs import (
-    RunRecord,
-    RunResult,
     claim_next_run,
     complete_run,
     enqueue_run,
@@ -62,21 +61,29 @@ def links() -> list[str]:
     return []
 
 
-@pytest.fixture
-def report_runs(services: Services, clock: Clock, links: list[str]) -> ReportRuns:
-    def sign(run: RunRecord) -> SignedLink:
-        links.append(run.id)
+@dataclasses.dataclass
+class CountedLinks:
+    """Download links that note which run each was made for (the storages' own links are
+    tested in test_result_storage_contract.py)."""
+
+    signed: list[str]
+    links_without_io: bool = True
+
+    def download_link(self, download: Download) -> SignedLink:
+        self.signed.append(download.run_id)
         return SignedLink(
-            url=f"https://links.example/{run.id}/{len(links)}",
-            expires_at=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=len(links)),
+            url=f"https://links.example/{download.run_id}/{len(self.signed)}",
+            expires_at=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=len(self.signed)),
         )
 
+
+@pytest.fixture
+def report_runs(services: Services, clock: Clock, links: list[str]) -> ReportRuns:
     return ReportRuns(
         engine=services.engine,
         signal=services.signal,
-        download_link=sign,
-        connector=services.connector,
-        links_without_io=True,
+        links=CountedLinks(links),
+        reports=services.reports,
         report_access=ExpiringCache(TTL, clock=clock),
         finished_runs=ExpiringCache(float("inf"), clock=clock),
         running_runs=ExpiringCache(RUNNING_STATUS_TTL_SECONDS, clock=clock),
@@ -261,7 +268,7 @@ def test_memory_only_answers_what_the_caches_hold_and_says_when_it_cannot(
 def test_memory_only_never_makes_a_link_that_may_need_io(
     engine: Engine, report: Report, report_runs: ReportRuns
 ) -> None:
-    presigning = dataclasses.replace(report_runs, links_without_io=False)  # e.g. our storage on S3
+    presigning = dataclasses.replace(report_runs, links=CountedLinks([], links_without_io=False))  # our storage on S3
     run = queue(engine, report)
     finish(engine, run)
     assert presigning.run_status(report.account_id, report.id, run.id)["status"] == "Completed"

@@ -8,10 +8,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from uvm_reporting.domain.formats import content_type
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.errors import Forbidden
-from uvm_reporting.exports.run_executor import download_file_name, run_format
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.runs import find_run
 
@@ -39,8 +37,8 @@ def download_routes(engine: Engine, storage: LocalFolderStorage) -> list[BaseRou
             return _refuse(404, "not_found", "The result of this run is no longer available.")
         return FileResponse(
             storage.path_of(run.result_key),
-            media_type=content_type(*run_format(run)),
-            filename=download_file_name(run),
+            media_type=run.media_type,
+            filename=run.download_file_name,
             headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
         )
 

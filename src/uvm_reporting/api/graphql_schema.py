@@ -14,6 +14,7 @@ from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_execut
 from graphql import GraphQLResolveInfo, GraphQLSchema
 
 from uvm_reporting.application.report_runs import ReportRuns
+from uvm_reporting.application.reports import Reports
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput, NotFound
 from uvm_reporting.store.reports import Report
@@ -30,6 +31,10 @@ class GraphQLContext:
     report_runs: ReportRuns
     memory_only: bool = False
     """Answer from the in-process caches or raise NotInMemory (api/graphql_route.py)."""
+
+    @property
+    def reports(self) -> Reports:
+        return self.report_runs.reports
 
 
 def _context(info: GraphQLResolveInfo) -> GraphQLContext:
@@ -66,20 +71,20 @@ def resolve_process_report(
 @mutation.field("createReport")
 def resolve_create_report(_: None, info: GraphQLResolveInfo, definition: Any) -> Report:
     context = _context(info)
-    return context.report_runs.create_report(context.account_id, _definition_object(definition))
+    return context.reports.create_report(context.account_id, _definition_object(definition))
 
 
 @mutation.field("updateReport")
 def resolve_update_report(_: None, info: GraphQLResolveInfo, id: str, definition: Any) -> Report:
     context = _context(info)
-    return context.report_runs.update_report(context.account_id, id, _definition_object(definition))
+    return context.reports.update_report(context.account_id, id, _definition_object(definition))
 
 
 @mutation.field("testReportDelivery")
 def resolve_test_report_delivery(_: None, info: GraphQLResolveInfo, id: str) -> dict[str, Any]:
     context = _context(info)
-    context.report_runs.public_report(context.account_id, id)
-    return context.report_runs.test_delivery(context.account_id, id)
+    context.reports.public_report(context.account_id, id)
+    return context.reports.test_delivery(context.account_id, id)
 
 
 def _definition_object(definition: Any) -> dict[str, Any]:
@@ -115,14 +120,14 @@ returns a ``JSON`` value (api/direct_queries.py calls them without the executor)
 @query.field("reports")
 def resolve_reports(_: None, info: GraphQLResolveInfo) -> list[Report]:
     context = _context(info)
-    return context.report_runs.public_reports(context.account_id)
+    return context.reports.public_reports(context.account_id)
 
 
 @query.field("report")
 def resolve_report(_: None, info: GraphQLResolveInfo, id: str) -> Report | None:
     context = _context(info)
     try:
-        return context.report_runs.public_report(context.account_id, id)
+        return context.reports.public_report(context.account_id, id)
     except NotFound:
         return None
 

@@ -1,14 +1,47 @@
-"""What the use cases need from the processes around them, as protocols they define.
+"""What the use cases need from the processes and adapters around them, as protocols.
 
-The worker's RunQueueSignal (and, in a scale-out deployment, nothing at all: workers poll)
-answers ``RunQueueWakeup``; the use cases never import the worker.
+The worker's RunQueueSignal answers ``RunQueueWakeup`` (the use cases never import the
+worker); any result storage answers ``DownloadLinks``; S3 answers ``CustomerBuckets``.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from uvm_reporting.storage.download_links import SignedLink
+from uvm_reporting.storage.result_storage import Download
+
 
 class RunQueueWakeup(Protocol):
     def notify(self) -> None:
         """A run was queued: wake an idle worker of this process, if there is one."""
+
+
+class DownloadLinks(Protocol):
+    @property
+    def links_without_io(self) -> bool:
+        """Whether a link is made without I/O: only then can a poll be answered from memory."""
+        ...
+
+    def download_link(self, download: Download) -> SignedLink: ...
+
+
+class DeliveryCheckOutcome(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def code(self) -> str | None:
+        """None when all went well, else a stable reason (storage/delivery reasons)."""
+        ...
+
+    @property
+    def message(self) -> str: ...
+
+
+class CustomerBuckets(Protocol):
+    def check_delivery(
+        self, *, bucket: str, prefix: str, region: str, role_arn: str, external_id: str
+    ) -> DeliveryCheckOutcome:
+        """Write and delete a canary object through the customer's role."""
+        ...

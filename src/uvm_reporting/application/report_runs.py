@@ -25,33 +25,26 @@ answers it or raises ``NotInMemory``, so the API can answer it without leaving i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine
 
-from uvm_reporting.application.ports import RunQueueWakeup
+from uvm_reporting.application.ports import DownloadLinks, RunQueueWakeup
+from uvm_reporting.application.reports import Reports, private_report
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
-from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.timestamps import format_utc, utc_now
-from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
+from uvm_reporting.errors import BadUserInput, NotFound
 from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
-from uvm_reporting.storage.download_links import SignedLink
-from uvm_reporting.storage.s3 import S3ClientFactory, check_delivery
-from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.ids import new_id
 from uvm_reporting.store.reports import (
-    Report,
-    create_report,
-    get_report,
-    list_reports,
     report_is_public,
-    update_report,
 )
-from uvm_reporting.store.runs import RunRecord, enqueue_run, get_run_and_report_access, list_runs
+from uvm_reporting.store.runs import enqueue_run, get_run_and_report_access, list_runs
 
 DEFAULT_DOWNLOAD_FORMAT = "csv"
 FINISHED_RUNS_KEPT = 4096
@@ -62,13 +55,10 @@ RUNNING_STATUS_TTL_SECONDS = 0.25
 class ReportRuns:
     engine: Engine
     signal: RunQueueWakeup
-    download_link: Callable[[RunRecord], SignedLink]
-    connector: S3ClientFactory
+    links: DownloadLinks
+    reports: Reports
     # (account id, report id) -> whether the report is public, for status polls only.
     report_access: ExpiringCache[tuple[str, str], bool] = field(default_factory=ExpiringCache)
-    # Whether download links are made without I/O (our own signer): only then can a poll of a
-    # Completed download run be answered from memory (an S3 presigner may fetch credentials).
-    links_without_io: bool = False
     # (account id, run id) -> a final run and its status document without the link. Never stale.
     finished_runs: ExpiringCache[tuple[str, str], tuple[RunRecord, dict[str, Any]]] = field(
         default_factory=lambda: ExpiringCache(float("inf"), max_entries=FINISHED_RUNS_KEPT)
@@ -91,7 +81,7 @@ class ReportRuns:
         """With a download link: CSV in our storage (or the format asked for), whatever the
         report's schedule says, as the spec has it. Without: the format and S3 destination of the
         report's schedule settings."""
-        report = self.public_report(account_id, report_id)
+        report = self.reports.public_report(account_id, report_id)
         if presigned_url:
             export_format, compression = _download_format(download_format, download_compression)
             run = enqueue_run(
@@ -147,15 +137,16 @@ class ReportRuns:
             if public is None:
                 public = self._report_is_public(account_id, run.report_id, memory_only=memory_only)
             if not public:
-                raise _private(run.report_id)
-            if memory_only and not self.links_without_io and _gets_a_link(run):
+                raise private_report(run.report_id)
+            # A presigner (our storage on S3) may fetch credentials: that poll is not answered from memory.
+            if memory_only and not self.links.links_without_io and _gets_a_link(run):
                 raise NotInMemory
             return self._with_link(run, dict(document))
         if memory_only:
             raise NotInMemory
         if report_id:
             if not self._report_is_public(account_id, report_id):
-                raise _private(report_id)
+                raise private_report(report_id)
             latest = list_runs(self.engine, account_id, report_id, limit=1)
             if not latest:
                 raise NotFound(
@@ -204,25 +195,8 @@ class ReportRuns:
         )
 
     def run_history(self, account_id: str, report_id: str, limit: int) -> list[dict[str, Any]]:
-        self.public_report(account_id, report_id)
+        self.reports.public_report(account_id, report_id)
         return [self.describe(run, with_link=False) for run in list_runs(self.engine, account_id, report_id, limit)]
-
-    def create_report(self, account_id: str, definition: dict[str, Any]) -> Report:
-        return create_report(self.engine, account_id, definition)
-
-    def update_report(self, account_id: str, report_id: str, definition: dict[str, Any]) -> Report:
-        self.public_report(account_id, report_id)  # public: its Editors access is Public too
-        return update_report(self.engine, account_id, report_id, definition)
-
-    def public_reports(self, account_id: str) -> list[Report]:
-        """The account's reports the API may reach: the public ones."""
-        return list_reports(self.engine, account_id, public_only=True)
-
-    def public_report(self, account_id: str, report_id: str) -> Report:
-        report = get_report(self.engine, account_id, report_id)
-        if not report.is_public:
-            raise _private(report_id)
-        return report
 
     def describe(self, run: RunRecord, *, with_link: bool = True) -> dict[str, Any]:
         """The JSON a client sees: always status, counts, format and timestamps."""
@@ -232,7 +206,7 @@ class ReportRuns:
     def _with_link(self, run: RunRecord, status: dict[str, Any]) -> dict[str, Any]:
         """``status`` plus a fresh download link when ``run`` is a Completed download run."""
         if _gets_a_link(run):
-            link = self.download_link(run)
+            link = self.links.download_link(RunDownload(run))
             status["presignedUrl"] = link.url
             status["presignedUrlExpiresAt"] = _timestamp(link.expires_at)
         return status
@@ -266,41 +240,9 @@ class ReportRuns:
                 status["resultFilePath"] = run.result_key
         return status
 
-    def test_delivery(self, account_id: str, report_id: str) -> dict[str, Any]:
-        """Write and delete a canary object through the customer's role; say precisely what failed."""
-        report = get_report(self.engine, account_id, report_id)
-        schedule = report.schedule
-        if schedule is None:
-            raise BadUserInput(f"Report {report_id} has no S3 delivery settings to test.", report_id=report_id)
-        delivery = schedule.delivery
-        check = check_delivery(
-            self.connector,
-            bucket=delivery.bucket,
-            prefix=delivery.path,
-            region=delivery.region,
-            role_arn=delivery.role_arn,
-            external_id=get_account(self.engine, account_id).external_id,
-        )
-        return {
-            "ok": check.ok,
-            "code": check.code,
-            "message": check.message,
-            "bucket": delivery.bucket,
-            "path": delivery.path,
-            "roleArn": delivery.role_arn,
-        }
-
 
 def _gets_a_link(run: RunRecord) -> bool:
     return run.delivery is Delivery.DOWNLOAD and run.state is RunState.COMPLETED
-
-
-def _private(report_id: str) -> Forbidden:
-    return Forbidden(
-        f"Report {report_id} is private. Only reports whose Viewers and Editors access are both "
-        "Public can be used through the API; ask an Editor of the report to make it Public.",
-        report_id=report_id,
-    )
 
 
 def _download_format(export_format: str | None, compression: str | None) -> tuple[str, str | None]:
@@ -310,3 +252,22 @@ def _download_format(export_format: str | None, compression: str | None) -> tupl
 
 def _timestamp(value: datetime | None) -> str | None:
     return None if value is None else format_utc(value, precise=True)
+
+
+class RunDownload:
+    """The file of a Completed download run, as its download link presents it. Only what the
+    storage asks for is computed: a local folder's link needs the run id alone."""
+
+    def __init__(self, run: RunRecord) -> None:
+        assert run.result_key is not None  # only Completed runs get a link
+        self.key = run.result_key
+        self.run_id = run.id
+        self._run = run
+
+    @cached_property
+    def file_name(self) -> str:
+        return self._run.download_file_name
+
+    @cached_property
+    def content_type(self) -> str:
+        return self._run.media_type

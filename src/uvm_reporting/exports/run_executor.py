@@ -23,11 +23,10 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.domain.formats import Compression, ExportFormat, content_type, file_extension
-from uvm_reporting.domain.names import report_name_slug
+from uvm_reporting.domain.formats import ExportFormat
 from uvm_reporting.domain.report_definition.model import ReportDefinition
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
-from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult
 from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import StorageFailed, UvmReportingError
 from uvm_reporting.exports.driver_sql import driver_query
@@ -47,7 +46,6 @@ from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.storage.result_storage import ResultStorage
 from uvm_reporting.storage.s3 import S3ClientFactory, S3ObjectWriter, put_json
 from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.runs import RunRecord, RunResult
 from uvm_reporting.store.tables import PLATFORM_TABLES
 
 log = logging.getLogger(__name__)
@@ -58,23 +56,6 @@ LOOKUP_MAX_VALUES = 500_000
 """The most values (rows times columns) a lookup table the export process joins may hold. At
 the lengths of ids and host names that is about 12 MB of table and 25 MB of hash table while
 keys are looked up (bench/RESULTS.md); a relation with more is joined by the database."""
-
-
-def result_key(run: RunRecord) -> str:
-    """Where a run's file lives in our storage; a retry of the same run writes the same key."""
-    return f"results/{run.account_id}/{run.id}.{file_extension(*run_format(run))}"
-
-
-def run_format(run: RunRecord) -> tuple[ExportFormat, Compression | None]:
-    return ExportFormat(run.format), Compression(run.compression) if run.compression else None
-
-
-def download_file_name(run: RunRecord) -> str:
-    """``<report-name>-<YYYYMMDD-HHMMSS>-<run id prefix>.<format>``, safe in any file system."""
-    name = str(run.definition.get("name", "report"))
-    slug = report_name_slug(name, download=True)
-    stamp = (run.finished_at or run.created_at).strftime("%Y%m%d-%H%M%S")
-    return f"{slug}-{stamp}-{run.id[:8]}.{file_extension(*run_format(run))}"
 
 
 def manifest_key(key: str) -> str:
@@ -117,7 +98,7 @@ class RunExecutor:
     def execute(self, run: RunRecord) -> RunResult:
         if run.delivery is Delivery.S3:
             return self._deliver_to_s3(run)
-        key = result_key(run)
+        key = run.storage_key
         with self._storage.open_for_write(key) as (writer, written):
             row_count = self.write(run, writer)
         return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=key)
@@ -133,9 +114,9 @@ class RunExecutor:
             role_arn, external_id, destination["region"], session_name=f"uvm-reporting-run-{run.id[:18]}"
         )
         writer = S3ObjectWriter(client, bucket, region=destination["region"], role_arn=role_arn)
-        with writer.open_for_write(key, content_type=content_type(*run_format(run))) as (stream, written):
+        with writer.open_for_write(key, content_type=run.media_type) as (stream, written):
             row_count = self.write(run, stream)
-        export_format, compression = run_format(run)
+        export_format, compression = run.export_format, run.export_compression
         definition = parse_report_definition(run.definition)
         manifest = {
             "file": key.rpartition("/")[2],
@@ -168,7 +149,7 @@ class RunExecutor:
         definition = parse_report_definition(run.definition)
         statement = compile_report_query(definition, run.account_id)
         columns = report_column_types(definition)
-        export_format, compression = run_format(run)
+        export_format, compression = run.export_format, run.export_compression
         if not self._in_export_process(definition, run.account_id):
             rows = row_batches(self._engine, statement, self._batch_size)
             return write_export(export_format, compression, rows, columns, out)

@@ -20,14 +20,14 @@ from functools import partial
 
 from sqlalchemy import Connection, Engine
 
-from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.domain.runs import Delivery, RunRecord
 from uvm_reporting.domain.schedule.fire_times import latest_fire_time_at_or_before, next_fire_time
 from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.schedule.settings import ScheduleSettings
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.store.ids import new_id
 from uvm_reporting.store.reports import Report, due_schedules
-from uvm_reporting.store.runs import RunRecord, enqueue_run
+from uvm_reporting.store.runs import enqueue_run
 from uvm_reporting.store.schedules import advance_and_enqueue
 
 log = logging.getLogger(__name__)

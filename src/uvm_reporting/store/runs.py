@@ -8,14 +8,13 @@ killed) is claimed again, up to ``max_attempts``, then marked Failed with a reas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Select, and_, bindparam, func, insert, or_, select, update
 
-from uvm_reporting.domain.runs import Delivery, RunState
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound, RunErrorCode
 from uvm_reporting.store.ids import new_id
@@ -23,41 +22,6 @@ from uvm_reporting.store.reports import is_public_access
 from uvm_reporting.store.tables import reports, runs
 
 RUNS_CHANNEL = "uvm_reporting_runs"  # PostgreSQL NOTIFY channel of newly queued runs
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    id: str
-    account_id: str
-    report_id: str
-    state: RunState
-    delivery: Delivery
-    format: str
-    compression: str | None
-    destination: dict[str, Any] | None
-    scheduled_for: datetime | None
-    definition: dict[str, Any]
-    requested_by: str | None
-    attempts: int
-    worker_id: str | None
-    lease_expires_at: datetime | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    row_count: int | None
-    size_bytes: int | None
-    sha256: str | None
-    result_key: str | None
-    error_code: str | None
-    error_message: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    row_count: int
-    size_bytes: int
-    sha256: str
-    result_key: str
 
 
 def enqueue_run(
