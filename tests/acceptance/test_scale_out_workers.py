@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from tests.acceptance.server_process import cli_process
-from tests.integration.conftest import ALL_FINDINGS_REPORT, wait_for
+from tests.support.cli import cli_process
+from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.waiting import wait_for
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.store.accounts import create_account

@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.expected_exports import expected_findings_rows
+from tests.support.cli import run_cli, running_server
+from tests.support.expected_exports import expected_findings_rows
+from tests.support.seed_commands import PROCESS_REPORT, TOKEN, bash, bash_json, fill, get_token, poll_until_finished
 from uvm_reporting.settings import Settings
 from uvm_reporting.store.database import create_database_engine
 
-from .seed_commands import GET_REPORT_RUN_STATUS, PROCESS_REPORT, TOKEN, fill
-from .server_process import run_cli, running_server
-
 EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
-
-
-def bash(command: str) -> str:
-    completed = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False)
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout
-
-
-def bash_json(command: str) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(bash(command))
-    return result
 
 
 def set_up_account(data_dir: Path, findings: int) -> dict[str, str]:
@@ -47,39 +32,6 @@ def set_up_account(data_dir: Path, findings: int) -> dict[str, str]:
         "client ID": client["client_id"],
         "client secret": client["client_secret"],
     }
-
-
-def get_token(base_url: str, ids: dict[str, str]) -> str:
-    response = bash_json(
-        fill(
-            TOKEN,
-            {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"], "client secret": ids["client secret"]},
-        )
-    )
-    assert response["token_type"] == "Bearer"
-    assert response["expires_in"] == 3600
-    token: str = response["access_token"]
-    return token
-
-
-def poll_until_finished(base_url: str, ids: dict[str, str], token: str, run_id: str) -> dict[str, Any]:
-    command = fill(
-        GET_REPORT_RUN_STATUS,
-        {
-            "URL": f"{base_url}/api/graphql",
-            "Account ID": ids["Account ID"],
-            "Bearer Token": token,
-            "report ID": ids["Report ID"],
-            "Run ID": run_id,
-        },
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status: dict[str, Any] = bash_json(command)["data"]["getReportRunStatus"]
-        if status["status"] != "Running":
-            return status
-        time.sleep(0.1)
-    raise AssertionError("the run was still Running after 60s")
 
 
 def test_token_process_report_status_and_download(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from tests.acceptance.seed_commands import PROCESS_REPORT, fill
-from tests.acceptance.server_process import cli_process, running_server, stop_process, wait_for_log
-from tests.acceptance.test_seed_curl_flow import bash_json, get_token, poll_until_finished
-from tests.integration.conftest import ALL_FINDINGS_REPORT, wait_for
+from tests.support.cli import cli_process, running_server, stop_process, wait_for_log
+from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.seed_commands import PROCESS_REPORT, bash_json, fill, get_token, poll_until_finished
+from tests.support.waiting import wait_for
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.store.accounts import create_account

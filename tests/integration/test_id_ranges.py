@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from tests.support.reports import ALL_FINDINGS_REPORT
 from uvm_reporting.domain.report_definition import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.id_ranges import split_by_id
@@ -21,8 +22,6 @@ from uvm_reporting.store.accounts import Account, create_account
 from uvm_reporting.store.reports import create_report
 from uvm_reporting.store.runs import enqueue_run
 from uvm_reporting.store.tables import findings
-
-from .conftest import ALL_FINDINGS_REPORT
 
 
 def export(

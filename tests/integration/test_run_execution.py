@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import DataError, OperationalError
 
-from tests.expected_exports import expected_findings_rows
+from tests.support.expected_exports import expected_findings_rows
+from tests.support.waiting import wait_for
 from uvm_reporting.domain.runs import Delivery, RunErrorCode, RunState
 from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.services import Services
@@ -18,8 +19,6 @@ from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.reports import Report
 from uvm_reporting.store.runs import RunRecord, complete_run, enqueue_run, get_run
 from uvm_reporting.worker import pool as pool_module
-
-from .conftest import wait_for
 
 
 def local(services: Services) -> LocalFolderStorage:

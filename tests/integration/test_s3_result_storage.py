@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from tests.integration.conftest import wait_for
 from tests.support.moto_server import DUMMY_KEYS
+from tests.support.waiting import wait_for
 from uvm_reporting.api.app import create_app
 from uvm_reporting.services import build_services
 from uvm_reporting.settings import Settings
