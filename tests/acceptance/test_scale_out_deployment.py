@@ -116,11 +116,10 @@ def http_status(url: str) -> str:
     ).stdout
 
 
+@pytest.mark.backends("postgresql")  # the scale-out deployment runs on PostgreSQL
 def test_two_apis_two_workers_and_a_scheduler_on_one_postgresql(
     tmp_path: Path, database_url: str, moto_iam: MotoIam, deployment_keys: AwsKeys
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the scale-out deployment runs on PostgreSQL")
     data_dir = tmp_path / "var"  # shared by every process: keys and result storage
 
     # The customer: an account with data, a bucket and a role trusting our deployment.

@@ -343,12 +343,11 @@ def test_filter_values_stay_values(engine: Engine, account: Account, tricky_rows
     assert export(engine, account, ALL_FINDINGS_REPORT, "csv", tmp_path, in_process=True)[0] == tricky_rows
 
 
+@pytest.mark.backends("sqlite")  # exports split into id ranges on SQLite only
 @pytest.mark.parametrize("parallelism", [1, 3])
 def test_sqlite_id_ranges_write_the_same_bytes(
     engine: Engine, account: Account, tricky_rows: int, parallelism: int, tmp_path: Path
 ) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("exports split into id ranges on SQLite only")
     for export_format in ("csv", "ndjson", "json"):
         split = export(
             engine,

@@ -23,6 +23,8 @@ from uvm_reporting.store.reports import create_report
 from uvm_reporting.store.runs import enqueue_run
 from uvm_reporting.store.tables import findings
 
+pytestmark = pytest.mark.backends("sqlite")  # exports split into id ranges on SQLite only
+
 
 def export(
     engine: Engine,
@@ -45,8 +47,6 @@ def export(
         definition=parse_report_definition(definition).to_json(),
         requested_by="test",
     )
-    if engine.dialect.name != "sqlite":
-        pytest.skip("exports split into id ranges on SQLite only")
     sink = io.BytesIO()
     executor = RunExecutor(
         engine,
