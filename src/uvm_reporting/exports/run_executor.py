@@ -25,6 +25,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine, func, select
 
+from uvm_reporting import fault_points
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition import ReportDefinition, parse_report_definition
 from uvm_reporting.domain.runs import Delivery
@@ -132,6 +133,7 @@ class RunExecutor:
             return self._deliver_to_s3(run)
         key = result_key(run)
         with self._storage.open_for_write(key) as (writer, written):
+            fault_points.reached("write")
             row_count = self.write(run, writer)
         return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=key)
 
@@ -147,6 +149,7 @@ class RunExecutor:
         )
         writer = S3ObjectWriter(client, bucket, region=destination["region"], role_arn=role_arn)
         with writer.open_for_write(key, content_type=content_type(*run_format(run))) as (stream, written):
+            fault_points.reached("write")
             row_count = self.write(run, stream)
         export_format, compression = run_format(run)
         definition = parse_report_definition(run.definition)
