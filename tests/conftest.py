@@ -8,11 +8,15 @@ PostgreSQL server the PostgreSQL half is skipped, except in CI, where it must ru
 
 Under pytest-xdist each worker is a session of its own: its own template file and database,
 its own temp folders, and ports the kernel chose.
+
+Random choices of a test (the scale-out tests' kill points) come from ``seeded_random``: a seed
+printed at the end of the run, the same in every xdist worker; ``UVM_TEST_SEED=<seed>`` repeats them.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +33,25 @@ from uvm_reporting.store.database import open_database
 pytest_plugins = ["tests.support.s3_fixtures"]
 
 BACKENDS = ("sqlite", "postgresql")
+SEED_VARIABLE = "UVM_TEST_SEED"
 SQLITE_FILE = Path("var") / "uvm-reporting.sqlite3"  # under tmp_path: where Settings(data_dir=tmp_path / "var") looks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Chosen once, before xdist starts its workers: they inherit it.
+    os.environ.setdefault(SEED_VARIABLE, str(random.SystemRandom().randrange(1_000_000)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(f"random choices: {SEED_VARIABLE}={os.environ[SEED_VARIABLE]} (set it to repeat them)")
+
+
+@pytest.fixture
+def seeded_random(request: pytest.FixtureRequest) -> random.Random:
+    """Random numbers for this test from the session's seed (printed with a failure's output)."""
+    seed = os.environ[SEED_VARIABLE]
+    print(f"{SEED_VARIABLE}={seed} ({request.node.nodeid})")
+    return random.Random(f"{seed}:{request.node.nodeid}")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

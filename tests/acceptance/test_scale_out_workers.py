@@ -87,9 +87,9 @@ def test_three_workers_run_a_thousand_runs_exactly_once(tmp_path: Path, database
     assert all(any(f"run {run}" in log.read_text() for log in logs) for run in list(queued)[:10])
 
 
-@pytest.mark.parametrize("round_number", range(3))  # three random kill points
+@pytest.mark.parametrize("round_number", range(3))  # three random kill points (seeded: see tests/conftest.py)
 def test_a_run_whose_worker_is_killed_is_finished_by_another(
-    tmp_path: Path, database_url: str, round_number: int
+    tmp_path: Path, database_url: str, round_number: int, seeded_random: random.Random
 ) -> None:
     data_dir = tmp_path / "var"
     engine, report = set_up(database_url, findings=60_000)
@@ -99,7 +99,8 @@ def test_a_run_whose_worker_is_killed_is_finished_by_another(
         run = enqueue(engine, report)
         with worker_process(data_dir, database_url, tmp_path / "doomed.log", "--concurrency", "1", **options) as doomed:
             # Kill at a random point of the write: once the partial file reached a random size.
-            threshold = random.randint(1, 4_000_000)
+            threshold = seeded_random.randint(1, 4_000_000)
+            print(f"killing the worker once the partial file holds {threshold} bytes")
             wait_for(
                 lambda: (
                     any(p.stat().st_size >= threshold for p in folder.glob(".*.partial")) if folder.exists() else False
