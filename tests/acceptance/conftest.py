@@ -1,4 +1,5 @@
-"""Fixtures of the CLI acceptance tests: the data folder the commands use, and its database."""
+"""Fixtures of the CLI acceptance tests: the data folder the commands use, its database, and
+snapshots of filled databases (tests/support/snapshots.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from tests.support.snapshots import DatabaseSnapshots
 from uvm_reporting.settings import Settings
 from uvm_reporting.store.database import open_database
 
@@ -23,3 +25,10 @@ def store(data_dir: Path) -> Iterator[Engine]:
     engine = open_database(Settings(data_dir=data_dir).database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_snapshots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseSnapshots]:
+    snapshots = DatabaseSnapshots(tmp_path_factory.mktemp("snapshots"))
+    yield snapshots
+    snapshots.drop()

@@ -6,6 +6,7 @@ import csv
 import io
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,17 +109,25 @@ def test_a_token_of_one_region_is_refused_by_the_other(tmp_path: Path) -> None:
             assert "region" in response
 
 
+@pytest.fixture(scope="module")
+def server_and_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """One server with an account and a client, for the tests that only ask it for tokens."""
+    data_dir = tmp_path_factory.mktemp("token-server") / "var"
+    ids = set_up_account(data_dir, findings=1)
+    with running_server(data_dir) as (base_url, _):
+        yield base_url, ids
+
+
 @pytest.mark.parametrize("bad", ["client_secret=wrong", "grant_type=password"])
-def test_bad_token_requests_are_refused_per_rfc_6749(tmp_path: Path, bad: str) -> None:
-    ids = set_up_account(tmp_path / "var", findings=1)
-    with running_server(tmp_path / "var") as (base_url, _):
-        command = fill(
-            TOKEN,
-            {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"], "client secret": ids["client secret"]},
-        )
-        key = bad.split("=", maxsplit=1)[0]
-        command = re.sub(f"'{key}=[^']*'", f"'{bad}'", command)
-        response = bash(command.replace("curl ", "curl -s -i ", 1))
+def test_bad_token_requests_are_refused_per_rfc_6749(server_and_client: tuple[str, dict[str, str]], bad: str) -> None:
+    base_url, ids = server_and_client
+    command = fill(
+        TOKEN,
+        {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"], "client secret": ids["client secret"]},
+    )
+    key = bad.split("=", maxsplit=1)[0]
+    command = re.sub(f"'{key}=[^']*'", f"'{bad}'", command)
+    response = bash(command.replace("curl ", "curl -s -i ", 1))
     if key == "client_secret":
         assert response.startswith("HTTP/1.1 401")
         assert "www-authenticate" in response.lower()
