@@ -1,4 +1,4 @@
-"""Integration fixtures: the real services over a migrated SQLite file and a temp storage folder."""
+"""Integration fixtures: the real services over a migrated database (SQLite, PostgreSQL) and a temp storage folder."""
 
 from __future__ import annotations
 

@@ -26,6 +26,22 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_command(data_dir: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``uvm-reporting <args>`` to its end; its exit code and output, unchecked."""
+    return subprocess.run(
+        [CLI, *args], env=cli_env(data_dir, **extra_env), capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def one_json_object(output: str) -> dict[str, Any]:
+    """The one line of ``output``, a JSON object (what ``--json`` prints)."""
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    value = json.loads(lines[0])
+    assert isinstance(value, dict)
+    return value
+
+
 def run_cli(data_dir: Path, *args: str, **extra_env: str) -> dict[str, Any]:
     """Run an admin command with ``--json``; return its one JSON object."""
     completed = subprocess.run(
