@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from tests.support.cli import one_json_object, run_command
 from uvm_reporting.auth.api_client_credentials import authenticate_client
 from uvm_reporting.store.accounts import Account, create_account
 from uvm_reporting.store.api_clients import get_active_client
-
-CLI = Path(sys.executable).parent / "uvm-reporting"
 
 
 @pytest.fixture
@@ -25,19 +21,7 @@ def acme(store: Engine) -> Account:
 
 
 def run(data_dir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("UVM_REPORTING_")}
-    environment |= {"UVM_REPORTING_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    return subprocess.run(
-        [str(CLI), *arguments], env=environment, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def one_json_object(output: str) -> dict[str, Any]:
-    lines = output.strip().splitlines()
-    assert len(lines) == 1, output
-    value = json.loads(lines[0])
-    assert isinstance(value, dict)
-    return value
+    return run_command(data_dir, *arguments, COLUMNS="200")
 
 
 def test_create_prints_one_json_object_whose_secret_works(data_dir: Path, store: Engine, acme: Account) -> None:

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from tests.support.cli import one_json_object, run_command
 from uvm_reporting.store.accounts import account_counts, create_account
-
-COMMAND = Path(sys.executable).parent / "uvm-reporting"
 
 FINDING = {
     "id": "f-1",
@@ -33,19 +29,7 @@ def account_id(store: Engine) -> str:
 
 
 def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("UVM_REPORTING_")}
-    env["UVM_REPORTING_DATA_DIR"] = str(data_dir)
-    return subprocess.run(
-        [str(COMMAND), "data", *args], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
-
-
-def only_json_object(stdout: str) -> dict[str, Any]:
-    lines = stdout.strip().splitlines()
-    assert len(lines) == 1, stdout
-    result = json.loads(lines[0])
-    assert isinstance(result, dict)
-    return result
+    return run_command(data_dir, "data", *args)
 
 
 def one_line(text: str) -> str:
@@ -57,7 +41,7 @@ def test_generate_prints_one_json_object_and_fills_the_account(data_dir: Path, s
     result = run(data_dir, "generate", "--account", account_id, "--findings", "400", "--seed", "5", "--json")
 
     assert result.returncode == 0, result.stderr
-    assert only_json_object(result.stdout) == {"account_id": account_id, "findings": 400, "assets": 50}
+    assert one_json_object(result.stdout) == {"account_id": account_id, "findings": 400, "assets": 50}
     counts = account_counts(store, account_id)
     assert (counts["findings"], counts["assets"]) == (400, 50)
 
@@ -75,14 +59,14 @@ def test_generate_refuses_an_account_that_already_has_data(data_dir: Path, accou
     result = run(data_dir, "generate", "--account", account_id, "--findings", "8", "--json")
 
     assert result.returncode == 2
-    assert only_json_object(result.stdout)["error"]["code"] == "BAD_USER_INPUT"
+    assert one_json_object(result.stdout)["error"]["code"] == "BAD_USER_INPUT"
 
 
 def test_an_unknown_account_exits_2_with_not_found(data_dir: Path, store: Engine) -> None:
     result = run(data_dir, "generate", "--account", "no-such-account", "--findings", "8", "--json")
 
     assert result.returncode == 2
-    assert only_json_object(result.stdout) == {
+    assert one_json_object(result.stdout) == {
         "error": {"code": "NOT_FOUND", "message": "Account no-such-account does not exist."}
     }
 
@@ -96,7 +80,7 @@ def test_load_prints_one_json_object_and_stores_the_rows(
     result = run(data_dir, "load", "--account", account_id, "--entity", "findings", str(path), "--json")
 
     assert result.returncode == 0, result.stderr
-    assert only_json_object(result.stdout) == {"account_id": account_id, "entity": "findings", "loaded": 2}
+    assert one_json_object(result.stdout) == {"account_id": account_id, "entity": "findings", "loaded": 2}
     assert account_counts(store, account_id)["findings"] == 2
 
 
@@ -119,7 +103,7 @@ def test_load_of_a_bad_file_exits_2_naming_line_and_field_and_loads_nothing(
     assert text.stdout == ""
     assert one_line(text.stderr) == f"error (BAD_USER_INPUT): {message}"
     assert as_json.returncode == 2
-    assert only_json_object(as_json.stdout) == {
+    assert one_json_object(as_json.stdout) == {
         "error": {"code": "BAD_USER_INPUT", "message": message, "line": 3, "field": "severity"}
     }
     assert account_counts(store, account_id)["findings"] == 0

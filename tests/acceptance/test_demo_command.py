@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from .server_process import running_server
+from tests.support.cli import running_server
 
 
 def test_the_printed_curl_lines_work(tmp_path: Path) -> None:

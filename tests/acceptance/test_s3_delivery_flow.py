@@ -10,25 +10,16 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from tests.acceptance.seed_commands import PROCESS_REPORT, fill
-from tests.acceptance.server_process import run_cli, running_server
-from tests.acceptance.test_seed_curl_flow import bash_json, get_token, poll_until_finished
-from tests.expected_exports import expected_findings_rows
+from tests.support.cli import run_cli, running_server
+from tests.support.expected_exports import expected_findings_rows
 from tests.support.moto_server import AwsKeys, MotoIam, create_bucket, create_customer_role, unique_name
+from tests.support.s3_delivery import aws_env, manifest_key_of, s3_keys
+from tests.support.seed_commands import bash_json, get_token, poll_until_finished, process_without_link
 from uvm_reporting.settings import Settings
 from uvm_reporting.store.database import create_database_engine
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
 PREFIX = "exports/uvm"
-
-
-def aws_env(moto_iam: MotoIam, keys: AwsKeys) -> dict[str, str]:
-    return {
-        "UVM_REPORTING_S3_ENDPOINT_URL": moto_iam.endpoint_url,
-        "AWS_ACCESS_KEY_ID": keys.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
 
 
 def set_up(
@@ -73,20 +64,6 @@ def set_up(
     return data_dir, ids, {"bucket": bucket, "env": env}
 
 
-def process_without_link(base_url: str, ids: dict[str, str], token: str) -> dict[str, Any]:
-    command = fill(
-        PROCESS_REPORT,
-        {
-            "URL": f"{base_url}/api/graphql",
-            "Account ID": ids["Account ID"],
-            "Bearer Token": token,
-            "Report ID": ids["Report ID"],
-        },
-    )
-    command = command.replace("processReport(id:$id, isPresignedUrl: true)", "processReport(id:$id)")
-    return bash_json(command)
-
-
 def check_delivery_with_curl(base_url: str, ids: dict[str, str], token: str) -> dict[str, Any]:
     """The testReportDelivery mutation, sent with curl like the spec's calls."""
     document = json.dumps(
@@ -99,16 +76,6 @@ def check_delivery_with_curl(base_url: str, ids: dict[str, str], token: str) -> 
     )
     result: dict[str, Any] = response["data"]["testReportDelivery"]
     return result
-
-
-def manifest_key_of(path: str, bucket: str) -> str:
-    folder, _, name = path.removeprefix(f"s3://{bucket}/").rpartition("/")
-    return f"{folder}/{name.split('.')[0]}.manifest.json"
-
-
-def s3_keys(moto_iam: MotoIam, bucket: str) -> list[str]:
-    listing = moto_iam.s3().list_objects_v2(Bucket=bucket)
-    return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
 def test_parquet_is_delivered_to_the_customers_bucket_with_a_manifest(

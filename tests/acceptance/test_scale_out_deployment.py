@@ -32,19 +32,27 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 
-from tests.acceptance.seed_commands import GET_REPORT_RUN_STATUS, PROCESS_REPORT, fill
-from tests.acceptance.server_process import (
+from tests.support.cli import (
     cli_process,
-    free_port,
     running_server,
     stop_process,
     stop_processes,
     wait_for_log,
 )
-from tests.acceptance.test_s3_delivery_flow import aws_env, manifest_key_of, process_without_link, s3_keys
-from tests.acceptance.test_seed_curl_flow import bash, bash_json, get_token, poll_until_finished
 from tests.support.moto_server import AwsKeys, MotoIam, create_bucket, create_customer_role, unique_name
+from tests.support.ports import free_port
 from tests.support.postgres import cloned_database
+from tests.support.s3_delivery import aws_env, manifest_key_of, s3_keys
+from tests.support.seed_commands import (
+    GET_REPORT_RUN_STATUS,
+    PROCESS_REPORT,
+    bash,
+    bash_json,
+    fill,
+    get_token,
+    poll_until_finished,
+    process_without_link,
+)
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.platform_data.generator import generate_platform_data
@@ -108,11 +116,10 @@ def http_status(url: str) -> str:
     ).stdout
 
 
+@pytest.mark.backends("postgresql")  # the scale-out deployment runs on PostgreSQL
 def test_two_apis_two_workers_and_a_scheduler_on_one_postgresql(
     tmp_path: Path, database_url: str, moto_iam: MotoIam, deployment_keys: AwsKeys
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the scale-out deployment runs on PostgreSQL")
     data_dir = tmp_path / "var"  # shared by every process: keys and result storage
 
     # The customer: an account with data, a bucket and a role trusting our deployment.

@@ -13,9 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from tests.acceptance.server_process import cli_process, stop_processes, wait_for_log
-from tests.integration.conftest import wait_for
-from tests.support.moto_server import wait_until
+from tests.support.cli import cli_process, stop_processes, wait_for_log
+from tests.support.waiting import wait_for, wait_until
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.store.accounts import create_account
 from uvm_reporting.store.database import open_database

@@ -15,15 +15,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from tests.acceptance.server_process import cli_process
-from tests.integration.conftest import ALL_FINDINGS_REPORT, wait_for
+from tests.support.cli import cli_process
+from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.snapshots import DatabaseSnapshots
+from tests.support.waiting import wait_for
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.store.accounts import create_account
 from uvm_reporting.store.database import open_database
 from uvm_reporting.store.reports import Report, create_report
 from uvm_reporting.store.runs import enqueue_run, get_run
-from uvm_reporting.store.tables import runs
+from uvm_reporting.store.tables import accounts, runs
 
 
 def worker_process(
@@ -32,11 +34,18 @@ def worker_process(
     return cli_process(data_dir, log_path, "worker", *args, env={"UVM_REPORTING_DATABASE_URL": database_url, **env})
 
 
-def set_up(database_url: str, findings: int) -> tuple[Engine, Report]:
+def set_up(database_url: str, findings: int, snapshots: DatabaseSnapshots) -> tuple[Engine, Report]:
+    """An account with ``findings`` generated findings (generated once per session and backend) and a report."""
+
+    def populate(engine: Engine) -> None:
+        account = create_account(engine, "Acme Corp")
+        generate_platform_data(engine, account.id, findings=findings, seed=3)
+
+    snapshots.fill(database_url, f"acme-with-{findings}-findings", populate)
     engine = open_database(database_url)
-    account = create_account(engine, "Acme Corp")
-    generate_platform_data(engine, account.id, findings=findings, seed=3)
-    return engine, create_report(engine, account.id, ALL_FINDINGS_REPORT)
+    with engine.connect() as connection:
+        account_id = connection.execute(select(accounts.c.id)).scalar_one()
+    return engine, create_report(engine, account_id, ALL_FINDINGS_REPORT)
 
 
 def enqueue(engine: Engine, report: Report) -> RunRecord:
@@ -62,9 +71,11 @@ def count_final(engine: Engine) -> int:
         )
 
 
-def test_three_workers_run_a_thousand_runs_exactly_once(tmp_path: Path, database_url: str) -> None:
+def test_three_workers_run_a_thousand_runs_exactly_once(
+    tmp_path: Path, database_url: str, database_snapshots: DatabaseSnapshots
+) -> None:
     data_dir = tmp_path / "var"
-    engine, report = set_up(database_url, findings=3)
+    engine, report = set_up(database_url, 3, database_snapshots)
     try:
         queued = {enqueue(engine, report).id for _ in range(1000)}
         logs = [tmp_path / f"worker-{n}.log" for n in range(3)]
@@ -86,19 +97,24 @@ def test_three_workers_run_a_thousand_runs_exactly_once(tmp_path: Path, database
     assert all(any(f"run {run}" in log.read_text() for log in logs) for run in list(queued)[:10])
 
 
-@pytest.mark.parametrize("round_number", range(3))  # three random kill points
+@pytest.mark.parametrize("round_number", range(3))  # three random kill points (seeded: see tests/conftest.py)
 def test_a_run_whose_worker_is_killed_is_finished_by_another(
-    tmp_path: Path, database_url: str, round_number: int
+    tmp_path: Path,
+    database_url: str,
+    round_number: int,
+    seeded_random: random.Random,
+    database_snapshots: DatabaseSnapshots,
 ) -> None:
     data_dir = tmp_path / "var"
-    engine, report = set_up(database_url, findings=60_000)
+    engine, report = set_up(database_url, 60_000, database_snapshots)
     folder = data_dir / "storage" / "results" / report.account_id
     options = {"UVM_REPORTING_RUN_LEASE_SECONDS": "5"}
     try:
         run = enqueue(engine, report)
         with worker_process(data_dir, database_url, tmp_path / "doomed.log", "--concurrency", "1", **options) as doomed:
             # Kill at a random point of the write: once the partial file reached a random size.
-            threshold = random.randint(1, 4_000_000)
+            threshold = seeded_random.randint(1, 4_000_000)
+            print(f"killing the worker once the partial file holds {threshold} bytes")
             wait_for(
                 lambda: (
                     any(p.stat().st_size >= threshold for p in folder.glob(".*.partial")) if folder.exists() else False

@@ -4,34 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import subprocess
-import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.expected_exports import expected_findings_rows
+from tests.support.cli import run_cli, running_server
+from tests.support.expected_exports import expected_findings_rows
+from tests.support.seed_commands import PROCESS_REPORT, TOKEN, bash, bash_json, fill, get_token, poll_until_finished
 from uvm_reporting.settings import Settings
 from uvm_reporting.store.database import create_database_engine
 
-from .seed_commands import GET_REPORT_RUN_STATUS, PROCESS_REPORT, TOKEN, fill
-from .server_process import run_cli, running_server
-
 EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
-
-
-def bash(command: str) -> str:
-    completed = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False)
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout
-
-
-def bash_json(command: str) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(bash(command))
-    return result
 
 
 def set_up_account(data_dir: Path, findings: int) -> dict[str, str]:
@@ -47,39 +33,6 @@ def set_up_account(data_dir: Path, findings: int) -> dict[str, str]:
         "client ID": client["client_id"],
         "client secret": client["client_secret"],
     }
-
-
-def get_token(base_url: str, ids: dict[str, str]) -> str:
-    response = bash_json(
-        fill(
-            TOKEN,
-            {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"], "client secret": ids["client secret"]},
-        )
-    )
-    assert response["token_type"] == "Bearer"
-    assert response["expires_in"] == 3600
-    token: str = response["access_token"]
-    return token
-
-
-def poll_until_finished(base_url: str, ids: dict[str, str], token: str, run_id: str) -> dict[str, Any]:
-    command = fill(
-        GET_REPORT_RUN_STATUS,
-        {
-            "URL": f"{base_url}/api/graphql",
-            "Account ID": ids["Account ID"],
-            "Bearer Token": token,
-            "report ID": ids["Report ID"],
-            "Run ID": run_id,
-        },
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status: dict[str, Any] = bash_json(command)["data"]["getReportRunStatus"]
-        if status["status"] != "Running":
-            return status
-        time.sleep(0.1)
-    raise AssertionError("the run was still Running after 60s")
 
 
 def test_token_process_report_status_and_download(tmp_path: Path) -> None:
@@ -156,17 +109,25 @@ def test_a_token_of_one_region_is_refused_by_the_other(tmp_path: Path) -> None:
             assert "region" in response
 
 
+@pytest.fixture(scope="module")
+def server_and_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """One server with an account and a client, for the tests that only ask it for tokens."""
+    data_dir = tmp_path_factory.mktemp("token-server") / "var"
+    ids = set_up_account(data_dir, findings=1)
+    with running_server(data_dir) as (base_url, _):
+        yield base_url, ids
+
+
 @pytest.mark.parametrize("bad", ["client_secret=wrong", "grant_type=password"])
-def test_bad_token_requests_are_refused_per_rfc_6749(tmp_path: Path, bad: str) -> None:
-    ids = set_up_account(tmp_path / "var", findings=1)
-    with running_server(tmp_path / "var") as (base_url, _):
-        command = fill(
-            TOKEN,
-            {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"], "client secret": ids["client secret"]},
-        )
-        key = bad.split("=", maxsplit=1)[0]
-        command = re.sub(f"'{key}=[^']*'", f"'{bad}'", command)
-        response = bash(command.replace("curl ", "curl -s -i ", 1))
+def test_bad_token_requests_are_refused_per_rfc_6749(server_and_client: tuple[str, dict[str, str]], bad: str) -> None:
+    base_url, ids = server_and_client
+    command = fill(
+        TOKEN,
+        {"URL": f"{base_url}/oauth2/token", "client ID": ids["client ID"], "client secret": ids["client secret"]},
+    )
+    key = bad.split("=", maxsplit=1)[0]
+    command = re.sub(f"'{key}=[^']*'", f"'{bad}'", command)
+    response = bash(command.replace("curl ", "curl -s -i ", 1))
     if key == "client_secret":
         assert response.startswith("HTTP/1.1 401")
         assert "www-authenticate" in response.lower()

@@ -1,23 +1,23 @@
 """A worker process and SIGTERM: within the grace period it finishes its export, after it it hands the
 run back to the queue; and an idle worker starts a run queued by another process without waiting for
-its poll (LISTEN/NOTIFY on PostgreSQL). Runs on SQLite and on PostgreSQL."""
+its poll (LISTEN/NOTIFY on PostgreSQL). Runs on SQLite and on PostgreSQL.
+
+The export is held at the ``write`` fault point (uvm_reporting.fault_points) while the test stops the
+worker, so it is surely under way when the grace period starts, and, with a short grace period,
+when it ends: no guess at how long an export of so many rows takes on a loaded machine."""
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine
 
-from tests.acceptance.seed_commands import PROCESS_REPORT, fill
-from tests.acceptance.server_process import cli_process, running_server, stop_process, wait_for_log
-from tests.acceptance.test_seed_curl_flow import bash_json, get_token, poll_until_finished
-from tests.integration.conftest import ALL_FINDINGS_REPORT, wait_for
+from tests.support.cli import cli_process, running_server, stop_process, wait_for_log
+from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.seed_commands import PROCESS_REPORT, bash_json, fill, get_token, poll_until_finished
+from tests.support.waiting import wait_for
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
@@ -26,17 +26,27 @@ from uvm_reporting.store.database import open_database
 from uvm_reporting.store.reports import Report, create_report
 from uvm_reporting.store.runs import enqueue_run, get_run
 
-# SQLite exports 250k findings in about 2.5 s here (120k took 1.3 s, which a loaded machine once
-# finished before the worker had handled SIGTERM), well past a 0.2 s grace period. On PostgreSQL
-# COPY takes about half a second for 60k, so there the export is also held up by a lock on the
-# findings table (see held_up_export): it is then surely still running when the grace period ends.
-FINDINGS = {"sqlite": 250_000, "postgresql": 60_000}
+FINDINGS = 2_000
 SHORT_GRACE = "0.2"
 READY = r"worker \S+ running \d+ thread\(s\)"
 
 
 def dialect_of(database_url: str) -> str:
     return "postgresql" if database_url.startswith("postgresql") else "sqlite"
+
+
+def held_at_write(gate: Path) -> dict[str, str]:
+    """Worker settings that hold its export at the ``write`` fault point until ``release(gate)``;
+    the export runs in an export process, as a large one does."""
+    return {"UVM_REPORTING_FAULT_POINTS": f"write=pause:{gate}", "UVM_REPORTING_EXPORT_PROCESS_MIN_ROWS": "0"}
+
+
+def held(gate: Path) -> bool:
+    return gate.with_name(gate.name + ".reached").exists()
+
+
+def release(gate: Path) -> None:
+    gate.with_name(gate.name + ".release").touch()
 
 
 def set_up(database_url: str, findings: int) -> tuple[Engine, Report]:
@@ -58,21 +68,6 @@ def enqueue(engine: Engine, report: Report) -> RunRecord:
     )
 
 
-@contextmanager
-def held_up_export(engine: Engine) -> Iterator[Connection | None]:
-    """On PostgreSQL, hold an ACCESS EXCLUSIVE lock on findings: an export's query waits until the
-    yielded connection's transaction ends (``rollback()``), or until this block ends. A no-op on SQLite."""
-    if engine.dialect.name != "postgresql":
-        yield None
-        return
-    with engine.connect() as connection:
-        connection.execute(text("LOCK TABLE findings IN ACCESS EXCLUSIVE MODE"))
-        try:
-            yield connection
-        finally:
-            connection.rollback()
-
-
 def partial_files(folder: Path) -> list[Path]:
     return list(folder.glob(".*.partial")) if folder.exists() else []
 
@@ -83,22 +78,25 @@ def worker_env(database_url: str) -> dict[str, str]:
 
 def test_a_worker_finishes_its_export_within_the_grace_period(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "var"
-    engine, report = set_up(database_url, FINDINGS[dialect_of(database_url)])
+    engine, report = set_up(database_url, FINDINGS)
     folder = data_dir / "storage" / "results" / report.account_id
-    log = tmp_path / "worker.log"
+    log, gate = tmp_path / "worker.log", tmp_path / "write-gate"
     try:
         run = enqueue(engine, report)
-        with (
-            held_up_export(engine) as lock,
-            cli_process(
-                data_dir, log, "worker", "--concurrency", "1", "--grace", "60", env=worker_env(database_url)
-            ) as worker,
-        ):
-            wait_for(lambda: partial_files(folder), timeout=60, what="the export to be under way")
+        with cli_process(
+            data_dir,
+            log,
+            "worker",
+            "--concurrency",
+            "1",
+            "--grace",
+            "60",
+            env={**worker_env(database_url), **held_at_write(gate)},
+        ) as worker:
+            wait_for(lambda: held(gate) and partial_files(folder), timeout=60, what="the export to be under way")
             worker.terminate()
             wait_for_log(log, r"stopping: no new claims; 1 run\(s\) in progress get 60.0s", process=worker)
-            if lock is not None:
-                lock.rollback()  # the export goes on, inside the grace period
+            release(gate)  # the export goes on, inside the grace period
             code = worker.wait(timeout=90)
         finished = get_run(engine, report.account_id, run.id)
     finally:
@@ -106,7 +104,7 @@ def test_a_worker_finishes_its_export_within_the_grace_period(tmp_path: Path, da
     assert code == 0, log.read_text()
     assert finished.state is RunState.COMPLETED, finished
     assert finished.attempts == 1
-    assert finished.row_count == FINDINGS[dialect_of(database_url)]
+    assert finished.row_count == FINDINGS
     assert sorted(p.name for p in folder.iterdir()) == [f"{run.id}.csv"]
     assert (folder / f"{run.id}.csv").stat().st_size == finished.size_bytes
     assert "released unfinished" not in log.read_text()
@@ -117,26 +115,25 @@ def test_after_the_grace_period_the_run_goes_back_to_the_queue_for_another_worke
     tmp_path: Path, database_url: str
 ) -> None:
     data_dir = tmp_path / "var"
-    findings = FINDINGS[dialect_of(database_url)]
-    engine, report = set_up(database_url, findings)
+    engine, report = set_up(database_url, FINDINGS)
     folder = data_dir / "storage" / "results" / report.account_id
     first_log, second_log = tmp_path / "first-worker.log", tmp_path / "second-worker.log"
+    gate = tmp_path / "write-gate"  # never released: the export is still under way when the grace period ends
     try:
         run = enqueue(engine, report)
-        with held_up_export(engine):
-            with cli_process(
-                data_dir,
-                first_log,
-                "worker",
-                "--concurrency",
-                "1",
-                "--grace",
-                SHORT_GRACE,
-                env=worker_env(database_url),
-            ) as first:
-                wait_for(lambda: partial_files(folder), timeout=60, what="the export to be under way")
-                code, took = stop_process(first, timeout=15)
-            handed_back = get_run(engine, report.account_id, run.id)
+        with cli_process(
+            data_dir,
+            first_log,
+            "worker",
+            "--concurrency",
+            "1",
+            "--grace",
+            SHORT_GRACE,
+            env={**worker_env(database_url), **held_at_write(gate)},
+        ) as first:
+            wait_for(lambda: held(gate) and partial_files(folder), timeout=60, what="the export to be under way")
+            code, took = stop_process(first, timeout=15)
+        handed_back = get_run(engine, report.account_id, run.id)
         with cli_process(data_dir, second_log, "worker", "--concurrency", "1", env=worker_env(database_url)):
             finished = wait_for(
                 lambda: (r := get_run(engine, report.account_id, run.id)).state.is_final and r,
@@ -154,17 +151,10 @@ def test_after_the_grace_period_the_run_goes_back_to_the_queue_for_another_worke
     assert handed_back.lease_expires_at is None
     assert finished.state is RunState.COMPLETED, finished
     assert finished.attempts == 1
-    assert finished.row_count == findings
+    assert finished.row_count == FINDINGS
     assert f"run {run.id} of report {report.id} started (attempt 1)" in second_log.read_text()
     assert sorted(p.name for p in folder.iterdir()) == [f"{run.id}.csv"]  # no .partial left behind
     assert (folder / f"{run.id}.csv").stat().st_size == finished.size_bytes
-
-
-def pause_between_runs() -> None:
-    """Let 1.5 to 2.5 s pass. The worker's poll timer (1 s) restarts when its last run ends, so a pause
-    spread over a whole poll period queues each run at a random point of the cycle: polling alone
-    would start a run within 0.25 s one time in four, and five runs in a row one time in a thousand."""
-    time.sleep(random.uniform(1.5, 2.5))
 
 
 def test_an_idle_worker_starts_a_run_queued_through_the_api_at_once(tmp_path: Path, database_url: str) -> None:
@@ -202,8 +192,10 @@ def test_an_idle_worker_starts_a_run_queued_through_the_api_at_once(tmp_path: Pa
                 "Report ID": ids["Report ID"],
             },
         )
+        # Each run is queued as soon as the previous one is seen Completed: a fraction of a second
+        # after the worker's poll timer (1 s) restarted, so polling alone would start it no sooner
+        # than about 0.7 s later.
         for _ in range(5):
-            pause_between_runs()
             run_id = bash_json(command)["data"]["processReport"]["runId"]
             status = poll_until_finished(base_url, ids, token, run_id)
             statuses.append(status)

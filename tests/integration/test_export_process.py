@@ -25,7 +25,10 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, insert
 
-from tests.expected_exports import expected_findings_rows
+from tests.support.expected_exports import expected_findings_rows
+from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.sinks import ByteSink as Sink
+from tests.support.waiting import wait_for
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import ExportFormat
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
@@ -38,8 +41,6 @@ from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.reports import create_report
 from uvm_reporting.store.runs import enqueue_run
 from uvm_reporting.store.tables import assets, findings
-
-from .conftest import ALL_FINDINGS_REPORT, wait_for
 
 SECOND = datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
 FRACTION = datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)
@@ -55,14 +56,6 @@ TRICKY_TEXT = {
     "t-minus": '-minus, "quoted"\r\nCRLF',
     "t-spaces": "  padded  ",
 }
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.buffer = io.BytesIO()
-
-    def write(self, data: bytes | memoryview, /) -> int:
-        return self.buffer.write(data)
 
 
 @pytest.fixture
@@ -160,7 +153,7 @@ def export(
     )
     sink = Sink()
     count = executor.write(run, sink)
-    return count, sink.buffer.getvalue()
+    return count, bytes(sink.data)
 
 
 def both_ways(
@@ -350,12 +343,11 @@ def test_filter_values_stay_values(engine: Engine, account: Account, tricky_rows
     assert export(engine, account, ALL_FINDINGS_REPORT, "csv", tmp_path, in_process=True)[0] == tricky_rows
 
 
+@pytest.mark.backends("sqlite")  # exports split into id ranges on SQLite only
 @pytest.mark.parametrize("parallelism", [1, 3])
 def test_sqlite_id_ranges_write_the_same_bytes(
     engine: Engine, account: Account, tricky_rows: int, parallelism: int, tmp_path: Path
 ) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("exports split into id ranges on SQLite only")
     for export_format in ("csv", "ndjson", "json"):
         split = export(
             engine,
@@ -554,7 +546,7 @@ def test_a_spare_export_process_waits_for_the_next_job_and_goes_with_close(engin
         assert len(spares) == 1
         second = Sink()
         assert processes.run(job(engine, "SELECT 2.5 AS n"), second).rows == 1
-        assert second.buffer.getvalue() == b"n\n2.5\n"
+        assert bytes(second.data) == b"n\n2.5\n"
         assert spares[0] not in export_children()  # the spare ran it; another waits now
         assert len(export_children()) == 1
         dead = export_children()[0]

@@ -15,6 +15,7 @@ import pytest
 from graphql import build_client_schema, build_schema, execute_sync, get_introspection_query, print_schema
 from starlette.testclient import TestClient
 
+from tests.support.waiting import wait_for
 from uvm_reporting.api import graphql_route
 from uvm_reporting.api.app import create_app
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
@@ -25,8 +26,6 @@ from uvm_reporting.services import Services
 from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.api_clients import revoke_client
 from uvm_reporting.store.reports import Report, update_report
-
-from .conftest import wait_for
 
 PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}"
 GET_REPORT_RUN_STATUS = (

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from tests.support.reports import ALL_FINDINGS_REPORT
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.id_ranges import split_by_id
@@ -22,7 +23,7 @@ from uvm_reporting.store.reports import create_report
 from uvm_reporting.store.runs import enqueue_run
 from uvm_reporting.store.tables import findings
 
-from .conftest import ALL_FINDINGS_REPORT
+pytestmark = pytest.mark.backends("sqlite")  # exports split into id ranges on SQLite only
 
 
 def export(
@@ -46,8 +47,6 @@ def export(
         definition=parse_report_definition(definition).to_json(),
         requested_by="test",
     )
-    if engine.dialect.name != "sqlite":
-        pytest.skip("exports split into id ranges on SQLite only")
     sink = io.BytesIO()
     executor = RunExecutor(
         engine,

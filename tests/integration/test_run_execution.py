@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import DataError, OperationalError
 
-from tests.expected_exports import expected_findings_rows
+from tests.support.expected_exports import expected_findings_rows
+from tests.support.waiting import wait_for
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.errors import RunErrorCode, StorageFailed, run_failure
 from uvm_reporting.exports.run_executor import RunExecutor
@@ -19,8 +20,6 @@ from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.reports import Report
 from uvm_reporting.store.runs import complete_run, enqueue_run, get_run
 from uvm_reporting.worker import pool as pool_module
-
-from .conftest import wait_for
 
 
 def local(services: Services) -> LocalFolderStorage:

@@ -24,12 +24,12 @@ from tests.support.moto_server import (
     client_factory_for,
     create_bucket,
     create_deployment_user,
-    free_port,
     isolated_session,
     make_delivery_target,
     sts_client,
     unique_name,
 )
+from tests.support.ports import free_port
 from uvm_reporting.errors import BadUserInput
 from uvm_reporting.storage.s3 import (
     ASSUME_ROLE_DURATION_SECONDS,

@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 import uvm_reporting.storage.s3.multipart as s3_module
-from tests.integration.conftest import wait_for
 from tests.support.moto_server import DUMMY_KEYS
+from tests.support.waiting import wait_for
 from uvm_reporting.api.app import create_app
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import RunErrorCode, StorageFailed, run_failure

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
+from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.waiting import wait_for
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, authenticate_bearer
 from uvm_reporting.application.report_runs import RUNNING_STATUS_TTL_SECONDS, ReportRuns
 from uvm_reporting.auth.api_client_credentials import create_client
@@ -31,8 +33,6 @@ from uvm_reporting.store.runs import (
     get_run,
     get_run_and_report_access,
 )
-
-from .conftest import ALL_FINDINGS_REPORT, wait_for
 
 TTL = 2.0
 

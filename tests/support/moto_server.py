@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -32,6 +30,8 @@ import boto3
 import botocore.session
 from botocore.config import Config
 
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 from uvm_reporting.storage.s3 import S3ClientFactory, role_permissions_policy, trust_policy
 from uvm_reporting.store.accounts import new_external_id
 
@@ -70,13 +70,6 @@ ISOLATED_AWS_ENV = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def moto_command() -> list[str]:
     """The venv's ``moto_server`` console script, else ``python -m moto.server``."""
     if MOTO_SERVER.exists():
@@ -94,15 +87,6 @@ def _server_env(initial_no_auth_action_count: int | None) -> dict[str, str]:
     if initial_no_auth_action_count is not None:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(initial_no_auth_action_count)
     return env
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.05) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
 
 
 def _answers(endpoint_url: str, process: subprocess.Popen[bytes], log_path: Path) -> bool:

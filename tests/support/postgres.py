@@ -19,13 +19,13 @@ from uvm_reporting.store.database import open_database
 SERVER_URL = os.environ.get("UVM_REPORTING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 
-def _admin_engine() -> Engine:
+def admin_engine() -> Engine:
     return create_engine(f"{SERVER_URL}/postgres", isolation_level="AUTOCOMMIT", pool_size=1)
 
 
 def postgres_problem() -> str | None:
     """Why PostgreSQL cannot be used, or None when it answers."""
-    engine = _admin_engine()
+    engine = admin_engine()
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -40,7 +40,7 @@ def postgres_problem() -> str | None:
 def migrated_template() -> Iterator[str]:
     """Create a migrated template database; yield its name; drop it at the end."""
     name = f"uvm_template_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = _admin_engine()
+    admin = admin_engine()
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -56,7 +56,7 @@ def migrated_template() -> Iterator[str]:
 def cloned_database(template: str) -> Iterator[str]:
     """A new database copied from ``template``; yields its URL; dropped afterwards."""
     name = f"uvm_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_engine()
+    admin = admin_engine()
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))

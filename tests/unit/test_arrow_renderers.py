@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from xlsxwriter.utility import _datetime_to_excel_datetime  # what xlsxwriter's write_datetime() computes
 
+from tests.support.sinks import ByteSink as Sink
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.exports.arrow_formats.csv_lines import csv_header, csv_records, record_bytes
@@ -93,15 +94,6 @@ moments = st.one_of(
 )
 days = st.one_of(st.none(), st.dates(min_value=date(1000, 1, 1)))
 rows = st.lists(st.tuples(texts, texts, numbers, moments, days, texts), max_size=40)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes | memoryview, /) -> int:
-        self.data += data
-        return len(data)
 
 
 def arrow_batch(rows: Sequence[tuple[Any, ...]], columns: Columns, *, sqlite: bool = False) -> Any:

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.sinks import ByteSink as Sink
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.csv_format import write_csv
 
@@ -17,15 +18,6 @@ COLUMNS = [
     ("first_seen", FieldType.TIMESTAMP),
     ("due_date", FieldType.DATE),
 ]
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes | memoryview, /) -> int:
-        self.data += data
-        return len(data)
 
 
 def read_back(sink: Sink) -> list[list[str]]:

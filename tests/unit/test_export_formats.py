@@ -21,6 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.utils.escape import unescape
 
+from tests.support.sinks import ByteSink as Sink
+from tests.support.sinks import CountingSink
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import (
     Compression,
@@ -104,15 +106,6 @@ def _build() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
 
 ROWS, EXPECTED = _build()
 BATCHES = [ROWS[:4], [], ROWS[4:9], ROWS[9:]]  # an empty batch on the way must be harmless
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes | memoryview, /) -> int:
-        self.data += data
-        return len(data)
 
 
 def export(
@@ -434,17 +427,6 @@ def test_column_manifest_uses_format_independent_types() -> None:
 
 
 # --- Memory stays flat ------------------------------------------------------------------------------------
-
-
-class CountingSink:
-    """Keeps nothing: counts bytes only."""
-
-    def __init__(self) -> None:
-        self.size = 0
-
-    def write(self, data: bytes | memoryview, /) -> int:
-        self.size += len(data)
-        return len(data)
 
 
 def generated_batches(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
+from uvm_reporting import fault_points
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import ExportFormat
 from uvm_reporting.domain.report_definition.model import ReportDefinition
@@ -100,6 +101,7 @@ class RunExecutor:
             return self._deliver_to_s3(run)
         key = run.storage_key
         with self._storage.open_for_write(key) as (writer, written):
+            fault_points.reached("write")
             row_count = self.write(run, writer)
         return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=key)
 
@@ -115,6 +117,7 @@ class RunExecutor:
         )
         writer = S3ObjectWriter(client, bucket, region=destination["region"], role_arn=role_arn)
         with writer.open_for_write(key, content_type=run.media_type) as (stream, written):
+            fault_points.reached("write")
             row_count = self.write(run, stream)
         export_format, compression = run.export_format, run.export_compression
         definition = parse_report_definition(run.definition)

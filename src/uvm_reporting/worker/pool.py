@@ -19,6 +19,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
+from uvm_reporting import fault_points
 from uvm_reporting.domain.runs import RunRecord, RunResult
 from uvm_reporting.errors import RunErrorCode, run_failure
 from uvm_reporting.store.runs import claim_next_run, complete_run, fail_run, release_run, renew_lease
@@ -115,6 +116,7 @@ class WorkerPool:
 
     def _run_one(self, run: RunRecord, worker_id: str) -> None:
         log.info("run %s of report %s started (attempt %d) by %s", run.id, run.report_id, run.attempts, worker_id)
+        fault_points.reached("claim")
         self._on_run_changed(run)
         with self._lock:
             self._in_progress[run.id] = worker_id
@@ -141,6 +143,7 @@ class WorkerPool:
     def _complete(self, run: RunRecord, worker_id: str, result: RunResult) -> None:
         """Record the result; a result the database refuses (a value out of its range, say) fails
         the run with a reason instead of leaving it to be run again for nothing."""
+        fault_points.reached("complete")
         try:
             completed = complete_run(self._engine, run.id, worker_id, result)
         except (DataError, IntegrityError):

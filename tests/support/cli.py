@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,20 +15,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.support.ports import free_port
+
 CLI = str(Path(sys.executable).parent / "uvm-reporting")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UVM_REPORTING_")}
     env.update({"UVM_REPORTING_DATA_DIR": str(data_dir), **extra})
     return env
+
+
+def run_command(data_dir: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``uvm-reporting <args>`` to its end; its exit code and output, unchecked."""
+    return subprocess.run(
+        [CLI, *args], env=cli_env(data_dir, **extra_env), capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def one_json_object(output: str) -> dict[str, Any]:
+    """The one line of ``output``, a JSON object (what ``--json`` prints)."""
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    value = json.loads(lines[0])
+    assert isinstance(value, dict)
+    return value
 
 
 def run_cli(data_dir: Path, *args: str, **extra_env: str) -> dict[str, Any]:
