@@ -619,14 +619,24 @@ def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log_pat
 
 @contextlib.contextmanager
 def running_server(
-    dataset: Dataset, *, workers: bool = True, worker_threads: int | None = None, log_name: str = "server"
+    dataset: Dataset,
+    *,
+    workers: bool = True,
+    worker_threads: int | None = None,
+    log_name: str = "server",
+    code: Path | None = None,
 ) -> Iterator[Server]:
-    """``uvm-reporting serve`` on a free port (``--no-workers`` unless ``workers``); stopped on exit."""
+    """``uvm-reporting serve`` on a free port (``--no-workers`` unless ``workers``); stopped on exit.
+
+    ``code``: another checkout whose ``src/`` the server runs instead of this one's (e.g. an
+    older commit in a ``git worktree``), with this checkout's installed dependencies."""
     port = free_port()
     args = [CLI, "serve", "--host", HOST, "--port", str(port)]
     if not workers:
         args.append("--no-workers")
     extra = {} if worker_threads is None else {"UVM_REPORTING_WORKER_THREADS": str(worker_threads)}
+    if code is not None:
+        extra["PYTHONPATH"] = str(code.resolve() / "src")
     with started_process(args, dataset.env(**extra), log_name) as (process, log_path):
         base_url = f"http://{HOST}:{port}"
         _wait_until_healthy(base_url, process, log_path)
