@@ -8,7 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.csv_format import write_csv
+from uvm_reporting.exports.formats import ExportFormat
+from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
+from uvm_reporting.exports.rendering import write_rows
 
 COLUMNS = [
     ("id", FieldType.STRING),
@@ -17,6 +19,11 @@ COLUMNS = [
     ("first_seen", FieldType.TIMESTAMP),
     ("due_date", FieldType.DATE),
 ]
+
+
+def write_csv(batches: Batches, columns: Columns, out: BinaryWriter) -> int:
+    """The CSV renderer, fed rows as the worker reads them for a small report."""
+    return write_rows(ExportFormat.CSV, None, batches, columns, out)
 
 
 class Sink:

@@ -1,6 +1,7 @@
 """Executes one claimed run: definition -> parameterised SQL -> a format -> a destination.
 
-Two ways to write the file, with the same bytes (tests check they agree):
+One renderer per format (exports/rendering.py) writes every file from Arrow record batches;
+two ways to read the batches:
 
 * a report whose entity holds at least ``export_process_min_rows`` rows of the account runs in
   an export process of its own (exports/export_process.py): ADBC record batches rendered by
@@ -8,8 +9,9 @@ Two ways to write the file, with the same bytes (tests check they agree):
   read parallel id ranges there (exports/id_ranges.py);
   on PostgreSQL, relations that are only shown are joined there, from lookup tables of at most
   ``lookup_max_values`` values (exports/arrow_lookups.py);
-* smaller reports are written in the worker's thread by the row writers of exports/formats,
-  from the driver's rows (exports/row_batches.py): no process to start for a few rows.
+* smaller reports are rendered in the worker's thread from the driver's rows
+  (exports/row_batches.py), each batch made a record batch (exports/rows_as_arrow.py): no
+  process to start for a few rows.
 
 Either way the bytes stream into the destination, which counts, hashes and publishes them.
 """
@@ -39,7 +41,6 @@ from uvm_reporting.exports.formats import (
     column_manifest,
     content_type,
     file_extension,
-    write_export,
 )
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.id_ranges import split_by_id
@@ -49,6 +50,7 @@ from uvm_reporting.exports.query_compiler import (
     compile_report_query,
     report_column_types,
 )
+from uvm_reporting.exports.rendering import write_rows
 from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
@@ -179,7 +181,7 @@ class RunExecutor:
         export_format, compression = run_format(run)
         if not self._in_export_process(definition, run.account_id):
             rows = row_batches(self._engine, statement, self._batch_size)
-            return write_export(export_format, compression, rows, columns, out)
+            return write_rows(export_format, compression, rows, columns, out)
         ranges = None
         # Only SQLite: there reading and joining rows dominates and spreads over the ranges; on
         # PostgreSQL the server's one backend per query is the limit either way.

@@ -1,8 +1,11 @@
-"""NDJSON from Arrow record batches: the bytes ``formats/json_writer.py`` writes for the same rows.
+"""NDJSON (and, through json_array.py, JSON) from Arrow record batches.
 
 One object per row, keys in column order, no spaces, text verbatim (no formula prefix), UTF-8
 unescaped (``ensure_ascii=False``), numbers as Python writes a float (``10.0``, NaN and
-infinities as ``null``), NULL as ``null``. Escaping follows Python's JSON encoder exactly:
+infinities as ``null``: JSON cannot express them), NULL as ``null``. Text is written
+verbatim, without the formula neutralisation CSV and XLSX get: these files are read by
+programs, not opened by spreadsheets, and a prefixed quote would corrupt data a program
+compares or joins on. Escaping follows Python's JSON encoder exactly:
 ``\\"``, ``\\\\``, ``\\n``, ``\\r``, ``\\t``, ``\\b``, ``\\f`` and ``\\u00XX`` for the other
 control characters; it runs only on the values that hold one of those bytes.
 """

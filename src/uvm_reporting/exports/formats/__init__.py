@@ -1,22 +1,14 @@
-"""Export file formats: which exist, how each is named and typed, and one entry to write any.
+"""Export file formats: which exist, and how each is named and typed.
 
-Every writer takes ``(batches, columns, out)`` - batches of row tuples, ``(path, FieldType)``
-per column, a binary writer with ``write`` - streams rows from the batches to ``out``
-without holding the result, and returns the number of rows written.
+Every format has one renderer, which writes Arrow record batches (exports/rendering.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import StrEnum
 
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.exports.formats.common import LOGICAL_TYPES, Batches, BinaryWriter, Columns
-from uvm_reporting.exports.formats.csv_writer import write_csv
-from uvm_reporting.exports.formats.gzip_stream import GzipStream
-from uvm_reporting.exports.formats.json_writer import write_json, write_ndjson
-from uvm_reporting.exports.formats.parquet_writer import write_parquet
-from uvm_reporting.exports.formats.xlsx_writer import write_xlsx
+from uvm_reporting.exports.formats.common import LOGICAL_TYPES, BinaryWriter, Columns
 
 __all__ = [
     "BinaryWriter",
@@ -26,7 +18,6 @@ __all__ = [
     "content_type",
     "file_extension",
     "validate_format_options",
-    "write_export",
 ]
 
 
@@ -41,16 +32,6 @@ class ExportFormat(StrEnum):
 class Compression(StrEnum):
     GZIP = "gzip"
 
-
-Writer = Callable[[Batches, Columns, BinaryWriter], int]
-
-_WRITERS: dict[ExportFormat, Writer] = {
-    ExportFormat.CSV: write_csv,
-    ExportFormat.JSON: write_json,
-    ExportFormat.NDJSON: write_ndjson,
-    ExportFormat.XLSX: write_xlsx,
-    ExportFormat.PARQUET: write_parquet,
-}
 
 _CONTENT_TYPES: dict[ExportFormat, str] = {
     ExportFormat.CSV: "text/csv; charset=utf-8",
@@ -90,17 +71,3 @@ def content_type(format: ExportFormat, compression: Compression | None) -> str:
 def column_manifest(columns: Columns) -> list[dict[str, str]]:
     """Each column's name and format-independent type: string, number, timestamp or date."""
     return [{"name": name, "type": LOGICAL_TYPES[kind]} for name, kind in columns]
-
-
-def write_export(
-    format: ExportFormat, compression: Compression | None, batches: Batches, columns: Columns, out: BinaryWriter
-) -> int:
-    """Write ``batches`` to ``out`` in ``format`` (gzipped if asked); return the number of rows."""
-    validate_format_options(format, compression)
-    writer = _WRITERS[ExportFormat(format)]
-    if compression is None:
-        return writer(batches, columns, out)
-    stream = GzipStream(out)
-    rows = writer(batches, columns, stream)
-    stream.finish()
-    return rows
