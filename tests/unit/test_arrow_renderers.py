@@ -1,7 +1,7 @@
 """The Arrow renderers write the bytes the reference writers write.
 
 The reference writers (tests/support/reference_writers) write each format from Python rows,
-value by value; the renderers (exports/arrow_formats) must agree with them on every value:
+value by value; the renderers (exports/renderers) must agree with them on every value:
 generated rows cover text with every character that needs quoting or escaping, formula
 triggers, NULL next to the empty string, doubles across their whole range, timestamps of any
 unit and zone (as PostgreSQL's driver hands them over) and SQLite's stored text.
@@ -23,13 +23,13 @@ from xlsxwriter.utility import _datetime_to_excel_datetime  # what xlsxwriter's 
 from tests.support.reference_writers import write_csv, write_json, write_ndjson
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.timestamps import format_utc
-from uvm_reporting.exports.arrow_formats.csv_lines import csv_header, csv_records, record_bytes
-from uvm_reporting.exports.arrow_formats.excel_serials import date_serials, timestamp_serials
-from uvm_reporting.exports.arrow_formats.json_array import JsonArrayFromLines
-from uvm_reporting.exports.arrow_formats.ndjson_lines import ndjson_records
-from uvm_reporting.exports.arrow_formats.text_cells import cells_holding
 from uvm_reporting.exports.formats import ExportFormat
 from uvm_reporting.exports.formats.xlsx_writer import naive_utc
+from uvm_reporting.exports.renderers.csv_lines import csv_header, csv_records, record_bytes
+from uvm_reporting.exports.renderers.excel_serials import date_serials, timestamp_serials
+from uvm_reporting.exports.renderers.json_array import JsonArrayFromLines
+from uvm_reporting.exports.renderers.ndjson_lines import ndjson_records
+from uvm_reporting.exports.renderers.text_cells import cells_holding
 from uvm_reporting.exports.rendering import write_rows
 
 Columns = Sequence[tuple[str, FieldType]]

@@ -18,13 +18,13 @@ from typing import Any
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.arrow_formats.text_cells import (
+from uvm_reporting.exports.renderers.text_cells import (
     as_string_array,
     cells_holding,
     edit_where,
     neutralise_formulas,
 )
-from uvm_reporting.exports.arrow_formats.values_text import date_texts, number_texts, timestamp_texts
+from uvm_reporting.exports.renderers.values_text import date_texts, number_texts, timestamp_texts
 
 Columns = Sequence[tuple[str, FieldType]]
 

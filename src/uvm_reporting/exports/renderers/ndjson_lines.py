@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.arrow_formats.text_cells import as_string_array, cells_holding, edit_where
-from uvm_reporting.exports.arrow_formats.values_text import date_texts, number_texts, timestamp_texts
+from uvm_reporting.exports.renderers.text_cells import as_string_array, cells_holding, edit_where
+from uvm_reporting.exports.renderers.values_text import date_texts, number_texts, timestamp_texts
 
 Columns = Sequence[tuple[str, FieldType]]
 
