@@ -25,7 +25,7 @@ from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.exports.formats import ExportFormat
 from uvm_reporting.exports.formats.xlsx_writer import naive_utc
-from uvm_reporting.exports.renderers.csv_lines import csv_header, csv_records, record_bytes
+from uvm_reporting.exports.renderers.csv import csv_header, csv_records, record_bytes
 from uvm_reporting.exports.renderers.excel_serials import date_serials, timestamp_serials
 from uvm_reporting.exports.renderers.json_array import JsonArrayFromLines
 from uvm_reporting.exports.renderers.ndjson_lines import ndjson_records

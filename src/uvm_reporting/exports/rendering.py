@@ -2,7 +2,7 @@
 
 | format          | from each record batch                                                  |
 |-----------------|-------------------------------------------------------------------------|
-| csv             | records rendered by Arrow kernels (renderers/csv_lines.py)              |
+| csv             | records rendered by Arrow kernels (renderers/csv.py)              |
 | ndjson, json    | objects rendered by Arrow kernels (renderers/ndjson_lines.py)           |
 | parquet         | the batch cast to the export's schema, row groups by pyarrow           |
 | xlsx            | Excel serials computed column-wise, cells written by xlsxwriter         |
@@ -28,7 +28,7 @@ from uvm_reporting.exports.formats.gzip_stream import GzipStream
 from uvm_reporting.exports.formats.parquet_writer import arrow_schema, write_parquet_batches
 from uvm_reporting.exports.formats.xlsx_writer import write_xlsx
 from uvm_reporting.exports.ordered_parts import write_parts
-from uvm_reporting.exports.renderers.csv_lines import csv_header, csv_records, record_bytes
+from uvm_reporting.exports.renderers.csv import csv_header, csv_records, record_bytes
 from uvm_reporting.exports.renderers.excel_serials import date_serials, timestamp_serials
 from uvm_reporting.exports.renderers.json_array import JsonArrayFromLines
 from uvm_reporting.exports.renderers.ndjson_lines import ndjson_records

@@ -42,7 +42,7 @@ _SHORT_ESCAPED = {ord(char) for char, _ in _SHORT_ESCAPES}
 
 def ndjson_records(batch: Any, columns: Columns) -> Any:
     """One JSON object per row of ``batch``, each ending in LF, as a ``pa.string()`` array
-    (csv_lines.record_bytes hands its bytes over)."""
+    (csv.record_bytes hands its bytes over)."""
     if len(batch) == 0:
         return pa.array([], pa.string())
     # Literal text between the values is gathered into one scalar per gap, which the kernel
