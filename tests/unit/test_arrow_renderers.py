@@ -28,7 +28,7 @@ from uvm_reporting.exports.formats.xlsx_writer import naive_utc
 from uvm_reporting.exports.renderers.csv import csv_header, csv_records, record_bytes
 from uvm_reporting.exports.renderers.excel_serials import date_serials, timestamp_serials
 from uvm_reporting.exports.renderers.json_array import JsonArrayFromLines
-from uvm_reporting.exports.renderers.ndjson_lines import ndjson_records
+from uvm_reporting.exports.renderers.ndjson import ndjson_records
 from uvm_reporting.exports.renderers.text_cells import cells_holding
 from uvm_reporting.exports.rendering import write_rows
 

@@ -3,7 +3,7 @@
 | format          | from each record batch                                                  |
 |-----------------|-------------------------------------------------------------------------|
 | csv             | records rendered by Arrow kernels (renderers/csv.py)              |
-| ndjson, json    | objects rendered by Arrow kernels (renderers/ndjson_lines.py)           |
+| ndjson, json    | objects rendered by Arrow kernels (renderers/ndjson.py)           |
 | parquet         | the batch cast to the export's schema, row groups by pyarrow           |
 | xlsx            | Excel serials computed column-wise, cells written by xlsxwriter         |
 
@@ -31,7 +31,7 @@ from uvm_reporting.exports.ordered_parts import write_parts
 from uvm_reporting.exports.renderers.csv import csv_header, csv_records, record_bytes
 from uvm_reporting.exports.renderers.excel_serials import date_serials, timestamp_serials
 from uvm_reporting.exports.renderers.json_array import JsonArrayFromLines
-from uvm_reporting.exports.renderers.ndjson_lines import ndjson_records
+from uvm_reporting.exports.renderers.ndjson import ndjson_records
 from uvm_reporting.exports.rows_as_arrow import record_batches
 
 Renderer = Callable[[Any, Columns], Any]
