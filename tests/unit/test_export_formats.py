@@ -1,7 +1,7 @@
 """Every export format read back by an independent reader: csv, json, gzip, pyarrow, openpyxl.
 
 Rows go through the one renderer of each format as a small report's do (the driver's rows as
-Arrow record batches, exports/rendering.py ``write_rows``), and must give what the reference
+Arrow record batches, exports/renderers ``write_rows``), and must give what the reference
 writers (tests/support/reference_writers) give for the same rows."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from uvm_reporting.exports.formats import (
 from uvm_reporting.exports.formats.parquet_writer import arrow_schema, write_parquet_batches
 from uvm_reporting.exports.formats.xlsx_writer import MAX_DATA_ROWS_PER_SHEET, write_xlsx
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS, neutralise_formula
-from uvm_reporting.exports.rendering import in_export_schema, write_rows
+from uvm_reporting.exports.renderers import in_export_schema, write_rows
 from uvm_reporting.exports.rows_as_arrow import record_batches
 
 COLUMNS = [

@@ -1,4 +1,4 @@
-"""One export job, inside the export process: ADBC record batches -> exports/rendering.py -> ``out``.
+"""One export job, inside the export process: ADBC record batches -> exports/renderers -> ``out``.
 
 The job's parts (one query, or SQLite id ranges of a text format) are read through ADBC
 (exports/arrow_sources.py) and rendered by the one renderer of the job's format, which the
@@ -16,7 +16,7 @@ from typing import Any
 from uvm_reporting.exports.arrow_sources import postgres_batches, prefetched, sqlite_batches
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
 from uvm_reporting.exports.formats.common import BinaryWriter
-from uvm_reporting.exports.rendering import write_batches
+from uvm_reporting.exports.renderers import write_batches
 
 
 def write_job(job: ExportJob, out: BinaryWriter) -> int:

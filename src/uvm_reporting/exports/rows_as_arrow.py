@@ -2,7 +2,7 @@
 
 The small reports the worker writes in its own thread read their rows through the engine's
 driver (exports/row_batches.py); each batch becomes one record batch, one ``pa.array`` call per
-column, and is rendered like the export process's batches (exports/rendering.py).
+column, and is rendered like the export process's batches (exports/renderers).
 
 The columns get the types ADBC's drivers give the export process, so the renderers see the
 same batches either way: text for strings; doubles for numbers (a ``Decimal`` of a NUMERIC

@@ -1,6 +1,6 @@
 """Executes one claimed run: definition -> parameterised SQL -> a format -> a destination.
 
-One renderer per format (exports/rendering.py) writes every file from Arrow record batches;
+One renderer per format (exports/renderers) writes every file from Arrow record batches;
 two ways to read the batches:
 
 * a report whose entity holds at least ``export_process_min_rows`` rows of the account runs in
@@ -50,7 +50,7 @@ from uvm_reporting.exports.query_compiler import (
     compile_report_query,
     report_column_types,
 )
-from uvm_reporting.exports.rendering import write_rows
+from uvm_reporting.exports.renderers import write_rows
 from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json

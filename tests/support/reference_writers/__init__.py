@@ -2,7 +2,7 @@
 standard library (csv, json) and pyarrow's conversion of Python objects.
 
 They are the oracle of the differential tests: the one renderer of each format in src/
-(exports/rendering.py, Arrow kernels over record batches) must write the bytes these write for
+(exports/renderers, Arrow kernels over record batches) must write the bytes these write for
 the same rows (Parquet: the same table; XLSX has one writer, exports/formats/xlsx_writer.py,
 which the renderer feeds with Excel serials and these with Python dates).
 """

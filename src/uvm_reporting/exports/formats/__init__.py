@@ -1,6 +1,6 @@
 """Export file formats: which exist, and how each is named and typed.
 
-Every format has one renderer, which writes Arrow record batches (exports/rendering.py).
+Every format has one renderer, which writes Arrow record batches (exports/renderers).
 """
 
 from __future__ import annotations

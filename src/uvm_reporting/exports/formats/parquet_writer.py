@@ -2,7 +2,7 @@
 
 Schema from the catalog types: string/text -> ``string``, number -> ``double``, timestamp ->
 ``timestamp[us, tz=UTC]``, date -> ``date32``; every column nullable. ``write_parquet_batches``
-takes Arrow record batches of that schema (exports/rendering.py casts them to it). Batches
+takes Arrow record batches of that schema (exports/renderers casts them to it). Batches
 are gathered until about ``rows_per_group`` rows, then written as one row group: groups of a
 database batch (a few thousand rows) would bloat the footer and weaken compression and
 statistics.

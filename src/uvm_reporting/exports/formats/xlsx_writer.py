@@ -8,7 +8,7 @@ cell is written as a string, never a formula, but a user who edits it or saves t
 CSV would otherwise revive the formula). Excel caps a cell at 32,767 characters; longer text
 is cut there by xlsxwriter.
 
-A timestamp or date arrives as its Excel serial number, a ``float`` (exports/rendering.py
+A timestamp or date arrives as its Excel serial number, a ``float`` (exports/renderers
 computes them column-wise, exports/renderers/excel_serials.py), or, before 1900-03-01 where
 Excel's calendar has its quirks, as a ``datetime`` or ``date`` (or its ISO text) for xlsxwriter
 to convert; either way the cell holds the number Excel expects.
