@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats.common import Batches, Columns
-from uvm_reporting.exports.formats.parquet_writer import arrow_type
+from uvm_reporting.exports.renderers.parquet import arrow_type
 
 
 def record_batches(batches: Batches, columns: Columns) -> Iterator[Any]:

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
-from uvm_reporting.exports.formats.parquet_writer import ROWS_PER_GROUP, arrow_schema, write_parquet_batches
+from uvm_reporting.exports.renderers.parquet import ROWS_PER_GROUP, arrow_schema, write_parquet_batches
 
 
 def _column(values: Sequence[Any], field: Any, kind: FieldType) -> Any:
