@@ -36,10 +36,10 @@ from uvm_reporting.exports.formats import (
     file_extension,
     validate_format_options,
 )
-from uvm_reporting.exports.formats.xlsx_writer import MAX_DATA_ROWS_PER_SHEET, write_xlsx
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS, neutralise_formula
 from uvm_reporting.exports.renderers import in_export_schema, write_rows
 from uvm_reporting.exports.renderers.parquet import arrow_schema, write_parquet_batches
+from uvm_reporting.exports.renderers.xlsx import MAX_DATA_ROWS_PER_SHEET, write_xlsx
 from uvm_reporting.exports.rows_as_arrow import record_batches
 
 COLUMNS = [

@@ -3,7 +3,7 @@ standard library (csv, json) and pyarrow's conversion of Python objects.
 
 They are the oracle of the differential tests: the one renderer of each format in src/
 (exports/renderers, Arrow kernels over record batches) must write the bytes these write for
-the same rows (Parquet: the same table; XLSX has one writer, exports/formats/xlsx_writer.py,
+the same rows (Parquet: the same table; XLSX has one writer, exports/renderers/xlsx.py,
 which the renderer feeds with Excel serials and these with Python dates).
 """
 
@@ -17,7 +17,7 @@ from tests.support.reference_writers.parquet_writer import write_parquet
 from uvm_reporting.exports.formats import Compression, ExportFormat, validate_format_options
 from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
 from uvm_reporting.exports.formats.gzip_stream import GzipStream
-from uvm_reporting.exports.formats.xlsx_writer import write_xlsx
+from uvm_reporting.exports.renderers.xlsx import write_xlsx
 
 __all__ = ["write_csv", "write_json", "write_ndjson", "write_parquet", "write_reference"]
 
