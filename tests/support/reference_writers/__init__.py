@@ -16,7 +16,7 @@ from tests.support.reference_writers.json_writer import write_json, write_ndjson
 from tests.support.reference_writers.parquet_writer import write_parquet
 from uvm_reporting.exports.formats import Compression, ExportFormat, validate_format_options
 from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
-from uvm_reporting.exports.formats.gzip_stream import GzipStream
+from uvm_reporting.exports.renderers.gzip_stream import GzipStream
 from uvm_reporting.exports.renderers.xlsx import write_xlsx
 
 __all__ = ["write_csv", "write_json", "write_ndjson", "write_parquet", "write_reference"]

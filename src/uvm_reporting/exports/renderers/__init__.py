@@ -24,10 +24,10 @@ import pyarrow.compute as pc
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats import Compression, ExportFormat, validate_format_options
 from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
-from uvm_reporting.exports.formats.gzip_stream import GzipStream
 from uvm_reporting.exports.ordered_parts import write_parts
 from uvm_reporting.exports.renderers.csv import csv_header, csv_records, record_bytes
 from uvm_reporting.exports.renderers.excel_serials import date_serials, timestamp_serials
+from uvm_reporting.exports.renderers.gzip_stream import GzipStream
 from uvm_reporting.exports.renderers.json_array import JsonArrayFromLines
 from uvm_reporting.exports.renderers.ndjson import ndjson_records
 from uvm_reporting.exports.renderers.parquet import arrow_schema, write_parquet_batches
