@@ -1,7 +1,7 @@
 """One export job, inside the export process: ADBC record batches -> exports/renderers -> ``out``.
 
 The job's parts (one query, or SQLite id ranges of a text format) are read through ADBC
-(exports/arrow_sources.py) and rendered by the one renderer of the job's format, which the
+(exports/sources/adbc.py) and rendered by the one renderer of the job's format, which the
 worker uses for small reports too. A part read alone is read ahead in a thread of its own, so
 reading the next batch overlaps with rendering this one: the drivers and the kernels release
 the GIL.
@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from uvm_reporting.exports.arrow_sources import postgres_batches, prefetched, sqlite_batches
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.renderers import write_batches
+from uvm_reporting.exports.sources.adbc import postgres_batches, prefetched, sqlite_batches
 
 
 def write_job(job: ExportJob, out: BinaryWriter) -> int:
