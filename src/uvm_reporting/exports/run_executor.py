@@ -8,7 +8,7 @@ two ways to read the batches:
   Arrow's kernels, no Python object per value; large CSV, NDJSON and JSON exports on SQLite
   read parallel id ranges there (exports/id_ranges.py);
   on PostgreSQL, relations that are only shown are joined there, from lookup tables of at most
-  ``lookup_max_values`` values (exports/arrow_lookups.py);
+  ``lookup_max_values`` values (exports/sources/adbc_lookups.py);
 * smaller reports are rendered in the worker's thread from the driver's rows
   (exports/row_batches.py), each batch made a record batch (exports/rows_as_arrow.py): no
   process to start for a few rows.
