@@ -24,13 +24,13 @@ from tests.support.reference_writers import write_csv, write_json, write_ndjson
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.exports.formats import ExportFormat
-from uvm_reporting.exports.renderers import write_rows
 from uvm_reporting.exports.renderers.csv import csv_header, csv_records, record_bytes
 from uvm_reporting.exports.renderers.excel_serials import date_serials, timestamp_serials
 from uvm_reporting.exports.renderers.json_array import JsonArrayFromLines
 from uvm_reporting.exports.renderers.ndjson import ndjson_records
 from uvm_reporting.exports.renderers.text_cells import cells_holding
 from uvm_reporting.exports.renderers.xlsx import naive_utc
+from uvm_reporting.exports.sources.driver_rows import write_rows
 
 Columns = Sequence[tuple[str, FieldType]]
 

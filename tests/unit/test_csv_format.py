@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats import ExportFormat
 from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
-from uvm_reporting.exports.renderers import write_rows
+from uvm_reporting.exports.sources.driver_rows import write_rows
 
 COLUMNS = [
     ("id", FieldType.STRING),

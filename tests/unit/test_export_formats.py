@@ -37,10 +37,10 @@ from uvm_reporting.exports.formats import (
     validate_format_options,
 )
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS, neutralise_formula
-from uvm_reporting.exports.renderers import in_export_schema, write_rows
+from uvm_reporting.exports.renderers import in_export_schema
 from uvm_reporting.exports.renderers.parquet import arrow_schema, write_parquet_batches
 from uvm_reporting.exports.renderers.xlsx import MAX_DATA_ROWS_PER_SHEET, write_xlsx
-from uvm_reporting.exports.rows_as_arrow import record_batches
+from uvm_reporting.exports.sources.driver_rows import record_batches, write_rows
 
 COLUMNS = [
     ("id", FieldType.STRING),

@@ -1,5 +1,5 @@
 """A report's rows in batches through the engine's own driver (sqlite3, psycopg), for exports
-small enough to write in the worker's thread (exports/rows_as_arrow.py makes them Arrow
+small enough to write in the worker's thread (exports/sources/driver_rows.py makes them Arrow
 record batches for the renderers).
 
 No SQLAlchemy row objects: the driver's tuples go on as they are. On PostgreSQL a server-side

@@ -10,7 +10,7 @@ two ways to read the batches:
   on PostgreSQL, relations that are only shown are joined there, from lookup tables of at most
   ``lookup_max_values`` values (exports/sources/adbc_lookups.py);
 * smaller reports are rendered in the worker's thread from the driver's rows
-  (exports/row_batches.py), each batch made a record batch (exports/rows_as_arrow.py): no
+  (exports/row_batches.py), each batch made a record batch (exports/sources/driver_rows.py): no
   process to start for a few rows.
 
 Either way the bytes stream into the destination, which counts, hashes and publishes them.
@@ -50,8 +50,8 @@ from uvm_reporting.exports.query_compiler import (
     compile_report_query,
     report_column_types,
 )
-from uvm_reporting.exports.renderers import write_rows
 from uvm_reporting.exports.row_batches import row_batches
+from uvm_reporting.exports.sources.driver_rows import write_rows
 from uvm_reporting.storage.local_folder import WrittenObject
 from uvm_reporting.storage.s3 import S3Connector, S3ObjectWriter, put_json
 from uvm_reporting.store.accounts import get_account

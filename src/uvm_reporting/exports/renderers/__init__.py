@@ -9,7 +9,7 @@
 
 Every export goes through here, whichever way its batches come: a large report's from ADBC in
 the export process (exports/arrow_pipeline.py), a small report's from the driver's rows in the
-worker's thread (``write_rows``, exports/rows_as_arrow.py). An export of several parts (SQLite id
+worker's thread (exports/sources/driver_rows.py). An export of several parts (SQLite id
 ranges, text formats only) runs the parts at once (exports/ordered_parts.py).
 """
 
@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.exports.formats import Compression, ExportFormat, validate_format_options
-from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
+from uvm_reporting.exports.formats.common import BinaryWriter, Columns
 from uvm_reporting.exports.ordered_parts import write_parts
 from uvm_reporting.exports.renderers.csv import csv_header, csv_records, record_bytes
 from uvm_reporting.exports.renderers.excel_serials import date_serials, timestamp_serials
@@ -32,7 +32,6 @@ from uvm_reporting.exports.renderers.json_array import JsonArrayFromLines
 from uvm_reporting.exports.renderers.ndjson import ndjson_records
 from uvm_reporting.exports.renderers.parquet import arrow_schema, write_parquet_batches
 from uvm_reporting.exports.renderers.xlsx import write_xlsx
-from uvm_reporting.exports.rows_as_arrow import record_batches
 
 Renderer = Callable[[Any, Columns], Any]
 Part = Iterable[Any]
@@ -47,15 +46,6 @@ _TEXT_RENDERERS: dict[ExportFormat, Renderer] = {
     ExportFormat.NDJSON: ndjson_records,
     ExportFormat.JSON: ndjson_records,
 }
-
-
-def write_rows(
-    format: ExportFormat, compression: Compression | None, batches: Batches, columns: Columns, out: BinaryWriter
-) -> int:
-    """Write batches of row tuples, as a database driver hands them over, to ``out`` in
-    ``format`` (gzipped if asked): each batch becomes a record batch and is rendered like any
-    other. Return the number of rows."""
-    return write_batches(format, compression, columns, [record_batches(batches, columns)], out)
 
 
 def write_batches(

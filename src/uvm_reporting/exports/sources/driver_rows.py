@@ -1,4 +1,5 @@
-"""Batches of row tuples, as a database driver hands them over, as Arrow record batches.
+"""Batches of row tuples, as a database driver hands them over, as Arrow record batches, and
+written in a format through the renderers (``write_rows``).
 
 The small reports the worker writes in its own thread read their rows through the engine's
 driver (exports/row_batches.py); each batch becomes one record batch, one ``pa.array`` call per
@@ -19,8 +20,19 @@ from typing import Any
 import pyarrow as pa
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.formats.common import Batches, Columns
+from uvm_reporting.exports.formats import Compression, ExportFormat
+from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
+from uvm_reporting.exports.renderers import write_batches
 from uvm_reporting.exports.renderers.parquet import arrow_type
+
+
+def write_rows(
+    format: ExportFormat, compression: Compression | None, batches: Batches, columns: Columns, out: BinaryWriter
+) -> int:
+    """Write batches of row tuples, as a database driver hands them over, to ``out`` in
+    ``format`` (gzipped if asked): each batch becomes a record batch and is rendered like any
+    other. Return the number of rows."""
+    return write_batches(format, compression, columns, [record_batches(batches, columns)], out)
 
 
 def record_batches(batches: Batches, columns: Columns) -> Iterator[Any]:
