@@ -256,7 +256,7 @@ def main(argv: list[str]) -> int:
     _follow_the_worker(worker_pid)
     _return_freed_memory()
     # Loaded before the job arrives: a spare process does this while it waits.
-    from uvm_reporting.exports.arrow_pipeline import write_job  # noqa: PLC0415 - after the setup above
+    from uvm_reporting.exports.job_writer import write_job  # noqa: PLC0415 - after the setup above
 
     data = sys.stdin.buffer.read()
     if not data:

@@ -8,7 +8,7 @@
 | xlsx            | Excel serials computed column-wise, cells written by xlsxwriter       |
 
 Every export goes through here, whichever way its batches come: a large report's from ADBC in
-the export process (exports/arrow_pipeline.py), a small report's from the driver's rows in the
+the export process (exports/job_writer.py), a small report's from the driver's rows in the
 worker's thread (exports/sources/driver_rows.py). An export of several parts (SQLite id
 ranges, text formats only) runs the parts at once (exports/ordered_parts.py).
 """
