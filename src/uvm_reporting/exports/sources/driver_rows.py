@@ -14,6 +14,7 @@ text (SQLite, store.types). A column mixing both is parsed into the Arrow type.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ from uvm_reporting.exports.formats import Compression, ExportFormat
 from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
 from uvm_reporting.exports.renderers import write_batches
 from uvm_reporting.exports.renderers.parquet import arrow_type
+
+_DATED = (FieldType.TIMESTAMP, FieldType.DATE)
 
 
 def write_rows(
@@ -47,15 +50,17 @@ def record_batches(batches: Batches, columns: Columns) -> Iterator[Any]:
 
 def _column(values: Sequence[Any], kind: FieldType) -> Any:
     typed = arrow_type(kind)
+    if kind in _DATED and next((value for value in values if value is not None), None).__class__ is str:
+        # SQLite's stored text, as ADBC reads it (a datetime object among it fails: parsed below).
+        with contextlib.suppress(pa.ArrowTypeError, pa.ArrowInvalid):
+            return pa.array(values, type=pa.string())
     try:
         return pa.array(values, type=typed)
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         if kind is FieldType.NUMBER:  # e.g. Decimal from a NUMERIC expression
             return pa.array([None if value is None else float(value) for value in values], type=typed)
-        if kind not in (FieldType.TIMESTAMP, FieldType.DATE):
+        if kind not in _DATED:
             raise
-    if all(value is None or value.__class__ is str for value in values):
-        return pa.array(values, type=pa.string())  # SQLite's stored text, as ADBC reads it
     # Text next to datetime objects: Arrow's cast parses the text (the "Z" included).
     text = [value if value is None or isinstance(value, str) else value.isoformat() for value in values]
     return pa.array(text, type=pa.string()).cast(typed)
