@@ -912,10 +912,18 @@ def start_run(client: ApiClient, request: ExportRequest) -> tuple[str, float, fl
 
 
 def run_report(
-    client: ApiClient, report_id: str, request: ExportRequest, *, poll_interval: float = 0.01, timeout: float = 600
+    client: ApiClient,
+    report_id: str,
+    request: ExportRequest,
+    *,
+    poll_interval: float = 0.01,
+    timeout: float = 600,
+    first_poll_after: float = 0.0,
 ) -> RunTiming:
-    """processReport, then getReportRunStatus every ``poll_interval`` until the run is not Running."""
+    """processReport, then getReportRunStatus every ``poll_interval`` until the run is not Running
+    (the first one ``first_poll_after`` seconds after processReport answered)."""
     run_id, called, returned = start_run(client, request)
+    time.sleep(first_poll_after)
     deadline = returned + timeout
     started_seen: float | None = None
     polls = failed = 0
@@ -971,7 +979,12 @@ def export_timeout(rows: int) -> float:
 
 
 def try_export(
-    client: ApiClient, dataset: Dataset, request: ExportRequest | None, *, poll_interval: float = 0.01
+    client: ApiClient,
+    dataset: Dataset,
+    request: ExportRequest | None,
+    *,
+    poll_interval: float = 0.01,
+    first_poll_after: float = 0.0,
 ) -> RunTiming | str:
     """One export as ``request`` asks, checked (Completed, every row, the format asked for) and its
     file removed; or, when this server cannot make it, the reason as an "n/a (...)" text."""
@@ -979,7 +992,12 @@ def try_export(
         return NOT_SUPPORTED
     try:
         timing = run_report(
-            client, dataset.report_id, request, poll_interval=poll_interval, timeout=export_timeout(dataset.rows)
+            client,
+            dataset.report_id,
+            request,
+            poll_interval=poll_interval,
+            timeout=export_timeout(dataset.rows),
+            first_poll_after=first_poll_after,
         )
     except GraphQLError as error:
         if error.codes & {"BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"}:
