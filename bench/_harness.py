@@ -619,14 +619,24 @@ def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log_pat
 
 @contextlib.contextmanager
 def running_server(
-    dataset: Dataset, *, workers: bool = True, worker_threads: int | None = None, log_name: str = "server"
+    dataset: Dataset,
+    *,
+    workers: bool = True,
+    worker_threads: int | None = None,
+    log_name: str = "server",
+    code: Path | None = None,
 ) -> Iterator[Server]:
-    """``uvm-reporting serve`` on a free port (``--no-workers`` unless ``workers``); stopped on exit."""
+    """``uvm-reporting serve`` on a free port (``--no-workers`` unless ``workers``); stopped on exit.
+
+    ``code``: another checkout whose ``src/`` the server runs instead of this one's (e.g. an
+    older commit in a ``git worktree``), with this checkout's installed dependencies."""
     port = free_port()
     args = [CLI, "serve", "--host", HOST, "--port", str(port)]
     if not workers:
         args.append("--no-workers")
     extra = {} if worker_threads is None else {"UVM_REPORTING_WORKER_THREADS": str(worker_threads)}
+    if code is not None:
+        extra["PYTHONPATH"] = str(code.resolve() / "src")
     with started_process(args, dataset.env(**extra), log_name) as (process, log_path):
         base_url = f"http://{HOST}:{port}"
         _wait_until_healthy(base_url, process, log_path)
@@ -902,10 +912,18 @@ def start_run(client: ApiClient, request: ExportRequest) -> tuple[str, float, fl
 
 
 def run_report(
-    client: ApiClient, report_id: str, request: ExportRequest, *, poll_interval: float = 0.01, timeout: float = 600
+    client: ApiClient,
+    report_id: str,
+    request: ExportRequest,
+    *,
+    poll_interval: float = 0.01,
+    timeout: float = 600,
+    first_poll_after: float = 0.0,
 ) -> RunTiming:
-    """processReport, then getReportRunStatus every ``poll_interval`` until the run is not Running."""
+    """processReport, then getReportRunStatus every ``poll_interval`` until the run is not Running
+    (the first one ``first_poll_after`` seconds after processReport answered)."""
     run_id, called, returned = start_run(client, request)
+    time.sleep(first_poll_after)
     deadline = returned + timeout
     started_seen: float | None = None
     polls = failed = 0
@@ -961,7 +979,12 @@ def export_timeout(rows: int) -> float:
 
 
 def try_export(
-    client: ApiClient, dataset: Dataset, request: ExportRequest | None, *, poll_interval: float = 0.01
+    client: ApiClient,
+    dataset: Dataset,
+    request: ExportRequest | None,
+    *,
+    poll_interval: float = 0.01,
+    first_poll_after: float = 0.0,
 ) -> RunTiming | str:
     """One export as ``request`` asks, checked (Completed, every row, the format asked for) and its
     file removed; or, when this server cannot make it, the reason as an "n/a (...)" text."""
@@ -969,7 +992,12 @@ def try_export(
         return NOT_SUPPORTED
     try:
         timing = run_report(
-            client, dataset.report_id, request, poll_interval=poll_interval, timeout=export_timeout(dataset.rows)
+            client,
+            dataset.report_id,
+            request,
+            poll_interval=poll_interval,
+            timeout=export_timeout(dataset.rows),
+            first_poll_after=first_poll_after,
         )
     except GraphQLError as error:
         if error.codes & {"BAD_USER_INPUT", "GRAPHQL_VALIDATION_FAILED"}:

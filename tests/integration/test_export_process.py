@@ -1,6 +1,7 @@
-"""The export process (ADBC batches rendered by Arrow, in a process of its own) writes what the
-worker's thread writes with the row writers, on SQLite and on PostgreSQL; it fails cleanly and
-never outlives its worker."""
+"""The export process (ADBC batches, in a process of its own) writes what the worker's thread
+writes from the driver's rows, both through the one renderer of each format, and what the
+reference row writers (tests/support/reference_writers) write from those rows, on SQLite and on
+PostgreSQL; it fails cleanly and never outlives its worker."""
 
 from __future__ import annotations
 
@@ -26,15 +27,18 @@ import pytest
 from sqlalchemy import Engine, insert
 
 from tests.support.expected_exports import expected_findings_rows
+from tests.support.reference_writers import write_reference
 from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.sinks import ByteSink as Sink
 from tests.support.waiting import wait_for
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.domain.formats import ExportFormat
+from uvm_reporting.domain.formats import Compression, ExportFormat
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses, ExportProcessFailed, run_export_process
+from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
+from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.exports.run_executor import LOOKUP_MAX_VALUES, RunExecutor, _driver_database
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.accounts import Account
@@ -156,13 +160,56 @@ def export(
     return count, bytes(sink.data)
 
 
+def reference_export(
+    engine: Engine,
+    account: Account,
+    report: dict[str, Any],
+    export_format: str,
+    *,
+    compression: str | None = None,
+    batch_size: int = 10_000,
+    **_: Any,
+) -> tuple[int, bytes]:
+    """The report's rows as the worker's driver reads them, written by the reference writers."""
+    definition = parse_report_definition(report)
+    sink = Sink()
+    count = write_reference(
+        ExportFormat(export_format),
+        Compression(compression) if compression else None,
+        row_batches(engine, compile_report_query(definition, account.id), batch_size),
+        report_column_types(definition),
+        sink,
+    )
+    return count, bytes(sink.data)
+
+
+def same_content(export_format: str, content: bytes, expected: bytes) -> bool:
+    """Equal bytes; Parquet: equal tables; XLSX: equal cells on every sheet."""
+    if export_format == "parquet":
+        return bool(pq.read_table(io.BytesIO(content)).equals(pq.read_table(io.BytesIO(expected))))
+    if export_format == "xlsx":
+        return all_cells(content) == all_cells(expected)
+    return content == expected
+
+
+def all_cells(content: bytes) -> list[list[tuple[Any, ...]]]:
+    workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
+    try:
+        return [[tuple(row) for row in sheet.iter_rows(values_only=True)] for sheet in workbook.worksheets]
+    finally:
+        workbook.close()
+
+
 def both_ways(
     engine: Engine, account: Account, report: dict[str, Any], export_format: str, tmp_path: Path, **options: Any
 ) -> tuple[tuple[int, bytes], tuple[int, bytes]]:
-    return (
-        export(engine, account, report, export_format, tmp_path, in_process=True, **options),
-        export(engine, account, report, export_format, tmp_path, in_process=False, **options),
-    )
+    """The run written in the export process and in this thread; the thread's file must hold
+    what the reference writers write from the same rows."""
+    thread = export(engine, account, report, export_format, tmp_path, in_process=False, **options)
+    reference = reference_export(engine, account, report, export_format, **options)
+    assert thread[0] == reference[0]
+    assert same_content(export_format, thread[1], reference[1])
+    return export(engine, account, report, export_format, tmp_path, in_process=True, **options), thread
 
 
 @pytest.mark.parametrize(

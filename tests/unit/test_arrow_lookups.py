@@ -9,9 +9,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from uvm_reporting.exports import arrow_lookups
-from uvm_reporting.exports.arrow_lookups import Lookup, joined
 from uvm_reporting.exports.export_job import LOOKUP_KEY
+from uvm_reporting.exports.sources import adbc_lookups
+from uvm_reporting.exports.sources.adbc_lookups import Lookup, joined
 
 SEEN = pa.timestamp("us", tz="UTC")
 
@@ -50,7 +50,7 @@ KEYS = ["a1", None, "a9", "a2", "a1", "", "A1", "a1 ", "a2"]
 
 @pytest.mark.parametrize(("group_rows", "batch_rows"), [(50_000, 4), (3, 2), (1, 1), (4, 4), (100, 9)])
 def test_each_row_gets_its_keys_columns(monkeypatch: pytest.MonkeyPatch, group_rows: int, batch_rows: int) -> None:
-    monkeypatch.setattr(arrow_lookups, "GROUP_ROWS", group_rows)
+    monkeypatch.setattr(adbc_lookups, "GROUP_ROWS", group_rows)
     by_key: dict[str | None, tuple[str | None, datetime | None]] = {key: (host, seen) for key, host, seen in ASSETS}
     columns = ["asset.first_seen", "id", "asset.hostname"]
     lookup = Lookup.from_table("asset#key", lookup_table(ASSETS))

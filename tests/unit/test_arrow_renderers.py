@@ -1,10 +1,10 @@
-"""The Arrow renderers of the export process write the bytes the row writers write.
+"""The Arrow renderers write the bytes the reference writers write.
 
-The row writers (exports/formats) define each format; the renderers (exports/arrow_formats)
-must agree with them on every value: generated rows cover text with every character that
-needs quoting or escaping, formula triggers, NULL next to the empty string, doubles across
-their whole range, timestamps of any unit and zone (as PostgreSQL's driver hands them over)
-and SQLite's stored text.
+The reference writers (tests/support/reference_writers) write each format from Python rows,
+value by value; the renderers (exports/renderers) must agree with them on every value:
+generated rows cover text with every character that needs quoting or escaping, formula
+triggers, NULL next to the empty string, doubles across their whole range, timestamps of any
+unit and zone (as PostgreSQL's driver hands them over) and SQLite's stored text.
 """
 
 from __future__ import annotations
@@ -20,17 +20,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from xlsxwriter.utility import _datetime_to_excel_datetime  # what xlsxwriter's write_datetime() computes
 
+from tests.support.reference_writers import write_csv, write_json, write_ndjson
 from tests.support.sinks import ByteSink as Sink
 from uvm_reporting.domain.catalog import FieldType
+from uvm_reporting.domain.formats import ExportFormat
 from uvm_reporting.domain.timestamps import format_utc
-from uvm_reporting.exports.arrow_formats.csv_lines import csv_header, csv_records, record_bytes
-from uvm_reporting.exports.arrow_formats.excel_serials import date_serials, timestamp_serials
-from uvm_reporting.exports.arrow_formats.json_array import JsonArrayFromLines
-from uvm_reporting.exports.arrow_formats.ndjson_lines import ndjson_records
-from uvm_reporting.exports.arrow_formats.text_cells import cells_holding
-from uvm_reporting.exports.formats.common import naive_utc
-from uvm_reporting.exports.formats.csv_writer import write_csv
-from uvm_reporting.exports.formats.json_writer import write_json, write_ndjson
+from uvm_reporting.exports.renderers.csv import csv_header, csv_records, record_bytes
+from uvm_reporting.exports.renderers.excel_serials import date_serials, timestamp_serials
+from uvm_reporting.exports.renderers.json_array import JsonArrayFromLines
+from uvm_reporting.exports.renderers.ndjson import ndjson_records
+from uvm_reporting.exports.renderers.text_cells import cells_holding
+from uvm_reporting.exports.renderers.xlsx import naive_utc
+from uvm_reporting.exports.sources.driver_rows import write_rows
 
 Columns = Sequence[tuple[str, FieldType]]
 
@@ -151,6 +152,37 @@ def test_json_array_from_records_is_the_json_writers_bytes(rows: list[tuple[Any,
     array.write(lines[cut:])
     array.finish()
     assert bytes(sink.data) == row_writer_bytes(write_json, rows, COLUMNS)
+
+
+def driver_rows(rows: Sequence[tuple[Any, ...]], *, sqlite: bool) -> list[tuple[Any, ...]]:
+    """The rows as the worker's driver hands them over: PostgreSQL's Python types, or SQLite's
+    (timestamps and dates as the stored ISO text)."""
+    if not sqlite:
+        return list(rows)
+    return [
+        tuple(
+            format_utc(value)
+            if isinstance(value, datetime)
+            else value.isoformat()
+            if isinstance(value, date)
+            else value
+            for value in row
+        )
+        for row in rows
+    ]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=rows, sqlite=st.booleans(), fmt=st.sampled_from([ExportFormat.CSV, ExportFormat.NDJSON, ExportFormat.JSON]))
+def test_a_small_reports_rows_render_as_the_reference_writers_bytes(
+    rows: list[tuple[Any, ...]], sqlite: bool, fmt: ExportFormat
+) -> None:
+    given_rows = driver_rows(rows, sqlite=sqlite)
+    batches = [given_rows[:7], [], given_rows[7:]]
+    sink = Sink()
+    assert write_rows(fmt, None, batches, COLUMNS, sink) == len(rows)
+    reference = {ExportFormat.CSV: write_csv, ExportFormat.NDJSON: write_ndjson, ExportFormat.JSON: write_json}[fmt]
+    assert bytes(sink.data) == row_writer_bytes(reference, given_rows, COLUMNS)
 
 
 @pytest.mark.parametrize("value", ["", None, "x", "a,b"])

@@ -1,4 +1,8 @@
-"""Every export format read back by an independent reader: csv, json, gzip, pyarrow, openpyxl."""
+"""Every export format read back by an independent reader: csv, json, gzip, pyarrow, openpyxl.
+
+Rows go through the one renderer of each format as a small report's do (the driver's rows as
+Arrow record batches, exports/renderers ``write_rows``), and must give what the reference
+writers (tests/support/reference_writers) give for the same rows."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.utils.escape import unescape
 
+from tests.support.reference_writers import write_reference
 from tests.support.sinks import ByteSink as Sink
 from tests.support.sinks import CountingSink
 from uvm_reporting.domain.catalog import FieldType
@@ -32,10 +37,12 @@ from uvm_reporting.domain.formats import (
     validate_format_options,
 )
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.exports.formats import column_manifest, write_export
-from uvm_reporting.exports.formats.parquet_writer import write_parquet
-from uvm_reporting.exports.formats.xlsx_writer import MAX_DATA_ROWS_PER_SHEET, write_xlsx
+from uvm_reporting.exports.formats import column_manifest
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS, neutralise_formula
+from uvm_reporting.exports.renderers import in_export_schema
+from uvm_reporting.exports.renderers.parquet import arrow_schema, write_parquet_batches
+from uvm_reporting.exports.renderers.xlsx import MAX_DATA_ROWS_PER_SHEET, write_xlsx
+from uvm_reporting.exports.sources.driver_rows import record_batches, write_rows
 
 COLUMNS = [
     ("id", FieldType.STRING),
@@ -115,7 +122,7 @@ def export(
     columns: Sequence[tuple[str, FieldType]] = COLUMNS,
 ) -> bytes:
     sink = Sink()
-    count = write_export(fmt, compression, batches, columns, sink)
+    count = write_rows(fmt, compression, batches, columns, sink)
     assert count == sum(len(batch) for batch in batches)
     return bytes(sink.data)
 
@@ -137,6 +144,36 @@ def read_xlsx(data: bytes) -> dict[str, list[tuple[Any, ...]]]:
         }
     finally:
         workbook.close()
+
+
+# --- the renderer against the reference writers ----------------------------------------------
+
+# The driver hands over doubles for numbers (an int would be written ``0`` by the reference
+# JSON writer, ``0.0`` by the renderer and the export process alike).
+FLOAT_BATCHES = [
+    [(*row[:3], None if row[3] is None else float(row[3]), *row[4:]) for row in batch] for batch in BATCHES
+]
+
+
+@pytest.mark.parametrize("compression", [None, Compression.GZIP])
+@pytest.mark.parametrize("fmt", [ExportFormat.CSV, ExportFormat.JSON, ExportFormat.NDJSON])
+def test_text_formats_are_the_reference_writers_bytes(fmt: ExportFormat, compression: Compression | None) -> None:
+    sink = Sink()
+    assert write_reference(fmt, compression, FLOAT_BATCHES, COLUMNS, sink) == len(ROWS)
+    assert export(fmt, compression, batches=FLOAT_BATCHES) == bytes(sink.data)
+
+
+def test_parquet_is_the_reference_writers_table() -> None:
+    sink = Sink()
+    write_reference(ExportFormat.PARQUET, None, FLOAT_BATCHES, COLUMNS, sink)
+    expected = pq.read_table(io.BytesIO(bytes(sink.data)))
+    assert pq.read_table(io.BytesIO(export(ExportFormat.PARQUET, batches=FLOAT_BATCHES))).equals(expected)
+
+
+def test_xlsx_is_the_reference_writers_workbook() -> None:
+    sink = Sink()
+    write_reference(ExportFormat.XLSX, None, FLOAT_BATCHES, COLUMNS, sink)
+    assert read_xlsx(export(ExportFormat.XLSX, batches=FLOAT_BATCHES)) == read_xlsx(bytes(sink.data))
 
 
 # --- CSV -----------------------------------------------------------------------------------
@@ -225,7 +262,7 @@ def test_gzip_streams_rather_than_buffering() -> None:
             ]
         seen_before_end.append(len(sink.data))
 
-    write_export(ExportFormat.CSV, Compression.GZIP, batches(), COLUMNS, sink)
+    write_rows(ExportFormat.CSV, Compression.GZIP, batches(), COLUMNS, sink)
     assert seen_before_end[0] > 0
     assert len(sink.data) > seen_before_end[0]
     with gzip.open(io.BytesIO(bytes(sink.data)), "rt", encoding="utf-8", newline="") as text:
@@ -261,7 +298,9 @@ def test_parquet_gathers_batches_into_row_groups() -> None:
         for s in range(0, 40, 4)
     ]
     sink = Sink()
-    assert write_parquet(batches, COLUMNS, sink, rows_per_group=10) == 40
+    schema = arrow_schema(COLUMNS)
+    arrow = (in_export_schema(batch, schema) for batch in record_batches(batches, COLUMNS))
+    assert write_parquet_batches(arrow, COLUMNS, sink, rows_per_group=10) == 40
     parquet = pq.ParquetFile(io.BytesIO(bytes(sink.data)))
     sizes = [parquet.metadata.row_group(i).num_rows for i in range(parquet.metadata.num_row_groups)]
     assert sizes == [12, 12, 12, 4]
@@ -381,7 +420,7 @@ def test_gzip_is_refused_for_formats_compressed_inside(fmt: ExportFormat) -> Non
     with pytest.raises(BadUserInput, match="which are compressed already; it applies to csv, json, ndjson"):
         validate_format_options(fmt, Compression.GZIP)
     with pytest.raises(BadUserInput):
-        write_export(fmt, Compression.GZIP, [], COLUMNS, Sink())
+        write_rows(fmt, Compression.GZIP, [], COLUMNS, Sink())
 
 
 def test_parquet_refusal_says_why() -> None:
@@ -458,7 +497,7 @@ def peak_memory(fmt: ExportFormat, compression: Compression | None, rows: int) -
     try:
         tracemalloc.reset_peak()
         baseline = tracemalloc.get_traced_memory()[0]
-        assert write_export(fmt, compression, generated_batches(rows, sink, seen_before_end), COLUMNS, sink) == rows
+        assert write_rows(fmt, compression, generated_batches(rows, sink, seen_before_end), COLUMNS, sink) == rows
         peak = tracemalloc.get_traced_memory()[1] - baseline
     finally:
         if not already_tracing:

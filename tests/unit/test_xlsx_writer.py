@@ -14,8 +14,7 @@ from openpyxl.utils.escape import unescape
 from xlsxwriter.utility import _datetime_to_excel_datetime  # what xlsxwriter's write_datetime() computes
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.formats.common import as_date, naive_utc
-from uvm_reporting.exports.formats.xlsx_writer import _cell_writers, write_xlsx
+from uvm_reporting.exports.renderers.xlsx import _cell_writers, as_date, naive_utc, write_xlsx
 
 COLUMNS = [
     ("name", FieldType.STRING),

@@ -6,7 +6,7 @@ standard output into the run's destination, which counts, hashes and publishes i
 (our storage or the customer's S3 bucket). The outcome (rows, or a typed error) comes back on
 a pipe of its own. Why a process:
 
-* SQLite through ADBC's driver needs it (exports/arrow_sources.py: a second SQLite library in
+* SQLite through ADBC's driver needs it (exports/sources/adbc.py: a second SQLite library in
   the worker would break SQLite's locks);
 * the export's CPU work no longer shares the GIL with the API's status polls and the worker's
   other threads, and its memory goes back to the system when it ends.
@@ -256,7 +256,7 @@ def main(argv: list[str]) -> int:
     _follow_the_worker(worker_pid)
     _return_freed_memory()
     # Loaded before the job arrives: a spare process does this while it waits.
-    from uvm_reporting.exports.arrow_pipeline import write_job  # noqa: PLC0415 - after the setup above
+    from uvm_reporting.exports.job_writer import write_job  # noqa: PLC0415 - after the setup above
 
     data = sys.stdin.buffer.read()
     if not data:

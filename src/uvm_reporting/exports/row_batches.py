@@ -1,9 +1,9 @@
 """A report's rows in batches through the engine's own driver (sqlite3, psycopg), for exports
-small enough to write in the worker's thread with the row writers of exports/formats.
+small enough to write in the worker's thread (exports/sources/driver_rows.py makes them Arrow
+record batches for the renderers).
 
-No SQLAlchemy row objects: the driver's tuples go to the writers as they are. On PostgreSQL a
-server-side cursor streams the rows in binary (doubles arrive exact, whatever
-``extra_float_digits`` says).
+No SQLAlchemy row objects: the driver's tuples go on as they are. On PostgreSQL a server-side
+cursor streams the rows in binary (doubles arrive exact, whatever ``extra_float_digits`` says).
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
 """Executes one claimed run: definition -> parameterised SQL -> a format -> a destination.
 
-Two ways to write the file, with the same bytes (tests check they agree):
+One renderer per format (exports/renderers) writes every file from Arrow record batches;
+two ways to read the batches:
 
 * a report whose entity holds at least ``export_process_min_rows`` rows of the account runs in
   an export process of its own (exports/export_process.py): ADBC record batches rendered by
   Arrow's kernels, no Python object per value; large CSV, NDJSON and JSON exports on SQLite
   read parallel id ranges there (exports/id_ranges.py);
   on PostgreSQL, relations that are only shown are joined there, from lookup tables of at most
-  ``lookup_max_values`` values (exports/arrow_lookups.py);
-* smaller reports are written in the worker's thread by the row writers of exports/formats,
-  from the driver's rows (exports/row_batches.py): no process to start for a few rows.
+  ``lookup_max_values`` values (exports/sources/adbc_lookups.py);
+* smaller reports are rendered in the worker's thread from the driver's rows
+  (exports/row_batches.py), each batch made a record batch (exports/sources/driver_rows.py): no
+  process to start for a few rows.
 
 Either way the bytes stream into the destination, which counts, hashes and publishes them.
 """
@@ -33,7 +35,7 @@ from uvm_reporting.errors import StorageFailed, UvmReportingError
 from uvm_reporting.exports.driver_sql import driver_query
 from uvm_reporting.exports.export_job import ExportJob, LookupPart, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses
-from uvm_reporting.exports.formats import column_manifest, write_export
+from uvm_reporting.exports.formats import column_manifest
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.id_ranges import split_by_id
 from uvm_reporting.exports.query_compiler import (
@@ -44,6 +46,7 @@ from uvm_reporting.exports.query_compiler import (
 )
 from uvm_reporting.exports.query_failures import database_errors_as_query_failures
 from uvm_reporting.exports.row_batches import row_batches
+from uvm_reporting.exports.sources.driver_rows import write_rows
 from uvm_reporting.storage.result_storage import ResultStorage
 from uvm_reporting.storage.s3 import S3ClientFactory, S3ObjectWriter, put_json
 from uvm_reporting.store.accounts import get_account
@@ -155,7 +158,7 @@ class RunExecutor:
         export_format, compression = run.export_format, run.export_compression
         if not self._in_export_process(definition, run.account_id):
             rows = row_batches(self._engine, statement, self._batch_size)
-            return write_export(export_format, compression, rows, columns, out)
+            return write_rows(export_format, compression, rows, columns, out)
         ranges = None
         # Only SQLite: there reading and joining rows dominates and spreads over the ranges; on
         # PostgreSQL the server's one backend per query is the limit either way.

@@ -1,4 +1,4 @@
-"""JSON (one array of objects) and NDJSON (one object per line), streamed batch by batch.
+"""Reference JSON writers: JSON (one array of objects) and NDJSON (one object per line), streamed batch by batch.
 
 Each row is an object keyed by the column paths (``"asset.hostname"``), in column order.
 Numbers are JSON numbers (NaN and infinities, which JSON cannot express, become ``null``),
@@ -23,8 +23,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from tests.support.reference_writers.common import date_text, timestamp_text
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns, date_text, timestamp_text
+from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
 
 Converter = Callable[[Any], Any]
 

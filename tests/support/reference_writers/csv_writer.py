@@ -1,4 +1,4 @@
-"""CSV with RFC 4180 quoting: UTF-8, a header row of field paths, minimal quoting.
+"""Reference CSV writer: RFC 4180 quoting, UTF-8, a header row of field paths, minimal quoting.
 
 Records end with LF, as PostgreSQL's COPY and the sqlite3 shell write them, so a report
 gives the same bytes whichever path or database produced it. Values: timestamps as
@@ -13,8 +13,9 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+from tests.support.reference_writers.common import date_text, number_text, timestamp_text
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns, date_text, number_text, timestamp_text
+from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
 from uvm_reporting.exports.formula_safety import neutralise_formula
 
 __all__ = ["BinaryWriter", "write_csv"]

@@ -1,10 +1,8 @@
 """Parquet via pyarrow, written to ``out`` row group by row group.
 
 Schema from the catalog types: string/text -> ``string``, number -> ``double``, timestamp ->
-``timestamp[us, tz=UTC]``, date -> ``date32``; every column nullable. ``write_parquet`` takes
-batches of Python rows and turns each into Arrow column-wise at once (the Python rows are
-dropped right away); ``write_parquet_batches`` takes Arrow record batches of that schema as
-they are (the export process reads them through ADBC, exports/arrow_pipeline.py). Either way batches
+``timestamp[us, tz=UTC]``, date -> ``date32``; every column nullable. ``write_parquet_batches``
+takes Arrow record batches of that schema (exports/renderers casts them to it). Batches
 are gathered until about ``rows_per_group`` rows, then written as one row group: groups of a
 database batch (a few thousand rows) would bloat the footer and weaken compression and
 statistics.
@@ -16,14 +14,14 @@ clearly smaller files than snappy at a similar write speed, and every current Pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
+from uvm_reporting.exports.formats.common import BinaryWriter, Columns
 
 ROWS_PER_GROUP = 65_536
 COMPRESSION = "zstd"
@@ -36,6 +34,11 @@ _ARROW_TYPES: dict[FieldType, Any] = {
     FieldType.TIMESTAMP: _TIMESTAMP,
     FieldType.DATE: pa.date32(),
 }
+
+
+def arrow_type(kind: FieldType) -> Any:
+    """The Arrow type of a catalog type in an export."""
+    return _ARROW_TYPES[kind]
 
 
 def arrow_schema(columns: Columns) -> Any:
@@ -62,36 +65,6 @@ class _Sink:
 
     def close(self) -> None:
         self.closed = True
-
-
-def _column(values: Sequence[Any], kind: FieldType) -> Any:
-    arrow_type = _ARROW_TYPES[kind]
-    try:
-        return pa.array(values, type=arrow_type)
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        if kind is FieldType.NUMBER:  # e.g. Decimal from a NUMERIC expression
-            return pa.array([None if value is None else float(value) for value in values], type=arrow_type)
-        if kind not in (FieldType.TIMESTAMP, FieldType.DATE):
-            raise
-    # SQLite hands over the stored ISO text; Arrow's cast parses it (the "Z" included).
-    text = [value if value is None or isinstance(value, str) else value.isoformat() for value in values]
-    return pa.array(text, type=pa.string()).cast(arrow_type)
-
-
-def write_parquet(
-    batches: Batches, columns: Columns, out: BinaryWriter, *, rows_per_group: int = ROWS_PER_GROUP
-) -> int:
-    """Write every row as a Parquet file streamed to ``out``; return the number of rows."""
-    schema = arrow_schema(columns)
-    kinds = [kind for _, kind in columns]
-
-    def record_batches() -> Iterator[Any]:
-        for batch in batches:
-            if batch:
-                arrays = [_column(values, kind) for values, kind in zip(zip(*batch, strict=True), kinds, strict=True)]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-    return write_parquet_batches(record_batches(), columns, out, rows_per_group=rows_per_group)
 
 
 def write_parquet_batches(

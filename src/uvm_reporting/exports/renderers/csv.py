@@ -1,8 +1,10 @@
-"""CSV from Arrow record batches: the bytes ``formats/csv_writer.py`` writes for the same rows.
+"""CSV from Arrow record batches: UTF-8, a header row of field paths, minimal quoting.
 
 RFC 4180 with minimal quoting (a field is quoted when it holds a comma, a double quote, CR or
-LF, its quotes doubled), LF after every record, NULL as an empty field, text cells
-formula-neutralised. Per batch, each text column's bytes are searched once for the characters
+LF, its quotes doubled), LF after every record (as PostgreSQL's COPY and the sqlite3 shell write them), NULL as an
+empty field, text cells formula-neutralised. Values: timestamps as ISO-8601 UTC
+(``2026-03-01T10:00:00Z``), dates as ``YYYY-MM-DD``, numbers as their shortest text (``10``,
+``9.8``). Per batch, each text column's bytes are searched once for the characters
 that need quotes; only the values that hold one are quoted, by Arrow's kernels.
 """
 
@@ -16,13 +18,13 @@ from typing import Any
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.arrow_formats.text_cells import (
+from uvm_reporting.exports.renderers.text_cells import (
     as_string_array,
     cells_holding,
     edit_where,
     neutralise_formulas,
 )
-from uvm_reporting.exports.arrow_formats.values_text import date_texts, number_texts, timestamp_texts
+from uvm_reporting.exports.renderers.values_text import date_texts, number_texts, timestamp_texts
 
 Columns = Sequence[tuple[str, FieldType]]
 

@@ -16,7 +16,7 @@ locks the other holds) and can corrupt the database (sqlite.org/howtocorrupt.htm
 * PostgreSQL: the driver streams ``COPY (<query>) TO STDOUT (FORMAT binary)`` into batches.
   It cannot stream a statement with bound parameters (it would hold the whole result), so the
   parameters arrive inlined as literals by psycopg (exports/driver_sql.py), as psycopg's own
-  ``copy()`` does. A job's lookups (exports/arrow_lookups.py) are read first, in the same
+  ``copy()`` does. A job's lookups (exports/sources/adbc_lookups.py) are read first, in the same
   REPEATABLE READ transaction: one snapshot for the rows and what they are joined with.
 """
 
@@ -32,8 +32,8 @@ from typing import Any
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.arrow_lookups import Lookup, joined
 from uvm_reporting.exports.export_job import LookupPart
+from uvm_reporting.exports.sources.adbc_lookups import Lookup, joined
 
 SQLITE_CACHE_KIB = 32 * 1024
 """Page cache of each SQLite export connection (the default is 2 MiB)."""

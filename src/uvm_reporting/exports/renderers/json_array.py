@@ -6,7 +6,8 @@ from uvm_reporting.exports.formats.common import BinaryWriter
 
 
 class JsonArrayFromLines:
-    """Turns NDJSON lines into one JSON array, as ``formats/json_writer.write_json`` writes it.
+    """Turns NDJSON lines into one JSON array: ``[``, one object per line, ``]``, so the whole
+    list is never built and the file stays line-oriented for tools that peek into it.
     Safe because a JSON text never holds a raw newline: every LF in the stream ends an object.
     Data may arrive cut anywhere (appended parts come in blocks), so the LF that ends the data
     so far is held back until more follows: it becomes ``,\\n`` before another object, or

@@ -1,5 +1,6 @@
-"""The text of numbers, timestamps and dates in Arrow columns, by the rules of the row writers
-(exports/formats/common.py, json_writer.py), so that either path writes the same bytes.
+"""The text of numbers, timestamps and dates in Arrow columns, as the CSV and NDJSON renderers
+write them (the reference writers of the tests, tests/support/reference_writers, write the
+same bytes from Python values).
 
 Numbers: whole numbers below 1e16 as integers; others as the shortest text that reads back as
 the same double. Arrow writes that as Python does between 1e-4 and 1e10; outside, it chooses
@@ -18,7 +19,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.timestamps import format_utc
-from uvm_reporting.exports.formats.common import number_text
 
 _UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _YEAR_1000 = -30_610_224_000  # 1000-01-01T00:00:00Z in seconds since 1970
@@ -62,7 +62,11 @@ def number_texts(values: Any, *, json: bool = False) -> Any:
 
 
 def _csv_number(value: float) -> str:
-    return str(number_text(value))
+    """The shortest text that reads back as the same number, without a trailing ``.0``: what
+    PostgreSQL's COPY and Arrow write too, so every path prints ``10`` and ``9.8``."""
+    if value.is_integer() and abs(value) < _WHOLE_BELOW:
+        return str(int(value))
+    return repr(value)
 
 
 def _as_float64(values: Any) -> Any:
@@ -77,7 +81,7 @@ def timestamp_texts(values: Any) -> Any:
 
     Arrow's own cast to text (``2026-03-01 10:00:00``) with the ``T`` and ``Z`` put in is about
     15 times cheaper than its strftime(). Years outside 1000-9999, whose text has another
-    width, are formatted by Python as the row writers do."""
+    width, are formatted by Python (domain.timestamps.format_utc)."""
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         return values
     if not pa.types.is_timestamp(values.type):

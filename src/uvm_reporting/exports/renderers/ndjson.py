@@ -1,8 +1,11 @@
-"""NDJSON from Arrow record batches: the bytes ``formats/json_writer.py`` writes for the same rows.
+"""NDJSON (and, through json_array.py, JSON) from Arrow record batches.
 
 One object per row, keys in column order, no spaces, text verbatim (no formula prefix), UTF-8
 unescaped (``ensure_ascii=False``), numbers as Python writes a float (``10.0``, NaN and
-infinities as ``null``), NULL as ``null``. Escaping follows Python's JSON encoder exactly:
+infinities as ``null``: JSON cannot express them), NULL as ``null``. Text is written
+verbatim, without the formula neutralisation CSV and XLSX get: these files are read by
+programs, not opened by spreadsheets, and a prefixed quote would corrupt data a program
+compares or joins on. Escaping follows Python's JSON encoder exactly:
 ``\\"``, ``\\\\``, ``\\n``, ``\\r``, ``\\t``, ``\\b``, ``\\f`` and ``\\u00XX`` for the other
 control characters; it runs only on the values that hold one of those bytes.
 """
@@ -17,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.arrow_formats.text_cells import as_string_array, cells_holding, edit_where
-from uvm_reporting.exports.arrow_formats.values_text import date_texts, number_texts, timestamp_texts
+from uvm_reporting.exports.renderers.text_cells import as_string_array, cells_holding, edit_where
+from uvm_reporting.exports.renderers.values_text import date_texts, number_texts, timestamp_texts
 
 Columns = Sequence[tuple[str, FieldType]]
 
@@ -39,7 +42,7 @@ _SHORT_ESCAPED = {ord(char) for char, _ in _SHORT_ESCAPES}
 
 def ndjson_records(batch: Any, columns: Columns) -> Any:
     """One JSON object per row of ``batch``, each ending in LF, as a ``pa.string()`` array
-    (csv_lines.record_bytes hands its bytes over)."""
+    (csv.record_bytes hands its bytes over)."""
     if len(batch) == 0:
         return pa.array([], pa.string())
     # Literal text between the values is gathered into one scalar per gap, which the kernel

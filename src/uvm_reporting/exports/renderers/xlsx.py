@@ -8,10 +8,10 @@ cell is written as a string, never a formula, but a user who edits it or saves t
 CSV would otherwise revive the formula). Excel caps a cell at 32,767 characters; longer text
 is cut there by xlsxwriter.
 
-A timestamp or date arrives as the database hands it over (see formats.common) or already
-as its Excel serial number, a ``float`` (the export process computes them column-wise,
-exports/arrow_formats/excel_serials.py);
-either way the cell holds the same number.
+A timestamp or date arrives as its Excel serial number, a ``float`` (exports/renderers
+computes them column-wise, exports/renderers/excel_serials.py), or, before 1900-03-01 where
+Excel's calendar has its quirks, as a ``datetime`` or ``date`` (or its ISO text) for xlsxwriter
+to convert; either way the cell holds the number Excel expects.
 
 A sheet holds at most 1,048,576 rows; past that the rows continue on ``Sheet2`` and so on,
 each sheet with its own header.
@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Callable
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from uvm_reporting.domain.catalog import FieldType
-from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns, as_date, naive_utc
+from uvm_reporting.exports.formats.common import Batches, BinaryWriter, Columns
 from uvm_reporting.exports.formula_safety import FORMULA_TRIGGERS
 
 EXCEL_MAX_ROWS = 1_048_576
@@ -90,6 +90,20 @@ def write_xlsx(
             while chunk := workbook_file.read(_COPY_CHUNK):
                 out.write(chunk)
     return rows
+
+
+def naive_utc(value: datetime | str) -> datetime:
+    """The UTC wall-clock time of a timestamp, without a zone (what spreadsheets hold)."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def as_date(value: date | str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def _midnight(value: date | str) -> datetime:
