@@ -10,7 +10,6 @@ from sqlalchemy import Engine
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.application.reports import Reports
 from uvm_reporting.auth.access_tokens import AccessTokens
-from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.scheduler.service import Scheduler
 from uvm_reporting.settings import Settings
 from uvm_reporting.storage.download_links import DownloadLinkSigner
@@ -39,15 +38,19 @@ class Services:
         return self.report_runs.reports
 
     def worker_pool(self, threads: int | None = None) -> WorkerPool:
-        executor = RunExecutor(
+        # Loaded only by processes that run exports: an API-only process never imports the export
+        # stack (pyarrow, xlsxwriter, ADBC).
+        from uvm_reporting.application.execute_run import RunExecutor  # noqa: PLC0415
+        from uvm_reporting.exports.exporter import Exporter  # noqa: PLC0415
+
+        exporter = Exporter(
             self.engine,
-            self.storage,
-            self.connector,
             parallelism=self.settings.export_parallelism,
             export_process_min_rows=self.settings.export_process_min_rows,
             keep_spare_export_process=True,
             log_level=self.settings.log_level,
         )
+        executor = RunExecutor(self.engine, self.storage, exporter, S3CustomerBuckets(self.connector))
         return WorkerPool(
             self.engine,
             executor.execute,

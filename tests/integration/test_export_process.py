@@ -37,10 +37,9 @@ from uvm_reporting.domain.report_definition.parsing import parse_report_definiti
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses, ExportProcessFailed, run_export_process
+from uvm_reporting.exports.exporter import LOOKUP_MAX_VALUES, Exporter, _driver_database
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
 from uvm_reporting.exports.row_batches import row_batches
-from uvm_reporting.exports.run_executor import LOOKUP_MAX_VALUES, RunExecutor, _driver_database
-from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.accounts import Account
 from uvm_reporting.store.reports import create_report
 from uvm_reporting.store.runs import enqueue_run
@@ -146,9 +145,8 @@ def export(
         definition=definition.to_json(),
         requested_by="test",
     )
-    executor = RunExecutor(
+    executor = Exporter(
         engine,
-        LocalFolderStorage(tmp_path / "unused"),
         batch_size=batch_size,
         parallelism=parallelism,
         split_min_rows=1,
@@ -288,7 +286,7 @@ def test_asset_columns_joined_in_the_export_process_match_the_row_writers(
                 }
             ],
         )
-    with caplog.at_level(logging.INFO, logger="uvm_reporting.exports.run_executor"):
+    with caplog.at_level(logging.INFO, logger="uvm_reporting.exports.exporter"):
         process, thread = both_ways(
             engine,
             account,

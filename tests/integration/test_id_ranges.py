@@ -14,10 +14,9 @@ from sqlalchemy import Engine, select
 from tests.support.reports import ALL_FINDINGS_REPORT
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.exports.exporter import Exporter
 from uvm_reporting.exports.id_ranges import split_by_id
-from uvm_reporting.exports.run_executor import RunExecutor
 from uvm_reporting.platform_data.generator import generate_platform_data
-from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.accounts import Account, create_account
 from uvm_reporting.store.reports import create_report
 from uvm_reporting.store.runs import enqueue_run
@@ -48,9 +47,8 @@ def export(
         requested_by="test",
     )
     sink = io.BytesIO()
-    executor = RunExecutor(
+    executor = Exporter(
         engine,
-        LocalFolderStorage(tmp_path / "unused"),
         parallelism=parallelism,
         split_min_rows=1,
         export_process_min_rows=0,

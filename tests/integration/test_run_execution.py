@@ -12,9 +12,10 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from tests.support.expected_exports import expected_findings_rows
 from tests.support.waiting import wait_for
+from uvm_reporting.application.execute_run import RunExecutor
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.errors import RunErrorCode, StorageFailed, run_failure
-from uvm_reporting.exports.run_executor import RunExecutor
+from uvm_reporting.exports.exporter import Exporter
 from uvm_reporting.services import Services
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.store.reports import Report
@@ -42,7 +43,7 @@ def enqueue(services: Services, report: Report, definition: dict[str, Any] | Non
 
 def test_the_csv_holds_exactly_the_accounts_rows(services: Services, public_report: Report, findings_data: int) -> None:
     run = enqueue(services, public_report)
-    result = RunExecutor(services.engine, services.storage, batch_size=17).execute(run)
+    result = RunExecutor(services.engine, services.storage, Exporter(services.engine, batch_size=17)).execute(run)
     path = local(services).path_of(result.result_key)
     content = path.read_bytes()
     assert result.size_bytes == len(content)
@@ -61,13 +62,13 @@ def test_a_failure_mid_stream_leaves_no_file(
 ) -> None:
     run = enqueue(services, public_report)
 
-    def write_some_then_fail(_executor: RunExecutor, _run: RunRecord, out: Any) -> int:
+    def write_some_then_fail(_exporter: Exporter, _run: RunRecord, out: Any) -> int:
         out.write(b"id,asset_id\nfinding-1,")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(RunExecutor, "write", write_some_then_fail)
+    monkeypatch.setattr(Exporter, "write", write_some_then_fail)
     with pytest.raises(OSError, match="No space"):
-        RunExecutor(services.engine, services.storage, batch_size=10).execute(run)
+        RunExecutor(services.engine, services.storage, Exporter(services.engine, batch_size=10)).execute(run)
     folder = local(services).root / "results" / run.account_id
     assert list(folder.iterdir()) == []
 
@@ -128,7 +129,7 @@ def test_a_retry_removes_the_partial_file_of_the_attempt_that_died(services: Ser
     folder.mkdir(parents=True)
     orphan = folder / f".{run.id}.csv.0123abcd.partial"
     orphan.write_bytes(b"id,asset_id\r\nhalf a ro")
-    result = RunExecutor(services.engine, services.storage).execute(run)
+    result = RunExecutor(services.engine, services.storage, Exporter(services.engine)).execute(run)
     assert sorted(p.name for p in folder.iterdir()) == [f"{run.id}.csv"]
     assert result.row_count == 120
 
@@ -200,7 +201,7 @@ def test_an_s3_delivery_where_s3_is_not_configured_is_a_storage_failure(
             "role_arn": "arn:aws:iam::123456789012:role/uvm-export",
         },
     )
-    without_s3 = RunExecutor(services.engine, services.storage)  # no S3 client factory
+    without_s3 = RunExecutor(services.engine, services.storage, Exporter(services.engine))  # no customer buckets
     with pytest.raises(StorageFailed) as raised:
         without_s3.execute(run)
     failure = run_failure(raised.value)

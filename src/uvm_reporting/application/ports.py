@@ -6,10 +6,11 @@ worker); any result storage answers ``DownloadLinks``; S3 answers ``CustomerBuck
 
 from __future__ import annotations
 
-from typing import Protocol
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from uvm_reporting.storage.download_links import SignedLink
-from uvm_reporting.storage.result_storage import Download
+from uvm_reporting.storage.result_storage import Download, ObjectWriter, WrittenObject
 
 
 class RunQueueWakeup(Protocol):
@@ -39,7 +40,25 @@ class DeliveryCheckOutcome(Protocol):
     def message(self) -> str: ...
 
 
+class CustomerBucket(Protocol):
+    """One customer's bucket, reached through their role."""
+
+    def open_for_write(
+        self, key: str, *, content_type: str
+    ) -> AbstractContextManager[tuple[ObjectWriter, WrittenObject]]:
+        """Stream a file to ``key``, published only when whole."""
+        ...
+
+    def put_json(self, key: str, document: dict[str, Any]) -> None: ...
+
+
 class CustomerBuckets(Protocol):
+    def open_bucket(
+        self, *, bucket: str, region: str, role_arn: str, external_id: str, session_name: str
+    ) -> CustomerBucket:
+        """Assume the customer's role for writing into their bucket."""
+        ...
+
     def check_delivery(
         self, *, bucket: str, prefix: str, region: str, role_arn: str, external_id: str
     ) -> DeliveryCheckOutcome:

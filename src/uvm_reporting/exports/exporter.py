@@ -1,4 +1,4 @@
-"""Executes one claimed run: definition -> parameterised SQL -> a format -> a destination.
+"""Writes a run's file: definition -> parameterised SQL -> record batches -> its format.
 
 One renderer per format (exports/renderers) writes every file from Arrow record batches;
 two ways to read the batches:
@@ -13,7 +13,8 @@ two ways to read the batches:
   (exports/row_batches.py), each batch made a record batch (exports/sources/driver_rows.py): no
   process to start for a few rows.
 
-Either way the bytes stream into the destination, which counts, hashes and publishes them.
+Either way the bytes stream into the writer it is given (application/execute_run.py passes
+our storage's or the customer's bucket's, which count, hash and publish them).
 """
 
 from __future__ import annotations
@@ -24,18 +25,15 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from uvm_reporting import fault_points
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import ExportFormat
 from uvm_reporting.domain.report_definition.model import ReportDefinition
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
-from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult
-from uvm_reporting.domain.timestamps import format_utc, utc_now
-from uvm_reporting.errors import StorageFailed, UvmReportingError
+from uvm_reporting.domain.runs import RunRecord
+from uvm_reporting.errors import UvmReportingError
 from uvm_reporting.exports.driver_sql import driver_query
 from uvm_reporting.exports.export_job import ExportJob, LookupPart, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses
-from uvm_reporting.exports.formats import column_manifest
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.id_ranges import split_by_id
 from uvm_reporting.exports.query_compiler import (
@@ -47,9 +45,6 @@ from uvm_reporting.exports.query_compiler import (
 from uvm_reporting.exports.query_failures import database_errors_as_query_failures
 from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.exports.sources.driver_rows import write_rows
-from uvm_reporting.storage.result_storage import ResultStorage
-from uvm_reporting.storage.s3 import S3ClientFactory, S3ObjectWriter, put_json
-from uvm_reporting.store.accounts import get_account
 from uvm_reporting.store.tables import PLATFORM_TABLES
 
 log = logging.getLogger(__name__)
@@ -62,19 +57,10 @@ the lengths of ids and host names that is about 12 MB of table and 25 MB of hash
 keys are looked up (bench/RESULTS.md); a relation with more is joined by the database."""
 
 
-def manifest_key(key: str) -> str:
-    """The manifest beside a delivered file: ``<file name without extensions>.manifest.json``."""
-    folder, _, name = key.rpartition("/")
-    stem = name.split(".", 1)[0] or name
-    return f"{folder}/{stem}.manifest.json" if folder else f"{stem}.manifest.json"
-
-
-class RunExecutor:
+class Exporter:
     def __init__(
         self,
         engine: Engine,
-        storage: ResultStorage,
-        connector: S3ClientFactory | None = None,
         *,
         batch_size: int = 10_000,
         parallelism: int = 1,
@@ -85,8 +71,6 @@ class RunExecutor:
         log_level: str = "INFO",
     ) -> None:
         self._engine = engine
-        self._storage = storage
-        self._connector = connector
         self._batch_size = batch_size
         self._parallelism = parallelism
         self._split_min_rows = split_min_rows
@@ -98,52 +82,6 @@ class RunExecutor:
     def close(self) -> None:
         """Stop the spare export process (exports still running end too)."""
         self._export_processes.close()
-
-    def execute(self, run: RunRecord) -> RunResult:
-        if run.delivery is Delivery.S3:
-            return self._deliver_to_s3(run)
-        key = run.storage_key
-        with self._storage.open_for_write(key) as (writer, written):
-            fault_points.reached("write")
-            row_count = self.write(run, writer)
-        return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=key)
-
-    def _deliver_to_s3(self, run: RunRecord) -> RunResult:
-        """Stream into the customer's bucket with the role they let us assume, then the manifest."""
-        if self._connector is None or not run.destination:
-            raise StorageFailed("This run delivers to S3, but S3 is not configured here.")
-        destination = run.destination
-        bucket, key, role_arn = destination["bucket"], destination["key"], destination["role_arn"]
-        external_id = get_account(self._engine, run.account_id).external_id
-        client = self._connector.assume_role(
-            role_arn, external_id, destination["region"], session_name=f"uvm-reporting-run-{run.id[:18]}"
-        )
-        writer = S3ObjectWriter(client, bucket, region=destination["region"], role_arn=role_arn)
-        with writer.open_for_write(key, content_type=run.media_type) as (stream, written):
-            fault_points.reached("write")
-            row_count = self.write(run, stream)
-        export_format, compression = run.export_format, run.export_compression
-        definition = parse_report_definition(run.definition)
-        manifest = {
-            "file": key.rpartition("/")[2],
-            "key": key,
-            "bucket": bucket,
-            "format": export_format.value,
-            "compression": compression.value if compression else None,
-            "rowCount": row_count,
-            "sizeBytes": written.size_bytes,
-            "sha256": written.sha256,
-            "columns": column_manifest(report_column_types(definition)),
-            "runId": run.id,
-            "reportId": run.report_id,
-            "reportName": definition.name,
-            "scheduledFor": format_utc(run.scheduled_for) if run.scheduled_for else None,
-            "createdAt": format_utc(utc_now()),
-        }
-        put_json(client, bucket, manifest_key(key), manifest, role_arn=role_arn)
-        return RunResult(
-            row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=f"s3://{bucket}/{key}"
-        )
 
     def write(self, run: RunRecord, out: BinaryWriter) -> int:
         """Write the run's rows to ``out`` in its format; return the number of rows. The

@@ -1,0 +1,41 @@
+"""Execute a run: its file written by the exporter, into our storage (a download run) or
+into the customer's bucket with a manifest beside it (application/delivery.py)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from uvm_reporting import fault_points
+from uvm_reporting.application.delivery import deliver_to_s3
+from uvm_reporting.application.ports import CustomerBuckets
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult
+from uvm_reporting.errors import StorageFailed
+from uvm_reporting.exports.exporter import Exporter
+from uvm_reporting.storage.result_storage import ResultStorage
+from uvm_reporting.store.accounts import get_account
+
+
+class RunExecutor:
+    def __init__(
+        self, engine: Engine, storage: ResultStorage, exporter: Exporter, buckets: CustomerBuckets | None = None
+    ) -> None:
+        self._engine = engine
+        self._storage = storage
+        self.exporter = exporter
+        self._buckets = buckets
+
+    def close(self) -> None:
+        """Stop the spare export process (exports still running end too)."""
+        self.exporter.close()
+
+    def execute(self, run: RunRecord) -> RunResult:
+        if run.delivery is Delivery.S3:
+            if self._buckets is None or not run.destination:
+                raise StorageFailed("This run delivers to S3, but S3 is not configured here.")
+            external_id = get_account(self._engine, run.account_id).external_id
+            return deliver_to_s3(run, self.exporter, self._buckets, external_id)
+        key = run.storage_key
+        with self._storage.open_for_write(key) as (writer, written):
+            fault_points.reached("write")
+            row_count = self.exporter.write(run, writer)
+        return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=key)
