@@ -26,9 +26,9 @@ from sqlalchemy import Engine
 
 from tests.support.postgres import cloned_database, migrated_template, postgres_problem
 from tests.support.sqlite import migrated_sqlite_file
+from uvm_reporting.database.accounts import Account, create_account
+from uvm_reporting.database.engine import open_database
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.accounts import Account, create_account
-from uvm_reporting.store.database import open_database
 
 pytest_plugins = ["tests.support.s3_fixtures"]
 

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.application.reports import Reports
 from uvm_reporting.auth.access_tokens import AccessTokens
+from uvm_reporting.database.engine import open_database
 from uvm_reporting.scheduler.service import Scheduler
 from uvm_reporting.settings import Settings
 from uvm_reporting.storage.download_links import DownloadLinkSigner
@@ -17,7 +18,6 @@ from uvm_reporting.storage.result_storage import ResultStorage
 from uvm_reporting.storage.s3 import S3ClientFactory
 from uvm_reporting.storage.s3.customer_buckets import S3CustomerBuckets
 from uvm_reporting.storage.storage_url import result_storage_from_url
-from uvm_reporting.store.database import open_database
 from uvm_reporting.worker.pool import WorkerPool
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 from uvm_reporting.worker.wakeups import PostgresWakeupListener

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, make_url
 
 from tests.support.snapshots import DatabaseSnapshots
+from uvm_reporting.database.engine import open_database
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.database import open_database
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 
 from tests.support.cli import one_json_object, run_command
 from uvm_reporting.auth.api_client_credentials import authenticate_client
-from uvm_reporting.store.accounts import Account, create_account
-from uvm_reporting.store.api_clients import get_active_client
+from uvm_reporting.database.accounts import Account, create_account
+from uvm_reporting.database.api_clients import get_active_client
 
 
 @pytest.fixture

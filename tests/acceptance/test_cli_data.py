@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.support.cli import one_json_object, run_command
-from uvm_reporting.store.accounts import account_counts, create_account
+from uvm_reporting.database.accounts import account_counts, create_account
 
 FINDING = {
     "id": "f-1",

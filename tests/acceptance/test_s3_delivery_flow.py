@@ -15,8 +15,8 @@ from tests.support.expected_exports import expected_findings_rows
 from tests.support.moto_server import AwsKeys, MotoIam, create_bucket, create_customer_role, unique_name
 from tests.support.s3_delivery import aws_env, manifest_key_of, s3_keys
 from tests.support.seed_commands import bash_json, get_token, poll_until_finished, process_without_link
+from uvm_reporting.database.engine import create_database_engine
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.database import create_database_engine
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
 PREFIX = "exports/uvm"

@@ -54,12 +54,12 @@ from tests.support.seed_commands import (
     process_without_link,
 )
 from uvm_reporting.auth.api_client_credentials import create_client
+from uvm_reporting.database.accounts import create_account
+from uvm_reporting.database.engine import open_database
+from uvm_reporting.database.reports import create_report
+from uvm_reporting.database.tables import runs
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.platform_data.generator import generate_platform_data
-from uvm_reporting.store.accounts import create_account
-from uvm_reporting.store.database import open_database
-from uvm_reporting.store.reports import create_report
-from uvm_reporting.store.tables import runs
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
 PREFIX = "exports/uvm"

@@ -15,11 +15,11 @@ from sqlalchemy import Engine, select
 
 from tests.support.cli import cli_process, stop_processes, wait_for_log
 from tests.support.waiting import wait_for, wait_until
+from uvm_reporting.database.accounts import create_account
+from uvm_reporting.database.engine import open_database
+from uvm_reporting.database.reports import Report, create_report
+from uvm_reporting.database.tables import runs
 from uvm_reporting.domain.timestamps import utc_now
-from uvm_reporting.store.accounts import create_account
-from uvm_reporting.store.database import open_database
-from uvm_reporting.store.reports import Report, create_report
-from uvm_reporting.store.tables import runs
 
 REPORTS = 150  # more than one batch of a tick (100), and ticks long enough to overlap
 SCHEDULERS = 3

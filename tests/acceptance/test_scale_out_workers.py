@@ -19,13 +19,13 @@ from tests.support.cli import cli_process
 from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.snapshots import DatabaseSnapshots
 from tests.support.waiting import wait_for
+from uvm_reporting.database.accounts import create_account
+from uvm_reporting.database.engine import open_database
+from uvm_reporting.database.reports import Report, create_report
+from uvm_reporting.database.runs import enqueue_run, get_run
+from uvm_reporting.database.tables import accounts, runs
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
-from uvm_reporting.store.accounts import create_account
-from uvm_reporting.store.database import open_database
-from uvm_reporting.store.reports import Report, create_report
-from uvm_reporting.store.runs import enqueue_run, get_run
-from uvm_reporting.store.tables import accounts, runs
 
 
 def worker_process(

@@ -14,8 +14,8 @@ import pytest
 from tests.support.cli import run_cli, running_server
 from tests.support.expected_exports import expected_findings_rows
 from tests.support.seed_commands import PROCESS_REPORT, TOKEN, bash, bash_json, fill, get_token, poll_until_finished
+from uvm_reporting.database.engine import create_database_engine
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.database import create_database_engine
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
 

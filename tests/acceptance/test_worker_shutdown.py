@@ -19,12 +19,12 @@ from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.seed_commands import PROCESS_REPORT, bash_json, fill, get_token, poll_until_finished
 from tests.support.waiting import wait_for
 from uvm_reporting.auth.api_client_credentials import create_client
+from uvm_reporting.database.accounts import create_account
+from uvm_reporting.database.engine import open_database
+from uvm_reporting.database.reports import Report, create_report
+from uvm_reporting.database.runs import enqueue_run, get_run
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
-from uvm_reporting.store.accounts import create_account
-from uvm_reporting.store.database import open_database
-from uvm_reporting.store.reports import Report, create_report
-from uvm_reporting.store.runs import enqueue_run, get_run
 
 FINDINGS = 2_000
 SHORT_GRACE = "0.2"

@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.support.reports import ALL_FINDINGS_REPORT
+from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.reports import Report, create_report
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.services import Services, build_services
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.accounts import Account
-from uvm_reporting.store.reports import Report, create_report
 
 
 @pytest.fixture

@@ -31,6 +31,10 @@ from tests.support.reference_writers import write_reference
 from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.sinks import ByteSink as Sink
 from tests.support.waiting import wait_for
+from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.reports import create_report
+from uvm_reporting.database.runs import enqueue_run
+from uvm_reporting.database.tables import assets, findings
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import Compression, ExportFormat
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
@@ -40,10 +44,6 @@ from uvm_reporting.exports.export_process import ExportProcesses, ExportProcessF
 from uvm_reporting.exports.exporter import LOOKUP_MAX_VALUES, Exporter, _driver_database
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
 from uvm_reporting.exports.row_batches import row_batches
-from uvm_reporting.store.accounts import Account
-from uvm_reporting.store.reports import create_report
-from uvm_reporting.store.runs import enqueue_run
-from uvm_reporting.store.tables import assets, findings
 
 SECOND = datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
 FRACTION = datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)

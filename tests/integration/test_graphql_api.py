@@ -21,11 +21,11 @@ from uvm_reporting.api.app import create_app
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import SCHEMA_FILE
 from uvm_reporting.auth.api_client_credentials import create_client
+from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.api_clients import revoke_client
+from uvm_reporting.database.reports import Report, update_report
 from uvm_reporting.expiring_cache import ACCESS_TTL_SECONDS
 from uvm_reporting.services import Services
-from uvm_reporting.store.accounts import Account
-from uvm_reporting.store.api_clients import revoke_client
-from uvm_reporting.store.reports import Report, update_report
 
 PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}"
 GET_REPORT_RUN_STATUS = (

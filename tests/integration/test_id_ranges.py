@@ -12,15 +12,15 @@ import pytest
 from sqlalchemy import Engine, select
 
 from tests.support.reports import ALL_FINDINGS_REPORT
+from uvm_reporting.database.accounts import Account, create_account
+from uvm_reporting.database.reports import create_report
+from uvm_reporting.database.runs import enqueue_run
+from uvm_reporting.database.tables import findings
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
 from uvm_reporting.exports.exporter import Exporter
 from uvm_reporting.exports.id_ranges import split_by_id
 from uvm_reporting.platform_data.generator import generate_platform_data
-from uvm_reporting.store.accounts import Account, create_account
-from uvm_reporting.store.reports import create_report
-from uvm_reporting.store.runs import enqueue_run
-from uvm_reporting.store.tables import findings
 
 pytestmark = pytest.mark.backends("sqlite")  # exports split into id ranges on SQLite only
 

@@ -11,8 +11,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, insert, select, text
 
-from uvm_reporting.store.database import MIGRATIONS_DIR, create_database_engine
-from uvm_reporting.store.tables import accounts, metadata
+from uvm_reporting.database.engine import MIGRATIONS_DIR, create_database_engine
+from uvm_reporting.database.tables import accounts, metadata
 
 
 def alembic(engine: Engine, action: str, revision: str) -> None:

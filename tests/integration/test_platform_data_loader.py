@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, Table, func, select
 
+from uvm_reporting.database import tables
+from uvm_reporting.database.accounts import Account
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput, NotFound
 from uvm_reporting.platform_data import loader
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.platform_data.loader import load_platform_file
-from uvm_reporting.store import tables
-from uvm_reporting.store.accounts import Account
 
 FINDING: dict[str, Any] = {
     "id": "f-1",

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, insert, inspect, select
 
+from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.tables import assets, findings
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.report_definition.model import FilterOp, ReportDefinition
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.exports.export_job import LOOKUP_KEY
 from uvm_reporting.exports.query_compiler import compile_lookup_query, compile_report_query, report_column_types
-from uvm_reporting.store.accounts import Account
-from uvm_reporting.store.tables import assets, findings
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
 INJECTION = "x'; DROP TABLE findings; --"

@@ -24,16 +24,16 @@ from starlette.testclient import TestClient
 
 from uvm_reporting.api.download_routes import download_routes
 from uvm_reporting.application.report_runs import RunDownload
+from uvm_reporting.database.accounts import create_account
+from uvm_reporting.database.engine import open_database
+from uvm_reporting.database.reports import Report, create_report
+from uvm_reporting.database.runs import claim_next_run, complete_run, enqueue_run, get_run
 from uvm_reporting.domain.runs import Delivery, RunResult
 from uvm_reporting.errors import BadUserInput
 from uvm_reporting.storage.download_links import DownloadLinkSigner
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.storage.result_storage import Download, ResultStorage, WrittenObject
 from uvm_reporting.storage.s3 import MIB, S3ClientFactory, S3ResultStorage
-from uvm_reporting.store.accounts import create_account
-from uvm_reporting.store.database import open_database
-from uvm_reporting.store.reports import Report, create_report
-from uvm_reporting.store.runs import claim_next_run, complete_run, enqueue_run, get_run
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

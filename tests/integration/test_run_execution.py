@@ -13,13 +13,13 @@ from sqlalchemy.exc import DataError, OperationalError
 from tests.support.expected_exports import expected_findings_rows
 from tests.support.waiting import wait_for
 from uvm_reporting.application.execute_run import RunExecutor
+from uvm_reporting.database.reports import Report
+from uvm_reporting.database.runs import complete_run, enqueue_run, get_run
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.errors import RunErrorCode, StorageFailed, run_failure
 from uvm_reporting.exports.exporter import Exporter
 from uvm_reporting.services import Services
 from uvm_reporting.storage.local_folder import LocalFolderStorage
-from uvm_reporting.store.reports import Report
-from uvm_reporting.store.runs import complete_run, enqueue_run, get_run
 from uvm_reporting.worker import pool as pool_module
 
 

@@ -8,12 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
-from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
-from uvm_reporting.domain.timestamps import utc_now
-from uvm_reporting.errors import NotFound, RunErrorCode
-from uvm_reporting.store.accounts import Account
-from uvm_reporting.store.reports import Report
-from uvm_reporting.store.runs import (
+from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.reports import Report
+from uvm_reporting.database.runs import (
     claim_next_run,
     complete_run,
     enqueue_run,
@@ -22,6 +19,9 @@ from uvm_reporting.store.runs import (
     release_run,
     renew_lease,
 )
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
+from uvm_reporting.domain.timestamps import utc_now
+from uvm_reporting.errors import NotFound, RunErrorCode
 
 
 def enqueue(engine: Engine, report: Report) -> RunRecord:

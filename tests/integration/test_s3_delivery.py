@@ -30,6 +30,7 @@ from tests.support.moto_server import (
     unique_name,
 )
 from tests.support.ports import free_port
+from uvm_reporting.database.accounts import new_external_id
 from uvm_reporting.errors import BadUserInput
 from uvm_reporting.storage.s3 import (
     ASSUME_ROLE_DURATION_SECONDS,
@@ -51,7 +52,6 @@ from uvm_reporting.storage.s3 import (
     put_json,
     role_permissions_policy,
 )
-from uvm_reporting.store.accounts import new_external_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -18,13 +18,13 @@ import uvm_reporting.storage.s3.multipart as s3_module
 from tests.support.moto_server import DUMMY_KEYS
 from tests.support.waiting import wait_for
 from uvm_reporting.api.app import create_app
+from uvm_reporting.database.reports import Report
+from uvm_reporting.database.runs import get_run
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import RunErrorCode, StorageFailed, run_failure
 from uvm_reporting.services import build_services
 from uvm_reporting.settings import Settings
 from uvm_reporting.storage.s3 import S3ObjectWriter, S3ResultStorage
-from uvm_reporting.store.reports import Report
-from uvm_reporting.store.runs import get_run
 
 
 @pytest.fixture

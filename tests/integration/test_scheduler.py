@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, update
 
+from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.engine import create_database_engine
+from uvm_reporting.database.reports import Report, create_report, due_schedules, get_report, update_report
+from uvm_reporting.database.tables import reports, runs
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.domain.schedule.fire_times import next_fire_time
 from uvm_reporting.scheduler import Scheduler
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.accounts import Account
-from uvm_reporting.store.database import create_database_engine
-from uvm_reporting.store.reports import Report, create_report, due_schedules, get_report, update_report
-from uvm_reporting.store.tables import reports, runs
 
 ROLE = "arn:aws:iam::123456789012:role/uvm-export"
 MONDAY = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday, midnight UTC

@@ -16,16 +16,10 @@ from tests.support.waiting import wait_for
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, authenticate_bearer
 from uvm_reporting.application.report_runs import RUNNING_STATUS_TTL_SECONDS, ReportRuns
 from uvm_reporting.auth.api_client_credentials import create_client
-from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult
-from uvm_reporting.errors import Forbidden, NotFound, RunErrorCode
-from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
-from uvm_reporting.services import Services
-from uvm_reporting.storage.download_links import SignedLink
-from uvm_reporting.storage.result_storage import Download
-from uvm_reporting.store.accounts import Account
-from uvm_reporting.store.api_clients import get_active_client, revoke_client
-from uvm_reporting.store.reports import Report, create_report, update_report
-from uvm_reporting.store.runs import (
+from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.api_clients import get_active_client, revoke_client
+from uvm_reporting.database.reports import Report, create_report, update_report
+from uvm_reporting.database.runs import (
     claim_next_run,
     complete_run,
     enqueue_run,
@@ -33,6 +27,12 @@ from uvm_reporting.store.runs import (
     get_run,
     get_run_and_report_access,
 )
+from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult
+from uvm_reporting.errors import Forbidden, NotFound, RunErrorCode
+from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
+from uvm_reporting.services import Services
+from uvm_reporting.storage.download_links import SignedLink
+from uvm_reporting.storage.result_storage import Download
 
 TTL = 2.0
 

@@ -18,10 +18,10 @@ from starlette.testclient import TestClient
 from uvm_reporting.api.token_routes import token_routes
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.auth.api_client_credentials import CreatedClient, create_client
+from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.api_clients import revoke_client
+from uvm_reporting.database.tables import api_clients
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.accounts import Account
-from uvm_reporting.store.api_clients import revoke_client
-from uvm_reporting.store.tables import api_clients
 
 FORM = {"content-type": "application/x-www-form-urlencoded", "accept": "application/json"}
 

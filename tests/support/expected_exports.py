@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, select
 
+from uvm_reporting.database.tables import assets, findings
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.exports.formula_safety import neutralise_formula
-from uvm_reporting.store.tables import assets, findings
 
 
 def expected_findings_rows(engine: Engine, account_id: str) -> list[list[str]]:

@@ -32,8 +32,8 @@ from botocore.config import Config
 
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
+from uvm_reporting.database.accounts import new_external_id
 from uvm_reporting.storage.s3 import S3ClientFactory, role_permissions_policy, trust_policy
-from uvm_reporting.store.accounts import new_external_id
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from uvm_reporting.store.database import open_database
+from uvm_reporting.database.engine import open_database
 
 SERVER_URL = os.environ.get("UVM_REPORTING_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 

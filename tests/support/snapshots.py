@@ -13,7 +13,7 @@ from sqlalchemy import Engine, make_url, text
 
 from tests.support.postgres import admin_engine
 from tests.support.sqlite import migrated_sqlite_file
-from uvm_reporting.store.database import open_database
+from uvm_reporting.database.engine import open_database
 
 
 class DatabaseSnapshots:

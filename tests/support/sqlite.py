@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from uvm_reporting.store.database import open_database
+from uvm_reporting.database.engine import open_database
 
 
 def migrated_sqlite_file(path: Path) -> Path:

@@ -10,7 +10,7 @@ import pytest
 
 from uvm_reporting.auth.access_tokens import IssuedToken
 from uvm_reporting.auth.client_credentials import TokenResponse, handle_token_request
-from uvm_reporting.store.api_clients import ClientRecord
+from uvm_reporting.database.api_clients import ClientRecord
 
 CLIENT_ID = "uvmc_client:with+special chars/é"
 SECRET = "s3cret:+/ %&=ü"

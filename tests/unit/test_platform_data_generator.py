@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import String
 
+from uvm_reporting.database import tables
 from uvm_reporting.domain.catalog import ASSET_TYPES, CRITICALITIES, FINDING_STATUSES, SEVERITIES
 from uvm_reporting.platform_data.generator import (
     AWKWARD_TITLES,
@@ -19,7 +20,6 @@ from uvm_reporting.platform_data.generator import (
     iter_assets,
     iter_findings,
 )
-from uvm_reporting.store import tables
 
 SAMPLE = 20_000
 CVE = re.compile(r"CVE-(\d{4})-\d{4,5}")

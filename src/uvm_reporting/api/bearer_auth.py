@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 from starlette.responses import JSONResponse
 
 from uvm_reporting.auth.access_tokens import AccessClaims, AccessTokens, InvalidToken
+from uvm_reporting.database.api_clients import ClientRecord, get_active_client
 from uvm_reporting.expiring_cache import ACCESS_TTL_SECONDS, ExpiringCache, NotInMemory
-from uvm_reporting.store.api_clients import ClientRecord, get_active_client
 
 REALM = "uvm-reporting"
 _NOT_CACHED = object()

@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from uvm_reporting.database.runs import find_run
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.errors import Forbidden
 from uvm_reporting.storage.local_folder import LocalFolderStorage
-from uvm_reporting.store.runs import find_run
 
 
 def download_routes(engine: Engine, storage: LocalFolderStorage) -> list[BaseRoute]:

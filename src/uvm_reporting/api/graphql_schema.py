@@ -15,9 +15,9 @@ from graphql import GraphQLResolveInfo, GraphQLSchema
 
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.application.reports import Reports
+from uvm_reporting.database.reports import Report
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput, NotFound
-from uvm_reporting.store.reports import Report
 
 SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
 

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from uvm_reporting.auth.access_tokens import AccessTokens, IssuedToken
 from uvm_reporting.auth.api_client_credentials import authenticate_client
 from uvm_reporting.auth.client_credentials import TokenResponse, handle_token_request, invalid_request
-from uvm_reporting.store.api_clients import ClientRecord
+from uvm_reporting.database.api_clients import ClientRecord
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from sqlalchemy import Engine
 from uvm_reporting import fault_points
 from uvm_reporting.application.delivery import deliver_to_s3
 from uvm_reporting.application.ports import CustomerBuckets
+from uvm_reporting.database.accounts import get_account
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult
 from uvm_reporting.errors import StorageFailed
 from uvm_reporting.exports.exporter import Exporter
 from uvm_reporting.storage.result_storage import ResultStorage
-from uvm_reporting.store.accounts import get_account
 
 
 class RunExecutor:

@@ -34,17 +34,17 @@ from sqlalchemy import Engine
 
 from uvm_reporting.application.ports import DownloadLinks, RunQueueWakeup
 from uvm_reporting.application.reports import Reports, private_report
+from uvm_reporting.database.ids import new_id
+from uvm_reporting.database.reports import (
+    report_is_public,
+)
+from uvm_reporting.database.runs import enqueue_run, get_run_and_report_access, list_runs
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import BadUserInput, NotFound
 from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
-from uvm_reporting.store.ids import new_id
-from uvm_reporting.store.reports import (
-    report_is_public,
-)
-from uvm_reporting.store.runs import enqueue_run, get_run_and_report_access, list_runs
 
 DEFAULT_DOWNLOAD_FORMAT = "csv"
 FINISHED_RUNS_KEPT = 4096

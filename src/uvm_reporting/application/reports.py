@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from uvm_reporting.application.ports import CustomerBuckets
+from uvm_reporting.database.accounts import get_account
+from uvm_reporting.database.reports import Report, create_report, get_report, list_reports, update_report
 from uvm_reporting.errors import BadUserInput, Forbidden
-from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.reports import Report, create_report, get_report, list_reports, update_report
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Creating API clients and checking their credentials.
 
 A client's secret is shown once, when the client is created; only its Argon2id hash is
-stored (store/api_clients.py keeps the rows).
+stored (database/api_clients.py keeps the rows).
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from uvm_reporting.auth.client_secrets import (
     verify_dummy_secret,
     verify_secret,
 )
-from uvm_reporting.domain.timestamps import utc_now
-from uvm_reporting.errors import BadUserInput
-from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.api_clients import (
+from uvm_reporting.database.accounts import get_account
+from uvm_reporting.database.api_clients import (
     ClientRecord,
     client_with_secret_hash,
     insert_client,
     replace_secret_hash,
     to_milliseconds,
 )
+from uvm_reporting.domain.timestamps import utc_now
+from uvm_reporting.errors import BadUserInput
 
 _MAX_NAME_LENGTH = 200
 

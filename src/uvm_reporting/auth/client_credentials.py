@@ -60,7 +60,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from uvm_reporting.auth.access_tokens import IssuedToken
-from uvm_reporting.store.api_clients import ClientRecord
+from uvm_reporting.database.api_clients import ClientRecord
 
 GRANT_TYPE = "client_credentials"
 REALM = "uvm-reporting"

@@ -9,9 +9,9 @@ import typer
 
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
+from uvm_reporting.database.accounts import account_counts, create_account, get_account
 from uvm_reporting.settings import Settings
 from uvm_reporting.storage.s3 import S3ClientFactory, trust_policy
-from uvm_reporting.store.accounts import account_counts, create_account, get_account
 
 accounts_app = typer.Typer(help="Create and inspect accounts (tenants).", no_args_is_help=True)
 

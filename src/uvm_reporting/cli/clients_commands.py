@@ -10,8 +10,8 @@ from rich.markup import escape
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
+from uvm_reporting.database.api_clients import ClientRecord, list_clients, revoke_client
 from uvm_reporting.domain.timestamps import format_utc
-from uvm_reporting.store.api_clients import ClientRecord, list_clients, revoke_client
 
 clients_app = typer.Typer(help="Create, revoke and list API clients (OAuth2 client credentials).", no_args_is_help=True)
 

@@ -6,8 +6,8 @@ from functools import cache
 
 from sqlalchemy import Engine
 
+from uvm_reporting.database.engine import open_database
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.database import open_database
 
 
 @cache

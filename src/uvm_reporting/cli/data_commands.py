@@ -9,9 +9,9 @@ import typer
 
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
+from uvm_reporting.database.accounts import get_account
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.platform_data.loader import load_platform_file
-from uvm_reporting.store.accounts import get_account
 
 data_app = typer.Typer(help="Generate or load platform data (findings, assets).", no_args_is_help=True)
 

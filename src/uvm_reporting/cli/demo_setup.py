@@ -9,11 +9,11 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from uvm_reporting.auth.api_client_credentials import create_client
+from uvm_reporting.database.accounts import account_counts, create_account, find_account_by_name
+from uvm_reporting.database.reports import create_report, list_reports
 from uvm_reporting.domain.catalog import FINDINGS
 from uvm_reporting.platform_data.generator import generate_platform_data
 from uvm_reporting.settings import Settings
-from uvm_reporting.store.accounts import account_counts, create_account, find_account_by_name
-from uvm_reporting.store.reports import create_report, list_reports
 
 DEMO_ACCOUNT_NAME = "Demo Account"
 DEMO_REPORT: dict[str, Any] = {

@@ -10,8 +10,8 @@ import typer
 
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
+from uvm_reporting.database.reports import Report, create_report, get_report, list_reports, update_report
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.store.reports import Report, create_report, get_report, list_reports, update_report
 
 reports_app = typer.Typer(help="Create, update and list reports.", no_args_is_help=True)
 

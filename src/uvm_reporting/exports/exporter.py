@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
+from uvm_reporting.database.tables import PLATFORM_TABLES
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import ExportFormat
 from uvm_reporting.domain.report_definition.model import ReportDefinition
@@ -45,7 +46,6 @@ from uvm_reporting.exports.query_compiler import (
 from uvm_reporting.exports.query_failures import database_errors_as_query_failures
 from uvm_reporting.exports.row_batches import row_batches
 from uvm_reporting.exports.sources.driver_rows import write_rows
-from uvm_reporting.store.tables import PLATFORM_TABLES
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from itertools import pairwise
 
 from sqlalchemy import ColumnElement, Engine, func, select
 
+from uvm_reporting.database.tables import PLATFORM_TABLES
 from uvm_reporting.domain.report_definition.model import ReportDefinition
-from uvm_reporting.store.tables import PLATFORM_TABLES
 
 
 def split_by_id(

@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, Select, Table, and_, or_, select
 from sqlalchemy.sql.elements import UnaryExpression
 
+from uvm_reporting.database.tables import PLATFORM_TABLES
 from uvm_reporting.domain.catalog import FieldType, Relation, ResolvedField
 from uvm_reporting.domain.report_definition.model import Filter, FilterOp, ReportDefinition, SortKey
 from uvm_reporting.exports.export_job import LOOKUP_KEY
-from uvm_reporting.store.tables import PLATFORM_TABLES
 
 
 class _Sources:

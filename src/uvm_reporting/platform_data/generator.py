@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, exists, insert, select
 
+from uvm_reporting.database import tables
+from uvm_reporting.database.accounts import get_account
 from uvm_reporting.domain.catalog import ASSET_TYPES, CRITICALITIES, FINDING_STATUSES, SEVERITIES
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.store import tables
-from uvm_reporting.store.accounts import get_account
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -319,7 +319,7 @@ def _anchor(now: datetime | None) -> datetime:
         return DEFAULT_NOW
     if now.tzinfo is None:
         raise ValueError("now must be time-zone aware")
-    # Whole seconds: the store keeps platform timestamps to the second, so generated rows
+    # Whole seconds: the database keeps platform timestamps to the second, so generated rows
     # compare equal to what is read back.
     return now.astimezone(UTC).replace(microsecond=0)
 

@@ -26,10 +26,10 @@ from typing import Any, BinaryIO
 from sqlalchemy import Connection, Engine, Insert, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from uvm_reporting.database import tables
+from uvm_reporting.database.accounts import get_account
 from uvm_reporting.domain.catalog import ENTITIES, EntitySpec, FieldSpec, FieldType
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.store import tables
-from uvm_reporting.store.accounts import get_account
 
 BATCH_SIZE = 5_000
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")

@@ -5,7 +5,7 @@ missed up to now (the scheduler was down, or a tick came late) is coalesced into
 the latest of them: an export is a snapshot of the current data, so replaying missed ones
 would deliver the same file several times. In one transaction the scheduler advances
 ``next_fire_at`` past now, conditionally on it still being the value it read, and inserts the
-run (store/schedules.py). Whoever advances the row first enqueues the run; the unique (report,
+run (database/schedules.py). Whoever advances the row first enqueues the run; the unique (report,
 fire time) of runs backs that up, so any number of schedulers may tick at once and each fire
 time gets one run.
 """
@@ -20,15 +20,15 @@ from functools import partial
 
 from sqlalchemy import Connection, Engine
 
+from uvm_reporting.database.ids import new_id
+from uvm_reporting.database.reports import Report, due_schedules
+from uvm_reporting.database.runs import enqueue_run
+from uvm_reporting.database.schedules import advance_and_enqueue
 from uvm_reporting.domain.runs import Delivery, RunRecord
 from uvm_reporting.domain.schedule.fire_times import latest_fire_time_at_or_before, next_fire_time
 from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.schedule.settings import ScheduleSettings
 from uvm_reporting.domain.timestamps import utc_now
-from uvm_reporting.store.ids import new_id
-from uvm_reporting.store.reports import Report, due_schedules
-from uvm_reporting.store.runs import enqueue_run
-from uvm_reporting.store.schedules import advance_and_enqueue
 
 log = logging.getLogger(__name__)
 

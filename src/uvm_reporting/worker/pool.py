@@ -20,9 +20,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from uvm_reporting import fault_points
+from uvm_reporting.database.runs import claim_next_run, complete_run, fail_run, release_run, renew_lease
 from uvm_reporting.domain.runs import RunRecord, RunResult
 from uvm_reporting.errors import RunErrorCode, run_failure
-from uvm_reporting.store.runs import claim_next_run, complete_run, fail_run, release_run, renew_lease
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import threading
 import psycopg
 from sqlalchemy.engine import make_url
 
-from uvm_reporting.store.runs import RUNS_CHANNEL
+from uvm_reporting.database.runs import RUNS_CHANNEL
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
 log = logging.getLogger(__name__)

@@ -77,7 +77,7 @@ def _as_float64(values: Any) -> Any:
 
 def timestamp_texts(values: Any) -> Any:
     """Timestamps as ``2026-03-01T10:00:00Z`` (whole seconds, UTC). Text (SQLite keeps exactly
-    this form, store.types) passes as it is.
+    this form, database.types) passes as it is.
 
     Arrow's own cast to text (``2026-03-01 10:00:00``) with the ``T`` and ``Z`` put in is about
     15 times cheaper than its strftime(). Years outside 1000-9999, whose text has another

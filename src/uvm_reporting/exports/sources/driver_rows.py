@@ -9,7 +9,7 @@ The columns get the types ADBC's drivers give the export process, so the rendere
 same batches either way: text for strings; doubles for numbers (a ``Decimal`` of a NUMERIC
 expression too); timestamps and dates as Arrow timestamps (UTC) and dates when the driver hands
 over ``datetime`` and ``date`` (PostgreSQL), and as the stored ISO-8601 text when it hands over
-text (SQLite, store.types). A column mixing both is parsed into the Arrow type.
+text (SQLite, database.types). A column mixing both is parsed into the Arrow type.
 """
 
 from __future__ import annotations

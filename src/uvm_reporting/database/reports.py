@@ -14,16 +14,16 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, case, insert, literal, select, true, update
 
+from uvm_reporting.database.accounts import get_account
+from uvm_reporting.database.ids import new_id
+from uvm_reporting.database.tables import reports
+from uvm_reporting.database.types import UtcDateTime
 from uvm_reporting.domain.report_definition.model import ReportDefinition
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.schedule.fire_times import next_fire_time
 from uvm_reporting.domain.schedule.settings import ScheduleSettings
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound
-from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.ids import new_id
-from uvm_reporting.store.tables import reports
-from uvm_reporting.store.types import UtcDateTime
 
 
 @dataclass(frozen=True, slots=True)

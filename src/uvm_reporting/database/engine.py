@@ -35,7 +35,7 @@ def create_database_engine(database_url: str) -> Engine:
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     # Turn off the driver's own BEGIN handling: we issue BEGIN ourselves (below), so a
-    # claim can ask for BEGIN IMMEDIATE (see store.runs).
+    # claim can ask for BEGIN IMMEDIATE (see database.runs).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

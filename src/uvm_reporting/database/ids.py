@@ -1,4 +1,4 @@
-"""Identifiers used by the store."""
+"""Identifiers of the rows of our own database."""
 
 from __future__ import annotations
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 
+from uvm_reporting.database.ids import new_id
+from uvm_reporting.database.tables import accounts, api_clients, assets, findings, reports
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import BadUserInput, NotFound
-from uvm_reporting.store.ids import new_id
-from uvm_reporting.store.tables import accounts, api_clients, assets, findings, reports
 
 
 @dataclass(frozen=True, slots=True)

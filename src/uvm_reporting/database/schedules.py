@@ -15,9 +15,9 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, true, update
 from sqlalchemy.exc import IntegrityError
 
+from uvm_reporting.database.reports import Report
+from uvm_reporting.database.tables import reports
 from uvm_reporting.domain.runs import RunRecord
-from uvm_reporting.store.reports import Report
-from uvm_reporting.store.tables import reports
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Select, and_, bindparam, func, insert, or_, select, update
 
+from uvm_reporting.database.ids import new_id
+from uvm_reporting.database.reports import is_public_access
+from uvm_reporting.database.tables import reports, runs
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound, RunErrorCode
-from uvm_reporting.store.ids import new_id
-from uvm_reporting.store.reports import is_public_access
-from uvm_reporting.store.tables import reports, runs
 
 RUNS_CHANNEL = "uvm_reporting_runs"  # PostgreSQL NOTIFY channel of newly queued runs
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from uvm_reporting.database.accounts import get_account
+from uvm_reporting.database.tables import api_clients
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound
-from uvm_reporting.store.accounts import get_account
-from uvm_reporting.store.tables import api_clients
 
 # Every column but the secret's hash, so no ordinary read ever loads it.
 _PUBLIC_COLUMNS = (

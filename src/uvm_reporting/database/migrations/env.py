@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection handed over by ``store.database.migrate``."""
+"""Alembic environment: runs on the connection handed over by ``database.engine.migrate``."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from uvm_reporting.store.tables import metadata
+from uvm_reporting.database.tables import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)

@@ -27,7 +27,7 @@ from sqlalchemy import (
     false,
 )
 
-from uvm_reporting.store.types import UtcDateTime
+from uvm_reporting.database.types import UtcDateTime
 
 metadata = MetaData(
     naming_convention={

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from uvm_reporting.store.types import UtcDateTime
+from uvm_reporting.database.types import UtcDateTime
 
 revision = "0001"
 down_revision = None

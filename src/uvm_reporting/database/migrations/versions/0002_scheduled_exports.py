@@ -12,7 +12,7 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-from uvm_reporting.store.types import UtcDateTime
+from uvm_reporting.database.types import UtcDateTime
 
 revision = "0002"
 down_revision = "0001"
