@@ -17,14 +17,15 @@ from sqlalchemy import Engine, func, select
 
 from tests.support.cli import cli_process
 from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.runs import enqueue_download
 from tests.support.snapshots import DatabaseSnapshots
 from tests.support.waiting import wait_for
 from uvm_reporting.database.accounts import create_account
 from uvm_reporting.database.engine import open_database
 from uvm_reporting.database.reports import Report, create_report
-from uvm_reporting.database.runs import enqueue_run, get_run
+from uvm_reporting.database.runs import get_run
 from uvm_reporting.database.tables import accounts, runs
-from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
+from uvm_reporting.domain.runs import RunRecord, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
 
 
@@ -49,15 +50,7 @@ def set_up(database_url: str, findings: int, snapshots: DatabaseSnapshots) -> tu
 
 
 def enqueue(engine: Engine, report: Report) -> RunRecord:
-    return enqueue_run(
-        engine,
-        account_id=report.account_id,
-        report_id=report.id,
-        delivery=Delivery.DOWNLOAD,
-        format="csv",
-        definition=report.definition.to_json(),
-        requested_by="test",
-    )
+    return enqueue_download(engine, report)
 
 
 def count_final(engine: Engine) -> int:

@@ -16,14 +16,15 @@ from sqlalchemy import Engine
 
 from tests.support.cli import cli_process, running_server, stop_process, wait_for_log
 from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.runs import enqueue_download
 from tests.support.seed_commands import PROCESS_REPORT, bash_json, fill, get_token, poll_until_finished
 from tests.support.waiting import wait_for
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import create_account
 from uvm_reporting.database.engine import open_database
 from uvm_reporting.database.reports import Report, create_report
-from uvm_reporting.database.runs import enqueue_run, get_run
-from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
+from uvm_reporting.database.runs import get_run
+from uvm_reporting.domain.runs import RunRecord, RunState
 from uvm_reporting.platform_data.generator import generate_platform_data
 
 FINDINGS = 2_000
@@ -57,15 +58,7 @@ def set_up(database_url: str, findings: int) -> tuple[Engine, Report]:
 
 
 def enqueue(engine: Engine, report: Report) -> RunRecord:
-    return enqueue_run(
-        engine,
-        account_id=report.account_id,
-        report_id=report.id,
-        delivery=Delivery.DOWNLOAD,
-        format="csv",
-        definition=report.definition.to_json(),
-        requested_by="test",
-    )
+    return enqueue_download(engine, report)
 
 
 def partial_files(folder: Path) -> list[Path]:

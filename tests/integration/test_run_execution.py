@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.exc import DataError, OperationalError
 
 from tests.support.expected_exports import expected_findings_rows
+from tests.support.runs import enqueue_download
 from tests.support.waiting import wait_for
 from uvm_reporting.application.execute_run import RunExecutor
 from uvm_reporting.database.reports import Report
@@ -30,15 +31,7 @@ def local(services: Services) -> LocalFolderStorage:
 
 
 def enqueue(services: Services, report: Report, definition: dict[str, Any] | None = None) -> RunRecord:
-    return enqueue_run(
-        services.engine,
-        account_id=report.account_id,
-        report_id=report.id,
-        delivery=Delivery.DOWNLOAD,
-        format="csv",
-        definition=definition or report.definition.to_json(),
-        requested_by="test",
-    )
+    return enqueue_download(services.engine, report, definition=definition)
 
 
 def test_the_csv_holds_exactly_the_accounts_rows(services: Services, public_report: Report, findings_data: int) -> None:

@@ -8,32 +8,24 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
+from tests.support.runs import enqueue_download
 from uvm_reporting.database.accounts import Account
 from uvm_reporting.database.reports import Report
 from uvm_reporting.database.runs import (
     claim_next_run,
     complete_run,
-    enqueue_run,
     fail_run,
     get_run,
     release_run,
     renew_lease,
 )
-from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
+from uvm_reporting.domain.runs import RunRecord, RunResult, RunState
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound, RunErrorCode
 
 
 def enqueue(engine: Engine, report: Report) -> RunRecord:
-    return enqueue_run(
-        engine,
-        account_id=report.account_id,
-        report_id=report.id,
-        delivery=Delivery.DOWNLOAD,
-        format="csv",
-        definition=report.definition.to_json(),
-        requested_by="test",
-    )
+    return enqueue_download(engine, report)
 
 
 def claim(engine: Engine, worker: str, **kwargs: object) -> RunRecord | None:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.runs import enqueue_download
 from tests.support.waiting import wait_for
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, authenticate_bearer
 from uvm_reporting.application.report_runs import RUNNING_STATUS_TTL_SECONDS, ReportRuns
@@ -22,12 +23,11 @@ from uvm_reporting.database.reports import Report, create_report, update_report
 from uvm_reporting.database.runs import (
     claim_next_run,
     complete_run,
-    enqueue_run,
     fail_run,
     get_run,
     get_run_and_report_access,
 )
-from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult
+from uvm_reporting.domain.runs import RunRecord, RunResult
 from uvm_reporting.errors import Forbidden, NotFound, RunErrorCode
 from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
 from uvm_reporting.services import Services
@@ -91,15 +91,7 @@ def report_runs(services: Services, clock: Clock, links: list[str]) -> ReportRun
 
 
 def queue(engine: Engine, report: Report) -> RunRecord:
-    return enqueue_run(
-        engine,
-        account_id=report.account_id,
-        report_id=report.id,
-        delivery=Delivery.DOWNLOAD,
-        format="csv",
-        definition=report.definition.to_json(),
-        requested_by=None,
-    )
+    return enqueue_download(engine, report, requested_by=None)
 
 
 def claim(engine: Engine, run: RunRecord) -> None:

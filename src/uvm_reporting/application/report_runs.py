@@ -34,14 +34,12 @@ from sqlalchemy import Engine
 
 from uvm_reporting.application.ports import DownloadLinks, RunQueueWakeup
 from uvm_reporting.application.reports import Reports, private_report
-from uvm_reporting.database.ids import new_id
 from uvm_reporting.database.reports import (
     report_is_public,
 )
-from uvm_reporting.database.runs import enqueue_run, get_run_and_report_access, list_runs
+from uvm_reporting.database.runs import enqueue_delivery, enqueue_run, get_run_and_report_access, list_runs
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
-from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import BadUserInput, NotFound
 from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
@@ -107,21 +105,7 @@ class ReportRuns:
                     "isPresignedUrl: true to get a download link, or configure S3 delivery on the report.",
                     report_id=report_id,
                 )
-            run_id = new_id()
-            run = enqueue_run(
-                self.engine,
-                account_id=account_id,
-                report_id=report.id,
-                delivery=Delivery.S3,
-                format=schedule.format,
-                compression=schedule.compression,
-                definition=report.definition.to_json(),
-                requested_by=requested_by,
-                destination=delivery_destination(
-                    schedule, report_name=report.name, report_id=report.id, run_id=run_id, at=utc_now()
-                ),
-                run_id=run_id,
-            )
+            run = enqueue_delivery(self.engine, report, schedule, at=utc_now(), requested_by=requested_by)
         self.signal.notify()
         return {"runId": run.id, "reportId": report.id, "status": run.state.api_status, "state": run.state.value}
 

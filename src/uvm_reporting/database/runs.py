@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Engine, Select, and_, bindparam, func, insert, or_, select, update
 
 from uvm_reporting.database.ids import new_id
-from uvm_reporting.database.reports import is_public_access
+from uvm_reporting.database.reports import Report, is_public_access
 from uvm_reporting.database.tables import reports, runs
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
+from uvm_reporting.domain.schedule.object_keys import delivery_destination
+from uvm_reporting.domain.schedule.settings import ScheduleSettings
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound, RunErrorCode
 
@@ -64,6 +66,35 @@ def enqueue_run(
         return _insert_run(connection, values)
     with engine.begin() as own_connection:
         return _insert_run(own_connection, values)
+
+
+def enqueue_delivery(
+    engine: Engine,
+    report: Report,
+    schedule: ScheduleSettings,
+    *,
+    at: datetime,
+    requested_by: str | None,
+    scheduled_for: datetime | None = None,
+    connection: Connection | None = None,
+) -> RunRecord:
+    """A queued run delivering ``report`` to the bucket of its schedule, in the schedule's format,
+    under the object key its settings give for ``at``."""
+    run_id = new_id()
+    return enqueue_run(
+        engine,
+        account_id=report.account_id,
+        report_id=report.id,
+        delivery=Delivery.S3,
+        format=schedule.format,
+        compression=schedule.compression,
+        definition=report.definition.to_json(),
+        requested_by=requested_by,
+        destination=delivery_destination(schedule, report_name=report.name, report_id=report.id, run_id=run_id, at=at),
+        scheduled_for=scheduled_for,
+        connection=connection,
+        run_id=run_id,
+    )
 
 
 def _insert_run(connection: Connection, values: dict[str, Any]) -> RunRecord:

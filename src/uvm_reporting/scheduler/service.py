@@ -20,13 +20,11 @@ from functools import partial
 
 from sqlalchemy import Connection, Engine
 
-from uvm_reporting.database.ids import new_id
 from uvm_reporting.database.reports import Report, due_schedules
-from uvm_reporting.database.runs import enqueue_run
+from uvm_reporting.database.runs import enqueue_delivery
 from uvm_reporting.database.schedules import advance_and_enqueue
-from uvm_reporting.domain.runs import Delivery, RunRecord
+from uvm_reporting.domain.runs import RunRecord
 from uvm_reporting.domain.schedule.fire_times import latest_fire_time_at_or_before, next_fire_time
-from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.schedule.settings import ScheduleSettings
 from uvm_reporting.domain.timestamps import utc_now
 
@@ -115,20 +113,12 @@ class Scheduler:
     def _enqueue(
         self, report: Report, schedule: ScheduleSettings, fire_at: datetime, connection: Connection
     ) -> RunRecord:
-        run_id = new_id()
-        return enqueue_run(
+        return enqueue_delivery(
             self._engine,
-            account_id=report.account_id,
-            report_id=report.id,
-            delivery=Delivery.S3,
-            format=schedule.format,
-            compression=schedule.compression,
-            definition=report.definition.to_json(),
+            report,
+            schedule,
+            at=fire_at,
             requested_by=None,
-            destination=delivery_destination(
-                schedule, report_name=report.name, report_id=report.id, run_id=run_id, at=fire_at
-            ),
             scheduled_for=fire_at,
             connection=connection,
-            run_id=run_id,
         )
