@@ -52,7 +52,7 @@ class Fetched:
 
 
 @dataclass
-class Backend:
+class StorageBackend:
     storage: ResultStorage
     download_of: Callable[[str], Download]
     """A download of the file stored at a key, as the wiring would ask for its link."""
@@ -78,7 +78,7 @@ def folder_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Eng
     engine.dispose()
 
 
-def _folder(tmp_path: Path, folder_store: tuple[Engine, Report]) -> Backend:
+def _folder(tmp_path: Path, folder_store: tuple[Engine, Report]) -> StorageBackend:
     engine, report = folder_store
     links = DownloadLinkSigner(b"k" * 32, "http://testserver", 600)
     folder = LocalFolderStorage(tmp_path / "results", links)
@@ -107,10 +107,10 @@ def _folder(tmp_path: Path, folder_store: tuple[Engine, Report]) -> Backend:
     def leftovers() -> list[str]:
         return sorted(str(path.relative_to(folder.root)) for path in folder.root.rglob("*") if path.is_file())
 
-    return Backend(folder, download_of, fetch, leftovers)
+    return StorageBackend(folder, download_of, fetch, leftovers)
 
 
-def _s3(moto_client_factory: S3ClientFactory, moto_s3: S3Client, moto_bucket: str) -> Backend:
+def _s3(moto_client_factory: S3ClientFactory, moto_s3: S3Client, moto_bucket: str) -> StorageBackend:
     storage = S3ResultStorage(
         moto_client_factory, moto_bucket, "deployment/results", part_size=PART_SIZE, link_lifetime_seconds=600
     )
@@ -130,11 +130,11 @@ def _s3(moto_client_factory: S3ClientFactory, moto_s3: S3Client, moto_bucket: st
         uploads = moto_s3.list_multipart_uploads(Bucket=moto_bucket).get("Uploads", [])
         return sorted([item["Key"] for item in objects] + [f"{UNFINISHED}{item['Key']}" for item in uploads])
 
-    return Backend(storage, download_of, fetch, leftovers)
+    return StorageBackend(storage, download_of, fetch, leftovers)
 
 
 @pytest.fixture(params=["folder", "s3"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+def storage_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageBackend:
     if request.param == "folder":
         return _folder(tmp_path, request.getfixturevalue("folder_store"))
     return _s3(
@@ -156,28 +156,33 @@ def _store(storage: ResultStorage, key: str, data: bytes, chunk: int = MIB) -> W
     return written
 
 
-def test_a_finished_write_is_published_whole_and_described(backend: Backend) -> None:
+def test_a_finished_write_is_published_whole_and_described(storage_backend: StorageBackend) -> None:
     data = _payload(LARGE)
-    written = _store(backend.storage, "results/acme/r-1.csv", data)
+    written = _store(storage_backend.storage, "results/acme/r-1.csv", data)
     assert (written.key, written.size_bytes, written.sha256) == (
         "results/acme/r-1.csv",
         len(data),
         hashlib.sha256(data).hexdigest(),
     )
-    assert backend.storage.exists("results/acme/r-1.csv")
-    assert backend.fetch(backend.storage.download_link(backend.download_of("results/acme/r-1.csv")).url).body == data
+    assert storage_backend.storage.exists("results/acme/r-1.csv")
+    assert (
+        storage_backend.fetch(
+            storage_backend.storage.download_link(storage_backend.download_of("results/acme/r-1.csv")).url
+        ).body
+        == data
+    )
 
 
-def test_nothing_is_visible_under_the_key_before_the_write_completes(backend: Backend) -> None:
+def test_nothing_is_visible_under_the_key_before_the_write_completes(storage_backend: StorageBackend) -> None:
     data = _payload(LARGE, seed=1)
-    with backend.storage.open_for_write("results/acme/r-2.csv") as (writer, _):
+    with storage_backend.storage.open_for_write("results/acme/r-2.csv") as (writer, _):
         writer.write(data[: PART_SIZE + 1])  # on S3, a part is uploaded already
-        assert not backend.storage.exists("results/acme/r-2.csv")
-        published = [entry for entry in backend.leftovers() if not entry.startswith(UNFINISHED)]
+        assert not storage_backend.storage.exists("results/acme/r-2.csv")
+        published = [entry for entry in storage_backend.leftovers() if not entry.startswith(UNFINISHED)]
         assert not any(entry.endswith("results/acme/r-2.csv") for entry in published)
         writer.write(data[PART_SIZE + 1 :])
-        assert not backend.storage.exists("results/acme/r-2.csv")
-    assert backend.storage.exists("results/acme/r-2.csv")
+        assert not storage_backend.storage.exists("results/acme/r-2.csv")
+    assert storage_backend.storage.exists("results/acme/r-2.csv")
 
 
 class Interrupted(Exception):
@@ -190,58 +195,73 @@ def _write_then_fail(storage: ResultStorage, key: str, data: bytes) -> None:
         raise Interrupted
 
 
-def test_a_write_that_raises_leaves_nothing_behind(backend: Backend) -> None:
+def test_a_write_that_raises_leaves_nothing_behind(storage_backend: StorageBackend) -> None:
     with pytest.raises(Interrupted):
-        _write_then_fail(backend.storage, "results/acme/r-3.csv", _payload(LARGE, seed=2))
-    assert not backend.storage.exists("results/acme/r-3.csv")
-    assert backend.leftovers() == []
+        _write_then_fail(storage_backend.storage, "results/acme/r-3.csv", _payload(LARGE, seed=2))
+    assert not storage_backend.storage.exists("results/acme/r-3.csv")
+    assert storage_backend.leftovers() == []
 
 
-def test_a_write_that_raises_keeps_the_earlier_file_of_the_key(backend: Backend) -> None:
+def test_a_write_that_raises_keeps_the_earlier_file_of_the_key(storage_backend: StorageBackend) -> None:
     earlier = _payload(1000, seed=3)
-    _store(backend.storage, "results/acme/r-4.csv", earlier)
+    _store(storage_backend.storage, "results/acme/r-4.csv", earlier)
     with pytest.raises(Interrupted):
-        _write_then_fail(backend.storage, "results/acme/r-4.csv", _payload(LARGE, seed=4))
-    assert backend.fetch(backend.storage.download_link(backend.download_of("results/acme/r-4.csv")).url).body == earlier
-    assert len(backend.leftovers()) == 1
+        _write_then_fail(storage_backend.storage, "results/acme/r-4.csv", _payload(LARGE, seed=4))
+    assert (
+        storage_backend.fetch(
+            storage_backend.storage.download_link(storage_backend.download_of("results/acme/r-4.csv")).url
+        ).body
+        == earlier
+    )
+    assert len(storage_backend.leftovers()) == 1
 
 
-def test_writing_a_key_again_replaces_its_file(backend: Backend) -> None:
-    _store(backend.storage, "results/acme/r-5.csv", _payload(LARGE, seed=5))
+def test_writing_a_key_again_replaces_its_file(storage_backend: StorageBackend) -> None:
+    _store(storage_backend.storage, "results/acme/r-5.csv", _payload(LARGE, seed=5))
     later = _payload(2000, seed=6)
-    written = _store(backend.storage, "results/acme/r-5.csv", later)
+    written = _store(storage_backend.storage, "results/acme/r-5.csv", later)
     assert written.size_bytes == len(later)
-    assert backend.fetch(backend.storage.download_link(backend.download_of("results/acme/r-5.csv")).url).body == later
-    assert len(backend.leftovers()) == 1
+    assert (
+        storage_backend.fetch(
+            storage_backend.storage.download_link(storage_backend.download_of("results/acme/r-5.csv")).url
+        ).body
+        == later
+    )
+    assert len(storage_backend.leftovers()) == 1
 
 
-def test_exists_and_delete(backend: Backend) -> None:
-    storage = backend.storage
+def test_exists_and_delete(storage_backend: StorageBackend) -> None:
+    storage = storage_backend.storage
     assert not storage.exists("results/acme/r-6.csv")
     _store(storage, "results/acme/r-6.csv", b"id\n1\n")
     assert storage.exists("results/acme/r-6.csv")
-    link = storage.download_link(backend.download_of("results/acme/r-6.csv"))
+    link = storage.download_link(storage_backend.download_of("results/acme/r-6.csv"))
     storage.delete("results/acme/r-6.csv")
     assert not storage.exists("results/acme/r-6.csv")
     # Our route answers 404; S3 answers 404, or 403 to a caller without s3:ListBucket (moto: 403).
-    assert backend.fetch(link.url).status in (403, 404)
+    assert storage_backend.fetch(link.url).status in (403, 404)
     storage.delete("results/acme/r-6.csv")  # a key without a file is no error
-    assert backend.leftovers() == []
+    assert storage_backend.leftovers() == []
 
 
-def test_an_empty_file_is_a_file(backend: Backend) -> None:
-    written = _store(backend.storage, "results/acme/r-7.csv", b"")
+def test_an_empty_file_is_a_file(storage_backend: StorageBackend) -> None:
+    written = _store(storage_backend.storage, "results/acme/r-7.csv", b"")
     assert written.size_bytes == 0
-    assert backend.storage.exists("results/acme/r-7.csv")
-    assert backend.fetch(backend.storage.download_link(backend.download_of("results/acme/r-7.csv")).url).body == b""
+    assert storage_backend.storage.exists("results/acme/r-7.csv")
+    assert (
+        storage_backend.fetch(
+            storage_backend.storage.download_link(storage_backend.download_of("results/acme/r-7.csv")).url
+        ).body
+        == b""
+    )
 
 
-def test_a_download_link_fetches_the_file_under_its_name_until_it_expires(backend: Backend) -> None:
+def test_a_download_link_fetches_the_file_under_its_name_until_it_expires(storage_backend: StorageBackend) -> None:
     data = b"id,title\n1,Open port\n"
-    _store(backend.storage, "results/acme/r-8.csv", data)
-    download = backend.download_of("results/acme/r-8.csv")
-    link = backend.storage.download_link(download)
-    fetched = backend.fetch(link.url)
+    _store(storage_backend.storage, "results/acme/r-8.csv", data)
+    download = storage_backend.download_of("results/acme/r-8.csv")
+    link = storage_backend.storage.download_link(download)
+    fetched = storage_backend.fetch(link.url)
     assert (fetched.status, fetched.body) == (200, data)
     headers = {name.lower(): value for name, value in fetched.headers.items()}
     assert headers["content-type"].startswith(download.content_type)
@@ -252,11 +272,11 @@ def test_a_download_link_fetches_the_file_under_its_name_until_it_expires(backen
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside.csv", "results/../../outside.csv"])
-def test_a_key_cannot_leave_the_storage(backend: Backend, key: str) -> None:
+def test_a_key_cannot_leave_the_storage(storage_backend: StorageBackend, key: str) -> None:
     with pytest.raises(BadUserInput, match="invalid storage key"):
-        _store(backend.storage, key, b"x")
+        _store(storage_backend.storage, key, b"x")
     with pytest.raises(BadUserInput, match="invalid storage key"):
-        backend.storage.exists(key)
+        storage_backend.storage.exists(key)
     with pytest.raises(BadUserInput, match="invalid storage key"):
-        backend.storage.delete(key)
-    assert backend.leftovers() == []
+        storage_backend.storage.delete(key)
+    assert storage_backend.leftovers() == []
