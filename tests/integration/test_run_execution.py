@@ -12,8 +12,10 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from tests.support.expected_exports import expected_findings_rows
 from tests.support.runs import enqueue_download
+from tests.support.sinks import ByteSink
 from tests.support.waiting import wait_for
 from uvm_reporting.application.execute_run import RunExecutor
+from uvm_reporting.database.accounts import create_account
 from uvm_reporting.database.reports import Report
 from uvm_reporting.database.runs import complete_run, enqueue_run, get_run
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
@@ -200,3 +202,35 @@ def test_an_s3_delivery_where_s3_is_not_configured_is_a_storage_failure(
     failure = run_failure(raised.value)
     assert failure.code is RunErrorCode.STORAGE_FAILED
     assert failure.message == "This run delivers to S3, but S3 is not configured here."
+
+
+def test_a_prepared_report_answers_only_for_its_own_definition_and_account(
+    services: Services, public_report: Report, findings_data: int
+) -> None:
+    """The exporter keeps a report's compiled query between runs; an edited definition or
+    another account's run of the same definition must never get it."""
+    exporter = Exporter(services.engine)
+    other = create_account(services.engine, "Other Co")
+    fewer_columns = {**public_report.definition.to_json(), "columns": ["id", "severity"]}
+
+    def csv_rows(run: RunRecord) -> list[list[str]]:
+        sink = ByteSink()
+        exporter.write(run, sink)
+        return list(csv.reader(io.StringIO(bytes(sink.data).decode("utf-8"), newline="")))
+
+    first = csv_rows(enqueue(services, public_report))
+    assert len(first) == findings_data + 1
+    assert csv_rows(enqueue(services, public_report)) == first  # the same report again
+    narrowed = csv_rows(enqueue(services, public_report, definition=fewer_columns))
+    assert narrowed[0] == ["id", "severity"]
+    assert [row[0] for row in narrowed[1:]] == [row[0] for row in first[1:]]
+    foreign = enqueue_run(
+        services.engine,
+        account_id=other.id,
+        report_id=public_report.id,
+        delivery=Delivery.DOWNLOAD,
+        format="csv",
+        definition=public_report.definition.to_json(),
+        requested_by="test",
+    )
+    assert csv_rows(foreign) == [first[0]]  # the other account has no findings: the header alone

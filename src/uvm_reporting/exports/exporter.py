@@ -19,11 +19,14 @@ our storage's or the customer's bucket's, which count, hash and publish them).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select
 
 from uvm_reporting.database.tables import PLATFORM_TABLES
 from uvm_reporting.domain.catalog import FieldType
@@ -32,6 +35,7 @@ from uvm_reporting.domain.report_definition.model import ReportDefinition
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import RunRecord
 from uvm_reporting.errors import UvmReportingError
+from uvm_reporting.expiring_cache import ExpiringCache
 from uvm_reporting.exports.driver_sql import driver_query
 from uvm_reporting.exports.export_job import ExportJob, LookupPart, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses
@@ -44,7 +48,7 @@ from uvm_reporting.exports.query_compiler import (
     report_column_types,
 )
 from uvm_reporting.exports.query_failures import database_errors_as_query_failures
-from uvm_reporting.exports.row_batches import row_batches
+from uvm_reporting.exports.row_batches import RowQuery, row_batches, row_query
 from uvm_reporting.exports.sources.driver_rows import write_rows
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,20 @@ LOOKUP_MAX_VALUES = 500_000
 """The most values (rows times columns) a lookup table the export process joins may hold. At
 the lengths of ids and host names that is about 12 MB of table and 25 MB of hash table while
 keys are looked up (bench/RESULTS.md); a relation with more is joined by the database."""
+
+
+PREPARED_REPORTS_KEPT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedReport:
+    """What a run of a report needs before it reads a row."""
+
+    definition: ReportDefinition
+    statement: Select[Any]
+    columns: Columns
+    rows: RowQuery
+    """The statement as the driver runs it in the worker's thread (a small report)."""
 
 
 class Exporter:
@@ -78,10 +96,22 @@ class Exporter:
         self._lookup_max_values = lookup_max_values
         self._log_level = log_level
         self._export_processes = ExportProcesses(keep_spare=keep_spare_export_process)
+        # A report's definition, its SELECT and that SELECT compiled for the driver depend on the
+        # definition and the account alone: a report run again (every scheduled run) reuses them.
+        self._prepared: ExpiringCache[tuple[str, str], PreparedReport] = ExpiringCache(
+            float("inf"), max_entries=PREPARED_REPORTS_KEPT
+        )
 
     def close(self) -> None:
         """Stop the spare export process (exports still running end too)."""
         self._export_processes.close()
+
+    def _prepare(self, document: dict[str, Any], account_id: str) -> PreparedReport:
+        definition = parse_report_definition(document)
+        statement = compile_report_query(definition, account_id)
+        return PreparedReport(
+            definition, statement, report_column_types(definition), row_query(statement, self._engine.dialect)
+        )
 
     def write(self, run: RunRecord, out: BinaryWriter) -> int:
         """Write the run's rows to ``out`` in its format; return the number of rows. The
@@ -90,12 +120,12 @@ class Exporter:
             return self._write(run, out)
 
     def _write(self, run: RunRecord, out: BinaryWriter) -> int:
-        definition = parse_report_definition(run.definition)
-        statement = compile_report_query(definition, run.account_id)
-        columns = report_column_types(definition)
+        key = (json.dumps(run.definition, sort_keys=True), run.account_id)
+        prepared = self._prepared.get_or_load(key, lambda: self._prepare(run.definition, run.account_id))
+        definition, statement, columns = prepared.definition, prepared.statement, prepared.columns
         export_format, compression = run.export_format, run.export_compression
         if not self._in_export_process(definition, run.account_id):
-            rows = row_batches(self._engine, statement, self._batch_size)
+            rows = row_batches(self._engine, prepared.rows, self._batch_size)
             return write_rows(export_format, compression, rows, columns, out)
         ranges = None
         # Only SQLite: there reading and joining rows dominates and spreads over the ranges; on
