@@ -257,6 +257,34 @@ def rss_bytes(pid: int) -> int:
     return read_status_kib(pid, "VmRSS") * 1024
 
 
+# --- checkouts to compare -------------------------------------------------------------------
+
+
+def parse_code(text: str) -> dict[str, Path]:
+    """``label=path,label=path`` (or one bare path, labelled ``code``)."""
+    codes: dict[str, Path] = {}
+    for item in text.split(","):
+        label, _, path = item.strip().rpartition("=")
+        folder = Path(path or ".").expanduser()
+        if not (folder / "src" / "uvm_reporting").is_dir():
+            raise BenchError(f"--code: {folder} holds no src/uvm_reporting")
+        codes[label or f"code{len(codes) + 1}"] = folder.resolve()
+    return codes
+
+
+def code_commit(folder: Path) -> str:
+    completed = subprocess.run(
+        ["git", "-C", str(folder), "log", "-1", "--format=%h %s"], capture_output=True, text=True, check=False
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no", "src"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (completed.stdout.strip() or "(not a git checkout)") + (" +uncommitted" if dirty.stdout.strip() else "")
+
+
 # --- data sets --------------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ if [[ $mode == quick ]]; then
   run bench/export_memory.py --quick --format all
   run bench/status_throughput.py --quick
   run bench/xlsx_speed.py --quick
+  run bench/idle_rss.py --quick
 else
   for backend in "${backends[@]}"; do
     run bench/export_speed.py --backend "$backend" --rows 1000000 --runs 3 --format all
@@ -48,6 +49,7 @@ else
   run bench/export_memory.py --rows 1000000,10000000 --runs 3 --format all
   run bench/status_throughput.py --runs 3
   run bench/xlsx_speed.py --rows 1000000 --runs 3
+  run bench/idle_rss.py --runs 3
 fi
 
 echo

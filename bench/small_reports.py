@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +40,10 @@ from _harness import (
     Dataset,
     RunTiming,
     api_client,
+    code_commit,
     export_request,
     median,
+    parse_code,
     parse_rows,
     prepare_dataset,
     print_header,
@@ -62,31 +63,6 @@ QUICK_SMALL_ROWS = 100
 NOISE = 1.05
 SMALL_REPORT_LIMIT = 20_000
 """The default ``export_process_min_rows``: larger data sets would go to the export process."""
-
-
-def parse_code(text: str) -> dict[str, Path]:
-    """``label=path,label=path`` (or one bare path, labelled ``code``)."""
-    codes: dict[str, Path] = {}
-    for item in text.split(","):
-        label, _, path = item.strip().rpartition("=")
-        folder = Path(path or ".").expanduser()
-        if not (folder / "src" / "uvm_reporting").is_dir():
-            raise BenchError(f"--code: {folder} holds no src/uvm_reporting")
-        codes[label or f"code{len(codes) + 1}"] = folder.resolve()
-    return codes
-
-
-def code_commit(folder: Path) -> str:
-    completed = subprocess.run(
-        ["git", "-C", str(folder), "log", "-1", "--format=%h %s"], capture_output=True, text=True, check=False
-    )
-    dirty = subprocess.run(
-        ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no", "src"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return (completed.stdout.strip() or "(not a git checkout)") + (" +uncommitted" if dirty.stdout.strip() else "")
 
 
 def main() -> None:

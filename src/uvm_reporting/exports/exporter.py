@@ -49,7 +49,6 @@ from uvm_reporting.exports.query_compiler import (
 )
 from uvm_reporting.exports.query_failures import database_errors_as_query_failures
 from uvm_reporting.exports.row_batches import RowQuery, row_batches, row_query
-from uvm_reporting.exports.sources.driver_rows import write_rows
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +124,10 @@ class Exporter:
         definition, statement, columns = prepared.definition, prepared.statement, prepared.columns
         export_format, compression = run.export_format, run.export_compression
         if not self._in_export_process(definition, run.account_id):
+            # Loaded at the first small report, not at start: an idle worker holds no Arrow
+            # kernels (bench/idle_rss.py).
+            from uvm_reporting.exports.sources.driver_rows import write_rows  # noqa: PLC0415
+
             rows = row_batches(self._engine, prepared.rows, self._batch_size)
             return write_rows(export_format, compression, rows, columns, out)
         ranges = None
