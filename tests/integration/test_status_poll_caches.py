@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
+from tests.support.clock import ManualClock as Clock
 from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.runs import enqueue_download
 from tests.support.waiting import wait_for
@@ -35,14 +36,6 @@ from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.storage.result_storage import Download
 
 TTL = 2.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.clock import ManualClock as Clock
 from uvm_reporting.errors import NotFound
 from uvm_reporting.expiring_cache import ACCESS_TTL_SECONDS, ExpiringCache
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
