@@ -29,7 +29,7 @@ class Services:
     engine: Engine
     tokens: AccessTokens
     storage: ResultStorage
-    connector: S3ClientFactory
+    buckets: S3CustomerBuckets
     signal: RunQueueSignal
     report_runs: ReportRuns
 
@@ -50,7 +50,7 @@ class Services:
             keep_spare_export_process=True,
             log_level=self.settings.log_level,
         )
-        executor = RunExecutor(self.engine, self.storage, exporter, S3CustomerBuckets(self.connector))
+        executor = RunExecutor(self.engine, self.storage, exporter, self.buckets)
         return WorkerPool(
             self.engine,
             executor.execute,
@@ -120,17 +120,18 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         link_lifetime_seconds=settings.download_link_lifetime_seconds,
     )
     signal = RunQueueSignal()
+    buckets = S3CustomerBuckets(s3_clients)
     return Services(
         settings=settings,
         engine=engine,
         tokens=AccessTokens.from_settings(settings),
         storage=storage,
-        connector=s3_clients,
+        buckets=buckets,
         signal=signal,
         report_runs=ReportRuns(
             engine=engine,
             signal=signal,
             links=storage,
-            reports=Reports(engine, S3CustomerBuckets(s3_clients)),
+            reports=Reports(engine, buckets),
         ),
     )

@@ -39,11 +39,12 @@ from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import Compression, ExportFormat
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.runs import Delivery
+from uvm_reporting.exports.driver_sql import driver_query
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses, ExportProcessFailed, run_export_process
 from uvm_reporting.exports.exporter import LOOKUP_MAX_VALUES, Exporter, _driver_database
 from uvm_reporting.exports.query_compiler import compile_report_query, report_column_types
-from uvm_reporting.exports.row_batches import row_batches, row_query
+from uvm_reporting.exports.row_batches import row_batches
 
 SECOND = datetime(2026, 3, 1, 10, 0, 0, tzinfo=UTC)
 FRACTION = datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)
@@ -174,7 +175,7 @@ def reference_export(
     count = write_reference(
         ExportFormat(export_format),
         Compression(compression) if compression else None,
-        row_batches(engine, row_query(compile_report_query(definition, account.id), engine.dialect), batch_size),
+        row_batches(engine, driver_query(compile_report_query(definition, account.id), engine.dialect), batch_size),
         report_column_types(definition),
         sink,
     )

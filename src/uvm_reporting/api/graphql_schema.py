@@ -83,7 +83,6 @@ def resolve_update_report(_: None, info: GraphQLResolveInfo, id: str, definition
 @mutation.field("testReportDelivery")
 def resolve_test_report_delivery(_: None, info: GraphQLResolveInfo, id: str) -> dict[str, Any]:
     context = _context(info)
-    context.reports.public_report(context.account_id, id)
     return context.reports.test_delivery(context.account_id, id)
 
 

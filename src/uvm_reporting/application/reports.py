@@ -39,9 +39,12 @@ class Reports:
             raise private_report(report_id)
         return report
 
-    def test_delivery(self, account_id: str, report_id: str) -> dict[str, Any]:
-        """Write and delete a canary object through the customer's role; say precisely what failed."""
-        report = get_report(self.engine, account_id, report_id)
+    def test_delivery(self, account_id: str, report_id: str, *, public_only: bool = True) -> dict[str, Any]:
+        """Write and delete a canary object through the customer's role; say precisely what failed.
+        The API reaches public reports only; an operator's CLI, any report (``public_only=False``)."""
+        report = (
+            self.public_report(account_id, report_id) if public_only else get_report(self.engine, account_id, report_id)
+        )
         schedule = report.schedule
         if schedule is None:
             raise BadUserInput(f"Report {report_id} has no S3 delivery settings to test.", report_id=report_id)

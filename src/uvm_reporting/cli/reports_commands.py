@@ -69,7 +69,9 @@ def check_delivery_command(
     """Write and delete a canary object through the report's S3 delivery settings; say what fails."""
     from uvm_reporting.services import build_services  # noqa: PLC0415 - keeps other commands fast
 
-    result = build_services(context.settings(), context.database()).reports.test_delivery(account, report_id)
+    result = build_services(context.settings(), context.database()).reports.test_delivery(
+        account, report_id, public_only=False
+    )
     emit(
         result,
         as_json=as_json,

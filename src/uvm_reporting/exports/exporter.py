@@ -36,7 +36,7 @@ from uvm_reporting.domain.report_definition.parsing import parse_report_definiti
 from uvm_reporting.domain.runs import RunRecord
 from uvm_reporting.errors import UvmReportingError
 from uvm_reporting.expiring_cache import ExpiringCache
-from uvm_reporting.exports.driver_sql import driver_query
+from uvm_reporting.exports.driver_sql import DriverQuery, driver_query
 from uvm_reporting.exports.export_job import ExportJob, LookupPart, QueryPart
 from uvm_reporting.exports.export_process import ExportProcesses
 from uvm_reporting.exports.formats.common import BinaryWriter
@@ -48,7 +48,7 @@ from uvm_reporting.exports.query_compiler import (
     report_column_types,
 )
 from uvm_reporting.exports.query_failures import database_errors_as_query_failures
-from uvm_reporting.exports.row_batches import RowQuery, row_batches, row_query
+from uvm_reporting.exports.row_batches import row_batches
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class PreparedReport:
     definition: ReportDefinition
     statement: Select[Any]
     columns: Columns
-    rows: RowQuery
+    rows: DriverQuery
     """The statement as the driver runs it in the worker's thread (a small report)."""
 
 
@@ -109,7 +109,7 @@ class Exporter:
         definition = parse_report_definition(document)
         statement = compile_report_query(definition, account_id)
         return PreparedReport(
-            definition, statement, report_column_types(definition), row_query(statement, self._engine.dialect)
+            definition, statement, report_column_types(definition), driver_query(statement, self._engine.dialect)
         )
 
     def write(self, run: RunRecord, out: BinaryWriter) -> int:

@@ -10,32 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Dialect, Engine, Select
+from sqlalchemy import Engine
 
-from uvm_reporting.exports.driver_sql import bound_parameters
-
-
-@dataclass(frozen=True, slots=True)
-class RowQuery:
-    """A statement compiled for the engine's own driver: its text and parameters as the driver
-    binds them (in order for sqlite3, by name for psycopg)."""
-
-    sql: str
-    parameters: Any
+from uvm_reporting.exports.driver_sql import DriverQuery
 
 
-def row_query(statement: Select[Any], dialect: Dialect) -> RowQuery:
-    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-    values = bound_parameters(compiled, dialect)
-    if dialect.name == "sqlite":
-        return RowQuery(compiled.string, tuple(values[name] for name in compiled.positiontup or ()))
-    return RowQuery(compiled.string, values)
-
-
-def row_batches(engine: Engine, query: RowQuery, batch_rows: int) -> Iterator[Sequence[Sequence[Any]]]:
+def row_batches(engine: Engine, query: DriverQuery, batch_rows: int) -> Iterator[Sequence[Sequence[Any]]]:
     with closing(engine.raw_connection()) as pooled:
         if engine.dialect.name == "sqlite":
             cursor = pooled.cursor()
@@ -46,7 +28,10 @@ def row_batches(engine: Engine, query: RowQuery, batch_rows: int) -> Iterator[Se
             connection.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             cursor = connection.cursor(name="uvm_export_rows", binary=True)
         try:
-            cursor.execute(query.sql, query.parameters)
+            if query.parameters:
+                cursor.execute(query.sql, query.parameters)
+            else:  # PostgreSQL: the values are inlined literals (exports/driver_sql.py)
+                cursor.execute(query.sql)
             while rows := cursor.fetchmany(batch_rows):
                 yield rows
         finally:
