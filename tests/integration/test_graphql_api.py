@@ -202,6 +202,19 @@ def test_one_access_log_line_per_call_names_the_operation(
     assert "graphqlname='getReportRunStatus'" in lines[0]
 
 
+def test_every_answer_carries_a_request_id_that_its_log_line_carries(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        first = api.http.post("/api/graphql", content=b"not json", headers={"Authorization": f"Bearer {api.token}"})
+        second = api.http.post("/api/graphql", content=b"{}", headers={"Authorization": f"Bearer {api.token}"})
+    request_ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
+    assert len(set(request_ids)) == 2
+    assert all(len(request_id) == 16 for request_id in request_ids)
+    access = [record.getMessage() for record in caplog.records if record.name == "uvm_reporting.access"]
+    assert [line.split(" ", 1)[0] for line in access] == request_ids
+
+
 def test_an_account_header_of_another_account_is_forbidden(
     api: Api, public_report: Report, other_account: Account
 ) -> None:

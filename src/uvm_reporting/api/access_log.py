@@ -2,11 +2,15 @@
 
 One line per request. A route adds what the line should say about the call (the GraphQL fields,
 account and client) with :func:`note`; nothing is formatted when INFO is off.
+
+Every request gets a request id, sent back in ``X-Request-Id`` and written on its log line, so
+that an answer a caller quotes can be found in the log (:func:`request_id_of`).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,6 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("uvm_reporting.access")
 
 _NOTES = "uvm_reporting.access_notes"
+_REQUEST_ID = "uvm_reporting.request_id"
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def request_id_of(scope: Scope) -> str:
+    """The id of the request of ``scope`` ("-" outside the middleware, e.g. in unit tests)."""
+    request_id: str = scope.get(_REQUEST_ID, "-")
+    return request_id
 
 
 def logging_enabled() -> bool:
@@ -32,18 +44,31 @@ class AccessLogMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        # Ours, never the caller's: a caller-chosen id could forge or collide with log lines.
+        request_id = secrets.token_hex(8)
+        id_header = (REQUEST_ID_HEADER, request_id.encode())
+        if not log.isEnabledFor(logging.INFO):
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", ()), id_header]
+                await send(message)
+
+            await self.app({**scope, _REQUEST_ID: request_id}, receive, send_with_id)
             return
         started = time.perf_counter()
         status = 500
         notes: list[str] = []
-        scope = {**scope, _NOTES: notes}
+        scope = {**scope, _NOTES: notes, _REQUEST_ID: request_id}
 
         async def send_and_note_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
@@ -51,7 +76,8 @@ class AccessLogMiddleware:
         finally:
             client = scope.get("client")
             log.info(
-                '%s "%s %s" %d %.1fms%s',
+                '%s %s "%s %s" %d %.1fms%s',
+                request_id,
                 client[0] if client else "-",
                 scope["method"],
                 scope["path"],
