@@ -117,7 +117,6 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
         links=DownloadLinkSigner.from_key_file(
             settings.link_key_file, settings.public_url, settings.download_link_lifetime_seconds
         ),
-        link_lifetime_seconds=settings.download_link_lifetime_seconds,
     )
     signal = RunQueueSignal()
     buckets = S3CustomerBuckets(s3_clients)

@@ -18,10 +18,11 @@ from starlette.testclient import TestClient
 from tests.support.waiting import wait_for
 from uvm_reporting.api import graphql_route
 from uvm_reporting.api.app import create_app
+from uvm_reporting.api.download_routes import ACCESS_ENDED
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import SCHEMA_FILE
 from uvm_reporting.auth.api_client_credentials import create_client
-from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.accounts import Account, set_account_disabled
 from uvm_reporting.database.api_clients import revoke_client
 from uvm_reporting.database.reports import Report, update_report
 from uvm_reporting.expiring_cache import ACCESS_TTL_SECONDS
@@ -472,3 +473,78 @@ def _without_links(body: dict[str, Any]) -> dict[str, Any]:
         for key, value in (body.get("data") or {}).items()
     }
     return {**body, "data": data}
+
+
+def _download_link(api: Api, report: Report) -> str:
+    """The path and query of a finished download run's link, as ``api``'s client got it."""
+    run_id = api.process(report.id)["runId"]
+
+    def completed() -> dict[str, Any] | None:
+        status: dict[str, Any] = api.status(report.id, run_id)["data"]["getReportRunStatus"]
+        return status if status["status"] == "Completed" else None
+
+    url = urlsplit(wait_for(completed, what="the run to complete")["presignedUrl"])
+    assert f"client={api.client_id}" in url.query
+    return f"{url.path}?{url.query}"
+
+
+def _refused_link(api: Api, link: str) -> Any:
+    """Wait until ``link`` is refused; each process trusts what it read about a client or a report
+    for ACCESS_TTL_SECONDS (test_status_poll_caches pins the bound down with a fake clock)."""
+    response = wait_for(
+        lambda: (answer := api.http.get(link)).status_code != 200 and answer,
+        timeout=ACCESS_TTL_SECONDS + 10,
+        what="the download link to be refused",
+    )
+    assert response.status_code == 403, response.text
+    assert response.json() == {"error": "forbidden", "message": ACCESS_ENDED}
+    return response
+
+
+def test_a_download_link_stops_working_once_its_client_is_revoked(
+    api: Api, services: Services, public_report: Report
+) -> None:
+    """Before, a link kept working for its whole lifetime (up to 7 days) after revocation."""
+    link = _download_link(api, public_report)
+    assert api.http.get(link).status_code == 200
+    revoke_client(services.engine, api.client_id)
+    _refused_link(api, link)
+
+
+def test_a_download_link_stops_working_while_its_account_is_disabled(
+    api: Api, services: Services, public_report: Report
+) -> None:
+    link = _download_link(api, public_report)
+    set_account_disabled(services.engine, api.account_id, disabled=True)
+    _refused_link(api, link)
+    assert api.post(GET_REPORT_RUN_STATUS, {"reportId": public_report.id}).status_code == 401  # its tokens too
+    set_account_disabled(services.engine, api.account_id, disabled=False)
+    wait_for(lambda: api.http.get(link).status_code == 200, timeout=ACCESS_TTL_SECONDS + 10, what="the link again")
+
+
+def test_a_download_link_stops_working_once_its_report_is_made_private(
+    api: Api, services: Services, public_report: Report
+) -> None:
+    link = _download_link(api, public_report)
+    update_report(
+        services.engine,
+        public_report.account_id,
+        public_report.id,
+        {**public_report.definition.to_json(), "viewers": "private"},
+    )
+    _refused_link(api, link)
+
+
+def test_a_link_issued_to_one_client_does_not_name_another(
+    api: Api, http: TestClient, services: Services, public_report: Report
+) -> None:
+    link = _download_link(api, public_report)
+    other = Api(http, services, api.account_id)
+    swapped = link.replace(f"client={api.client_id}", f"client={other.client_id}")
+    refused = http.get(swapped)
+    assert refused.status_code == 403
+    assert "signature" in refused.json()["message"]
+    revoke_client(services.engine, api.client_id)
+    _refused_link(api, link)
+    other_link = _download_link(other, public_report)  # a client still active keeps its own links
+    assert http.get(other_link).status_code == 200

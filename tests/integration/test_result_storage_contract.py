@@ -1,9 +1,10 @@
 """The contract of our result storage (storage/result_storage.py), held by both implementations:
 a local folder, and S3 through a moto server over HTTP.
 
-A download link is fetched the way a client fetches it: the folder's link through our
-``/downloads`` route (which finds the file by its run, so the run is a real one in a SQLite
-store), the S3 link straight from the server.
+A download link is fetched the way a client fetches it, through our ``/downloads`` route (which
+finds the file by its run, so the run is a real one in a SQLite store, and checks the access of
+the API client the link was issued to): the folder's file comes from the route, S3's from the
+short-lived presigned GET the route redirects to.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from uvm_reporting.api.bearer_auth import ActiveClients
 from uvm_reporting.api.download_routes import download_routes
-from uvm_reporting.application.report_runs import RunDownload
+from uvm_reporting.application.report_runs import ReportRuns, RunDownload
+from uvm_reporting.application.reports import Reports
+from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import create_account
 from uvm_reporting.database.engine import open_database
 from uvm_reporting.database.reports import Report, create_report
@@ -34,6 +38,7 @@ from uvm_reporting.storage.download_links import DownloadLinkSigner
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.storage.result_storage import Download, ResultStorage, WrittenObject
 from uvm_reporting.storage.s3 import MIB, S3ClientFactory, S3ResultStorage
+from uvm_reporting.storage.s3.customer_buckets import S3CustomerBuckets
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -63,30 +68,42 @@ class StorageBackend:
 
 
 @dataclass(frozen=True)
-class PlainDownload:
-    key: str
-    run_id: str
-    file_name: str
-    content_type: str
+class RunStore:
+    """A SQLite store with one report and one API client, for the runs whose files links lead to."""
+
+    engine: Engine
+    report: Report
+    client_id: str
+
+
+class _NoWakeup:
+    def notify(self) -> None:
+        pass
 
 
 @pytest.fixture(scope="module")
-def folder_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Report]]:
-    """A SQLite store with one report, for the runs whose files the folder's links lead to."""
+def run_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunStore]:
     engine = open_database(f"sqlite:///{tmp_path_factory.mktemp('contract-store') / 'store.sqlite3'}")
-    yield engine, create_report(engine, create_account(engine, "Contract Corp").id, REPORT)
+    account_id = create_account(engine, "Contract Corp").id
+    yield RunStore(engine, create_report(engine, account_id, REPORT), create_client(engine, account_id).client_id)
     engine.dispose()
 
 
-def _folder(tmp_path: Path, folder_store: tuple[Engine, Report]) -> StorageBackend:
-    engine, report = folder_store
-    links = DownloadLinkSigner(b"k" * 32, "http://testserver", 600)
-    folder = LocalFolderStorage(tmp_path / "results", links)
-    http = TestClient(Starlette(routes=download_routes(engine, folder)))
+def _backend(storage: ResultStorage, store: RunStore, leftovers: Callable[[], list[str]]) -> StorageBackend:
+    """``storage`` behind our ``/downloads`` route, with runs of ``store`` whose files it holds."""
+    report_runs = ReportRuns(
+        engine=store.engine,
+        signal=_NoWakeup(),
+        links=storage,
+        reports=Reports(store.engine, S3CustomerBuckets(S3ClientFactory(None))),
+    )
+    routes = download_routes(storage, ActiveClients.of(store.engine), report_runs)
+    http = TestClient(Starlette(routes=routes), follow_redirects=False)
 
     def download_of(key: str) -> Download:
+        report = store.report
         run = enqueue_run(
-            engine,
+            store.engine,
             account_id=report.account_id,
             report_id=report.id,
             delivery=Delivery.DOWNLOAD,
@@ -94,50 +111,53 @@ def _folder(tmp_path: Path, folder_store: tuple[Engine, Report]) -> StorageBacke
             definition=REPORT,
             requested_by="test",
         )
-        claimed = claim_next_run(engine, "contract-worker", lease_seconds=60, max_attempts=1)
+        claimed = claim_next_run(store.engine, "contract-worker", lease_seconds=60, max_attempts=1)
         assert claimed is not None
         assert claimed.id == run.id
-        assert complete_run(engine, run.id, "contract-worker", RunResult(0, 0, "", key))
-        return RunDownload(get_run(engine, report.account_id, run.id))
+        assert complete_run(store.engine, run.id, "contract-worker", RunResult(0, 0, "", key))
+        return RunDownload(get_run(store.engine, report.account_id, run.id), store.client_id)
 
     def fetch(url: str) -> Fetched:
         response = http.get(url)
-        return Fetched(response.status_code, dict(response.headers), response.content)
+        if response.status_code != 307:
+            return Fetched(response.status_code, dict(response.headers), response.content)
+        try:  # S3: the presigned GET the route redirects to
+            with urllib.request.urlopen(response.headers["location"], timeout=10) as answer:
+                return Fetched(answer.status, dict(answer.headers), answer.read())
+        except urllib.error.HTTPError as error:
+            return Fetched(error.code, dict(error.headers), error.read())
+
+    return StorageBackend(storage, download_of, fetch, leftovers)
+
+
+def _folder(tmp_path: Path, store: RunStore) -> StorageBackend:
+    folder = LocalFolderStorage(tmp_path / "results", DownloadLinkSigner(b"k" * 32, "http://testserver", 600))
 
     def leftovers() -> list[str]:
         return sorted(str(path.relative_to(folder.root)) for path in folder.root.rglob("*") if path.is_file())
 
-    return StorageBackend(folder, download_of, fetch, leftovers)
+    return _backend(folder, store, leftovers)
 
 
-def _s3(moto_client_factory: S3ClientFactory, moto_s3: S3Client, moto_bucket: str) -> StorageBackend:
-    storage = S3ResultStorage(
-        moto_client_factory, moto_bucket, "deployment/results", part_size=PART_SIZE, link_lifetime_seconds=600
-    )
-
-    def download_of(key: str) -> Download:
-        return PlainDownload(key=key, run_id="r-contract", file_name="contract-check.csv", content_type="text/csv")
-
-    def fetch(url: str) -> Fetched:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return Fetched(response.status, dict(response.headers), response.read())
-        except urllib.error.HTTPError as error:
-            return Fetched(error.code, dict(error.headers), error.read())
+def _s3(store: RunStore, moto_client_factory: S3ClientFactory, moto_s3: S3Client, moto_bucket: str) -> StorageBackend:
+    links = DownloadLinkSigner(b"k" * 32, "http://testserver", 600)
+    storage = S3ResultStorage(moto_client_factory, moto_bucket, "deployment/results", part_size=PART_SIZE, links=links)
 
     def leftovers() -> list[str]:
         objects = moto_s3.list_objects_v2(Bucket=moto_bucket).get("Contents", [])
         uploads = moto_s3.list_multipart_uploads(Bucket=moto_bucket).get("Uploads", [])
         return sorted([item["Key"] for item in objects] + [f"{UNFINISHED}{item['Key']}" for item in uploads])
 
-    return StorageBackend(storage, download_of, fetch, leftovers)
+    return _backend(storage, store, leftovers)
 
 
 @pytest.fixture(params=["folder", "s3"])
 def storage_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageBackend:
+    store = request.getfixturevalue("run_store")
     if request.param == "folder":
-        return _folder(tmp_path, request.getfixturevalue("folder_store"))
+        return _folder(tmp_path, store)
     return _s3(
+        store,
         request.getfixturevalue("moto_client_factory"),
         request.getfixturevalue("moto_s3"),
         request.getfixturevalue("moto_bucket"),

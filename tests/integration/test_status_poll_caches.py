@@ -36,6 +36,7 @@ from uvm_reporting.storage.download_links import SignedLink
 from uvm_reporting.storage.result_storage import Download
 
 TTL = 2.0
+CLIENT_ID = "client-of-the-test"
 
 
 @pytest.fixture
@@ -172,16 +173,16 @@ def test_a_running_runs_status_is_kept_for_the_running_ttl_then_read_again(
     engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock, links: list[str]
 ) -> None:
     run = queue(engine, report)
-    assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
+    assert report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)["state"] == "queued"
     claim(engine, run)  # by a worker of another process: nobody tells this one
     clock.now += RUNNING_STATUS_TTL_SECONDS - 0.01
-    assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
+    assert report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)["state"] == "queued"
     clock.now += 0.01
-    assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "started"
+    assert report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)["state"] == "started"
     assert len(report_runs.finished_runs) == 0
     assert complete_run(engine, run.id, "test-worker", RunResult(3, 30, "ab" * 32, f"{run.id}.csv"))
     clock.now += RUNNING_STATUS_TTL_SECONDS
-    status = report_runs.run_status(report.account_id, report.id, run.id)
+    status = report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)
     assert (status["status"], status["rowCount"]) == ("Completed", 3)
     assert links == [run.id]
 
@@ -190,13 +191,13 @@ def test_a_run_changed_by_a_worker_of_this_process_is_read_again_at_once(
     engine: Engine, report: Report, report_runs: ReportRuns
 ) -> None:
     run = queue(engine, report)
-    assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
+    assert report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)["state"] == "queued"
     claim(engine, run)
     report_runs.run_changed(report.account_id, run.id)
-    assert report_runs.run_status(report.account_id, report.id, run.id)["state"] == "started"
+    assert report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)["state"] == "started"
     assert complete_run(engine, run.id, "test-worker", RunResult(3, 30, "ab" * 32, f"{run.id}.csv"))
     report_runs.run_changed(report.account_id, run.id)
-    assert report_runs.run_status(report.account_id, report.id, run.id)["status"] == "Completed"
+    assert report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)["status"] == "Completed"
 
 
 def test_the_workers_of_serve_tell_its_status_caches(
@@ -206,13 +207,18 @@ def test_the_workers_of_serve_tell_its_status_caches(
     next poll. The running TTL is an hour here: only the pool's word can refresh the cache."""
     monkeypatch.setattr(services.report_runs, "running_runs", ExpiringCache(3600.0))
     run = queue(services.engine, report)
-    assert services.report_runs.run_status(report.account_id, report.id, run.id)["state"] == "queued"
+    assert (
+        services.report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)["state"] == "queued"
+    )
     pool = services.worker_pool(threads=1)
     pool.start()
     try:
         answer = wait_for(
             lambda: (
-                (status := services.report_runs.run_status(report.account_id, report.id, run.id))["status"] != "Running"
+                (status := services.report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID))[
+                    "status"
+                ]
+                != "Running"
                 and status
             ),
             what="the run to be seen finished",
@@ -233,21 +239,25 @@ def test_memory_only_answers_what_the_caches_hold_and_says_when_it_cannot(
     running = queue(engine, report)
     for run in (running, done):
         with pytest.raises(NotInMemory):  # nothing cached yet
-            report_runs.run_status(report.account_id, report.id, run.id, memory_only=True)
-        expected = report_runs.run_status(report.account_id, report.id, run.id)
-        from_memory = report_runs.run_status(report.account_id, report.id, run.id, memory_only=True)
+            report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID, memory_only=True)
+        expected = report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)
+        from_memory = report_runs.run_status(
+            report.account_id, report.id, run.id, client_id=CLIENT_ID, memory_only=True
+        )
         assert {k: v for k, v in from_memory.items() if not k.startswith("presignedUrl")} == {
             k: v for k, v in expected.items() if not k.startswith("presignedUrl")
         }
-    assert "presignedUrl" in report_runs.run_status(report.account_id, report.id, done.id, memory_only=True)
+    assert "presignedUrl" in report_runs.run_status(
+        report.account_id, report.id, done.id, client_id=CLIENT_ID, memory_only=True
+    )
     clock.now += RUNNING_STATUS_TTL_SECONDS
     with pytest.raises(NotInMemory):
-        report_runs.run_status(report.account_id, report.id, running.id, memory_only=True)
+        report_runs.run_status(report.account_id, report.id, running.id, client_id=CLIENT_ID, memory_only=True)
     clock.now += TTL  # the report's access, which a finished run's answer needs, has expired
     with pytest.raises(NotInMemory):
-        report_runs.run_status(report.account_id, report.id, done.id, memory_only=True)
+        report_runs.run_status(report.account_id, report.id, done.id, client_id=CLIENT_ID, memory_only=True)
     with pytest.raises(NotInMemory):  # a report's latest run is always a query
-        report_runs.run_status(report.account_id, report.id, None, memory_only=True)
+        report_runs.run_status(report.account_id, report.id, None, client_id=CLIENT_ID, memory_only=True)
 
 
 def test_memory_only_never_makes_a_link_that_may_need_io(
@@ -256,9 +266,9 @@ def test_memory_only_never_makes_a_link_that_may_need_io(
     presigning = dataclasses.replace(report_runs, links=CountedLinks([], links_without_io=False))  # our storage on S3
     run = queue(engine, report)
     finish(engine, run)
-    assert presigning.run_status(report.account_id, report.id, run.id)["status"] == "Completed"
+    assert presigning.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)["status"] == "Completed"
     with pytest.raises(NotInMemory):
-        presigning.run_status(report.account_id, report.id, run.id, memory_only=True)
+        presigning.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID, memory_only=True)
 
 
 def test_a_finished_run_is_answered_from_memory_with_a_fresh_link(
@@ -266,9 +276,9 @@ def test_a_finished_run_is_answered_from_memory_with_a_fresh_link(
 ) -> None:
     run = queue(engine, report)
     finish(engine, run)
-    first = report_runs.run_status(report.account_id, report.id, run.id)
+    first = report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)
     assert len(report_runs.finished_runs) == 1
-    second = report_runs.run_status(report.account_id, None, run.id)
+    second = report_runs.run_status(report.account_id, None, run.id, client_id=CLIENT_ID)
     assert links == [run.id, run.id]
     assert first["presignedUrl"] != second["presignedUrl"]
     assert first["presignedUrlExpiresAt"] != second["presignedUrlExpiresAt"]
@@ -276,8 +286,8 @@ def test_a_finished_run_is_answered_from_memory_with_a_fresh_link(
     fixed = {key: value for key, value in first.items() if not key.startswith("presignedUrl")}
     assert {key: value for key, value in second.items() if not key.startswith("presignedUrl")} == fixed
     uncached = dataclasses.replace(report_runs, report_access=ExpiringCache(0), finished_runs=ExpiringCache(0))
-    assert list(uncached.run_status(report.account_id, report.id, run.id)) == list(first)
-    assert services.report_runs.describe(get_run(engine, report.account_id, run.id), with_link=False) == fixed
+    assert list(uncached.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)) == list(first)
+    assert services.report_runs.describe(get_run(engine, report.account_id, run.id)) == fixed
 
 
 def test_a_finished_run_polled_again_within_the_ttl_costs_no_query(
@@ -285,7 +295,7 @@ def test_a_finished_run_polled_again_within_the_ttl_costs_no_query(
 ) -> None:
     run = queue(engine, report)
     finish(engine, run)
-    report_runs.run_status(report.account_id, report.id, run.id)
+    report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)
     running = queue(engine, report)
     checkouts: list[object] = []
 
@@ -294,9 +304,13 @@ def test_a_finished_run_polled_again_within_the_ttl_costs_no_query(
 
     event.listen(engine, "checkout", count)
     try:
-        assert report_runs.run_status(report.account_id, report.id, run.id)["status"] == "Completed"
+        assert (
+            report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)["status"] == "Completed"
+        )
         finished_checkouts = len(checkouts)
-        assert report_runs.run_status(report.account_id, report.id, running.id)["status"] == "Running"
+        assert (
+            report_runs.run_status(report.account_id, report.id, running.id, client_id=CLIENT_ID)["status"] == "Running"
+        )
     finally:
         event.remove(engine, "checkout", count)
     assert finished_checkouts == 0
@@ -307,7 +321,7 @@ def test_a_failed_run_is_kept_too(engine: Engine, report: Report, report_runs: R
     run = queue(engine, report)
     claim(engine, run)
     assert fail_run(engine, run.id, "test-worker", RunErrorCode.QUERY_FAILED, "boom")
-    status = report_runs.run_status(report.account_id, report.id, run.id)
+    status = report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)
     assert (status["status"], status["errorCode"]) == ("Failed", "QUERY_FAILED")
     assert len(report_runs.finished_runs) == 1
 
@@ -317,12 +331,12 @@ def test_cached_runs_never_answer_for_another_account(
 ) -> None:
     run = queue(engine, report)
     finish(engine, run)
-    report_runs.run_status(report.account_id, report.id, run.id)  # cached for its own account
+    report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)  # cached for its own account
     for report_id in (report.id, None):
         with pytest.raises(NotFound):
-            report_runs.run_status(other_account.id, report_id, run.id)
+            report_runs.run_status(other_account.id, report_id, run.id, client_id=CLIENT_ID)
     with pytest.raises(NotFound):  # the report's access is cached for its account only, too
-        report_runs.run_status(other_account.id, report.id, None)
+        report_runs.run_status(other_account.id, report.id, None, client_id=CLIENT_ID)
 
 
 def test_a_run_of_another_report_is_not_found_from_memory_either(
@@ -331,20 +345,20 @@ def test_a_run_of_another_report_is_not_found_from_memory_either(
     other_report = create_report(engine, account.id, {**ALL_FINDINGS_REPORT, "name": "Other"})
     run = queue(engine, report)
     finish(engine, run)
-    report_runs.run_status(account.id, report.id, run.id)
+    report_runs.run_status(account.id, report.id, run.id, client_id=CLIENT_ID)
     with pytest.raises(NotFound, match="does not belong"):
-        report_runs.run_status(account.id, other_report.id, run.id)
+        report_runs.run_status(account.id, other_report.id, run.id, client_id=CLIENT_ID)
 
 
 def test_a_report_made_private_hides_a_running_run_once_the_running_ttl_has_passed(
     engine: Engine, report: Report, report_runs: ReportRuns, clock: Clock
 ) -> None:
     run = queue(engine, report)
-    report_runs.run_status(report.account_id, report.id, run.id)
+    report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)
     make_private(engine, report)
     clock.now += RUNNING_STATUS_TTL_SECONDS
     with pytest.raises(Forbidden, match="private"):
-        report_runs.run_status(report.account_id, report.id, run.id)
+        report_runs.run_status(report.account_id, report.id, run.id, client_id=CLIENT_ID)
 
 
 @pytest.mark.parametrize("by", ["run", "report"])
@@ -354,10 +368,10 @@ def test_a_report_made_private_hides_finished_runs_once_the_ttl_has_passed(
     run = queue(engine, report)
     finish(engine, run)
     ids: dict[str, Any] = {"run": (report.id, run.id), "report": (report.id, None)}
-    report_runs.run_status(report.account_id, *ids[by])
+    report_runs.run_status(report.account_id, *ids[by], client_id=CLIENT_ID)
     make_private(engine, report)
     clock.now += TTL - 0.01
-    assert report_runs.run_status(report.account_id, *ids[by])["status"] == "Completed"
+    assert report_runs.run_status(report.account_id, *ids[by], client_id=CLIENT_ID)["status"] == "Completed"
     clock.now += 0.01
     with pytest.raises(Forbidden, match="private"):
-        report_runs.run_status(report.account_id, *ids[by])
+        report_runs.run_status(report.account_id, *ids[by], client_id=CLIENT_ID)

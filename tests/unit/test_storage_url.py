@@ -19,7 +19,7 @@ LINKS = DownloadLinkSigner(b"k" * 32, "https://reports.example.com", 900)
 
 def open_storage(url: str) -> ResultStorage:
     s3_clients = S3ClientFactory("http://127.0.0.1:9", "eu-west-2", session=isolated_session(DUMMY_KEYS))
-    return result_storage_from_url(url, s3_clients=s3_clients, links=LINKS, link_lifetime_seconds=900)
+    return result_storage_from_url(url, s3_clients=s3_clients, links=LINKS)
 
 
 @pytest.mark.parametrize("prefix", ["", "file://"])
@@ -27,17 +27,18 @@ def test_a_folder_signs_our_links_and_is_served_by_our_route(tmp_path: Path, pre
     storage = open_storage(f"{prefix}{tmp_path / 'results'}")
     assert isinstance(storage, LocalFolderStorage)
     assert storage.root == (tmp_path / "results").resolve()
-    assert storage.served_folder is storage
+    assert storage.links is LINKS
     assert storage.links_without_io
 
 
-def test_s3_presigns_for_the_configured_lifetime() -> None:
+def test_s3_links_are_our_signed_links_too() -> None:
     storage = open_storage("s3://uvm-results/deployments/prod")
     assert isinstance(storage, S3ResultStorage)
     assert (storage.bucket, storage.prefix, storage.region) == ("uvm-results", "deployments/prod", "eu-west-2")
-    assert storage.link_lifetime_seconds == 900
-    assert storage.served_folder is None
-    assert not storage.links_without_io
+    assert storage.links is LINKS
+    assert storage.links_without_io  # signing our link needs no credentials
+    link = storage.download_link(_Download())
+    assert link.url.startswith("https://reports.example.com/downloads/r?client=client-1&")
 
 
 def test_another_scheme_is_refused() -> None:
@@ -48,7 +49,7 @@ def test_another_scheme_is_refused() -> None:
 
 def test_a_folder_opened_without_a_signer_makes_no_links(tmp_path: Path) -> None:
     folder = LocalFolderStorage(tmp_path)
-    assert folder.served_folder is None
+    assert folder.links is None
     with pytest.raises(RuntimeError, match="without a download-link signer"):
         folder.download_link(_Download())
 
@@ -58,3 +59,4 @@ class _Download:
     run_id = "r"
     file_name = "r.csv"
     content_type = "text/csv"
+    issued_to = "client-1"

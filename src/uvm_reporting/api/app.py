@@ -22,7 +22,9 @@ from uvm_reporting.services import Services
 
 
 def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
-    graphql = GraphQLEndpoint(build_schema(), services.tokens, ActiveClients.of(services.engine), services.report_runs)
+    # One cache of active clients: a revoked client's tokens and download links stop together.
+    clients = ActiveClients.of(services.engine)
+    graphql = GraphQLEndpoint(build_schema(), services.tokens, clients, services.report_runs)
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "region": services.settings.region})
@@ -41,9 +43,7 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
             if workers is not None:
                 workers.stop()
 
-    # With S3 as our storage, links are S3 presigned URLs and need no route of ours.
-    folder = services.storage.served_folder
-    downloads = download_routes(services.engine, folder) if folder is not None else []
+    downloads = download_routes(services.storage, clients, services.report_runs)
     return Starlette(
         routes=[
             *token_routes(services.engine, services.tokens),

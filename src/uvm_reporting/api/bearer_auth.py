@@ -2,8 +2,9 @@
 
 Both answers are remembered so that a status poll costs no signature check and no client
 lookup: a token's verification until its ``exp`` (:class:`AccessTokens`), and whether its client
-is active for ``ACCESS_TTL_SECONDS`` (:class:`ActiveClients`). A revoked client is therefore
-refused by every API process at most that long after ``clients revoke``.
+is active (not revoked, its account not disabled) for ``ACCESS_TTL_SECONDS``
+(:class:`ActiveClients`). A revoked client is therefore refused by every API process at most that
+long after ``clients revoke`` (or ``accounts disable``); so are the download links issued to it.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ class Caller:
 
 
 class ActiveClients:
-    """The account of each active API client, each answer (revoked or unknown too) trusted for
-    ``ttl_seconds``. Only clients named by a verified token are looked up: the cache's keys are
-    not the caller's to choose."""
+    """The account of each active API client (not revoked, its account not disabled), each answer
+    (revoked or unknown too) trusted for ``ttl_seconds``. Only clients named by a verified token
+    or a signed download link are looked up: the cache's keys are not the caller's to choose."""
 
     def __init__(
         self, lookup: Callable[[str], ClientRecord | None], cache: ExpiringCache[str, str | None] | None = None
@@ -96,5 +97,7 @@ def authenticate_bearer(
     except InvalidToken as error:
         raise BearerAuthError(error.message) from None
     if clients.account_of(claims.client_id, memory_only=memory_only) != claims.account_id:
-        raise BearerAuthError("the API client of this token was revoked; ask for new client credentials")
+        raise BearerAuthError(
+            "the API client of this token was revoked or its account disabled; ask for new client credentials"
+        )
     return Caller(client_id=claims.client_id, account_id=claims.account_id)

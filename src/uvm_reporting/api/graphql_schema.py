@@ -97,7 +97,9 @@ def get_report_run_status(
     reportId: str | None = None,  # noqa: N803
     runId: str | None = None,  # noqa: N803
 ) -> dict[str, Any]:
-    return context.report_runs.run_status(context.account_id, reportId, runId, memory_only=context.memory_only)
+    return context.report_runs.run_status(
+        context.account_id, reportId, runId, client_id=context.client_id, memory_only=context.memory_only
+    )
 
 
 @query.field("getReportRunStatus")

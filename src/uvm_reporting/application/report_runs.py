@@ -110,10 +110,11 @@ class ReportRuns:
         return {"runId": run.id, "reportId": report.id, "status": run.state.api_status, "state": run.state.value}
 
     def run_status(
-        self, account_id: str, report_id: str | None, run_id: str | None, *, memory_only: bool = False
+        self, account_id: str, report_id: str | None, run_id: str | None, *, client_id: str, memory_only: bool = False
     ) -> dict[str, Any]:
-        """The status document of a run (by id, or the report's latest). With ``memory_only``,
-        from the caches or not at all (``NotInMemory``)."""
+        """The status document of a run (by id, or the report's latest), its download link issued
+        to the API client ``client_id``. With ``memory_only``, from the caches or not at all
+        (``NotInMemory``)."""
         if run_id:
             run, document, public = self._run_and_document(account_id, run_id, memory_only=memory_only)
             if report_id and report_id != run.report_id:
@@ -125,7 +126,7 @@ class ReportRuns:
             # A presigner (our storage on S3) may fetch credentials: that poll is not answered from memory.
             if memory_only and not self.links.links_without_io and _gets_a_link(run):
                 raise NotInMemory
-            return self._with_link(run, dict(document))
+            return self._with_link(run, dict(document), client_id)
         if memory_only:
             raise NotInMemory
         if report_id:
@@ -136,8 +137,22 @@ class ReportRuns:
                 raise NotFound(
                     f"Report {report_id} has no runs yet; start one with processReport.", report_id=report_id
                 )
-            return self.describe(latest[0])
+            return self._with_link(latest[0], self._document(latest[0]), client_id)
         raise BadUserInput("Pass runId (from processReport's response), or reportId for its latest run.")
+
+    def downloadable_run(self, account_id: str, run_id: str) -> RunRecord:
+        """The Completed download run ``run_id`` of ``account_id`` while an API client may still
+        fetch it: its report is public (the status poll's caches, so a report made private is
+        refused within ``ACCESS_TTL_SECONDS``). NotFound for an unknown run or one without a
+        file; Forbidden (``private_report``) once the report is private."""
+        run, _, public = self._run_and_document(account_id, run_id, memory_only=False)
+        if public is None:
+            public = self._report_is_public(account_id, run.report_id)
+        if not public:
+            raise private_report(run.report_id)
+        if not _gets_a_link(run):
+            raise NotFound(f"Run {run_id} has no file to download.", run_id=run_id)
+        return run
 
     def _run_and_document(
         self, account_id: str, run_id: str, *, memory_only: bool
@@ -180,17 +195,18 @@ class ReportRuns:
 
     def run_history(self, account_id: str, report_id: str, limit: int) -> list[dict[str, Any]]:
         self.reports.public_report(account_id, report_id)
-        return [self.describe(run, with_link=False) for run in list_runs(self.engine, account_id, report_id, limit)]
+        return [self.describe(run) for run in list_runs(self.engine, account_id, report_id, limit)]
 
-    def describe(self, run: RunRecord, *, with_link: bool = True) -> dict[str, Any]:
-        """The JSON a client sees: always status, counts, format and timestamps."""
-        status = self._document(run)
-        return self._with_link(run, status) if with_link else status
+    def describe(self, run: RunRecord) -> dict[str, Any]:
+        """The JSON a client sees: always status, counts, format and timestamps; no link (a link
+        is issued to an API client, by ``run_status``)."""
+        return self._document(run)
 
-    def _with_link(self, run: RunRecord, status: dict[str, Any]) -> dict[str, Any]:
-        """``status`` plus a fresh download link when ``run`` is a Completed download run."""
+    def _with_link(self, run: RunRecord, status: dict[str, Any], client_id: str) -> dict[str, Any]:
+        """``status`` plus a fresh download link issued to ``client_id`` when ``run`` is a
+        Completed download run."""
         if _gets_a_link(run):
-            link = self.links.download_link(RunDownload(run))
+            link = self.links.download_link(RunDownload(run, client_id))
             status["presignedUrl"] = link.url
             status["presignedUrlExpiresAt"] = _timestamp(link.expires_at)
         return status
@@ -242,10 +258,11 @@ class RunDownload:
     """The file of a Completed download run, as its download link presents it. Only what the
     storage asks for is computed: a local folder's link needs the run id alone."""
 
-    def __init__(self, run: RunRecord) -> None:
+    def __init__(self, run: RunRecord, issued_to: str) -> None:
         assert run.result_key is not None  # only Completed runs get a link
         self.key = run.result_key
         self.run_id = run.id
+        self.issued_to = issued_to
         self._run = run
 
     @cached_property

@@ -9,11 +9,12 @@ import typer
 
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
-from uvm_reporting.database.accounts import account_counts, create_account, get_account
+from uvm_reporting.database.accounts import Account, account_counts, create_account, get_account, set_account_disabled
+from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.settings import Settings
 from uvm_reporting.storage.s3 import S3ClientFactory, trust_policy
 
-accounts_app = typer.Typer(help="Create and inspect accounts (tenants).", no_args_is_help=True)
+accounts_app = typer.Typer(help="Create, inspect, disable and enable accounts (tenants).", no_args_is_help=True)
 
 
 @accounts_app.command("create")
@@ -44,6 +45,7 @@ def show(account_id: Annotated[str, typer.Argument(help="The account id.")], as_
             "id": account.id,
             "name": account.name,
             "created_at": account.created_at,
+            "disabled_at": account.disabled_at,
             "counts": counts,
             "external_id": account.external_id,
             "deployment_principal_arn": principal,
@@ -54,6 +56,31 @@ def show(account_id: Annotated[str, typer.Argument(help="The account id.")], as_
         + ", ".join(f"{n} {k}" for k, n in counts.items())
         + f"\nExternalId: {account.external_id}\nTrust policy for your delivery role:\n"
         + json.dumps(policy, indent=2),
+    )
+
+
+@accounts_app.command("disable")
+@reports_errors
+def disable(account_id: Annotated[str, typer.Argument(help="The account id.")], as_json: bool = JsonOption) -> None:
+    """Disable an account: its API clients get no tokens, and their tokens and download links stop
+    working (within 2 seconds)."""
+    _emit_state(set_account_disabled(context.database(), account_id, disabled=True), as_json=as_json)
+
+
+@accounts_app.command("enable")
+@reports_errors
+def enable(account_id: Annotated[str, typer.Argument(help="The account id.")], as_json: bool = JsonOption) -> None:
+    """Enable a disabled account again: its clients that were not revoked work again."""
+    _emit_state(set_account_disabled(context.database(), account_id, disabled=False), as_json=as_json)
+
+
+def _emit_state(account: Account, *, as_json: bool) -> None:
+    disabled_at = None if account.disabled_at is None else format_utc(account.disabled_at, precise=True)
+    emit(
+        {"id": account.id, "name": account.name, "disabled_at": disabled_at},
+        as_json=as_json,
+        text=f"Account {account.name} ({account.id}) is "
+        + ("enabled." if disabled_at is None else f"disabled since {disabled_at}."),
     )
 
 

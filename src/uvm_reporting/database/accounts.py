@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 
 from uvm_reporting.database.ids import new_id
 from uvm_reporting.database.tables import accounts, api_clients, assets, findings, reports
@@ -21,6 +21,11 @@ class Account:
     name: str
     external_id: str
     created_at: datetime
+    disabled_at: datetime | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_at is None
 
 
 def new_external_id() -> str:
@@ -50,6 +55,19 @@ def get_account(engine: Engine, account_id: str) -> Account:
     return _account(row)
 
 
+def set_account_disabled(engine: Engine, account_id: str, *, disabled: bool) -> Account:
+    """Disable (or enable again) ``account_id``: while disabled, its API clients get no tokens
+    and their tokens and download links are refused. Disabling twice keeps the first time."""
+    now = utc_now()
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    with engine.begin() as connection:
+        change = update(accounts).where(accounts.c.id == account_id)
+        if disabled:
+            change = change.where(accounts.c.disabled_at.is_(None))
+        connection.execute(change.values(disabled_at=now if disabled else None))
+    return get_account(engine, account_id)
+
+
 def find_account_by_name(engine: Engine, name: str) -> Account | None:
     with engine.connect() as connection:
         row = connection.execute(
@@ -70,4 +88,6 @@ def account_counts(engine: Engine, account_id: str) -> dict[str, int]:
 
 
 def _account(row: Any) -> Account:
-    return Account(id=row.id, name=row.name, external_id=row.external_id, created_at=row.created_at)
+    return Account(
+        id=row.id, name=row.name, external_id=row.external_id, created_at=row.created_at, disabled_at=row.disabled_at
+    )

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from uvm_reporting.database.accounts import get_account
-from uvm_reporting.database.tables import api_clients
+from uvm_reporting.database.tables import accounts, api_clients
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound
 
@@ -26,6 +26,9 @@ _PUBLIC_COLUMNS = (
     api_clients.c.created_at,
     api_clients.c.revoked_at,
 )
+# Whether the client's account is disabled, read with the client.
+_ACCOUNT_DISABLED = accounts.c.disabled_at.is_not(None).label("account_disabled")
+_WITH_ACCOUNT = api_clients.join(accounts, accounts.c.id == api_clients.c.account_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +40,12 @@ class ClientRecord:
     name: str
     created_at: datetime
     revoked_at: datetime | None
+    account_disabled: bool = False
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        """Not revoked, and its account not disabled: it may get tokens and use them."""
+        return self.revoked_at is None and not self.account_disabled
 
 
 def insert_client(
@@ -73,7 +78,9 @@ def client_with_secret_hash(engine: Engine, client_id: str) -> tuple[ClientRecor
     """The client ``client_id``, revoked or not, with its secret's hash: for authentication only."""
     with engine.connect() as connection:
         row = connection.execute(
-            select(api_clients.c.secret_hash, *_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)
+            select(api_clients.c.secret_hash, *_PUBLIC_COLUMNS, _ACCOUNT_DISABLED)
+            .select_from(_WITH_ACCOUNT)
+            .where(api_clients.c.client_id == client_id)
         ).one_or_none()
     return None if row is None else (_record(row), row.secret_hash)
 
@@ -86,10 +93,16 @@ def replace_secret_hash(engine: Engine, client_id: str, secret_hash: str) -> Non
 
 
 def get_active_client(engine: Engine, client_id: str) -> ClientRecord | None:
-    """The client ``client_id`` if it exists and is not revoked."""
+    """The client ``client_id`` if it exists, is not revoked and its account is not disabled."""
     with engine.connect() as connection:
         row = connection.execute(
-            select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None))
+            select(*_PUBLIC_COLUMNS)
+            .select_from(_WITH_ACCOUNT)
+            .where(
+                api_clients.c.client_id == client_id,
+                api_clients.c.revoked_at.is_(None),
+                accounts.c.disabled_at.is_(None),
+            )
         ).one_or_none()
     return None if row is None else _record(row)
 
@@ -113,6 +126,7 @@ def _record(row: Any) -> ClientRecord:
         name=row.name,
         created_at=row.created_at,
         revoked_at=row.revoked_at,
+        account_disabled=bool(getattr(row, "account_disabled", False)),
     )
 
 

@@ -47,6 +47,9 @@ accounts = Table(
     # The ExternalId the customer's IAM role trusts us with: generated here, never editable.
     Column("external_id", String(64), nullable=False, unique=True),
     Column("created_at", UtcDateTime(precise=True), nullable=False),
+    # Set while the account is disabled: its clients get no tokens, and their tokens and
+    # download links stop working.
+    Column("disabled_at", UtcDateTime(precise=True)),
 )
 
 api_clients = Table(

@@ -77,10 +77,6 @@ class LocalFolderStorage:
         self.root.mkdir(parents=True, exist_ok=True)
         self.links = links
 
-    @property
-    def served_folder(self) -> LocalFolderStorage | None:
-        return self if self.links is not None else None
-
     def path_of(self, key: str) -> Path:
         """The file of ``key``; keys are relative POSIX paths that cannot leave the root."""
         relative = PurePosixPath(key)
@@ -127,4 +123,4 @@ class LocalFolderStorage:
         """Our signed link to ``/downloads/<run id>``, which serves the run's file from here."""
         if self.links is None:
             raise RuntimeError(f"the result folder {self.root} was opened without a download-link signer")
-        return self.links.sign(download.run_id)
+        return self.links.sign(download.run_id, download.issued_to)

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from uvm_reporting.storage.download_links import SignedLink
-
-if TYPE_CHECKING:
-    from uvm_reporting.storage.local_folder import LocalFolderStorage
+from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
 
 
 class ObjectWriter(Protocol):
@@ -52,6 +49,11 @@ class Download(Protocol):
     @property
     def content_type(self) -> str: ...
 
+    @property
+    def issued_to(self) -> str:
+        """The API client the link is issued to: it works only while that client's access lasts."""
+        ...
+
 
 class ResultStorage(Protocol):
     """Where the results of download runs are kept."""
@@ -62,9 +64,8 @@ class ResultStorage(Protocol):
         ...
 
     @property
-    def served_folder(self) -> LocalFolderStorage | None:
-        """The folder our ``/downloads`` route serves, when download links lead there; ``None``
-        when they lead straight to the storage (S3)."""
+    def links(self) -> DownloadLinkSigner | None:
+        """Signs the links to our ``/downloads`` route; ``None`` for a storage opened only to write."""
         ...
 
     def open_for_write(self, key: str) -> AbstractContextManager[tuple[ObjectWriter, WrittenObject]]:
@@ -78,5 +79,5 @@ class ResultStorage(Protocol):
         ...
 
     def download_link(self, download: Download) -> SignedLink:
-        """An expiring link that fetches ``download`` as ``download.file_name``."""
+        """Our expiring signed link to ``/downloads/<run id>``, issued to ``download.issued_to``."""
         ...

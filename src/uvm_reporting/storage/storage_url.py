@@ -13,11 +13,11 @@ from uvm_reporting.storage.s3 import S3ClientFactory, S3ResultStorage
 
 
 def result_storage_from_url(
-    storage_url: str, *, s3_clients: S3ClientFactory, links: DownloadLinkSigner, link_lifetime_seconds: int
+    storage_url: str, *, s3_clients: S3ClientFactory, links: DownloadLinkSigner
 ) -> ResultStorage:
-    """A folder signs its links with ``links``; S3 presigns them for ``link_lifetime_seconds``."""
+    """Links to the files of either kind are signed with ``links``."""
     if storage_url.startswith("s3://"):
-        return S3ResultStorage.from_url(storage_url, s3_clients, link_lifetime_seconds=link_lifetime_seconds)
+        return S3ResultStorage.from_url(storage_url, s3_clients, links=links)
     if storage_url.startswith("file://"):
         return LocalFolderStorage(Path(storage_url.removeprefix("file://")), links)
     if "://" in storage_url:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError
 
 from uvm_reporting.errors import BadUserInput
-from uvm_reporting.storage.download_links import SignedLink
+from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
 from uvm_reporting.storage.result_storage import Download, WrittenObject
 from uvm_reporting.storage.s3.client_factory import S3ClientFactory
 from uvm_reporting.storage.s3.delivery_errors import error_code
@@ -37,12 +36,14 @@ def content_disposition(download_name: str) -> str:
 
 class S3ResultStorage:
     """Our own result storage in ``s3://bucket/prefix`` (a
-    :class:`~uvm_reporting.storage.result_storage.ResultStorage`): download links are presigned
-    GETs valid for ``link_lifetime_seconds``, straight to the bucket."""
+    :class:`~uvm_reporting.storage.result_storage.ResultStorage`).
 
-    # A presigned URL may need credentials fetched first (an instance role), and needs no route.
-    links_without_io = False
-    served_folder = None
+    Download links are our own signed links (``links``), as for a folder: a presigned GET would
+    bypass us and keep working for its whole lifetime after the access it was issued under
+    ended. Our ``/downloads`` route checks that access, then redirects to a presigned GET that
+    lives only seconds (:meth:`presigned_url`)."""
+
+    links_without_io = True
 
     def __init__(
         self,
@@ -52,19 +53,19 @@ class S3ResultStorage:
         *,
         region: str | None = None,
         part_size: int = DEFAULT_PART_SIZE,
-        link_lifetime_seconds: int = 3600,
+        links: DownloadLinkSigner | None = None,
     ) -> None:
         self.client_factory = client_factory
         self.bucket = validate_bucket_name(bucket)
         self.prefix = validate_key_prefix(prefix)
         self.region = validate_region(region or client_factory.default_region)
         self.part_size = part_size
-        self.link_lifetime_seconds = link_lifetime_seconds
+        self.links = links
         self._client: S3Client | None = None
 
     @classmethod
     def from_url(
-        cls, url: str, client_factory: S3ClientFactory, *, link_lifetime_seconds: int = 3600
+        cls, url: str, client_factory: S3ClientFactory, *, links: DownloadLinkSigner | None = None
     ) -> S3ResultStorage:
         """``s3://bucket`` or ``s3://bucket/some/prefix``; the region is the client factory's default."""
         parts = urlsplit(url)
@@ -72,7 +73,7 @@ class S3ResultStorage:
             raise BadUserInput(f"Storage URL {url!r} must look like s3://bucket/prefix.")
         if parts.query or parts.fragment:
             raise BadUserInput(f"Storage URL {url!r} must not have a query or a fragment.")
-        return cls(client_factory, parts.netloc, parts.path.lstrip("/"), link_lifetime_seconds=link_lifetime_seconds)
+        return cls(client_factory, parts.netloc, parts.path.lstrip("/"), links=links)
 
     @property
     def client(self) -> S3Client:
@@ -112,11 +113,10 @@ class S3ResultStorage:
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
 
     def download_link(self, download: Download) -> SignedLink:
-        """A presigned GET of the file (see :meth:`presigned_url`)."""
-        lifetime = self.link_lifetime_seconds
-        expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lifetime)
-        url = self.presigned_url(download.key, download.file_name, lifetime, content_type=download.content_type)
-        return SignedLink(url=url, expires_at=expires_at)
+        """Our signed link to ``/downloads/<run id>``, which redirects to a short presigned GET."""
+        if self.links is None:
+            raise RuntimeError(f"the result storage s3://{self.bucket} was opened without a download-link signer")
+        return self.links.sign(download.run_id, download.issued_to)
 
     def presigned_url(
         self, key: str, download_name: str, expires_in_seconds: int, *, content_type: str | None = None
