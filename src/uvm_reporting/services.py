@@ -110,7 +110,9 @@ class RunningWorkers:
 
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:
     engine = engine or open_database(settings.database_url)
-    s3_clients = S3ClientFactory(settings.s3_endpoint_url, settings.aws_region)
+    s3_clients = S3ClientFactory(
+        settings.s3_endpoint_url, settings.aws_region, operator_account_ids=settings.operator_account_ids
+    )
     storage = result_storage_from_url(
         settings.storage_url,
         s3_clients=s3_clients,

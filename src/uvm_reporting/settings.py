@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         default=None,
         description="This deployment's AWS principal, shown in the trust policy; default: asked of STS.",
     )
+    operator_aws_account_ids: str = Field(
+        default="",
+        description="This deployment's own AWS account ids, comma-separated: deliveries never assume a role of "
+        "these accounts. Default: the account of our own identity, asked of STS.",
+    )
     worker_threads: int = Field(default=2, ge=0, le=64)
     export_parallelism: int = Field(
         default=2,
@@ -69,6 +74,19 @@ class Settings(BaseSettings):
         if not _REGION.match(value):
             raise ValueError("region must be a short lower-case name such as 'us01' or 'eu'")
         return value
+
+    @field_validator("operator_aws_account_ids")
+    @classmethod
+    def _account_ids(cls, value: str) -> str:
+        ids = [part.strip() for part in value.split(",") if part.strip()]
+        if any(not (len(i) == 12 and i.isascii() and i.isdigit()) for i in ids):
+            raise ValueError("operator_aws_account_ids must be 12-digit AWS account ids separated by commas")
+        return ",".join(ids)
+
+    @property
+    def operator_account_ids(self) -> frozenset[str] | None:
+        """The configured operator account ids; None: ask STS."""
+        return frozenset(self.operator_aws_account_ids.split(",")) if self.operator_aws_account_ids else None
 
     @field_validator("public_url")
     @classmethod

@@ -17,7 +17,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.moto_server import (
+    ACCOUNT_ID,
     DUMMY_KEYS,
+    FAST_CLIENT_CONFIG,
+    OPERATOR_ACCOUNT_IDS,
     AwsKeys,
     DeliveryTarget,
     MotoIam,
@@ -43,6 +46,7 @@ from uvm_reporting.storage.s3 import (
     MIB,
     NO_SUCH_BUCKET,
     PUT_DENIED,
+    ROLE_IN_OPERATOR_ACCOUNT,
     UNEXPECTED_ERROR,
     DeliveryError,
     S3ClientFactory,
@@ -243,7 +247,9 @@ def test_credentials_are_renewed_by_assuming_the_role_again(
     session = isolated_session(deployment_keys)
     assumed: list[str] = []
     session.events.register("before-call.sts.AssumeRole", lambda **_: assumed.append("AssumeRole"))
-    client_factory = EagerClientFactory(moto_iam.endpoint_url, session=session)
+    client_factory = EagerClientFactory(
+        moto_iam.endpoint_url, session=session, operator_account_ids=OPERATOR_ACCOUNT_IDS
+    )
     client = client_factory.assume_role(
         delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION
     )
@@ -348,9 +354,50 @@ def test_check_delivery_when_the_canary_cannot_be_deleted(
 def test_check_delivery_when_the_endpoint_is_unreachable(
     deployment_keys: AwsKeys, delivery_target: DeliveryTarget
 ) -> None:
-    nowhere = client_factory_for(f"http://127.0.0.1:{free_port()}", deployment_keys)
+    port = free_port()
+    nowhere = client_factory_for(f"http://127.0.0.1:{port}", deployment_keys)
     check = check_delivery(nowhere, **delivery_target.check_args())
     assert (check.ok, check.code) == (False, ENDPOINT_UNREACHABLE)
+    # The operator's endpoint is not the customer's business, nor is botocore's wording.
+    assert "127.0.0.1" not in check.message
+    assert str(port) not in check.message
+    assert "endpoint URL" not in check.message
+    assert "Could not connect" not in check.message
+    assert delivery_target.region in check.message  # what the customer can check
+
+
+def test_a_role_of_the_operators_own_account_is_never_assumed(
+    moto_iam: MotoIam, deployment_keys: AwsKeys, delivery_target: DeliveryTarget
+) -> None:
+    """moto keeps the customer's role in the deployment's own account: asked of STS, that account
+    is the operator's, so the role is refused before any AssumeRole, though it trusts us."""
+    session = isolated_session(deployment_keys)
+    assumed: list[str] = []
+    session.events.register("before-call.sts.AssumeRole", lambda **_: assumed.append("AssumeRole"))
+    asking_sts = S3ClientFactory(moto_iam.endpoint_url, session=session)
+    check = check_delivery(asking_sts, **delivery_target.check_args())
+    assert (check.ok, check.code) == (False, ROLE_IN_OPERATOR_ACCOUNT)
+    assert f"own AWS account ({ACCOUNT_ID})" in check.message
+    assert delivery_target.role_arn in check.message
+    with pytest.raises(DeliveryError) as raised:
+        asking_sts.assume_role(delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION)
+    assert raised.value.reason == ROLE_IN_OPERATOR_ACCOUNT
+    assert assumed == []
+    configured = client_factory_for(
+        moto_iam.endpoint_url, deployment_keys, operator_account_ids=frozenset({ACCOUNT_ID})
+    )
+    assert check_delivery(configured, **delivery_target.check_args()).code == ROLE_IN_OPERATOR_ACCOUNT
+
+
+def test_a_delivery_fails_closed_when_our_own_account_cannot_be_learned(delivery_target: DeliveryTarget) -> None:
+    nowhere = S3ClientFactory(
+        f"http://127.0.0.1:{free_port()}", session=isolated_session(DUMMY_KEYS), client_config=FAST_CLIENT_CONFIG
+    )
+    with pytest.raises(DeliveryError) as raised:
+        nowhere.assume_role(delivery_target.role_arn, delivery_target.external_id, delivery_target.region, SESSION)
+    assert raised.value.reason == ENDPOINT_UNREACHABLE
+    assert "127.0.0.1" not in raised.value.message
+    assert nowhere.operator_account_role_problem(delivery_target.role_arn) is None  # a save is not held up
 
 
 def test_check_delivery_with_unknown_deployment_credentials(moto_iam: MotoIam, delivery_target: DeliveryTarget) -> None:

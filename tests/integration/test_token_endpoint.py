@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from uvm_reporting.api.token_routes import token_routes
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.auth.api_client_credentials import CreatedClient, create_client
-from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.accounts import Account, get_account, set_account_disabled
 from uvm_reporting.database.api_clients import revoke_client
 from uvm_reporting.database.tables import api_clients
 from uvm_reporting.settings import Settings
@@ -148,6 +148,22 @@ def test_revoked_client_is_refused(http: TestClient, engine: Engine, client: Cre
     )
     assert after.status_code == 401
     assert after.json()["error"] == "invalid_client"
+
+
+def test_a_disabled_accounts_client_gets_no_token_until_it_is_enabled(
+    http: TestClient, engine: Engine, client: CreatedClient
+) -> None:
+    def token_status() -> int:
+        body = form_body(
+            grant_type="client_credentials", client_id=client.client_id, client_secret=client.client_secret
+        )
+        return http.post("/oauth2/token", headers=FORM, content=body).status_code
+
+    set_account_disabled(engine, client.account_id, disabled=True)
+    assert token_status() == 401
+    assert get_account(engine, client.account_id).disabled_at is not None
+    set_account_disabled(engine, client.account_id, disabled=False)
+    assert token_status() == 200
 
 
 def test_unsupported_grant_type(http: TestClient, client: CreatedClient) -> None:

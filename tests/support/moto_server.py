@@ -246,6 +246,8 @@ def create_bucket(s3: S3Client, name: str) -> str:
 
 # Fail fast in tests: one attempt, short timeouts (the defaults retry for production).
 FAST_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=2, read_timeout=20)
+OPERATOR_ACCOUNT_IDS = frozenset({"000000000001"})
+"""The operator's own AWS account in tests: not moto's (ACCOUNT_ID), where the customers' roles are."""
 
 
 def unique_name(stem: str) -> str:
@@ -253,10 +255,23 @@ def unique_name(stem: str) -> str:
     return f"{stem}-{uuid.uuid4().hex[:12]}"
 
 
-def client_factory_for(endpoint_url: str, keys: AwsKeys, *, client_config: Config | None = None) -> S3ClientFactory:
-    """An S3ClientFactory acting as ``keys`` against ``endpoint_url``."""
+def client_factory_for(
+    endpoint_url: str,
+    keys: AwsKeys,
+    *,
+    client_config: Config | None = None,
+    operator_account_ids: frozenset[str] | None = OPERATOR_ACCOUNT_IDS,
+) -> S3ClientFactory:
+    """An S3ClientFactory acting as ``keys`` against ``endpoint_url``. moto keeps every user and
+    role in one account, which a deployment would refuse to assume roles of; so the operator's own
+    account is said to be another one, unless ``operator_account_ids`` says otherwise (``None``:
+    ask moto's STS)."""
     return S3ClientFactory(
-        endpoint_url, REGION, session=isolated_session(keys), client_config=client_config or FAST_CLIENT_CONFIG
+        endpoint_url,
+        REGION,
+        session=isolated_session(keys),
+        client_config=client_config or FAST_CLIENT_CONFIG,
+        operator_account_ids=operator_account_ids,
     )
 
 

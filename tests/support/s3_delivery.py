@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.moto_server import AwsKeys, MotoIam
+from tests.support.moto_server import OPERATOR_ACCOUNT_IDS, AwsKeys, MotoIam
 
 
 def aws_env(moto_iam: MotoIam, keys: AwsKeys) -> dict[str, str]:
@@ -12,6 +12,8 @@ def aws_env(moto_iam: MotoIam, keys: AwsKeys) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": keys.access_key_id,
         "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
         "AWS_DEFAULT_REGION": "us-east-1",
+        # moto keeps the customers' roles in its one account: the operator's is said to be another.
+        "UVM_REPORTING_OPERATOR_AWS_ACCOUNT_IDS": ",".join(OPERATOR_ACCOUNT_IDS),
     }
 
 

@@ -6,9 +6,20 @@ import json
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from tests.support.moto_server import DUMMY_KEYS, isolated_session
+from uvm_reporting.domain.s3_names import operator_account_role_problem, role_arn_account
 from uvm_reporting.errors import BadUserInput
 from uvm_reporting.storage.s3 import (
     ASSUME_ROLE_DENIED,
@@ -278,6 +289,52 @@ def test_other_assume_role_denials_are_assume_role_denied(message: str) -> None:
 )
 def test_failures_get_stable_reasons(error: Exception, stage: Any, reason: str) -> None:
     assert classify_delivery_error(error, stage, TARGET).reason == reason
+
+
+OPERATOR_ENDPOINT = "https://s3.storage.operator.internal:9000"
+
+
+@pytest.mark.parametrize(
+    ("error", "stage"),
+    [
+        (EndpointConnectionError(endpoint_url=OPERATOR_ENDPOINT), "write"),
+        (EndpointConnectionError(endpoint_url=OPERATOR_ENDPOINT), "assume"),
+        (ConnectTimeoutError(endpoint_url=OPERATOR_ENDPOINT), "write"),
+        (ReadTimeoutError(endpoint_url=OPERATOR_ENDPOINT), "delete"),
+        (ConnectionClosedError(endpoint_url=OPERATOR_ENDPOINT), "write"),
+        (SSLError(endpoint_url=OPERATOR_ENDPOINT, error=OSError("certificate verify failed")), "write"),
+        (ParamValidationError(report=f"Invalid bucket name for {OPERATOR_ENDPOINT}"), "write"),
+        (CredentialRetrievalError(provider="assume-role", error_msg=f"{OPERATOR_ENDPOINT} said no"), "assume"),
+        (_client_error("AccessDenied", f"Access Denied by {OPERATOR_ENDPOINT}/customer-exports", 403), "write"),
+        (_client_error("InternalError", "Gateway 10.0.12.7:9000 went away", 500, "PutObject"), "write"),
+        (_client_error("Weird", f"see {OPERATOR_ENDPOINT}/x", 400, "PutObject"), "write"),
+    ],
+)
+def test_a_delivery_error_names_neither_the_endpoint_nor_botocores_text(error: Exception, stage: Any) -> None:
+    """The run's errorMessage and testReportDelivery's message go to the customer."""
+    message = classify_delivery_error(error, stage, TARGET).message
+    assert "operator.internal" not in message
+    assert "9000" not in message
+    assert "10.0.12.7" not in message
+    if not isinstance(error, ClientError):
+        assert str(error) not in message
+        assert "endpoint URL" not in message
+    # What the customer configured, or whose the fault is.
+    assert "customer-exports" in message or ROLE in message or "The operator must" in message
+
+
+def test_an_unreachable_endpoint_says_what_the_customer_can_check() -> None:
+    message = classify_delivery_error(EndpointConnectionError(endpoint_url=OPERATOR_ENDPOINT), "write", TARGET).message
+    assert message.startswith("Could not reach S3 while writing to s3://customer-exports/uvm")
+    assert "(eu-west-1)" in message
+
+
+def test_a_role_of_the_operators_own_account_is_a_problem() -> None:
+    assert role_arn_account(ROLE) == "123456789012"
+    assert operator_account_role_problem(ROLE, frozenset({"210987654321"})) is None
+    problem = operator_account_role_problem(ROLE, frozenset({"210987654321", "123456789012"}))
+    assert problem is not None
+    assert problem.startswith("names a role in this deployment's own AWS account (123456789012)")
 
 
 def test_put_denied_names_the_resource_the_policy_needs() -> None:

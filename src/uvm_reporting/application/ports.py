@@ -64,3 +64,8 @@ class CustomerBuckets(Protocol):
     ) -> DeliveryCheckOutcome:
         """Write and delete a canary object through the customer's role."""
         ...
+
+    def operator_account_role_problem(self, role_arn: str) -> str | None:
+        """Why no delivery may assume ``role_arn``, a role of this deployment's own AWS account;
+        None otherwise, or when that account cannot be learned now (each delivery checks again)."""
+        ...

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from uvm_reporting.application.ports import CustomerBuckets
 from uvm_reporting.database.accounts import get_account
 from uvm_reporting.database.reports import Report, create_report, get_report, list_reports, update_report
+from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.errors import BadUserInput, Forbidden
 
 
@@ -23,11 +24,24 @@ class Reports:
     buckets: CustomerBuckets
 
     def create_report(self, account_id: str, definition: dict[str, Any]) -> Report:
+        self._check_delivery_role(definition)
         return create_report(self.engine, account_id, definition)
 
     def update_report(self, account_id: str, report_id: str, definition: dict[str, Any]) -> Report:
         self.public_report(account_id, report_id)  # public: its Editors access is Public too
+        self._check_delivery_role(definition)
         return update_report(self.engine, account_id, report_id, definition)
+
+    def _check_delivery_role(self, data: dict[str, Any]) -> None:
+        """Refuse a schedule whose role is one of this deployment's own AWS account (a confused
+        deputy: see domain/s3_names.py), named like the definition's other problems."""
+        schedule = parse_report_definition(data).schedule  # BadUserInput as the save would raise it
+        if schedule is None:
+            return
+        problem = self.buckets.operator_account_role_problem(schedule.delivery.role_arn)
+        if problem is not None:
+            path = "schedule.delivery.role_arn"
+            raise BadUserInput(f"{path}: {problem}", path=path, problems=[{"path": path, "message": problem}])
 
     def public_reports(self, account_id: str) -> list[Report]:
         """The account's reports the API may reach: the public ones."""

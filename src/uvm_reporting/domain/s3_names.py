@@ -9,7 +9,7 @@ naming, IAM role ARNs, object key names); they do not ask AWS whether a bucket o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from uvm_reporting.domain.messages import quoted
 
@@ -90,6 +90,28 @@ def region_partition(region: str) -> str:
 def role_arn_partition(arn: str) -> str:
     """The partition a (valid) role ARN names: its second field."""
     return arn.split(":", 2)[1]
+
+
+def role_arn_account(arn: str) -> str:
+    """The AWS account id a (valid) role ARN names: its fifth field."""
+    return arn.split(":", 5)[4]
+
+
+def operator_account_role_problem(arn: str, operator_account_ids: Collection[str]) -> str | None:
+    """Why a delivery may not assume the (valid) role ``arn``: it is a role of this deployment's
+    own AWS account, or None.
+
+    The ExternalId protects only roles whose trust policy demands it. A role of the operator's
+    own account may trust this deployment without one (or the whole account), so assuming it for
+    a customer would lend them the operator's access: the confused deputy.
+    """
+    account = role_arn_account(arn)
+    if account not in operator_account_ids:
+        return None
+    return (
+        f"names a role in this deployment's own AWS account ({account}); deliveries assume only roles "
+        "of the customer's AWS account: name a role in your account whose trust policy requires your ExternalId"
+    )
 
 
 def role_arn_problem(arn: str) -> str | None:

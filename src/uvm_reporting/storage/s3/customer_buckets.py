@@ -44,3 +44,6 @@ class S3CustomerBuckets:
         return check_delivery(
             self.clients, bucket=bucket, prefix=prefix, region=region, role_arn=role_arn, external_id=external_id
         )
+
+    def operator_account_role_problem(self, role_arn: str) -> str | None:
+        return self.clients.operator_account_role_problem(role_arn)

@@ -1,8 +1,17 @@
 """Failures talking to a customer's bucket become :class:`DeliveryError` with a stable
-``reason`` (one of :data:`DELIVERY_REASONS`) and a message a person can act on."""
+``reason`` (one of :data:`DELIVERY_REASONS`) and a message a person can act on.
+
+The message goes to the customer (a run's ``errorMessage``, ``testReportDelivery``): it is made
+of what they configured (bucket, path, region, role) and the service's own answer, never of
+botocore's text, which names the operator's endpoint URL (``Could not connect to the endpoint
+URL: "https://..."``). Any URL or IP address left in a service's answer is masked as well. The
+operator log keeps the original error.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
@@ -22,6 +31,8 @@ from botocore.exceptions import (
 from uvm_reporting.errors import RunErrorCode, UvmReportingError
 from uvm_reporting.storage.s3.names import canaries_arn, objects_arn, partition_of
 
+log = logging.getLogger(__name__)
+
 # Stable reasons carried by DeliveryError.reason and DeliveryCheck.code.
 ROLE_NOT_FOUND: Final = "ROLE_NOT_FOUND"
 EXTERNAL_ID_MISMATCH: Final = "EXTERNAL_ID_MISMATCH"
@@ -31,6 +42,7 @@ PUT_DENIED: Final = "PUT_DENIED"
 NO_SUCH_BUCKET: Final = "NO_SUCH_BUCKET"
 ENDPOINT_UNREACHABLE: Final = "ENDPOINT_UNREACHABLE"
 DELETE_DENIED: Final = "DELETE_DENIED"
+ROLE_IN_OPERATOR_ACCOUNT: Final = "ROLE_IN_OPERATOR_ACCOUNT"
 UNEXPECTED_ERROR: Final = "UNEXPECTED_ERROR"
 DELIVERY_REASONS: Final = (
     ROLE_NOT_FOUND,
@@ -41,6 +53,7 @@ DELIVERY_REASONS: Final = (
     NO_SUCH_BUCKET,
     ENDPOINT_UNREACHABLE,
     DELETE_DENIED,
+    ROLE_IN_OPERATOR_ACCOUNT,
     UNEXPECTED_ERROR,
 )
 
@@ -94,6 +107,18 @@ _CREDENTIAL_ERRORS = frozenset(
     }
 )
 _NETWORK_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
+_TIMEOUTS = (ConnectTimeoutError, ReadTimeoutError)
+# What could name the operator's endpoint in a service's answer: URLs, and IPv4 addresses (with a port).
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+_IP_ADDRESS = re.compile(r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?::[0-9]+)?\b")
+MASKED_ENDPOINT: Final = "<endpoint>"
+
+
+def without_endpoints(text: str) -> str:
+    """``text`` with every URL and IP address masked: a service's answer may name the endpoint."""
+    return _IP_ADDRESS.sub(MASKED_ENDPOINT, _URL.sub(MASKED_ENDPOINT, text))
+
+
 _MISSING_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)
 
 
@@ -110,6 +135,7 @@ def classify_delivery_error(error: BaseException, stage: Stage, target: S3Target
     if not isinstance(error, ClientError):
         return _classify_transport(error, stage, target)
     code, message, status = error_code(error)
+    message = without_endpoints(message)
     if code == "NoSuchEntity":
         return DeliveryError(
             ROLE_NOT_FOUND,
@@ -122,18 +148,30 @@ def classify_delivery_error(error: BaseException, stage: Stage, target: S3Target
 
 
 def _classify_transport(error: BaseException, stage: Stage, target: S3Target) -> DeliveryError:
-    """A failure before any answer from AWS: the network, or our own credentials."""
+    """A failure before any answer from AWS: the network, or our own credentials. botocore's
+    text of these names the endpoint's URL, so it goes to the operator log only."""
+    log.warning("delivery to %s failed while %s: %s", target.location, stage, error)
     if isinstance(error, _NETWORK_ERRORS):
-        doing = f"assuming {target.role_arn}" if stage == "assume" else f"writing to {target.location}"
+        service, doing = (
+            ("AWS STS", f"assuming the role {target.role_arn}")
+            if stage == "assume"
+            else ("S3", f"writing to {target.location}")
+        )
+        how = "the connection timed out" if isinstance(error, _TIMEOUTS) else "no connection could be made"
         return DeliveryError(
             ENDPOINT_UNREACHABLE,
-            f"Could not reach AWS while {doing}: {error}. Check this "
-            "deployment's network access to AWS (or to the configured S3 endpoint) and try "
-            "again.",
+            f"Could not reach {service} while {doing} ({how}). Check that the region configured for this "
+            f"delivery ({target.region}) is the bucket's region, then try again; if it persists, the operator "
+            "must check this deployment's network access to AWS.",
         )
     if isinstance(error, _MISSING_CREDENTIALS):
-        return _own_credentials_error(str(error))
-    return DeliveryError(UNEXPECTED_ERROR, f"Delivery to {target.location} failed: {error}")
+        missing = "could not be retrieved" if isinstance(error, CredentialRetrievalError) else "were not found"
+        return _own_credentials_error(f"they {missing}")
+    return DeliveryError(
+        UNEXPECTED_ERROR,
+        f"Delivery to {target.location} failed unexpectedly. Try again; if it persists, tell the operator "
+        "(their log has the details).",
+    )
 
 
 def _classify_s3(code: str, message: str, status: int, stage: Stage, target: S3Target) -> DeliveryError:
@@ -164,6 +202,11 @@ def _classify_s3(code: str, message: str, status: int, stage: Stage, target: S3T
     return DeliveryError(
         UNEXPECTED_ERROR, f"Delivery to {target.location} failed with {code} ({status}): {message or 'no details'}."
     )
+
+
+def role_in_operator_account(role_arn: str, problem: str) -> DeliveryError:
+    """The refusal of a role of this deployment's own AWS account (domain/s3_names.py says why)."""
+    return DeliveryError(ROLE_IN_OPERATOR_ACCOUNT, f"The role {role_arn} {problem}.")
 
 
 def _own_credentials_error(detail: str) -> DeliveryError:
