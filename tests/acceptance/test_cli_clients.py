@@ -101,3 +101,26 @@ def test_unknown_client_cannot_be_revoked(data_dir: Path, store: Engine) -> None
     result = run(data_dir, "clients", "revoke", "uvmc_nobody")
     assert result.returncode == 2
     assert "uvmc_nobody does not exist" in result.stderr
+
+
+def test_disabling_an_account_stops_its_clients_until_it_is_enabled(
+    data_dir: Path, store: Engine, acme: Account
+) -> None:
+    created = one_json_object(run(data_dir, "clients", "create", "--account", acme.id, "--json").stdout)
+
+    disabled = run(data_dir, "accounts", "disable", acme.id, "--json")
+
+    assert disabled.returncode == 0, disabled.stderr
+    state = one_json_object(disabled.stdout)
+    assert (state["id"], state["disabled_at"] is not None) == (acme.id, True)
+    assert get_active_client(store, created["client_id"]) is None
+    assert authenticate_client(store, created["client_id"], created["client_secret"]) is None
+    assert "disabled since" in run(data_dir, "accounts", "disable", acme.id).stdout  # again: no change
+
+    enabled = one_json_object(run(data_dir, "accounts", "enable", acme.id, "--json").stdout)
+
+    assert enabled["disabled_at"] is None
+    assert authenticate_client(store, created["client_id"], created["client_secret"]) is not None
+    unknown = run(data_dir, "accounts", "disable", "no-such-account", "--json")
+    assert unknown.returncode == 2
+    assert one_json_object(unknown.stdout)["error"]["code"] == "NOT_FOUND"
