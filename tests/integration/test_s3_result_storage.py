@@ -77,7 +77,11 @@ def test_a_download_run_lands_in_s3_behind_our_link_that_redirects_to_a_short_pr
         assert url.startswith(f"{s3_settings.public_url}/downloads/{status['runId']}?client={status['clientId']}&")
         assert status["presignedUrlExpiresAt"] <= (utc_now() + timedelta(seconds=601)).isoformat()
         redirect = http.get(_path_of(url))
+        head = http.head(_path_of(url))
     assert redirect.status_code == 307, redirect.text
+    assert head.status_code == 307
+    with urllib.request.urlopen(urllib.request.Request(head.headers["location"], method="HEAD"), timeout=10) as answer:
+        assert int(answer.headers["Content-Length"]) == status["sizeBytes"]
     assert redirect.headers["cache-control"] == "no-store"
     presigned = redirect.headers["location"]
     assert presigned.startswith(s3_settings.s3_endpoint_url or "")

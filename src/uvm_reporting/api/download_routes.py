@@ -13,6 +13,8 @@ short to outlive the access it was granted under.
 
 from __future__ import annotations
 
+from functools import partial
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -74,12 +76,12 @@ def download_routes(storage: ResultStorage, clients: ActiveClients, report_runs:
             return _refuse(403, "forbidden", ACCESS_ENDED)
         except NotFound:
             return _refuse(404, "not_found", NO_LONGER_AVAILABLE)
-        return await _serve(storage, run)
+        return await _serve(storage, run, head=request.method == "HEAD")
 
     return [Route("/downloads/{run_id}", download, methods=["GET", "HEAD"])]
 
 
-async def _serve(storage: ResultStorage, run: RunRecord) -> Response:
+async def _serve(storage: ResultStorage, run: RunRecord, *, head: bool) -> Response:
     key = run.result_key
     assert key is not None
     if isinstance(storage, LocalFolderStorage):
@@ -90,9 +92,17 @@ async def _serve(storage: ResultStorage, run: RunRecord) -> Response:
             headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
         )
     if isinstance(storage, S3ResultStorage):
-        # Presigning may fetch credentials (an instance role): off the event loop.
+        # Presigning may fetch credentials (an instance role): off the event loop. A presigned
+        # URL is signed for one method: a HEAD is redirected to a presigned HEAD.
         url = await run_in_threadpool(
-            storage.presigned_url, key, run.download_file_name, S3_REDIRECT_SECONDS, content_type=run.media_type
+            partial(
+                storage.presigned_url,
+                key,
+                run.download_file_name,
+                S3_REDIRECT_SECONDS,
+                content_type=run.media_type,
+                method="HEAD" if head else "GET",
+            )
         )
         return RedirectResponse(url, status_code=307, headers=_NO_STORE)
     raise TypeError(f"no way to serve downloads of {type(storage).__name__}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import quote, urlsplit
 
 from botocore.exceptions import ClientError
@@ -119,9 +119,15 @@ class S3ResultStorage:
         return self.links.sign(download.run_id, download.issued_to)
 
     def presigned_url(
-        self, key: str, download_name: str, expires_in_seconds: int, *, content_type: str | None = None
+        self,
+        key: str,
+        download_name: str,
+        expires_in_seconds: int,
+        *,
+        content_type: str | None = None,
+        method: Literal["GET", "HEAD"] = "GET",
     ) -> str:
-        """A presigned GET of ``key`` that downloads as ``download_name``.
+        """A presigned GET (or HEAD) of ``key`` that downloads as ``download_name``.
 
         The URL is signed with this deployment's credentials and stops working when they do:
         with temporary credentials (an instance role) that can be sooner than the expiry asked for.
@@ -138,4 +144,5 @@ class S3ResultStorage:
         }
         if content_type:
             params["ResponseContentType"] = content_type
-        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in_seconds)
+        operation = "head_object" if method == "HEAD" else "get_object"
+        return self.client.generate_presigned_url(operation, Params=params, ExpiresIn=expires_in_seconds)
