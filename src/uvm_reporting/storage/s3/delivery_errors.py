@@ -108,6 +108,7 @@ _CREDENTIAL_ERRORS = frozenset(
 )
 _NETWORK_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
 _TIMEOUTS = (ConnectTimeoutError, ReadTimeoutError)
+_MISSING_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)
 # What could name the operator's endpoint in a service's answer: URLs, and IPv4 addresses (with a port).
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
 _IP_ADDRESS = re.compile(r"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?::[0-9]+)?\b")
@@ -117,9 +118,6 @@ MASKED_ENDPOINT: Final = "<endpoint>"
 def without_endpoints(text: str) -> str:
     """``text`` with every URL and IP address masked: a service's answer may name the endpoint."""
     return _IP_ADDRESS.sub(MASKED_ENDPOINT, _URL.sub(MASKED_ENDPOINT, text))
-
-
-_MISSING_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError)
 
 
 def error_code(error: ClientError) -> tuple[str, str, int]:
@@ -157,7 +155,12 @@ def _classify_transport(error: BaseException, stage: Stage, target: S3Target) ->
             if stage == "assume"
             else ("S3", f"writing to {target.location}")
         )
-        how = "the connection timed out" if isinstance(error, _TIMEOUTS) else "no connection could be made"
+        if isinstance(error, _TIMEOUTS):
+            how = "the connection timed out"
+        elif isinstance(error, ConnectionClosedError):
+            how = "the connection was closed"
+        else:
+            how = "no connection could be made"
         return DeliveryError(
             ENDPOINT_UNREACHABLE,
             f"Could not reach {service} while {doing} ({how}). Check that the region configured for this "
