@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 from uvm_reporting.errors import Forbidden
 
 RECENT_LINKS_KEPT = 4096
-"""Links of the current second kept per signer (one per run polled)."""
+"""Links of the current second kept per signer (one per run and client polled)."""
 
 
 @dataclass(frozen=True, slots=True)
