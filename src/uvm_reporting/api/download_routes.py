@@ -23,7 +23,8 @@ def download_routes(engine: Engine, storage: LocalFolderStorage) -> list[BaseRou
         run_id = request.path_params["run_id"]
         try:
             # The signature is checked before any lookup: a forged link learns nothing.
-            links.verify(run_id, request.query_params.get("expires", ""), request.query_params.get("signature", ""))
+            query = request.query_params
+            links.verify(run_id, query.get("expires", ""), query.get("signature", ""), kid=query.get("kid"))
         except Forbidden as error:
             return _refuse(403, "forbidden", error.message)
         run = await run_in_threadpool(find_run, engine, run_id)
