@@ -22,7 +22,13 @@ from uvm_reporting.services import Services
 
 
 def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
-    graphql = GraphQLEndpoint(build_schema(), services.tokens, ActiveClients.of(services.engine), services.report_runs)
+    graphql = GraphQLEndpoint(
+        build_schema(),
+        services.tokens,
+        ActiveClients.of(services.engine),
+        services.report_runs,
+        introspection=services.settings.introspection_enabled,
+    )
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "region": services.settings.region})
