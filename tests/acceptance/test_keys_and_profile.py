@@ -16,9 +16,10 @@ from tests.support.cli import one_json_object, run_cli, run_command, running_ser
 from tests.support.ports import free_port
 
 # Both processes behind one public URL: the tokens' issuer.
-SCALE_OUT = {"UVM_REPORTING_KEY_RELOAD_SECONDS": "1", "UVM_REPORTING_PUBLIC_URL": "http://reports.internal"}
+# (Typed Any: running_server takes its environment as keywords beside its own port keyword.)
+SCALE_OUT: dict[str, Any] = {"UVM_REPORTING_KEY_RELOAD_SECONDS": "1", "UVM_REPORTING_PUBLIC_URL": "http://reports.internal"}
 WIDE = {"COLUMNS": "1000"}  # messages unwrapped
-HTTPS = {"UVM_REPORTING_PUBLIC_URL": "https://reports.example.com"}
+HTTPS: dict[str, Any] = {"UVM_REPORTING_PUBLIC_URL": "https://reports.example.com"}
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
