@@ -17,7 +17,10 @@ from tests.support.ports import free_port
 
 # Both processes behind one public URL: the tokens' issuer.
 # (Typed Any: running_server takes its environment as keywords beside its own port keyword.)
-SCALE_OUT: dict[str, Any] = {"UVM_REPORTING_KEY_RELOAD_SECONDS": "1", "UVM_REPORTING_PUBLIC_URL": "http://reports.internal"}
+SCALE_OUT: dict[str, Any] = {
+    "UVM_REPORTING_KEY_RELOAD_SECONDS": "1",
+    "UVM_REPORTING_PUBLIC_URL": "http://reports.internal",
+}
 WIDE = {"COLUMNS": "1000"}  # messages unwrapped
 HTTPS: dict[str, Any] = {"UVM_REPORTING_PUBLIC_URL": "https://reports.example.com"}
 
