@@ -177,7 +177,8 @@ class KeyRing(Generic[K]):
         return list(self._keys)
 
     def legacy(self) -> RingKey[K] | None:
-        """The key of ``legacy_file`` (for links issued before links named their key)."""
+        """The key of ``legacy_file`` (for links issued before links named their key); a fixed
+        ring's one key."""
         self._reload_if_due()
         return next((key for key in self._keys if key.path == self.legacy_file), None)
 
@@ -229,6 +230,11 @@ class KeyRing(Generic[K]):
                         log.error("key file %s skipped: %s", path, error)
                         continue
                 loaded[path] = known
+            if not loaded and self._keys and not strict:
+                # Every key file vanished (a mount gone, files moved): keep signing with what we
+                # have rather than fail every request; a restart reports it.
+                log.error("no usable key file in %s any more; keeping the keys read before", self.folder)
+                return
             self._loaded = loaded
             ordered = sorted(loaded.values(), key=lambda key: (key.created_at, key.path or Path()))
             self._keys = [
@@ -252,7 +258,14 @@ class KeyRing(Generic[K]):
                 f"The {self.kind.name} key file {path} can be read by other users (mode {mode_text(path)}). "
                 f"Make it private: chmod 600 {path}"
             )
-        key, key_id = self.kind.load(path.read_bytes(), path)
+        try:
+            content = path.read_bytes()
+        except OSError as error:
+            raise KeyFileError(
+                f"The {self.kind.name} key file {path} cannot be read ({error.strerror}): key files must belong to "
+                "the user that runs uvm-reporting (run `keys rotate` as that user)."
+            ) from error
+        key, key_id = self.kind.load(content, path)
         created_at = _created_at(path.name, self.kind.suffix) if path != self.legacy_file else None
         return RingKey(key, key_id, path, created_at or 0.0, generated=path == self.legacy_file or created_at == 0.0)
 

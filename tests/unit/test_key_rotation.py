@@ -114,3 +114,13 @@ def test_tokens_of_the_single_key_file_of_earlier_versions_keep_verifying(settin
     token = tokens.issue("c", "a").access_token
     token_key_ring(settings).rotate()
     assert AccessTokens.from_settings(settings).verify(token).client_id == "c"
+
+
+def test_a_running_process_keeps_its_keys_when_the_folder_empties(settings: Settings) -> None:
+    tokens = AccessTokens.from_settings(settings)
+    token = tokens.issue("c", "a").access_token
+    for path in (settings.keys_dir / "token-signing").iterdir():
+        path.unlink()
+    tokens.keys.reload()
+    assert tokens.verify(token).client_id == "c"
+    assert tokens.issue("c", "a").access_token
