@@ -116,9 +116,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     storage = result_storage_from_url(
         settings.storage_url,
         s3_clients=s3_clients,
-        links=DownloadLinkSigner.from_key_file(
-            settings.link_key_file, settings.public_url, settings.download_link_lifetime_seconds
-        ),
+        links=DownloadLinkSigner.from_settings(settings),
     )
     signal = RunQueueSignal()
     buckets = S3CustomerBuckets(s3_clients)

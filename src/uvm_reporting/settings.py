@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,10 +29,35 @@ class Settings(BaseSettings):
     )
     region: str = Field(default="us01", description="This deployment's region, e.g. us01 or eu.")
     token_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
-    signing_key_file: Path = Field(
-        default=Path(), description="PEM private key signing access tokens; created when missing."
+    keys_dir: Path = Field(
+        default=Path(),
+        description="Folder of the token-signing and download-link key rings (default: data_dir/keys), "
+        "shared by every process of the deployment.",
     )
-    link_key_file: Path = Field(default=Path(), description="Secret key signing download links; created when missing.")
+    key_reload_seconds: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=300,
+        description="How often each process reads the keys folder again, so that a rotation reaches it.",
+    )
+    profile: Literal["development", "production"] = Field(
+        default="development",
+        description="production: no GraphQL introspection or explorer, an https public_url, no keys made at start.",
+    )
+    graphql_introspection: bool | None = Field(
+        default=None, description="Answer GraphQL introspection queries; default: on except in production."
+    )
+    graphql_explorer: bool | None = Field(
+        default=None, description="Serve the GraphQL explorer page; default: on except in production."
+    )
+    require_https: bool | None = Field(
+        default=None, description="Refuse a public_url that is not https://; default: on in production."
+    )
+    generate_keys: bool | None = Field(
+        default=None,
+        description="Make missing keys at start and accept keys made that way; default: on except in production, "
+        "where keys must come from `uvm-reporting keys rotate`.",
+    )
     download_link_lifetime_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
     s3_endpoint_url: str | None = Field(
         default=None,
@@ -103,11 +128,46 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{data_dir / 'uvm-reporting.sqlite3'}"
         if not self.storage_url:
             self.storage_url = str(data_dir / "storage")
-        if self.signing_key_file == Path():
-            self.signing_key_file = data_dir / "keys" / "token-signing-key.pem"
-        if self.link_key_file == Path():
-            self.link_key_file = data_dir / "keys" / "download-link.key"
+        if self.keys_dir == Path():
+            self.keys_dir = data_dir / "keys"
+        if self.https_required and not self.public_url.startswith("https://"):
+            raise ValueError(
+                f"public_url {self.public_url} is not https:// (required by the {self.profile} profile): "
+                "set UVM_REPORTING_PUBLIC_URL=https://..., or UVM_REPORTING_REQUIRE_HTTPS=false"
+            )
         return self
+
+    @property
+    def production(self) -> bool:
+        return self.profile == "production"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return not self.production if self.graphql_introspection is None else self.graphql_introspection
+
+    @property
+    def explorer_enabled(self) -> bool:
+        return not self.production if self.graphql_explorer is None else self.graphql_explorer
+
+    @property
+    def https_required(self) -> bool:
+        return self.production if self.require_https is None else self.require_https
+
+    @property
+    def keys_generated_at_start(self) -> bool:
+        return not self.production if self.generate_keys is None else self.generate_keys
+
+    def profile_summary(self) -> str:
+        """One line saying the profile and what it turned on or off."""
+
+        def on(value: bool) -> str:
+            return "on" if value else "off"
+
+        return (
+            f"profile {self.profile}: GraphQL introspection {on(self.introspection_enabled)}, "
+            f"explorer {on(self.explorer_enabled)}, https public URL required {on(self.https_required)}, "
+            f"keys made at start {on(self.keys_generated_at_start)}"
+        )
 
     @property
     def token_issuer(self) -> str:

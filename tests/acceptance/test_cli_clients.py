@@ -124,3 +124,30 @@ def test_disabling_an_account_stops_its_clients_until_it_is_enabled(
     unknown = run(data_dir, "accounts", "disable", "no-such-account", "--json")
     assert unknown.returncode == 2
     assert one_json_object(unknown.stdout)["error"]["code"] == "NOT_FOUND"
+
+
+def test_rotate_secret_then_revoke_the_old_one(data_dir: Path, store: Engine, acme: Account) -> None:
+    created = one_json_object(run(data_dir, "clients", "create", "--account", acme.id, "--json").stdout)
+    client_id, old_secret = created["client_id"], created["client_secret"]
+
+    result = run(data_dir, "clients", "rotate-secret", client_id, "--json")
+
+    assert result.returncode == 0, result.stderr
+    rotated = one_json_object(result.stdout)
+    new_secret = rotated["client_secret"]
+    assert rotated["active_secrets"] == 2
+    assert authenticate_client(store, client_id, old_secret) is not None
+    assert authenticate_client(store, client_id, new_secret) is not None
+    listing = run(data_dir, "clients", "list", "--account", acme.id)
+    assert "two secrets" in listing.stdout
+    assert new_secret not in listing.stdout
+
+    again = run(data_dir, "clients", "rotate-secret", client_id, "--json")
+    assert again.returncode == 2
+    assert one_json_object(again.stdout)["error"]["code"] == "CONFLICT"
+
+    revoked = run(data_dir, "clients", "revoke-secret", client_id, "--old", "--json")
+    assert revoked.returncode == 0, revoked.stderr
+    assert one_json_object(revoked.stdout)["active_secrets"] == 1
+    assert authenticate_client(store, client_id, old_secret) is None
+    assert authenticate_client(store, client_id, new_secret) is not None

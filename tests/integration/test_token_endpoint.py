@@ -237,7 +237,9 @@ def test_jwks_is_public_and_cacheable(http: TestClient, tokens: AccessTokens) ->
 
 
 def test_signing_key_file_is_private(http: TestClient, settings: Settings) -> None:
-    assert stat.S_IMODE(settings.signing_key_file.stat().st_mode) == 0o600
+    key_file = settings.keys_dir / "token-signing" / "generated.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
 
 
 def test_database_never_holds_the_plain_secret(engine: Engine, client: CreatedClient) -> None:

@@ -96,11 +96,13 @@ def test_the_key_survives_a_restart(tokens: AccessTokens, settings: Settings) ->
 
 
 def test_unusable_key_file_is_reported_not_replaced(settings: Settings) -> None:
-    settings.signing_key_file.parent.mkdir(parents=True)
-    settings.signing_key_file.write_text("not a key")
-    with pytest.raises(SigningKeyError, match=str(settings.signing_key_file)):
+    key_file = settings.keys_dir / "token-signing" / "generated.pem"
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text("not a key")
+    key_file.chmod(0o600)
+    with pytest.raises(SigningKeyError, match=str(key_file)):
         AccessTokens.from_settings(settings)
-    assert settings.signing_key_file.read_text() == "not a key"
+    assert key_file.read_text() == "not a key"
 
 
 def test_expired_token_says_when_and_what_to_do(tokens: AccessTokens) -> None:
@@ -123,7 +125,7 @@ def test_token_of_another_issuer_with_our_key_is_refused(tmp_path: Path, setting
     # Same key file, other public URL: e.g. a deployment whose URL changed.
     elsewhere = Settings(
         data_dir=tmp_path / "other",
-        signing_key_file=settings.signing_key_file,
+        keys_dir=settings.keys_dir,
         public_url="https://old.example.com",
         region="us01",
     )
@@ -153,7 +155,7 @@ def test_token_of_another_regions_deployment_names_both_regions(tmp_path: Path, 
 
 def test_foreign_key_with_our_claims_is_still_refused(tmp_path: Path, settings: Settings, tokens: AccessTokens) -> None:
     # A key of its own but our issuer and audience: the kid alone must stop it.
-    impostor = AccessTokens.from_settings(settings.model_copy(update={"signing_key_file": tmp_path / "impostor.pem"}))
+    impostor = AccessTokens.from_settings(settings.model_copy(update={"keys_dir": tmp_path / "impostor"}))
     token = impostor.issue("c", "a", now=NOW).access_token
     with pytest.raises(InvalidToken, match="request a token from this deployment's /oauth2/token"):
         tokens.verify(token, now=NOW)
@@ -202,7 +204,7 @@ def test_garbage_is_refused_clearly(tokens: AccessTokens, garbage: str) -> None:
 
 
 def test_signed_token_missing_claims_is_refused(tokens: AccessTokens, settings: Settings) -> None:
-    key = ECKey.import_key(settings.signing_key_file.read_bytes())
+    key = tokens.keys.signing().key
     kid = tokens.jwks()["keys"][0]["kid"]
     issued_at = int(NOW.timestamp())
     token = jwt.encode(
@@ -224,7 +226,7 @@ def test_signed_token_missing_claims_is_refused(tokens: AccessTokens, settings: 
 
 
 def test_signed_token_for_another_audience_is_refused(tokens: AccessTokens, settings: Settings) -> None:
-    key = ECKey.import_key(settings.signing_key_file.read_bytes())
+    key = tokens.keys.signing().key
     kid = tokens.jwks()["keys"][0]["kid"]
     issued_at = int(NOW.timestamp())
     token = jwt.encode(
@@ -268,7 +270,7 @@ def test_cache_answers_do_not_skip_checks_before_nbf(tokens: AccessTokens) -> No
 
 def test_cache_stays_bounded(tokens: AccessTokens, settings: Settings) -> None:
     small_cache = AccessTokens(
-        ECKey.import_key(settings.signing_key_file.read_bytes()),
+        tokens.keys,
         issuer=tokens.issuer,
         audience=tokens.audience,
         region=tokens.region,

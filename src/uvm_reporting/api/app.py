@@ -24,7 +24,13 @@ from uvm_reporting.services import Services
 def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
     # One cache of active clients: a revoked client's tokens and download links stop together.
     clients = ActiveClients.of(services.engine)
-    graphql = GraphQLEndpoint(build_schema(), services.tokens, clients, services.report_runs)
+    graphql = GraphQLEndpoint(
+        build_schema(),
+        services.tokens,
+        clients,
+        services.report_runs,
+        introspection=services.settings.introspection_enabled,
+    )
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "region": services.settings.region})

@@ -67,7 +67,7 @@ def download_routes(storage: ResultStorage, clients: ActiveClients, report_runs:
         client_id = query.get("client", "")
         try:
             # The signature is checked before any lookup: a forged link learns nothing.
-            links.verify(run_id, client_id, query.get("expires", ""), query.get("signature", ""))
+            links.verify(run_id, client_id, query.get("expires", ""), query.get("signature", ""), kid=query.get("kid"))
         except Forbidden as error:
             return _refuse(403, "forbidden", error.message)
         try:

@@ -25,9 +25,11 @@ from graphql import (
     FieldNode,
     GraphQLError,
     GraphQLSchema,
+    NoSchemaIntrospectionCustomRule,
     OperationDefinitionNode,
     execute_sync,
     parse,
+    specified_rules,
     validate,
 )
 from starlette.requests import Request
@@ -70,9 +72,18 @@ class PreparedDocument:
 
 class GraphQLEndpoint:
     def __init__(
-        self, schema: GraphQLSchema, tokens: AccessTokens, clients: ActiveClients, report_runs: ReportRuns
+        self,
+        schema: GraphQLSchema,
+        tokens: AccessTokens,
+        clients: ActiveClients,
+        report_runs: ReportRuns,
+        *,
+        introspection: bool = True,
     ) -> None:
         self._schema = schema
+        # Without introspection (production profile) a document asking for __schema or __type
+        # fails validation: the schema is published as api/schema.graphql instead.
+        self._rules = specified_rules if introspection else (*specified_rules, NoSchemaIntrospectionCustomRule)
         self._tokens = tokens
         self._clients = clients
         self._report_runs = report_runs
@@ -187,7 +198,7 @@ class GraphQLEndpoint:
             document = parse(query)
         except GraphQLError as error:
             return PreparedDocument(None, (error,), ())
-        errors = validate(self._schema, document)
+        errors = validate(self._schema, document, self._rules)
         root_fields = _root_fields(document)
         return PreparedDocument(
             document,

@@ -2,8 +2,9 @@
 
 A token names its client (``sub``), the client's account (``account_id``) and this
 deployment (``iss`` = public URL, ``aud`` = the region's API, ``region``). Each deployment
-(region) has its own signing key, so a token from another region is refused with a message
-that says where to get one instead.
+(region) has its own signing keys, so a token from another region is refused with a message
+that says where to get one instead. The keys rotate (auth/signing_keys.py): a token names its
+key in ``kid``, and every key that still verifies is in the JWKS.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from joserfc import jws, jwt
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
 from joserfc.jwk import ECKey
 
-from uvm_reporting.auth.signing_keys import ALGORITHM, load_or_create_signing_key, public_jwks
+from uvm_reporting.auth.signing_keys import ALGORITHM, LEEWAY_SECONDS, public_jwks, token_key_ring
 from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import Unauthenticated
+from uvm_reporting.key_ring import KeyRing
 from uvm_reporting.settings import Settings
 
-LEEWAY_SECONDS = 30
+__all__ = ["LEEWAY_SECONDS", "AccessClaims", "AccessTokens", "InvalidToken", "IssuedToken"]
+
 _CACHE_SIZE = 4096
 # Ours are ~600 characters; anything far larger is not worth parsing.
 _MAX_TOKEN_LENGTH = 8192
@@ -61,7 +64,7 @@ class AccessTokens:
 
     def __init__(
         self,
-        signing_key: ECKey,
+        keys: KeyRing[ECKey],
         *,
         issuer: str,
         audience: str,
@@ -69,9 +72,7 @@ class AccessTokens:
         lifetime_seconds: int,
         cache_size: int = _CACHE_SIZE,
     ) -> None:
-        self._signing_key = signing_key
-        self._kid = signing_key.thumbprint()
-        self._keys = {self._kid: signing_key}
+        self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.region = region
@@ -83,7 +84,7 @@ class AccessTokens:
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         return cls(
-            load_or_create_signing_key(settings.signing_key_file),
+            token_key_ring(settings).ready_to_sign(generate_missing=settings.keys_generated_at_start),
             issuer=settings.token_issuer,
             audience=settings.token_audience,
             region=settings.region,
@@ -104,7 +105,8 @@ class AccessTokens:
             "exp": issued_at + self.lifetime_seconds,
             "jti": secrets.token_urlsafe(16),
         }
-        token = jwt.encode({"alg": ALGORITHM, "kid": self._kid}, claims, self._signing_key, algorithms=[ALGORITHM])
+        signing = self.keys.signing()
+        token = jwt.encode({"alg": ALGORITHM, "kid": signing.key_id}, claims, signing.key, algorithms=[ALGORITHM])
         return IssuedToken(access_token=token, expires_in=self.lifetime_seconds)
 
     def verify(self, token: str, now: datetime | None = None) -> AccessClaims:
@@ -127,7 +129,7 @@ class AccessTokens:
 
     def jwks(self) -> dict[str, Any]:
         """The public keys that verify this deployment's tokens (a JWK Set)."""
-        return public_jwks(self._keys.values())
+        return public_jwks(key.key for key in self.keys.verifying())
 
     def _verify_uncached(self, token: str, at: int) -> _Verified:
         if len(token) > _MAX_TOKEN_LENGTH:
@@ -149,11 +151,11 @@ class AccessTokens:
                 "request a token from this deployment's /oauth2/token"
             )
         kid = header.get("kid")
-        key = self._keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
+        found = self.keys.find(kid, at) if isinstance(kid, str) else None
+        if found is None:
             raise InvalidToken(self._foreign_message(_unverified_claims(compact.payload)))
         try:
-            valid = jws.validate_compact(compact, key, algorithms=[ALGORITHM])
+            valid = jws.validate_compact(compact, found.key, algorithms=[ALGORITHM])
         except JoseError:
             valid = False
         if not valid:

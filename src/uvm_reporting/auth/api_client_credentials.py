@@ -1,7 +1,9 @@
 """Creating API clients and checking their credentials.
 
 A client's secret is shown once, when the client is created; only its Argon2id hash is
-stored (database/api_clients.py keeps the rows).
+stored (database/api_clients.py keeps the rows). To change a secret without downtime, a client
+gets a second one (``rotate_client_secret``, shown once too); both work until one is revoked
+(``revoke_client_secret``), so its programs can move to the new secret one by one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from uvm_reporting.auth.client_secrets import (
 from uvm_reporting.database.accounts import get_account
 from uvm_reporting.database.api_clients import (
     ClientRecord,
+    SecretSlot,
+    add_secret_hash,
     client_with_secret_hash,
+    drop_secret_hash,
     insert_client,
     replace_secret_hash,
     to_milliseconds,
@@ -72,6 +77,26 @@ def create_client(engine: Engine, account_id: str, name: str = "default") -> Cre
     return created
 
 
+@dataclass(frozen=True, slots=True)
+class RotatedSecret:
+    """A client's new secret (its only copy ever handed out); the old one works until revoked."""
+
+    client: ClientRecord
+    client_secret: str = field(repr=False)
+
+
+def rotate_client_secret(engine: Engine, client_id: str) -> RotatedSecret:
+    """Give ``client_id`` a new secret beside its current one (``Conflict`` if it has two already)."""
+    secret = new_client_secret()
+    client = add_secret_hash(engine, client_id, hash_secret(secret), utc_now())
+    return RotatedSecret(client, secret)
+
+
+def revoke_client_secret(engine: Engine, client_id: str, which: SecretSlot = "old") -> ClientRecord:
+    """Revoke the ``old`` secret of a rotating client (or the ``new`` one, to undo the rotation)."""
+    return drop_secret_hash(engine, client_id, which)
+
+
 def authenticate_client(engine: Engine, client_id: str, client_secret: str) -> ClientRecord | None:
     """The active client whose id and secret these are, or ``None``.
 
@@ -82,11 +107,13 @@ def authenticate_client(engine: Engine, client_id: str, client_secret: str) -> C
     if found is None:
         verify_dummy_secret(client_secret)
         return None
-    client, secret_hash = found
-    if not verify_secret(secret_hash, client_secret) or not client.active:
+    client, hashes = found
+    # The newest secret first: once a rotation is done, programs send that one.
+    slot = next((slot for slot, secret_hash in hashes.items() if verify_secret(secret_hash, client_secret)), None)
+    if slot is None or not client.active:
         return None
-    if needs_rehash(secret_hash):
+    if needs_rehash(hashes[slot]):
         # The hashing parameters changed since this secret was stored: upgrade it now that
         # the plain secret is at hand.
-        replace_secret_hash(engine, client_id, hash_secret(client_secret))
+        replace_secret_hash(engine, client_id, hash_secret(client_secret), slot)
     return client

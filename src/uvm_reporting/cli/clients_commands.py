@@ -1,13 +1,14 @@
-"""`uvm-reporting clients ...` commands: create, revoke and list an account's API clients."""
+"""`uvm-reporting clients ...` commands: create, revoke and list an account's API clients, and
+rotate their secrets."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
 
-from uvm_reporting.auth.api_client_credentials import create_client
+from uvm_reporting.auth.api_client_credentials import create_client, revoke_client_secret, rotate_client_secret
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
 from uvm_reporting.database.api_clients import ClientRecord, list_clients, revoke_client
@@ -61,6 +62,46 @@ def revoke(
     )
 
 
+@clients_app.command("rotate-secret")
+@reports_errors
+def rotate_secret(
+    client_id: Annotated[str, typer.Argument(help="The client to give a new secret.", show_default=False)],
+    as_json: bool = JsonOption,
+) -> None:
+    """Give a client a second secret (shown only this once); the old one works until revoke-secret --old."""
+    rotated = rotate_client_secret(context.database(), client_id)
+    emit(
+        _client_json(rotated.client)
+        | {"account_id": rotated.client.account_id, "client_secret": rotated.client_secret},
+        as_json=as_json,
+        text=(
+            f"New secret for API client {client_id}; the old secret keeps working until you revoke it.\n"
+            f"client_secret: {rotated.client_secret}\n"
+            "Store the secret now: it cannot be shown again. Once every program uses it, run:\n"
+            f"  uvm-reporting clients revoke-secret {client_id} --old"
+        ),
+    )
+
+
+@clients_app.command("revoke-secret")
+@reports_errors
+def revoke_secret(
+    client_id: Annotated[str, typer.Argument(help="The rotating client.", show_default=False)],
+    old: Annotated[
+        bool, typer.Option("--old/--new", help="Revoke the old secret (rotation done) or the new one (undo).")
+    ] = True,
+    as_json: bool = JsonOption,
+) -> None:
+    """Revoke one of the two secrets a client holds while rotating (default: the old one)."""
+    which: Literal["old", "new"] = "old" if old else "new"
+    client = revoke_client_secret(context.database(), client_id, which)
+    emit(
+        _client_json(client) | {"account_id": client.account_id, "revoked_secret": which},
+        as_json=as_json,
+        text=f"The {which} secret of API client {client_id} is revoked; its other secret is the only one now.",
+    )
+
+
 @clients_app.command("list")
 @reports_errors
 def list_(account: AccountOption, as_json: bool = JsonOption) -> None:
@@ -69,6 +110,7 @@ def list_(account: AccountOption, as_json: bool = JsonOption) -> None:
     lines = [f"{len(clients)} API client(s) of account {account}:"] + [
         f"  {client.client_id}  {escape(client.name)}  created {format_utc(client.created_at)}  "
         + ("active" if client.revoked_at is None else f"revoked {format_utc(client.revoked_at)}")
+        + ("  (two secrets: rotating)" if client.two_secrets and client.active else "")
         for client in clients
     ]
     emit(
@@ -84,4 +126,8 @@ def _client_json(client: ClientRecord) -> dict[str, Any]:
         "name": client.name,
         "created_at": format_utc(client.created_at, precise=True),
         "revoked_at": None if client.revoked_at is None else format_utc(client.revoked_at, precise=True),
+        "secret_rotated_at": None
+        if client.secret_rotated_at is None
+        else format_utc(client.secret_rotated_at, precise=True),
+        "active_secrets": 2 if client.two_secrets else 1,
     }

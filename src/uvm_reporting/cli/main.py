@@ -7,6 +7,7 @@ import typer
 from uvm_reporting.cli.accounts_commands import accounts_app
 from uvm_reporting.cli.clients_commands import clients_app
 from uvm_reporting.cli.data_commands import data_app
+from uvm_reporting.cli.keys_commands import keys_app
 from uvm_reporting.cli.reports_commands import reports_app
 from uvm_reporting.cli.scheduler_commands import scheduler
 from uvm_reporting.cli.serve_commands import demo, serve
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(clients_app, name="clients")
 app.add_typer(data_app, name="data")
+app.add_typer(keys_app, name="keys")
 app.add_typer(reports_app, name="reports")
 app.command("serve")(serve)
 app.command("demo")(demo)

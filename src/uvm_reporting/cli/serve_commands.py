@@ -20,6 +20,7 @@ HostOption = Annotated[str, typer.Option("--host", help="Interface to listen on.
 PortOption = Annotated[int, typer.Option("--port", help="TCP port to listen on.")]
 
 
+@reports_errors
 def serve(
     host: HostOption = "127.0.0.1",
     port: PortOption = 8000,
@@ -64,6 +65,7 @@ def _serve(services: Services, host: str, port: int, *, run_workers: bool) -> No
 
     level = services.settings.log_level
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    typer.echo(f"uvm-reporting: {services.settings.profile_summary()}")
     app = create_app(services, run_workers=run_workers)
     # uvicorn's own access log would print query strings, which hold download-link signatures.
     uvicorn.run(app, host=host, port=port, log_level=level.lower(), proxy_headers=True, access_log=False)

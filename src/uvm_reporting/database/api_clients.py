@@ -2,21 +2,22 @@
 
 The store keeps only a secret's Argon2id hash, made by auth/api_client_credentials.py, which
 creates and authenticates clients. Revoking a client keeps its row (for audit) and stops new
-tokens at once.
+tokens at once. While a client rotates its secret it has two: ``secret_hash`` (the newest) and
+``previous_secret_hash``, until one of them is revoked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, insert, select, update
 
 from uvm_reporting.database.accounts import get_account
 from uvm_reporting.database.tables import accounts, api_clients
 from uvm_reporting.domain.timestamps import utc_now
-from uvm_reporting.errors import NotFound
+from uvm_reporting.errors import Conflict, NotFound
 
 # Every column but the secret's hash, so no ordinary read ever loads it.
 _PUBLIC_COLUMNS = (
@@ -25,10 +26,14 @@ _PUBLIC_COLUMNS = (
     api_clients.c.name,
     api_clients.c.created_at,
     api_clients.c.revoked_at,
+    api_clients.c.secret_rotated_at,
+    api_clients.c.previous_secret_hash.is_not(None).label("two_secrets"),
 )
 # Whether the client's account is disabled, read with the client.
 _ACCOUNT_DISABLED = accounts.c.disabled_at.is_not(None).label("account_disabled")
 _WITH_ACCOUNT = api_clients.join(accounts, accounts.c.id == api_clients.c.account_id)
+
+SecretSlot = Literal["old", "new"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,10 @@ class ClientRecord:
     created_at: datetime
     revoked_at: datetime | None
     account_disabled: bool = False
+    secret_rotated_at: datetime | None = None
+    """When its newest secret was made; None: the secret it was created with."""
+    two_secrets: bool = False
+    """Whether the secret before the newest still works (a rotation not finished)."""
 
     @property
     def active(self) -> bool:
@@ -74,22 +83,89 @@ def revoke_client(engine: Engine, client_id: str) -> ClientRecord:
     return _record(row)
 
 
-def client_with_secret_hash(engine: Engine, client_id: str) -> tuple[ClientRecord, str] | None:
-    """The client ``client_id``, revoked or not, with its secret's hash: for authentication only."""
+def client_with_secret_hash(engine: Engine, client_id: str) -> tuple[ClientRecord, dict[SecretSlot, str]] | None:
+    """The client ``client_id``, revoked or not, with the hashes of its active secrets (the
+    newest, and the one before while a rotation is not finished): for authentication only."""
     with engine.connect() as connection:
         row = connection.execute(
-            select(api_clients.c.secret_hash, *_PUBLIC_COLUMNS, _ACCOUNT_DISABLED)
+            select(api_clients.c.secret_hash, api_clients.c.previous_secret_hash, *_PUBLIC_COLUMNS, _ACCOUNT_DISABLED)
             .select_from(_WITH_ACCOUNT)
             .where(api_clients.c.client_id == client_id)
         ).one_or_none()
-    return None if row is None else (_record(row), row.secret_hash)
+    if row is None:
+        return None
+    hashes: dict[SecretSlot, str] = {"new": row.secret_hash}
+    if row.previous_secret_hash is not None:
+        hashes["old"] = row.previous_secret_hash
+    return _record(row), hashes
 
 
-def replace_secret_hash(engine: Engine, client_id: str, secret_hash: str) -> None:
+def replace_secret_hash(engine: Engine, client_id: str, secret_hash: str, slot: SecretSlot = "new") -> None:
+    """Store a new hash of the same secret (parameters upgraded) in its slot."""
+    column = "secret_hash" if slot == "new" else "previous_secret_hash"
     with engine.begin() as connection:
         connection.execute(
-            update(api_clients).where(api_clients.c.client_id == client_id).values(secret_hash=secret_hash)
+            update(api_clients)
+            .where(api_clients.c.client_id == client_id, api_clients.c[column].is_not(None))
+            .values({column: secret_hash})
         )
+
+
+def add_secret_hash(engine: Engine, client_id: str, secret_hash: str, rotated_at: datetime) -> ClientRecord:
+    """Make ``secret_hash`` the client's newest secret; the current one keeps working as the old one.
+
+    ``Conflict`` when the client already has two secrets or is revoked; ``NotFound`` when unknown."""
+    with engine.begin() as connection:
+        changed = connection.execute(
+            update(api_clients)
+            .where(
+                api_clients.c.client_id == client_id,
+                api_clients.c.revoked_at.is_(None),
+                api_clients.c.previous_secret_hash.is_(None),
+            )
+            .values(
+                previous_secret_hash=api_clients.c.secret_hash,
+                secret_hash=secret_hash,
+                secret_rotated_at=to_milliseconds(rotated_at),
+            )
+        ).rowcount
+        row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"API client {client_id} does not exist.")
+    client = _record(row)
+    if not changed:
+        if not client.active:
+            raise Conflict(f"API client {client_id} is revoked; create a new client instead.")
+        raise Conflict(
+            f"API client {client_id} already has two active secrets. Revoke one first: "
+            f"`uvm-reporting clients revoke-secret {client_id} --old` once every program uses the new secret."
+        )
+    return client
+
+
+def drop_secret_hash(engine: Engine, client_id: str, slot: SecretSlot) -> ClientRecord:
+    """Revoke one of a rotating client's two secrets: ``old`` (the rotation is done) or ``new``
+    (the rotation is undone, the old secret is the only one again).
+
+    ``Conflict`` when the client has only one secret (revoke the client instead)."""
+    values: dict[str, Any] = {"previous_secret_hash": None}
+    if slot == "new":
+        values["secret_hash"] = api_clients.c.previous_secret_hash
+    with engine.begin() as connection:
+        changed = connection.execute(
+            update(api_clients)
+            .where(api_clients.c.client_id == client_id, api_clients.c.previous_secret_hash.is_not(None))
+            .values(values)
+        ).rowcount
+        row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"API client {client_id} does not exist.")
+    if not changed:
+        raise Conflict(
+            f"API client {client_id} has only one secret. To stop it, revoke the client: "
+            f"`uvm-reporting clients revoke {client_id}`."
+        )
+    return _record(row)
 
 
 def get_active_client(engine: Engine, client_id: str) -> ClientRecord | None:
@@ -127,6 +203,8 @@ def _record(row: Any) -> ClientRecord:
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         account_disabled=bool(getattr(row, "account_disabled", False)),
+        secret_rotated_at=row.secret_rotated_at,
+        two_secrets=bool(row.two_secrets),
     )
 
 

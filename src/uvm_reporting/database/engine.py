@@ -14,16 +14,22 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from uvm_reporting.private_files import create_private_file, make_private_folder
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x75766D5F6D6967  # an arbitrary constant of ours: "uvm_mig"
 
 
 def create_database_engine(database_url: str) -> Engine:
-    """An engine for ``database_url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for ``database_url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    A new SQLite file is made private (0600, in a 0700 folder); its WAL and shared-memory files
+    take the same mode from it."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            make_private_folder(Path(url.database).parent)
+            create_private_file(Path(url.database))
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "begin", _begin_sqlite_transaction)

@@ -61,6 +61,9 @@ api_clients = Table(
     Column("secret_hash", String(200), nullable=False),
     Column("created_at", UtcDateTime(precise=True), nullable=False),
     Column("revoked_at", UtcDateTime(precise=True)),
+    # While a client rotates its secret, the one before the newest still works until revoked.
+    Column("previous_secret_hash", String(200)),
+    Column("secret_rotated_at", UtcDateTime(precise=True)),
     Index(None, "account_id"),
 )
 

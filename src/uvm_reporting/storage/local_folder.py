@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from uvm_reporting.errors import BadUserInput
+from uvm_reporting.private_files import make_private_folder, open_private_for_write
 from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
 from uvm_reporting.storage.result_storage import Download, WrittenObject
 
@@ -74,7 +75,7 @@ class LocalFolderStorage:
 
     def __init__(self, root: Path, links: DownloadLinkSigner | None = None) -> None:
         self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_private_folder(self.root)  # results are customers' data: folders 0700, files 0600
         self.links = links
 
     def path_of(self, key: str) -> Path:
@@ -91,7 +92,7 @@ class LocalFolderStorage:
         Writing the same key again (a retried run) replaces the earlier file atomically.
         """
         final = self.path_of(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(final.parent)
         # Partial files of this key belong to an earlier attempt whose worker died or lost
         # its lease: a retry starts clean instead of leaving them behind.
         for stale in final.parent.glob(f".{glob.escape(final.name)}.*.partial"):
@@ -99,7 +100,7 @@ class LocalFolderStorage:
         temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial")
         written = WrittenObject(key=key)
         try:
-            with temporary.open("wb") as handle:
+            with os.fdopen(open_private_for_write(temporary), "wb") as handle:
                 writer = _CountingHashingWriter(handle)
                 try:
                     yield writer, written
