@@ -64,7 +64,12 @@ def test_4000_aliases_stop_the_parser_at_the_token_limit_and_are_never_validated
     schema: GraphQLSchema, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     validated: list[object] = []
-    monkeypatch.setattr(graphql_limits, "validate", lambda *args, **_kwargs: validated.append(args) or [])
+
+    def counted(*args: object, **_kwargs: object) -> list[GraphQLError]:
+        validated.append(args)
+        return []
+
+    monkeypatch.setattr(graphql_limits, "validate", counted)
     query = "{" + aliased("reports { id }", 4000) + "}"
     assert codes(schema, query) == ["GRAPHQL_TOO_MANY_TOKENS"]
     assert "max_tokens=2000" in message(schema, query)
