@@ -88,12 +88,17 @@ class PreparedDocuments:
     """The valid documents prepared last, by text: looked up on the event loop, prepared (parsed
     and validated) on handler threads. A refused document is not kept, so varied junk cannot
     evict the documents clients send again and again; preparing it again costs little, as the
-    limits stop the parser and the validation early."""
+    limits stop the parser and the validation early.
+
+    One document is prepared at a time: preparing is pure Python, so more threads would not
+    prepare faster, only take the GIL from the event loop more often. A flood of new documents
+    waits here, on handler threads, while the loop and the cached documents are answered."""
 
     def __init__(self, prepare: Callable[[str], PreparedDocument], size: int) -> None:
         self._prepare = prepare
         self._size = size
         self._lock = threading.Lock()
+        self._preparing = threading.Lock()
         self._documents: OrderedDict[str, PreparedDocument] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -110,7 +115,11 @@ class PreparedDocuments:
         prepared = self.cached(query)
         if prepared is not None:
             return prepared
-        prepared = self._prepare(query)
+        with self._preparing:
+            prepared = self.cached(query)  # prepared meanwhile by another thread
+            if prepared is not None:
+                return prepared
+            prepared = self._prepare(query)
         with self._lock:
             self.misses += 1
             if not prepared.errors:
