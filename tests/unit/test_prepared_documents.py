@@ -45,7 +45,7 @@ def test_refused_documents_are_not_kept_and_the_oldest_valid_one_goes_first() ->
         documents(text)
     assert documents.cached("junk 1") is None
     assert documents.cached("{ a }") is not None  # kept: junk evicts nothing
-    documents("{ c }")  # evicts { b }, the least recently used
-    assert documents.cached("{ b }") is None
-    assert documents.cached("{ a }") is not None
+    documents("{ c }")  # evicts { a }, the oldest
+    assert documents.cached("{ a }") is None
+    assert documents.cached("{ b }") is not None
     assert documents.cached("{ c }") is not None
