@@ -135,6 +135,9 @@ def test_too_many_root_fields_and_aliases_are_named(schema: GraphQLSchema) -> No
 def test_page_sizes_over_the_limit_are_refused(schema: GraphQLSchema) -> None:
     assert codes(schema, '{ reportRuns(reportId: "r", limit: 101) { runId } }') == ["GRAPHQL_PAGE_SIZE_TOO_LARGE"]
     assert "max_page_size=100" in message(schema, '{ reportRuns(reportId: "r", limit: 500) { runId } }')
+    huge = '{ reportRuns(reportId: "r", limit: ' + "9" * 5000 + ") { runId } }"  # past int()'s 4,300 digits
+    assert codes(schema, huge) == ["GRAPHQL_PAGE_SIZE_TOO_LARGE"]
+    assert codes(schema, huge.replace("limit: 9", "limit: -9")) == ["VALIDATION"]  # not an Int
     document = parse_document(
         'query ($n: Int, $m: Int = 500) { a: reportRuns(reportId: "r", limit: $n) { runId } '
         'b: reportRuns(reportId: "r", limit: $m) { runId } }',

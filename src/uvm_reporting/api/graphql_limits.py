@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from graphql import (
@@ -130,6 +131,7 @@ def _coded(error: GraphQLError) -> GraphQLError:
     return error
 
 
+@lru_cache(maxsize=8)
 def limit_rules(limits: GraphQLLimits) -> list[type[ValidationRule]]:
     """The validation rules of these limits (graphql-core takes rule classes)."""
 
@@ -153,16 +155,14 @@ class _LimitsRule(ValidationRule):
         limit = self.limits.max_page_size
         for argument in node.arguments or ():
             value = argument.value
-            if (
-                argument.name.value in PAGE_SIZE_ARGUMENTS
-                and isinstance(value, IntValueNode)
-                and int(value.value) > limit
-            ):
-                self.report_error(
-                    _page_size_error(
-                        f"{node.name.value}({argument.name.value}: {value.value})", int(value.value), limit
+            if argument.name.value in PAGE_SIZE_ARGUMENTS and isinstance(value, IntValueNode):
+                size = _int_literal(value)
+                if size > limit:
+                    self.report_error(
+                        _page_size_error(
+                            f"the {argument.name.value} argument of {node.name.value}", value.value[:20], limit
+                        )
                     )
-                )
 
     def enter_operation_definition(self, node: OperationDefinitionNode, *_args: Any) -> None:
         limits = self.limits
@@ -312,8 +312,16 @@ def page_size_variables(document: DocumentNode) -> dict[str, int | None]:
                 name = variable.variable.name.value
                 if name in names:
                     default = variable.default_value
-                    found[name] = int(default.value) if isinstance(default, IntValueNode) else None
+                    found[name] = _int_literal(default) if isinstance(default, IntValueNode) else None
     return found
+
+
+def _int_literal(value: IntValueNode) -> int:
+    """The literal's value, or one past a 64-bit integer's range for a longer one, with its sign
+    (Python refuses to convert more than 4,300 digits)."""
+    if len(value.value) <= 19:
+        return int(value.value)
+    return -(2**63) - 1 if value.value.startswith("-") else 2**63
 
 
 def check_page_sizes(
@@ -324,11 +332,11 @@ def check_page_sizes(
     for name, default in variables_used.items():
         value = given.get(name, default)
         if isinstance(value, int) and not isinstance(value, bool) and value > limits.max_page_size:
-            return _page_size_error(f"the variable ${name}", value, limits.max_page_size)
+            return _page_size_error(f"the variable ${name}", str(value)[:20], limits.max_page_size)
     return None
 
 
-def _page_size_error(where: str, value: int, limit: int) -> GraphQLError:
+def _page_size_error(where: str, value: str, limit: int) -> GraphQLError:
     return _error(
         f"A page size of {value} ({where}) is over the limit max_page_size={limit}. "
         "Ask for at most that many and page through the rest.",
