@@ -162,7 +162,7 @@ def main() -> None:
     )
     dataset = prepare_dataset("sqlite", QUICK_ROWS)
     rows = []
-    met = True
+    met = False
     for label, folder in codes.items():
         results = []
         for run in range(1, runs + 1):
@@ -176,7 +176,7 @@ def main() -> None:
                 f"{result.flood_count} flood answers, p50 {result.flood_p50:.1f} ms, {result.codes}"
             )
         worst = median([r.during_max for r in results])
-        met = met and worst <= TARGET_MAX_MS
+        met = worst <= TARGET_MAX_MS  # judged on the last checkout (after)
         rows.append(
             [
                 f"{label} ({code_commit(folder).split()[0]})",
@@ -192,7 +192,7 @@ def main() -> None:
         ["code", "healthz idle p99", "healthz flood p99", "healthz flood max", "flood answer p50", "target"],
         rows,
     )
-    print(f"\n{verdict(met)}")
+    print(f"\n{verdict(met)} for {label} (the last checkout)")
 
 
 if __name__ == "__main__":
