@@ -38,6 +38,7 @@ if [[ $mode == quick ]]; then
   done
   run bench/export_memory.py --quick --format all
   run bench/status_throughput.py --quick
+  run bench/graphql_flood.py --quick
   run bench/xlsx_speed.py --quick
   run bench/idle_rss.py --quick
 else
@@ -48,6 +49,7 @@ else
   done
   run bench/export_memory.py --rows 1000000,10000000 --runs 3 --format all
   run bench/status_throughput.py --runs 3
+  run bench/graphql_flood.py --runs 3
   run bench/xlsx_speed.py --rows 1000000 --runs 3
   run bench/idle_rss.py --runs 3
 fi

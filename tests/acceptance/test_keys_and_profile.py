@@ -139,7 +139,7 @@ def test_the_production_profile_serves_without_introspection(tmp_path: Path) -> 
     with running_server(data_dir, "serve", "--no-workers", UVM_REPORTING_PROFILE="production", **HTTPS) as (url, _):
         status, body = graphql(url, token(url, client), client["account_id"], introspection)
         assert status == 400
-        assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_INTROSPECTION_DISABLED"
         assert "introspection" in body["errors"][0]["message"]
     log = (data_dir.parent / f"server-{url.rsplit(':', 1)[1]}.log").read_text()
     assert "profile production: GraphQL introspection off, explorer off" in log

@@ -8,6 +8,10 @@ poll the caches cannot answer) runs on a thread of the endpoint's own pool, thro
 graphql-core's executor unless it is a plain poll, so a slow database never blocks the event
 loop. That pool is a plain ``concurrent.futures`` executor: its hop costs about half of anyio's
 ``to_thread`` (no capacity limiter or cancel scopes).
+
+A document is parsed and validated once per text, against the cost limits of
+api/graphql_limits.py before the specified rules, and only on a handler thread: the event loop
+only looks documents up in that cache, so a big or new document never stalls other requests.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from graphql import (
@@ -25,12 +30,8 @@ from graphql import (
     FieldNode,
     GraphQLError,
     GraphQLSchema,
-    NoSchemaIntrospectionCustomRule,
     OperationDefinitionNode,
     execute_sync,
-    parse,
-    specified_rules,
-    validate,
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,6 +41,14 @@ from starlette.types import Scope
 from uvm_reporting.api.access_log import logging_enabled, note
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, Caller, authenticate_bearer
 from uvm_reporting.api.direct_queries import DirectQuery, plan_direct_query
+from uvm_reporting.api.graphql_limits import (
+    PAGE_SIZE_TOO_LARGE,
+    GraphQLLimits,
+    check_page_sizes,
+    page_size_variables,
+    parse_document,
+    validate_document,
+)
 from uvm_reporting.api.graphql_schema import DIRECT_QUERIES, GraphQLContext
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
@@ -53,6 +62,8 @@ MAX_QUERY_BYTES = 64 * 1024
 # not answer faster, only hold more database connections (SQLAlchemy's pool holds 15, and the
 # worker and scheduler threads of `serve` need theirs).
 HANDLER_THREADS = 12
+# Valid documents kept prepared, by text.
+PREPARED_DOCUMENTS = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +75,59 @@ class PreparedDocument:
     root_fields: tuple[str, ...]
     direct: DirectQuery | None = None
     """How to answer it without the executor (api/direct_queries.py), when it is that simple."""
+    page_size_variables: tuple[tuple[str, int | None], ...] = ()
+    """The variables that page-size arguments take, with their defaults (checked per request)."""
 
     @property
     def fields_text(self) -> str:
         return ",".join(self.root_fields)
+
+
+class PreparedDocuments:
+    """The valid documents prepared last, by text: looked up on the event loop, prepared (parsed
+    and validated) on handler threads. A refused document is not kept, so varied junk cannot
+    evict the documents clients send again and again; preparing it again costs little, as the
+    limits stop the parser and the validation early.
+
+    A lookup is one dict read, without a lock (a plain status poll makes one on the event loop);
+    so a hit does not reorder, and the oldest document is evicted first. Only preparing threads
+    write, under a lock.
+
+    One document is prepared at a time: preparing is pure Python, so more threads would not
+    prepare faster, only take the GIL from the event loop more often. A flood of new documents
+    waits here, on handler threads, while the loop and the cached documents are answered."""
+
+    def __init__(self, prepare: Callable[[str], PreparedDocument], size: int) -> None:
+        self._prepare = prepare
+        self._size = size
+        self._lock = threading.Lock()
+        self._preparing = threading.Lock()
+        self._documents: dict[str, PreparedDocument] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def cached(self, query: str) -> PreparedDocument | None:
+        prepared = self._documents.get(query)
+        if prepared is not None:
+            self.hits += 1  # a statistic: increments of two threads may merge
+        return prepared
+
+    def __call__(self, query: str) -> PreparedDocument:
+        prepared = self.cached(query)
+        if prepared is not None:
+            return prepared
+        with self._preparing:
+            prepared = self.cached(query)  # prepared meanwhile by another thread
+            if prepared is not None:
+                return prepared
+            prepared = self._prepare(query)
+        with self._lock:
+            self.misses += 1
+            if not prepared.errors:
+                self._documents[query] = prepared
+                if len(self._documents) > self._size:
+                    del self._documents[next(iter(self._documents))]
+        return prepared
 
 
 class GraphQLEndpoint:
@@ -78,16 +138,18 @@ class GraphQLEndpoint:
         clients: ActiveClients,
         report_runs: ReportRuns,
         *,
+        limits: GraphQLLimits | None = None,
         introspection: bool = True,
     ) -> None:
+        """``limits``: what one document may cost (api/graphql_limits.py); ``introspection``:
+        False refuses every field of the introspection types (the production profile)."""
         self._schema = schema
-        # Without introspection (production profile) a document asking for __schema or __type
-        # fails validation: the schema is published as api/schema.graphql instead.
-        self._rules = specified_rules if introspection else (*specified_rules, NoSchemaIntrospectionCustomRule)
         self._tokens = tokens
         self._clients = clients
         self._report_runs = report_runs
-        self.prepare = lru_cache(maxsize=512)(self._prepare)
+        self._limits = limits or GraphQLLimits()
+        self._introspection = introspection
+        self.prepare = PreparedDocuments(self._prepare, PREPARED_DOCUMENTS)
         self._executor: ThreadPoolExecutor | None = None  # made on the first request (event loop only)
 
     def routes(self) -> list[BaseRoute]:
@@ -129,15 +191,35 @@ class GraphQLEndpoint:
             query, variables, operation_name = _read_request(body)
         except _BadRequestError as error:
             return _error_response(str(error), "BAD_REQUEST", 400)
-        prepared = self.prepare(query)
-        if prepared.errors:
-            code = "GRAPHQL_PARSE_FAILED" if prepared.document is None else "GRAPHQL_VALIDATION_FAILED"
-            return JSONResponse({"errors": [_format_error(e, code) for e in prepared.errors]}, status_code=400)
+        prepared = self._prepared(query, variables, memory_only=memory_only)
+        if not isinstance(prepared, PreparedDocument):
+            return prepared  # refused, or None: a document not prepared yet is, on a handler thread
         if memory_only and prepared.direct is None:
             return None  # only a plain status poll is answered on the event loop
         return self._execute(
             prepared, caller, variables, operation_name, headers=headers, scope=scope, memory_only=memory_only
         )
+
+    def _prepared(
+        self, query: str, variables: dict[str, Any] | None, *, memory_only: bool
+    ) -> PreparedDocument | Response | None:
+        """The request's document, prepared and within the limits, or the answer that refuses it;
+        with ``memory_only``, None when the document is not prepared yet: parsing and validating
+        happen on a handler thread, never on the event loop."""
+        prepared = self.prepare.cached(query) if memory_only else self.prepare(query)
+        if prepared is None:
+            return None
+        if prepared.errors:
+            code = "GRAPHQL_PARSE_FAILED" if prepared.document is None else "GRAPHQL_VALIDATION_FAILED"
+            return JSONResponse(
+                {"errors": [_format_error(e, (e.extensions or {}).get("code", code)) for e in prepared.errors]},
+                status_code=400,
+            )
+        if prepared.page_size_variables and (
+            too_large := check_page_sizes(dict(prepared.page_size_variables), variables, self._limits)
+        ):
+            return JSONResponse({"errors": [_format_error(too_large, PAGE_SIZE_TOO_LARGE)]}, status_code=400)
+        return prepared
 
     def _execute(
         self,
@@ -195,16 +277,17 @@ class GraphQLEndpoint:
 
     def _prepare(self, query: str) -> PreparedDocument:
         try:
-            document = parse(query)
+            document = parse_document(query, self._limits)
         except GraphQLError as error:
             return PreparedDocument(None, (error,), ())
-        errors = validate(self._schema, document, self._rules)
+        errors = validate_document(self._schema, document, self._limits, introspection=self._introspection)
         root_fields = _root_fields(document)
         return PreparedDocument(
             document,
             tuple(errors),
             root_fields,
             direct=None if errors else plan_direct_query(self._schema, document, DIRECT_QUERIES),
+            page_size_variables=tuple(page_size_variables(document).items()),
         )
 
 
