@@ -22,7 +22,13 @@ from uvm_reporting.services import Services
 
 
 def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
-    graphql = GraphQLEndpoint(build_schema(), services.tokens, ActiveClients.of(services.engine), services.report_runs)
+    graphql = GraphQLEndpoint(
+        build_schema(),
+        services.tokens,
+        ActiveClients.of(services.engine),
+        services.report_runs,
+        auth_failures=services.auth_failures,
+    )
 
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "version": __version__, "region": services.settings.region})
@@ -46,7 +52,7 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
     downloads = download_routes(services.engine, folder) if folder is not None else []
     return Starlette(
         routes=[
-            *token_routes(services.engine, services.tokens),
+            *token_routes(services.engine, services.tokens, services.auth_failures),
             *graphql.routes(),
             *downloads,
             Route("/healthz", health),

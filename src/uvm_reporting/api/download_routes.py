@@ -8,6 +8,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from uvm_reporting.api.audit_events import record_download
+from uvm_reporting.application.audit import AuditLog
 from uvm_reporting.database.runs import find_run
 from uvm_reporting.domain.runs import Delivery, RunState
 from uvm_reporting.errors import Forbidden
@@ -18,6 +20,7 @@ def download_routes(engine: Engine, storage: LocalFolderStorage) -> list[BaseRou
     """The route the links of ``storage`` lead to (it must have been opened with a signer)."""
     links = storage.links
     assert links is not None
+    audit = AuditLog(engine)
 
     async def download(request: Request) -> Response:
         run_id = request.path_params["run_id"]
@@ -35,6 +38,8 @@ def download_routes(engine: Engine, storage: LocalFolderStorage) -> list[BaseRou
             or not storage.exists(run.result_key)
         ):
             return _refuse(404, "not_found", "The result of this run is no longer available.")
+        if request.method == "GET" and _from_the_start(request.headers.get("range")):
+            await run_in_threadpool(record_download, audit, run, request.scope)
         return FileResponse(
             storage.path_of(run.result_key),
             media_type=run.media_type,
@@ -43,6 +48,12 @@ def download_routes(engine: Engine, storage: LocalFolderStorage) -> list[BaseRou
         )
 
     return [Route("/downloads/{run_id}", download, methods=["GET", "HEAD"])]
+
+
+def _from_the_start(range_header: str | None) -> bool:
+    """Whether a GET fetches the file from its first byte: one audit event per download, not
+    one per range a download manager fetches."""
+    return range_header is None or range_header.replace(" ", "").lower().startswith("bytes=0-")
 
 
 def _refuse(status: int, code: str, message: str) -> JSONResponse:

@@ -36,9 +36,11 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from uvm_reporting.api.access_log import logging_enabled, note
+from uvm_reporting.api.audit_events import record_bearer_refused
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, Caller, authenticate_bearer
 from uvm_reporting.api.direct_queries import DirectQuery, plan_direct_query
 from uvm_reporting.api.graphql_schema import DIRECT_QUERIES, GraphQLContext
+from uvm_reporting.application.audit import AuthFailures
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.errors import UvmReportingError
@@ -70,8 +72,14 @@ class PreparedDocument:
 
 class GraphQLEndpoint:
     def __init__(
-        self, schema: GraphQLSchema, tokens: AccessTokens, clients: ActiveClients, report_runs: ReportRuns
+        self,
+        schema: GraphQLSchema,
+        tokens: AccessTokens,
+        clients: ActiveClients,
+        report_runs: ReportRuns,
+        auth_failures: AuthFailures | None = None,
     ) -> None:
+        self._auth_failures = auth_failures
         self._schema = schema
         self._tokens = tokens
         self._clients = clients
@@ -113,7 +121,7 @@ class GraphQLEndpoint:
         except NotInMemory:
             return None
         except BearerAuthError as error:
-            return error.response()
+            return self._refused(error, scope, memory_only=memory_only)
         try:
             query, variables, operation_name = _read_request(body)
         except _BadRequestError as error:
@@ -127,6 +135,14 @@ class GraphQLEndpoint:
         return self._execute(
             prepared, caller, variables, operation_name, headers=headers, scope=scope, memory_only=memory_only
         )
+
+    def _refused(self, error: BearerAuthError, scope: Scope, *, memory_only: bool) -> Response | None:
+        """The 401; a verified token of a revoked client is recorded in its account's audit log."""
+        if error.verified is not None and self._auth_failures is not None:
+            if memory_only:
+                return None  # the audit write happens on a handler thread
+            record_bearer_refused(self._auth_failures, error.verified.account_id, error.verified.client_id, scope)
+        return error.response()
 
     def _execute(
         self,
@@ -144,7 +160,9 @@ class GraphQLEndpoint:
         data = None
         if account_error is None:
             assert prepared.document is not None
-            context = GraphQLContext(caller.account_id, caller.client_id, self._report_runs, memory_only=memory_only)
+            context = GraphQLContext(
+                caller.account_id, caller.client_id, self._report_runs, memory_only=memory_only, scope=scope
+            )
             try:
                 data = _answer_directly(prepared.direct, context, variables, operation_name)
             except NotInMemory:

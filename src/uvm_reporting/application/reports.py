@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from uvm_reporting.application.ports import CustomerBuckets
 from uvm_reporting.database.accounts import get_account
 from uvm_reporting.database.reports import Report, create_report, get_report, list_reports, update_report
+from uvm_reporting.domain.audit import Actor
 from uvm_reporting.errors import BadUserInput, Forbidden
 
 
@@ -22,12 +23,14 @@ class Reports:
     engine: Engine
     buckets: CustomerBuckets
 
-    def create_report(self, account_id: str, definition: dict[str, Any]) -> Report:
-        return create_report(self.engine, account_id, definition)
+    def create_report(self, account_id: str, definition: dict[str, Any], *, actor: Actor | None = None) -> Report:
+        return create_report(self.engine, account_id, definition, actor=actor)
 
-    def update_report(self, account_id: str, report_id: str, definition: dict[str, Any]) -> Report:
+    def update_report(
+        self, account_id: str, report_id: str, definition: dict[str, Any], *, actor: Actor | None = None
+    ) -> Report:
         self.public_report(account_id, report_id)  # public: its Editors access is Public too
-        return update_report(self.engine, account_id, report_id, definition)
+        return update_report(self.engine, account_id, report_id, definition, actor=actor)
 
     def public_reports(self, account_id: str) -> list[Report]:
         """The account's reports the API may reach: the public ones."""

@@ -27,6 +27,7 @@ from uvm_reporting.database.api_clients import (
     replace_secret_hash,
     to_milliseconds,
 )
+from uvm_reporting.domain.audit import Actor
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import BadUserInput
 
@@ -44,8 +45,11 @@ class CreatedClient:
     created_at: datetime
 
 
-def create_client(engine: Engine, account_id: str, name: str = "default") -> CreatedClient:
-    """Create a client for ``account_id``; raises ``NotFound`` when the account does not exist."""
+def create_client(
+    engine: Engine, account_id: str, name: str = "default", *, actor: Actor | None = None
+) -> CreatedClient:
+    """Create a client for ``account_id``; raises ``NotFound`` when the account does not exist.
+    With ``actor``, the audit log records who created it (never the secret)."""
     name = name.strip()
     if not name:
         raise BadUserInput("An API client needs a non-empty name.")
@@ -68,6 +72,7 @@ def create_client(engine: Engine, account_id: str, name: str = "default") -> Cre
         name=name,
         secret_hash=hash_secret(secret),
         created_at=created.created_at,
+        actor=actor,
     )
     return created
 

@@ -14,7 +14,9 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from uvm_reporting.database.accounts import get_account
+from uvm_reporting.database.audit import record_event
 from uvm_reporting.database.tables import api_clients
+from uvm_reporting.domain.audit import Action, Actor, AuditEvent
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import NotFound
 
@@ -44,26 +46,43 @@ class ClientRecord:
 
 
 def insert_client(
-    engine: Engine, *, client_id: str, account_id: str, name: str, secret_hash: str, created_at: datetime
+    engine: Engine,
+    *,
+    client_id: str,
+    account_id: str,
+    name: str,
+    secret_hash: str,
+    created_at: datetime,
+    actor: Actor | None = None,
 ) -> None:
-    """Store a new client; the caller hashed its secret (auth/api_client_credentials.py)."""
+    """Store a new client; the caller hashed its secret (auth/api_client_credentials.py). With
+    ``actor``, the audit log records who created it, in the same transaction."""
     with engine.begin() as connection:
         connection.execute(
             insert(api_clients).values(
                 client_id=client_id, account_id=account_id, name=name, secret_hash=secret_hash, created_at=created_at
             )
         )
+        if actor is not None:
+            event = AuditEvent(account_id, Action.CLIENT_CREATED, actor, "api_client", client_id, {"name": name})
+            record_event(connection, event)
 
 
-def revoke_client(engine: Engine, client_id: str) -> ClientRecord:
-    """Revoke ``client_id`` (``NotFound`` if unknown). Revoking twice keeps the first time."""
+def revoke_client(engine: Engine, client_id: str, *, actor: Actor | None = None) -> ClientRecord:
+    """Revoke ``client_id`` (``NotFound`` if unknown). Revoking twice keeps the first time. With
+    ``actor``, the audit log records the revocation (not a repeated one) in the same transaction."""
     with engine.begin() as connection:
-        connection.execute(
+        revoked = connection.execute(
             update(api_clients)
             .where(api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None))
             .values(revoked_at=to_milliseconds(utc_now()))
-        )
+        ).rowcount
         row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
+        if row is not None and revoked == 1 and actor is not None:
+            event = AuditEvent(
+                row.account_id, Action.CLIENT_REVOKED, actor, "api_client", client_id, {"name": row.name}
+            )
+            record_event(connection, event)
     if row is None:
         raise NotFound(f"API client {client_id} does not exist.")
     return _record(row)
@@ -83,6 +102,13 @@ def replace_secret_hash(engine: Engine, client_id: str, secret_hash: str) -> Non
         connection.execute(
             update(api_clients).where(api_clients.c.client_id == client_id).values(secret_hash=secret_hash)
         )
+
+
+def get_client(engine: Engine, client_id: str) -> ClientRecord | None:
+    """The client ``client_id``, revoked or not, without its secret's hash."""
+    with engine.connect() as connection:
+        row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
+    return None if row is None else _record(row)
 
 
 def get_active_client(engine: Engine, client_id: str) -> ClientRecord | None:
