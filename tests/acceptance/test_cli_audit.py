@@ -67,6 +67,7 @@ def test_an_unknown_account_or_no_account_is_named(data_dir: Path, store: Engine
     missing = run(data_dir, "audit", "list", "--account", "no-such-account")
     assert missing.returncode == 2
     assert "NOT_FOUND" in missing.stderr
+    assert ok_json(data_dir, "audit", "list", "--deployment") == {"account_id": None, "events": []}
     neither = run(data_dir, "audit", "list")
     assert neither.returncode == 2
     assert "--account" in neither.stderr

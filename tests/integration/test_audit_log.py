@@ -24,7 +24,7 @@ from uvm_reporting.database.api_clients import revoke_client
 from uvm_reporting.database.audit import EventFilter, delete_events_before, record_event, record_event_now
 from uvm_reporting.database.reports import Report, create_report
 from uvm_reporting.database.tables import audit_events
-from uvm_reporting.domain.audit import Action, Actor, ActorKind, AuditEvent
+from uvm_reporting.domain.audit import Action, Actor, ActorKind, AuditEvent, DetailValue
 from uvm_reporting.scheduler import Scheduler
 from uvm_reporting.services import Services
 
@@ -439,10 +439,17 @@ def test_nothing_secret_is_recorded(caller: Caller, public_report: Report, engin
     assert caller.token.rsplit(".", 1)[1] not in table
 
 
-@pytest.mark.parametrize("key", ["client_secret", "accessToken", "password", "signature", "Authorization"])
+@pytest.mark.parametrize(
+    "key", ["client_secret", "accessToken", "password", "signature", "Authorization", "privateKey"]
+)
 def test_an_event_refuses_details_that_name_a_secret(key: str) -> None:
     with pytest.raises(ValueError, match="must not record secrets"):
         AuditEvent("a", "client.created", Actor(ActorKind.OPERATOR), details={key: "x"})
+
+
+def test_an_event_takes_ids_and_counts_of_secrets() -> None:
+    details: dict[str, DetailValue] = {"secretId": "s2", "token_count": 3, "keyKind": "signing"}
+    assert AuditEvent("a", "client.secret_added", Actor(ActorKind.OPERATOR), details=details).details == details
 
 
 def test_the_log_reads_through_the_use_case_with_filters(engine: Engine, account: Account) -> None:

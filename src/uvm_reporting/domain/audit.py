@@ -4,7 +4,7 @@ An event names its action with a stable dotted name (``ACTIONS``), its actor (an
 a signed-in user once the web UI has them, the operator's CLI, the scheduler) and its target.
 ``details`` is a small flat JSON object of plain values. Nothing secret is ever recorded: a
 client secret, an access token, a download link's signature, a password. ``AuditEvent`` refuses
-details whose keys name such a thing, as a guard against a careless caller; values must be
+details whose keys name such a thing (``secretId`` is fine: an id), as a guard against a careless caller; values must be
 chosen by the caller with the same care (ids, names, flags, never credentials).
 """
 
@@ -29,9 +29,7 @@ class ActorKind(StrEnum):
 class Action(StrEnum):
     """The stable names of recorded actions. Add new ones here; never rename one."""
 
-    # ruff: noqa: S105 - names of actions, not secrets
-
-    TOKEN_ISSUED = "token.issued"
+    TOKEN_ISSUED = "token.issued"  # noqa: S105 - an action's name
     AUTH_FAILED = "auth.failed"
     RUN_STARTED = "run.started"
     RUN_DOWNLOADED = "run.downloaded"
@@ -41,8 +39,8 @@ class Action(StrEnum):
     REPORT_SCHEDULE_CHANGED = "report.schedule_changed"
     CLIENT_CREATED = "client.created"
     CLIENT_REVOKED = "client.revoked"
-    CLIENT_SECRET_ADDED = "client.secret_added"
-    CLIENT_SECRET_REVOKED = "client.secret_revoked"
+    CLIENT_SECRET_ADDED = "client.secret_added"  # noqa: S105 - an action's name
+    CLIENT_SECRET_REVOKED = "client.secret_revoked"  # noqa: S105 - an action's name
     KEY_ROTATED = "key.rotated"
     USER_CREATED = "user.created"
     USER_UPDATED = "user.updated"
@@ -51,8 +49,10 @@ class Action(StrEnum):
 ACTIONS = frozenset(action.value for action in Action)
 
 _ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-# Keys of ``details`` that would name a credential: refused outright.
+# Keys of ``details`` that would name a credential are refused, but for what only identifies or
+# counts one (``secretId``, ``token_count``).
 _SECRET_KEY = re.compile(r"secret|token|password|passwd|signature|authorization|credential|private", re.IGNORECASE)
+_HARMLESS_SUFFIX = re.compile(r"(_?id|_?ids|_?count|_?kind)$", re.IGNORECASE)
 MAX_DETAILS = 16
 MAX_DETAIL_TEXT = 500
 
@@ -99,7 +99,7 @@ class AuditEvent:
         if len(self.details) > MAX_DETAILS:
             raise ValueError(f"audit details hold at most {MAX_DETAILS} entries")
         for key, value in self.details.items():
-            if _SECRET_KEY.search(key):
+            if _SECRET_KEY.search(key) and not _HARMLESS_SUFFIX.search(key):
                 raise ValueError(f"audit details must not record secrets: key {key!r} is refused")
             if not isinstance(value, DetailValue):
                 raise ValueError(f"audit detail {key!r} must be a plain JSON value, not {type(value).__name__}")
