@@ -9,13 +9,16 @@ task), so a refused token request takes as long whether its client exists or not
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import Engine
+from starlette.background import BackgroundTask
 from starlette.types import Scope
 
 from uvm_reporting.api.access_log import request_id_of
 from uvm_reporting.application.audit import AuditLog, AuthFailures
-from uvm_reporting.database.api_clients import get_client
+from uvm_reporting.auth.access_tokens import IssuedToken
+from uvm_reporting.database.api_clients import ClientRecord, get_client
 from uvm_reporting.domain.audit import Action, Actor, AuditEvent
 from uvm_reporting.domain.runs import RunRecord
 
@@ -33,6 +36,44 @@ def client_actor(client_id: str, scope: Scope) -> Actor:
     return Actor.api_client(
         client_id, source_ip=source_ip_of(scope), request_id=None if request_id == "-" else request_id
     )
+
+
+class TokenRequestAudit:
+    """What one token request records: the token issued (before the answer), or the refusal of
+    a known client (after it: ``after_answer``, so a refusal takes as long whether the client
+    exists or not)."""
+
+    def __init__(self, engine: Engine, failures: AuthFailures, scope: Scope) -> None:
+        self._engine = engine
+        self._failures = failures
+        self._scope = scope
+        self._refused: str | None = None
+
+    def authenticate(
+        self, inner: Callable[[str, str], ClientRecord | None]
+    ) -> Callable[[str, str], ClientRecord | None]:
+        def authenticate(client_id: str, client_secret: str) -> ClientRecord | None:
+            client = inner(client_id, client_secret)
+            if client is None:
+                self._refused = client_id
+            return client
+
+        return authenticate
+
+    def issue(self, inner: Callable[[ClientRecord], IssuedToken]) -> Callable[[ClientRecord], IssuedToken]:
+        def issue(client: ClientRecord) -> IssuedToken:
+            issued = inner(client)
+            record_token_issued(
+                AuditLog(self._engine), client.client_id, client.account_id, issued.expires_in, self._scope
+            )
+            return issued
+
+        return issue
+
+    def after_answer(self) -> BackgroundTask | None:
+        if self._refused is None:
+            return None
+        return BackgroundTask(record_token_refused, self._engine, self._failures, self._refused, self._scope)
 
 
 def record_token_issued(audit: AuditLog, client_id: str, account_id: str, expires_in: int, scope: Scope) -> None:

@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable
 
 from sqlalchemy import Engine
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
@@ -19,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from uvm_reporting.api.audit_events import record_token_issued, record_token_refused
-from uvm_reporting.application.audit import AuditLog, AuthFailures
+from uvm_reporting.api.audit_events import TokenRequestAudit
+from uvm_reporting.application.audit import AuthFailures
 from uvm_reporting.auth.access_tokens import AccessTokens, IssuedToken
 from uvm_reporting.auth.api_client_credentials import authenticate_client
 from uvm_reporting.auth.client_credentials import TokenResponse, handle_token_request, invalid_request
@@ -37,32 +36,23 @@ _MAX_FIELD_BYTES = 4096
 def token_routes(engine: Engine, tokens: AccessTokens, auth_failures: AuthFailures | None = None) -> list[BaseRoute]:
     """The token endpoint and the public keys that verify its tokens. Tokens issued, and
     refusals of known clients (``auth_failures``), go to the audit log."""
-    audit = AuditLog(engine)
     failures = auth_failures or AuthFailures(engine)
 
+    def authenticate(client_id: str, client_secret: str) -> ClientRecord | None:
+        return authenticate_client(engine, client_id, client_secret)
+
+    def issue(client: ClientRecord) -> IssuedToken:
+        logger.info("issued an access token to client %s of account %s", client.client_id, client.account_id)
+        return tokens.issue(client.client_id, client.account_id)
+
     async def token_endpoint(request: Request) -> Response:
-        refused: list[str] = []
-
-        def authenticate(client_id: str, client_secret: str) -> ClientRecord | None:
-            client = authenticate_client(engine, client_id, client_secret)
-            if client is None:
-                refused.append(client_id)
-            return client
-
-        def issue(client: ClientRecord) -> IssuedToken:
-            logger.info("issued an access token to client %s of account %s", client.client_id, client.account_id)
-            issued = tokens.issue(client.client_id, client.account_id)
-            record_token_issued(audit, client.client_id, client.account_id, issued.expires_in, request.scope)
-            return issued
-
-        answer = await _parse_and_handle(request, authenticate, issue)
+        audit = TokenRequestAudit(engine, failures, request.scope)
+        answer = await _parse_and_handle(request, audit.authenticate(authenticate), audit.issue(issue))
         if answer.status != 200:
             logger.info("token request refused: %s %s", answer.status, answer.body.get("error"))
-        # After the answer: a refusal takes as long whether the client exists or not.
-        background = (
-            BackgroundTask(record_token_refused, engine, failures, refused[0], request.scope) if refused else None
+        return JSONResponse(
+            answer.body, status_code=answer.status, headers=answer.headers, background=audit.after_answer()
         )
-        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers, background=background)
 
     async def jwks_endpoint(_request: Request) -> Response:
         return JSONResponse(tokens.jwks(), headers={"Cache-Control": "public, max-age=300"})
