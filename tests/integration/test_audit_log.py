@@ -458,3 +458,17 @@ def test_the_log_reads_through_the_use_case_with_filters(engine: Engine, account
     page = AuditLog(engine).events(account.id, first=10, event_filter=EventFilter(actor_id="ann"))
     assert [event.target_id for event in page.events] == ["r1"]
     assert not page.has_next_page
+
+
+def test_client_creation_and_revocation_are_recorded_once_in_their_transaction(
+    engine: Engine, account: Account
+) -> None:
+    operator = Actor.operator("root")
+    created = create_client(engine, account.id, "nightly", actor=operator)
+    revoke_client(engine, created.client_id, actor=operator)
+    revoke_client(engine, created.client_id, actor=operator)  # already revoked: nothing changes, nothing recorded
+    events = sorted((row.action, row.actor_kind, row.actor_id, row.target_id, row.details) for row in rows(engine))
+    assert events == [
+        ("client.created", "operator", "root", created.client_id, {"name": "nightly"}),
+        ("client.revoked", "operator", "root", created.client_id, {"name": "nightly"}),
+    ]
