@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from uvm_reporting.application.audit import AuthFailures
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.application.reports import Reports
 from uvm_reporting.auth.access_tokens import AccessTokens
@@ -32,6 +33,7 @@ class Services:
     buckets: S3CustomerBuckets
     signal: RunQueueSignal
     report_runs: ReportRuns
+    auth_failures: AuthFailures
 
     @property
     def reports(self) -> Reports:
@@ -76,7 +78,11 @@ class Services:
     def start_scheduler(self) -> RunningScheduler:
         """The scheduler on a thread of this process; its runs wake this process's workers."""
         stop = threading.Event()
-        scheduler = Scheduler(self.engine, on_enqueued=self.signal.notify)
+        scheduler = Scheduler(
+            self.engine,
+            on_enqueued=self.signal.notify,
+            audit_retention_days=self.settings.audit_retention_days,
+        )
         thread = threading.Thread(
             target=scheduler.run_forever,
             args=(stop, self.settings.scheduler_interval_seconds),
@@ -133,4 +139,5 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
             links=storage,
             reports=Reports(engine, buckets),
         ),
+        auth_failures=AuthFailures(engine),
     )

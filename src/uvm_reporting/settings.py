@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     )
     scheduler_in_serve: bool = Field(default=True, description="Run the scheduler inside serve (embedded mode).")
     scheduler_interval_seconds: float = Field(default=15.0, ge=0.5, description="Seconds between scheduler ticks.")
+    audit_retention_days: int = Field(
+        default=365,
+        ge=0,
+        description="Days an audit event is kept; the scheduler deletes older ones about hourly. 0: keep forever.",
+    )
     run_lease_seconds: int = Field(default=60, ge=5)
     run_max_attempts: int = Field(default=3, ge=1)
     log_level: str = "INFO"

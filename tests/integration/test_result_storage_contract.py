@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 
 from uvm_reporting.api.bearer_auth import ActiveClients
 from uvm_reporting.api.download_routes import download_routes
+from uvm_reporting.application.audit import AuditLog
 from uvm_reporting.application.report_runs import ReportRuns, RunDownload
 from uvm_reporting.application.reports import Reports
 from uvm_reporting.auth.api_client_credentials import create_client
@@ -97,7 +98,7 @@ def _backend(storage: ResultStorage, store: RunStore, leftovers: Callable[[], li
         links=storage,
         reports=Reports(store.engine, S3CustomerBuckets(S3ClientFactory(None))),
     )
-    routes = download_routes(storage, ActiveClients.of(store.engine), report_runs)
+    routes = download_routes(storage, ActiveClients.of(store.engine), report_runs, AuditLog(store.engine))
     http = TestClient(Starlette(routes=routes), follow_redirects=False)
 
     def download_of(key: str) -> Download:

@@ -18,6 +18,7 @@ from uvm_reporting.api.download_routes import download_routes
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import build_schema
 from uvm_reporting.api.token_routes import token_routes
+from uvm_reporting.application.audit import AuditLog
 from uvm_reporting.services import Services
 
 
@@ -30,6 +31,7 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
         clients,
         services.report_runs,
         introspection=services.settings.introspection_enabled,
+        auth_failures=services.auth_failures,
     )
 
     async def health(_: Request) -> JSONResponse:
@@ -49,10 +51,10 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
             if workers is not None:
                 workers.stop()
 
-    downloads = download_routes(services.storage, clients, services.report_runs)
+    downloads = download_routes(services.storage, clients, services.report_runs, AuditLog(services.engine))
     return Starlette(
         routes=[
-            *token_routes(services.engine, services.tokens),
+            *token_routes(services.engine, services.tokens, services.auth_failures),
             *graphql.routes(),
             *downloads,
             Route("/healthz", health),

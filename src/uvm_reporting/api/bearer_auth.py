@@ -62,9 +62,12 @@ class ActiveClients:
 class BearerAuthError(Exception):
     """Carries the 401 response RFC 6750 §3 prescribes."""
 
-    def __init__(self, description: str | None) -> None:
+    def __init__(self, description: str | None, *, verified: Caller | None = None) -> None:
         super().__init__(description or "missing bearer token")
         self.description = description
+        self.verified = verified
+        """The caller named by a token that verified but is refused all the same (its client was
+        revoked): its account may be told of it (the audit log). None for any other refusal."""
 
     def response(self) -> JSONResponse:
         if self.description is None:
@@ -98,6 +101,7 @@ def authenticate_bearer(
         raise BearerAuthError(error.message) from None
     if clients.account_of(claims.client_id, memory_only=memory_only) != claims.account_id:
         raise BearerAuthError(
-            "the API client of this token was revoked or its account disabled; ask for new client credentials"
+            "the API client of this token was revoked or its account disabled; ask for new client credentials",
+            verified=Caller(client_id=claims.client_id, account_id=claims.account_id),
         )
     return Caller(client_id=claims.client_id, account_id=claims.account_id)

@@ -20,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from uvm_reporting.api.audit_events import record_download
 from uvm_reporting.api.bearer_auth import ActiveClients
+from uvm_reporting.application.audit import AuditLog
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.domain.runs import RunRecord
 from uvm_reporting.errors import Forbidden, NotFound
@@ -40,7 +42,9 @@ NO_LONGER_AVAILABLE = "The result of this run is no longer available."
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def download_routes(storage: ResultStorage, clients: ActiveClients, report_runs: ReportRuns) -> list[BaseRoute]:
+def download_routes(
+    storage: ResultStorage, clients: ActiveClients, report_runs: ReportRuns, audit: AuditLog
+) -> list[BaseRoute]:
     """The route the links of ``storage`` lead to (it must have been opened with a signer)."""
     links = storage.links
     assert links is not None
@@ -76,6 +80,8 @@ def download_routes(storage: ResultStorage, clients: ActiveClients, report_runs:
             return _refuse(403, "forbidden", ACCESS_ENDED)
         except NotFound:
             return _refuse(404, "not_found", NO_LONGER_AVAILABLE)
+        if request.method == "GET" and _from_the_start(request.headers.get("range")):
+            await run_in_threadpool(record_download, audit, run, request.scope)
         return await _serve(storage, run, head=request.method == "HEAD")
 
     return [Route("/downloads/{run_id}", download, methods=["GET", "HEAD"])]
@@ -106,6 +112,12 @@ async def _serve(storage: ResultStorage, run: RunRecord, *, head: bool) -> Respo
         )
         return RedirectResponse(url, status_code=307, headers=_NO_STORE)
     raise TypeError(f"no way to serve downloads of {type(storage).__name__}")
+
+
+def _from_the_start(range_header: str | None) -> bool:
+    """Whether a GET fetches the file from its first byte: one audit event per download, not
+    one per range a download manager fetches."""
+    return range_header is None or range_header.replace(" ", "").lower().startswith("bytes=0-")
 
 
 def _refuse(status: int, code: str, message: str) -> JSONResponse:

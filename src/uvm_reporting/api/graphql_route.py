@@ -39,6 +39,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
 from uvm_reporting.api.access_log import logging_enabled, note
+from uvm_reporting.api.audit_events import record_bearer_refused
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, Caller, authenticate_bearer
 from uvm_reporting.api.direct_queries import DirectQuery, plan_direct_query
 from uvm_reporting.api.graphql_limits import (
@@ -50,6 +51,7 @@ from uvm_reporting.api.graphql_limits import (
     validate_document,
 )
 from uvm_reporting.api.graphql_schema import DIRECT_QUERIES, GraphQLContext
+from uvm_reporting.application.audit import AuthFailures
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.errors import UvmReportingError
@@ -140,9 +142,12 @@ class GraphQLEndpoint:
         *,
         limits: GraphQLLimits | None = None,
         introspection: bool = True,
+        auth_failures: AuthFailures | None = None,
     ) -> None:
         """``limits``: what one document may cost (api/graphql_limits.py); ``introspection``:
-        False refuses every field of the introspection types (the production profile)."""
+        False refuses every field of the introspection types (the production profile);
+        ``auth_failures``: where a verified token of a revoked client is recorded."""
+        self._auth_failures = auth_failures
         self._schema = schema
         self._tokens = tokens
         self._clients = clients
@@ -186,7 +191,7 @@ class GraphQLEndpoint:
         except NotInMemory:
             return None
         except BearerAuthError as error:
-            return error.response()
+            return self._refused(error, scope, memory_only=memory_only)
         try:
             query, variables, operation_name = _read_request(body)
         except _BadRequestError as error:
@@ -221,6 +226,14 @@ class GraphQLEndpoint:
             return JSONResponse({"errors": [_format_error(too_large, PAGE_SIZE_TOO_LARGE)]}, status_code=400)
         return prepared
 
+    def _refused(self, error: BearerAuthError, scope: Scope, *, memory_only: bool) -> Response | None:
+        """The 401; a verified token of a revoked client is recorded in its account's audit log."""
+        if error.verified is not None and self._auth_failures is not None:
+            if memory_only:
+                return None  # the audit write happens on a handler thread
+            record_bearer_refused(self._auth_failures, error.verified.account_id, error.verified.client_id, scope)
+        return error.response()
+
     def _execute(
         self,
         prepared: PreparedDocument,
@@ -237,7 +250,9 @@ class GraphQLEndpoint:
         data = None
         if account_error is None:
             assert prepared.document is not None
-            context = GraphQLContext(caller.account_id, caller.client_id, self._report_runs, memory_only=memory_only)
+            context = GraphQLContext(
+                caller.account_id, caller.client_id, self._report_runs, memory_only=memory_only, scope=scope
+            )
             try:
                 data = _answer_directly(prepared.direct, context, variables, operation_name)
             except NotInMemory:

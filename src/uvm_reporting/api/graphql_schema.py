@@ -12,10 +12,15 @@ from typing import Any
 
 from ariadne import MutationType, ObjectType, QueryType, ScalarType, make_executable_schema
 from graphql import GraphQLResolveInfo, GraphQLSchema
+from starlette.types import Scope
 
+from uvm_reporting.api.audit_events import client_actor
+from uvm_reporting.application.audit import AuditLog, parse_time
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.application.reports import Reports
+from uvm_reporting.database.audit import EventFilter, StoredEvent
 from uvm_reporting.database.reports import Report
+from uvm_reporting.domain.audit import Actor
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.errors import BadUserInput, NotFound
 
@@ -31,10 +36,21 @@ class GraphQLContext:
     report_runs: ReportRuns
     memory_only: bool = False
     """Answer from the in-process caches or raise NotInMemory (api/graphql_route.py)."""
+    scope: Scope | None = None
+    """The HTTP request's ASGI scope: its source IP and request id go into the audit log."""
 
     @property
     def reports(self) -> Reports:
         return self.report_runs.reports
+
+    @property
+    def actor(self) -> Actor:
+        """The calling API client, as the audit log records it."""
+        return client_actor(self.client_id, self.scope or {})
+
+    @property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.report_runs.engine)
 
 
 def _context(info: GraphQLResolveInfo) -> GraphQLContext:
@@ -65,19 +81,20 @@ def resolve_process_report(
         requested_by=context.client_id,
         download_format=format,
         download_compression=compression,
+        actor=context.actor,
     )
 
 
 @mutation.field("createReport")
 def resolve_create_report(_: None, info: GraphQLResolveInfo, definition: Any) -> Report:
     context = _context(info)
-    return context.reports.create_report(context.account_id, _definition_object(definition))
+    return context.reports.create_report(context.account_id, _definition_object(definition), actor=context.actor)
 
 
 @mutation.field("updateReport")
 def resolve_update_report(_: None, info: GraphQLResolveInfo, id: str, definition: Any) -> Report:
     context = _context(info)
-    return context.reports.update_report(context.account_id, id, _definition_object(definition))
+    return context.reports.update_report(context.account_id, id, _definition_object(definition), actor=context.actor)
 
 
 @mutation.field("testReportDelivery")
@@ -142,6 +159,51 @@ def resolve_report_runs(
 ) -> list[dict[str, Any]]:
     context = _context(info)
     return context.report_runs.run_history(context.account_id, reportId, max(1, min(limit, 200)))
+
+
+@query.field("auditEvents")
+def resolve_audit_events(
+    _: None,
+    info: GraphQLResolveInfo,
+    first: int | None = None,
+    after: str | None = None,
+    filter: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The caller's own account's events: an API client reads its account's log, never another's."""
+    context = _context(info)
+    given = filter or {}
+    event_filter = EventFilter(
+        actions=tuple(given.get("actions") or ()),
+        actor_kind=given.get("actorKind"),
+        actor_id=given.get("actorId"),
+        target_kind=given.get("targetKind"),
+        target_id=given.get("targetId"),
+        since=parse_time(given.get("since"), "filter.since"),
+        until=parse_time(given.get("until"), "filter.until"),
+    )
+    page = context.audit.events(context.account_id, first=first, after=after, event_filter=event_filter)
+    return {
+        "edges": [
+            {"cursor": cursor, "node": _audit_event_json(event)}
+            for event, cursor in zip(page.events, page.cursors, strict=True)
+        ],
+        "pageInfo": {"hasNextPage": page.has_next_page, "endCursor": page.end_cursor},
+    }
+
+
+def _audit_event_json(event: StoredEvent) -> dict[str, Any]:
+    actor = event.actor
+    return {
+        "id": event.id,
+        "occurredAt": format_utc(event.occurred_at, precise=True),
+        "accountId": event.account_id,
+        "action": event.action,
+        "actor": {"kind": actor.kind.value, "id": actor.id},
+        "target": None if event.target_kind is None else {"kind": event.target_kind, "id": event.target_id},
+        "sourceIp": actor.source_ip,
+        "requestId": actor.request_id,
+        "details": event.details,
+    }
 
 
 report_type.set_field("name", lambda report, _info: report.definition.name)

@@ -18,6 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from uvm_reporting.api.audit_events import TokenRequestAudit
+from uvm_reporting.application.audit import AuthFailures
 from uvm_reporting.auth.access_tokens import AccessTokens, IssuedToken
 from uvm_reporting.auth.api_client_credentials import authenticate_client
 from uvm_reporting.auth.client_credentials import TokenResponse, handle_token_request, invalid_request
@@ -31,8 +33,10 @@ _MAX_FIELDS = 16
 _MAX_FIELD_BYTES = 4096
 
 
-def token_routes(engine: Engine, tokens: AccessTokens) -> list[BaseRoute]:
-    """The token endpoint and the public keys that verify its tokens."""
+def token_routes(engine: Engine, tokens: AccessTokens, auth_failures: AuthFailures | None = None) -> list[BaseRoute]:
+    """The token endpoint and the public keys that verify its tokens. Tokens issued, and
+    refusals of known clients (``auth_failures``), go to the audit log."""
+    failures = auth_failures or AuthFailures(engine)
 
     def authenticate(client_id: str, client_secret: str) -> ClientRecord | None:
         return authenticate_client(engine, client_id, client_secret)
@@ -42,10 +46,13 @@ def token_routes(engine: Engine, tokens: AccessTokens) -> list[BaseRoute]:
         return tokens.issue(client.client_id, client.account_id)
 
     async def token_endpoint(request: Request) -> Response:
-        answer = await _parse_and_handle(request, authenticate, issue)
+        audit = TokenRequestAudit(engine, failures, request.scope)
+        answer = await _parse_and_handle(request, audit.authenticate(authenticate), audit.issue(issue))
         if answer.status != 200:
             logger.info("token request refused: %s %s", answer.status, answer.body.get("error"))
-        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+        return JSONResponse(
+            answer.body, status_code=answer.status, headers=answer.headers, background=audit.after_answer()
+        )
 
     async def jwks_endpoint(_request: Request) -> Response:
         return JSONResponse(tokens.jwks(), headers={"Cache-Control": "public, max-age=300"})

@@ -30,14 +30,14 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from uvm_reporting.application.ports import DownloadLinks, RunQueueWakeup
 from uvm_reporting.application.reports import Reports, private_report
-from uvm_reporting.database.reports import (
-    report_is_public,
-)
+from uvm_reporting.database.audit import record_event
+from uvm_reporting.database.reports import Report, report_is_public
 from uvm_reporting.database.runs import enqueue_delivery, enqueue_run, get_run_and_report_access, list_runs
+from uvm_reporting.domain.audit import Action, Actor, AuditEvent
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.domain.timestamps import format_utc, utc_now
@@ -75,39 +75,65 @@ class ReportRuns:
         requested_by: str | None,
         download_format: str | None = None,
         download_compression: str | None = None,
+        actor: Actor | None = None,
     ) -> dict[str, Any]:
         """With a download link: CSV in our storage (or the format asked for), whatever the
         report's schedule says, as the spec has it. Without: the format and S3 destination of the
-        report's schedule settings."""
+        report's schedule settings. With ``actor``, the audit log records who started the run,
+        in the transaction that queues it."""
         report = self.reports.public_report(account_id, report_id)
+        with self.engine.begin() as connection:
+            run = self._enqueue(
+                connection,
+                report,
+                presigned_url=presigned_url,
+                requested_by=requested_by,
+                download_format=download_format,
+                download_compression=download_compression,
+            )
+            if actor is not None:
+                record_event(connection, run_started(run, actor))
+        self.signal.notify()
+        return {"runId": run.id, "reportId": report.id, "status": run.state.api_status, "state": run.state.value}
+
+    def _enqueue(
+        self,
+        connection: Connection,
+        report: Report,
+        *,
+        presigned_url: bool,
+        requested_by: str | None,
+        download_format: str | None,
+        download_compression: str | None,
+    ) -> RunRecord:
         if presigned_url:
             export_format, compression = _download_format(download_format, download_compression)
-            run = enqueue_run(
+            return enqueue_run(
                 self.engine,
-                account_id=account_id,
+                account_id=report.account_id,
                 report_id=report.id,
                 delivery=Delivery.DOWNLOAD,
                 format=export_format,
                 compression=compression,
                 definition=report.definition.to_json(),
                 requested_by=requested_by,
+                connection=connection,
             )
-        elif download_format or download_compression:
+        if download_format or download_compression:
             raise BadUserInput(
                 "format and compression choose a download link's file; pass isPresignedUrl: "
                 "true with them. S3 deliveries use the format of the report's schedule."
             )
-        else:
-            schedule = report.schedule
-            if schedule is None:
-                raise BadUserInput(
-                    f"Report {report_id} has no S3 delivery settings (Schedule Export). Pass "
-                    "isPresignedUrl: true to get a download link, or configure S3 delivery on the report.",
-                    report_id=report_id,
-                )
-            run = enqueue_delivery(self.engine, report, schedule, at=utc_now(), requested_by=requested_by)
-        self.signal.notify()
-        return {"runId": run.id, "reportId": report.id, "status": run.state.api_status, "state": run.state.value}
+        schedule = report.schedule
+        if schedule is None:
+            raise BadUserInput(
+                f"Report {report.id} has no S3 delivery settings (Schedule Export). Pass "
+                "isPresignedUrl: true to get a download link, or configure S3 delivery on the report.",
+                report_id=report.id,
+            )
+        return enqueue_delivery(
+            self.engine, report, schedule, at=utc_now(), requested_by=requested_by, connection=connection
+        )
 
     def run_status(
         self, account_id: str, report_id: str | None, run_id: str | None, *, client_id: str, memory_only: bool = False
@@ -239,6 +265,14 @@ class ReportRuns:
             if run.state is RunState.COMPLETED:
                 status["resultFilePath"] = run.result_key
         return status
+
+
+def run_started(run: RunRecord, actor: Actor) -> AuditEvent:
+    """The audit event of ``run`` queued by ``actor`` (an API client, or the scheduler)."""
+    details: dict[str, Any] = {"reportId": run.report_id, "delivery": run.delivery.value, "format": run.format}
+    if run.scheduled_for is not None:
+        details["scheduledFor"] = _timestamp(run.scheduled_for)
+    return AuditEvent(run.account_id, Action.RUN_STARTED, actor, "run", run.id, details)
 
 
 def _gets_a_link(run: RunRecord) -> bool:

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from uvm_reporting.application.ports import CustomerBuckets
 from uvm_reporting.database.accounts import get_account
 from uvm_reporting.database.reports import Report, create_report, get_report, list_reports, update_report
+from uvm_reporting.domain.audit import Actor
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.errors import BadUserInput, Forbidden
 
@@ -23,14 +24,16 @@ class Reports:
     engine: Engine
     buckets: CustomerBuckets
 
-    def create_report(self, account_id: str, definition: dict[str, Any]) -> Report:
+    def create_report(self, account_id: str, definition: dict[str, Any], *, actor: Actor | None = None) -> Report:
         self._check_delivery_role(definition)
-        return create_report(self.engine, account_id, definition)
+        return create_report(self.engine, account_id, definition, actor=actor)
 
-    def update_report(self, account_id: str, report_id: str, definition: dict[str, Any]) -> Report:
+    def update_report(
+        self, account_id: str, report_id: str, definition: dict[str, Any], *, actor: Actor | None = None
+    ) -> Report:
         self.public_report(account_id, report_id)  # public: its Editors access is Public too
         self._check_delivery_role(definition)
-        return update_report(self.engine, account_id, report_id, definition)
+        return update_report(self.engine, account_id, report_id, definition, actor=actor)
 
     def _check_delivery_role(self, data: dict[str, Any]) -> None:
         """Refuse a schedule whose role is one of this deployment's own AWS account (a confused

@@ -32,6 +32,7 @@ from uvm_reporting.database.api_clients import (
     replace_secret_hash,
     to_milliseconds,
 )
+from uvm_reporting.domain.audit import Actor
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import BadUserInput
 
@@ -49,8 +50,11 @@ class CreatedClient:
     created_at: datetime
 
 
-def create_client(engine: Engine, account_id: str, name: str = "default") -> CreatedClient:
-    """Create a client for ``account_id``; raises ``NotFound`` when the account does not exist."""
+def create_client(
+    engine: Engine, account_id: str, name: str = "default", *, actor: Actor | None = None
+) -> CreatedClient:
+    """Create a client for ``account_id``; raises ``NotFound`` when the account does not exist.
+    With ``actor``, the audit log records who created it (never the secret)."""
     name = name.strip()
     if not name:
         raise BadUserInput("An API client needs a non-empty name.")
@@ -73,6 +77,7 @@ def create_client(engine: Engine, account_id: str, name: str = "default") -> Cre
         name=name,
         secret_hash=hash_secret(secret),
         created_at=created.created_at,
+        actor=actor,
     )
     return created
 
@@ -85,16 +90,18 @@ class RotatedSecret:
     client_secret: str = field(repr=False)
 
 
-def rotate_client_secret(engine: Engine, client_id: str) -> RotatedSecret:
+def rotate_client_secret(engine: Engine, client_id: str, *, actor: Actor | None = None) -> RotatedSecret:
     """Give ``client_id`` a new secret beside its current one (``Conflict`` if it has two already)."""
     secret = new_client_secret()
-    client = add_secret_hash(engine, client_id, hash_secret(secret), utc_now())
+    client = add_secret_hash(engine, client_id, hash_secret(secret), utc_now(), actor=actor)
     return RotatedSecret(client, secret)
 
 
-def revoke_client_secret(engine: Engine, client_id: str, which: SecretSlot = "old") -> ClientRecord:
+def revoke_client_secret(
+    engine: Engine, client_id: str, which: SecretSlot = "old", *, actor: Actor | None = None
+) -> ClientRecord:
     """Revoke the ``old`` secret of a rotating client (or the ``new`` one, to undo the rotation)."""
-    return drop_secret_hash(engine, client_id, which)
+    return drop_secret_hash(engine, client_id, which, actor=actor)
 
 
 def authenticate_client(engine: Engine, client_id: str, client_secret: str) -> ClientRecord | None:

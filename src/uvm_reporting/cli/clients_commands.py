@@ -8,10 +8,12 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.markup import escape
 
+from uvm_reporting.application.audit import operator_name
 from uvm_reporting.auth.api_client_credentials import create_client, revoke_client_secret, rotate_client_secret
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
 from uvm_reporting.database.api_clients import ClientRecord, list_clients, revoke_client
+from uvm_reporting.domain.audit import Actor
 from uvm_reporting.domain.timestamps import format_utc
 
 clients_app = typer.Typer(help="Create, revoke and list API clients (OAuth2 client credentials).", no_args_is_help=True)
@@ -27,7 +29,7 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Create an API client and print its id and secret (the secret is shown only this once)."""
-    created = create_client(context.database(), account, name)
+    created = create_client(context.database(), account, name, actor=Actor.operator(operator_name()))
     emit(
         {
             "client_id": created.client_id,
@@ -52,7 +54,7 @@ def revoke(
     as_json: bool = JsonOption,
 ) -> None:
     """Revoke an API client: it can get no new tokens and its tokens stop working."""
-    client = revoke_client(context.database(), client_id)
+    client = revoke_client(context.database(), client_id, actor=Actor.operator(operator_name()))
     assert client.revoked_at is not None
     emit(
         _client_json(client) | {"account_id": client.account_id},
@@ -69,7 +71,7 @@ def rotate_secret(
     as_json: bool = JsonOption,
 ) -> None:
     """Give a client a second secret (shown only this once); the old one works until revoke-secret --old."""
-    rotated = rotate_client_secret(context.database(), client_id)
+    rotated = rotate_client_secret(context.database(), client_id, actor=Actor.operator(operator_name()))
     emit(
         _client_json(rotated.client)
         | {"account_id": rotated.client.account_id, "client_secret": rotated.client_secret},
@@ -94,7 +96,7 @@ def revoke_secret(
 ) -> None:
     """Revoke one of the two secrets a client holds while rotating (default: the old one)."""
     which: Literal["old", "new"] = "old" if old else "new"
-    client = revoke_client_secret(context.database(), client_id, which)
+    client = revoke_client_secret(context.database(), client_id, which, actor=Actor.operator(operator_name()))
     emit(
         _client_json(client) | {"account_id": client.account_id, "revoked_secret": which},
         as_json=as_json,

@@ -13,9 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
+from uvm_reporting.application.audit import AuditLog, operator_name
 from uvm_reporting.auth.signing_keys import token_key_ring
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
+from uvm_reporting.domain.audit import Action, Actor, AuditEvent
 from uvm_reporting.domain.timestamps import format_utc
 from uvm_reporting.key_ring import KeyRing, RingKey
 from uvm_reporting.storage.download_links import link_key_ring
@@ -54,8 +56,15 @@ def rotate(only: RingOption = None, as_json: bool = JsonOption) -> None:
     """
     result: dict[str, Any] = {}
     lines = []
+    audit = AuditLog(context.database())
     for name, ring in _rings(only).items():
         rotation = ring.rotate()
+        # A deployment's event (no account): `audit list --deployment` shows it.
+        audit.record(
+            AuditEvent(
+                None, Action.KEY_ROTATED, Actor.operator(operator_name()), f"{name}_key", rotation.created.key_id
+            )
+        )
         now = time.time()
         older = [key for key in ring.verifying(now) if key.key_id != rotation.created.key_id]
         result[name] = {

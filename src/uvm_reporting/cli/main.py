@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from uvm_reporting.cli.accounts_commands import accounts_app
+from uvm_reporting.cli.audit_commands import audit_app
 from uvm_reporting.cli.clients_commands import clients_app
 from uvm_reporting.cli.data_commands import data_app
 from uvm_reporting.cli.keys_commands import keys_app
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(audit_app, name="audit")
 app.add_typer(clients_app, name="clients")
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")

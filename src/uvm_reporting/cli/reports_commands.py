@@ -8,9 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
+from uvm_reporting.application.audit import operator_name
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import JsonOption, emit, reports_errors
 from uvm_reporting.database.reports import Report, create_report, get_report, list_reports, update_report
+from uvm_reporting.domain.audit import Actor
 from uvm_reporting.errors import BadUserInput
 
 reports_app = typer.Typer(help="Create, update and list reports.", no_args_is_help=True)
@@ -25,7 +27,7 @@ FileOption = Annotated[
 @reports_errors
 def create(account: AccountOption, file: FileOption, as_json: bool = JsonOption) -> None:
     """Validate a report definition and save it."""
-    report = create_report(context.database(), account, _read_definition(file))
+    report = create_report(context.database(), account, _read_definition(file), actor=Actor.operator(operator_name()))
     emit(
         _summary(report),
         as_json=as_json,
@@ -43,7 +45,9 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Replace a report's definition."""
-    report = update_report(context.database(), account, report_id, _read_definition(file))
+    report = update_report(
+        context.database(), account, report_id, _read_definition(file), actor=Actor.operator(operator_name())
+    )
     emit(_summary(report), as_json=as_json, text=f"Updated report [bold]{report.name}[/]: {report.id}")
 
 

@@ -15,7 +15,9 @@ from typing import Any, Literal
 from sqlalchemy import Engine, insert, select, update
 
 from uvm_reporting.database.accounts import get_account
+from uvm_reporting.database.audit import record_event
 from uvm_reporting.database.tables import accounts, api_clients
+from uvm_reporting.domain.audit import Action, Actor, AuditEvent
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import Conflict, NotFound
 
@@ -58,26 +60,43 @@ class ClientRecord:
 
 
 def insert_client(
-    engine: Engine, *, client_id: str, account_id: str, name: str, secret_hash: str, created_at: datetime
+    engine: Engine,
+    *,
+    client_id: str,
+    account_id: str,
+    name: str,
+    secret_hash: str,
+    created_at: datetime,
+    actor: Actor | None = None,
 ) -> None:
-    """Store a new client; the caller hashed its secret (auth/api_client_credentials.py)."""
+    """Store a new client; the caller hashed its secret (auth/api_client_credentials.py). With
+    ``actor``, the audit log records who created it, in the same transaction."""
     with engine.begin() as connection:
         connection.execute(
             insert(api_clients).values(
                 client_id=client_id, account_id=account_id, name=name, secret_hash=secret_hash, created_at=created_at
             )
         )
+        if actor is not None:
+            event = AuditEvent(account_id, Action.CLIENT_CREATED, actor, "api_client", client_id, {"name": name})
+            record_event(connection, event)
 
 
-def revoke_client(engine: Engine, client_id: str) -> ClientRecord:
-    """Revoke ``client_id`` (``NotFound`` if unknown). Revoking twice keeps the first time."""
+def revoke_client(engine: Engine, client_id: str, *, actor: Actor | None = None) -> ClientRecord:
+    """Revoke ``client_id`` (``NotFound`` if unknown). Revoking twice keeps the first time. With
+    ``actor``, the audit log records the revocation (not a repeated one) in the same transaction."""
     with engine.begin() as connection:
-        connection.execute(
+        revoked = connection.execute(
             update(api_clients)
             .where(api_clients.c.client_id == client_id, api_clients.c.revoked_at.is_(None))
             .values(revoked_at=to_milliseconds(utc_now()))
-        )
+        ).rowcount
         row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
+        if row is not None and revoked == 1 and actor is not None:
+            event = AuditEvent(
+                row.account_id, Action.CLIENT_REVOKED, actor, "api_client", client_id, {"name": row.name}
+            )
+            record_event(connection, event)
     if row is None:
         raise NotFound(f"API client {client_id} does not exist.")
     return _record(row)
@@ -111,8 +130,11 @@ def replace_secret_hash(engine: Engine, client_id: str, secret_hash: str, slot: 
         )
 
 
-def add_secret_hash(engine: Engine, client_id: str, secret_hash: str, rotated_at: datetime) -> ClientRecord:
+def add_secret_hash(
+    engine: Engine, client_id: str, secret_hash: str, rotated_at: datetime, *, actor: Actor | None = None
+) -> ClientRecord:
     """Make ``secret_hash`` the client's newest secret; the current one keeps working as the old one.
+    With ``actor``, the audit log records it in the same transaction.
 
     ``Conflict`` when the client already has two secrets or is revoked; ``NotFound`` when unknown."""
     with engine.begin() as connection:
@@ -130,6 +152,9 @@ def add_secret_hash(engine: Engine, client_id: str, secret_hash: str, rotated_at
             )
         ).rowcount
         row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
+        if row is not None and changed and actor is not None:
+            event = AuditEvent(row.account_id, Action.CLIENT_SECRET_ADDED, actor, "api_client", client_id, {})
+            record_event(connection, event)
     if row is None:
         raise NotFound(f"API client {client_id} does not exist.")
     client = _record(row)
@@ -143,9 +168,10 @@ def add_secret_hash(engine: Engine, client_id: str, secret_hash: str, rotated_at
     return client
 
 
-def drop_secret_hash(engine: Engine, client_id: str, slot: SecretSlot) -> ClientRecord:
+def drop_secret_hash(engine: Engine, client_id: str, slot: SecretSlot, *, actor: Actor | None = None) -> ClientRecord:
     """Revoke one of a rotating client's two secrets: ``old`` (the rotation is done) or ``new``
-    (the rotation is undone, the old secret is the only one again).
+    (the rotation is undone, the old secret is the only one again). With ``actor``, the audit
+    log records it in the same transaction.
 
     ``Conflict`` when the client has only one secret (revoke the client instead)."""
     values: dict[str, Any] = {"previous_secret_hash": None}
@@ -158,6 +184,11 @@ def drop_secret_hash(engine: Engine, client_id: str, slot: SecretSlot) -> Client
             .values(values)
         ).rowcount
         row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
+        if row is not None and changed and actor is not None:
+            event = AuditEvent(
+                row.account_id, Action.CLIENT_SECRET_REVOKED, actor, "api_client", client_id, {"slot": slot}
+            )
+            record_event(connection, event)
     if row is None:
         raise NotFound(f"API client {client_id} does not exist.")
     if not changed:
@@ -166,6 +197,13 @@ def drop_secret_hash(engine: Engine, client_id: str, slot: SecretSlot) -> Client
             f"`uvm-reporting clients revoke {client_id}`."
         )
     return _record(row)
+
+
+def get_client(engine: Engine, client_id: str) -> ClientRecord | None:
+    """The client ``client_id``, revoked or not, without its secret's hash."""
+    with engine.connect() as connection:
+        row = connection.execute(select(*_PUBLIC_COLUMNS).where(api_clients.c.client_id == client_id)).one_or_none()
+    return None if row is None else _record(row)
 
 
 def get_active_client(engine: Engine, client_id: str) -> ClientRecord | None:

@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, insert, literal, select, true, update
 
 from uvm_reporting.database.accounts import get_account
+from uvm_reporting.database.audit import record_event
 from uvm_reporting.database.ids import new_id
 from uvm_reporting.database.tables import reports
 from uvm_reporting.database.types import UtcDateTime
+from uvm_reporting.domain.audit import Action, Actor, AuditEvent, DetailValue
 from uvm_reporting.domain.report_definition.model import ReportDefinition
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
 from uvm_reporting.domain.schedule.fire_times import next_fire_time
@@ -49,10 +51,18 @@ class Report:
         return self.definition.is_public
 
 
-def create_report(engine: Engine, account_id: str, data: Mapping[str, Any], *, now: datetime | None = None) -> Report:
+def create_report(
+    engine: Engine,
+    account_id: str,
+    data: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    actor: Actor | None = None,
+) -> Report:
     """Validate ``data`` against the catalog and save it; raises BadUserInput naming the problem.
 
-    ``now`` (default: the clock) is when the schedule's first fire time is counted from.
+    ``now`` (default: the clock) is when the schedule's first fire time is counted from. With
+    ``actor``, the audit log records who created it, in the same transaction.
     """
     get_account(engine, account_id)
     definition = parse_report_definition(data)
@@ -67,17 +77,27 @@ def create_report(engine: Engine, account_id: str, data: Mapping[str, Any], *, n
     )
     with engine.begin() as connection:
         connection.execute(insert(reports).values(_row_values(report)))
+        if actor is not None:
+            record_event(connection, _report_event(report, Action.REPORT_CREATED, actor))
     return report
 
 
 def update_report(
-    engine: Engine, account_id: str, report_id: str, data: Mapping[str, Any], *, now: datetime | None = None
+    engine: Engine,
+    account_id: str,
+    report_id: str,
+    data: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    actor: Actor | None = None,
 ) -> Report:
     """Replace a report's definition; its next fire time is counted again from ``now``.
 
     A fire time that is already due but not yet enqueued is kept while the schedule stays
     active, so an edit in the seconds after a fire time does not lose that run (the scheduler
-    then runs the new schedule's latest fire time up to now, if it has one since).
+    then runs the new schedule's latest fire time up to now, if it has one since). With
+    ``actor``, the audit log records the change (and whether access or schedule changed) in
+    the same transaction.
     """
     existing = get_report(engine, account_id, report_id)
     definition = parse_report_definition(data)
@@ -98,14 +118,18 @@ def update_report(
     with engine.begin() as connection:
         connection.execute(update(reports).where(*row_filter).values(values))
         next_fire_at = connection.execute(select(reports.c.next_fire_at).where(*row_filter)).scalar_one()
-    return Report(
-        id=report.id,
-        account_id=account_id,
-        definition=definition,
-        created_at=report.created_at,
-        updated_at=now,
-        next_fire_at=next_fire_at,
-    )
+        updated = Report(
+            id=report.id,
+            account_id=account_id,
+            definition=definition,
+            created_at=report.created_at,
+            updated_at=now,
+            next_fire_at=next_fire_at,
+        )
+        if actor is not None:
+            for event in _update_events(existing, updated, actor):
+                record_event(connection, event)
+    return updated
 
 
 def get_report(engine: Engine, account_id: str, report_id: str) -> Report:
@@ -159,6 +183,51 @@ def due_schedules(engine: Engine, now: datetime, limit: int = 100) -> list[Repor
     )
     with engine.connect() as connection:
         return [_report_from_row(row) for row in connection.execute(query)]
+
+
+def _report_event(report: Report, action: Action, actor: Actor, **details: DetailValue) -> AuditEvent:
+    schedule = report.schedule
+    return AuditEvent(
+        report.account_id,
+        action,
+        actor,
+        "report",
+        report.id,
+        {
+            "name": report.name[:200],
+            "viewers": report.definition.viewers,
+            "editors": report.definition.editors,
+            "scheduleActive": bool(schedule and schedule.active),
+            **details,
+        },
+    )
+
+
+def _update_events(before: Report, after: Report, actor: Actor) -> list[AuditEvent]:
+    """``report.updated``, plus ``report.access_changed`` and ``report.schedule_changed`` when
+    the update changed them."""
+    events = [_report_event(after, Action.REPORT_UPDATED, actor)]
+    old, new = before.definition, after.definition
+    if (old.viewers, old.editors) != (new.viewers, new.editors):
+        events.append(
+            _report_event(
+                after, Action.REPORT_ACCESS_CHANGED, actor, previousViewers=old.viewers, previousEditors=old.editors
+            )
+        )
+    old_schedule = old.schedule.to_json() if old.schedule else None
+    new_schedule = new.schedule.to_json() if new.schedule else None
+    if old_schedule != new_schedule:
+        events.append(
+            _report_event(
+                after,
+                Action.REPORT_SCHEDULE_CHANGED,
+                actor,
+                previousScheduleActive=bool(old.schedule and old.schedule.active),
+                hadSchedule=old.schedule is not None,
+                hasSchedule=new.schedule is not None,
+            )
+        )
+    return events
 
 
 def _next_fire_at(definition: ReportDefinition, now: datetime) -> datetime | None:

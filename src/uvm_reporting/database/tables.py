@@ -123,6 +123,28 @@ runs = Table(
     UniqueConstraint("report_id", "scheduled_for"),
 )
 
+# What happened to an account's objects, and who did it (database/audit.py writes them in the
+# transaction of the change they describe). No foreign keys: an event outlives what it names,
+# and a deployment-wide event (a signing key rotated) has no account.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36)),
+    Column("occurred_at", UtcDateTime(precise=True), nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("actor_kind", String(20), nullable=False),
+    Column("actor_id", String(200)),
+    Column("target_kind", String(40)),
+    Column("target_id", String(200)),
+    Column("source_ip", String(45)),
+    Column("request_id", String(64)),
+    Column("details", JSON, nullable=False),
+    # An account's events, newest first (the query and its cursor); retention deletes by time.
+    Index(None, "account_id", "occurred_at", "id"),
+    Index(None, "occurred_at"),
+)
+
 assets = Table(
     "assets",
     metadata,

@@ -7,22 +7,30 @@ would deliver the same file several times. In one transaction the scheduler adva
 ``next_fire_at`` past now, conditionally on it still being the value it read, and inserts the
 run (database/schedules.py). Whoever advances the row first enqueues the run; the unique (report,
 fire time) of runs backs that up, so any number of schedulers may tick at once and each fire
-time gets one run.
+time gets one run. The run's ``run.started`` audit event is written in that same transaction.
+
+Now and then (``PURGE_INTERVAL_SECONDS``) a tick also deletes the audit events older than the
+retention; several schedulers doing so at once only share the work.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 
 from sqlalchemy import Connection, Engine
 
+from uvm_reporting.application.audit import AuditLog
+from uvm_reporting.application.report_runs import run_started
+from uvm_reporting.database.audit import record_event
 from uvm_reporting.database.reports import Report, due_schedules
 from uvm_reporting.database.runs import enqueue_delivery
 from uvm_reporting.database.schedules import advance_and_enqueue
+from uvm_reporting.domain.audit import Actor
 from uvm_reporting.domain.runs import RunRecord
 from uvm_reporting.domain.schedule.fire_times import latest_fire_time_at_or_before, next_fire_time
 from uvm_reporting.domain.schedule.settings import ScheduleSettings
@@ -32,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_SECONDS = 15.0
 BATCH_SIZE = 100
+PURGE_INTERVAL_SECONDS = 3600.0
 
 
 class Scheduler:
@@ -43,10 +52,13 @@ class Scheduler:
         *,
         clock: Callable[[], datetime] = utc_now,
         on_enqueued: Callable[[], None] | None = None,
+        audit_retention_days: int = 0,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._on_enqueued = on_enqueued
+        self._audit_retention_days = audit_retention_days
+        self._next_purge_at: float | None = None  # monotonic; None: at the first tick
 
     def tick(self) -> list[RunRecord]:
         """Enqueue what is due now; the runs this scheduler created (not those of others)."""
@@ -76,8 +88,27 @@ class Scheduler:
                 self.tick()
             except Exception:  # the next tick retries; stopping would stop every schedule
                 log.exception("scheduler tick failed; retrying in %gs", interval_seconds)
+            self.purge_audit_events_if_due()
             stop.wait(interval_seconds)
         log.info("scheduler stopped")
+
+    def purge_audit_events_if_due(self) -> int:
+        """Delete the audit events past their retention, at most every ``PURGE_INTERVAL_SECONDS``
+        (and at the first call); how many. A failure is logged and tried again next time."""
+        if self._audit_retention_days <= 0:
+            return 0
+        now = time.monotonic()
+        if self._next_purge_at is not None and now < self._next_purge_at:
+            return 0
+        self._next_purge_at = now + PURGE_INTERVAL_SECONDS
+        try:
+            deleted = AuditLog(self._engine).delete_expired(self._audit_retention_days, now=self._clock())
+        except Exception:
+            log.exception("deleting expired audit events failed; trying again in %gs", PURGE_INTERVAL_SECONDS)
+            return 0
+        if deleted:
+            log.info("deleted %d audit events older than %d days", deleted, self._audit_retention_days)
+        return deleted
 
     def _fire(self, report: Report, now: datetime) -> RunRecord | None:
         try:
@@ -113,7 +144,7 @@ class Scheduler:
     def _enqueue(
         self, report: Report, schedule: ScheduleSettings, fire_at: datetime, connection: Connection
     ) -> RunRecord:
-        return enqueue_delivery(
+        run = enqueue_delivery(
             self._engine,
             report,
             schedule,
@@ -122,3 +153,5 @@ class Scheduler:
             scheduled_for=fire_at,
             connection=connection,
         )
+        record_event(connection, run_started(run, Actor.scheduler()))
+        return run

@@ -5,7 +5,7 @@ keeps working until ``clients revoke-secret --old`` clears it. ``secret_rotated_
 the newest secret was made (NULL: the secret the client was created with).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-07
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from uvm_reporting.database.types import UtcDateTime
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
