@@ -149,6 +149,21 @@ def test_typed_report_queries_list_only_public_reports(api: Api, public_report: 
     assert runs[0]["status"] == "Running" or runs[0]["status"] == "Completed"
 
 
+@pytest.mark.parametrize(("limit", "expected"), [(None, 3), (2, 2), (0, 1), (-5, 1), (10**6, 3)])
+def test_report_runs_takes_any_limit_even_null(
+    api: Api, public_report: Report, limit: int | None, expected: int
+) -> None:
+    """An explicit ``limit: null`` means the default page; any other limit is brought within 1..200."""
+    for _ in range(3):
+        api.process(public_report.id)
+    body = api.call(
+        "query ($id: String!, $limit: Int) { reportRuns(reportId: $id, limit: $limit) { runId } }",
+        {"id": public_report.id, "limit": limit},
+    )
+    assert "errors" not in body, body
+    assert len(body["data"]["reportRuns"]) == expected
+
+
 # --- errors -------------------------------------------------------------------------------
 
 

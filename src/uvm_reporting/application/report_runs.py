@@ -47,6 +47,8 @@ from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
 DEFAULT_DOWNLOAD_FORMAT = "csv"
 FINISHED_RUNS_KEPT = 4096
 RUNNING_STATUS_TTL_SECONDS = 0.25
+DEFAULT_HISTORY_PAGE = 20
+MAX_HISTORY_PAGE = 200
 
 
 @dataclass
@@ -178,9 +180,12 @@ class ReportRuns:
             (account_id, report_id), lambda: report_is_public(self.engine, account_id, report_id)
         )
 
-    def run_history(self, account_id: str, report_id: str, limit: int) -> list[dict[str, Any]]:
+    def run_history(self, account_id: str, report_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The report's latest runs, newest first: ``limit`` of them (None: the default page),
+        at least one and at most ``MAX_HISTORY_PAGE``."""
         self.reports.public_report(account_id, report_id)
-        return [self.describe(run, with_link=False) for run in list_runs(self.engine, account_id, report_id, limit)]
+        page = DEFAULT_HISTORY_PAGE if limit is None else max(1, min(limit, MAX_HISTORY_PAGE))
+        return [self.describe(run, with_link=False) for run in list_runs(self.engine, account_id, report_id, page)]
 
     def describe(self, run: RunRecord, *, with_link: bool = True) -> dict[str, Any]:
         """The JSON a client sees: always status, counts, format and timestamps."""
