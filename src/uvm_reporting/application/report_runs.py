@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from uvm_reporting.application.ports import DownloadLinks, RunQueueWakeup
-from uvm_reporting.application.reports import Reports, private_report
+from uvm_reporting.application.reports import Reports, nameable, private_report
 from uvm_reporting.database.reports import (
     report_is_public,
 )
@@ -117,6 +117,7 @@ class ReportRuns:
         """The status document of a run (by id, or the report's latest). With ``memory_only``,
         from the caches or not at all (``NotInMemory``)."""
         if run_id:
+            nameable(run_id, "Run", account_id)
             run, document, public = self._run_and_document(account_id, run_id, memory_only=memory_only)
             if report_id and report_id != run.report_id:
                 raise NotFound(f"Run {run_id} does not belong to report {report_id}.", run_id=run_id)
@@ -131,7 +132,7 @@ class ReportRuns:
         if memory_only:
             raise NotInMemory
         if report_id:
-            if not self._report_is_public(account_id, report_id):
+            if not self._report_is_public(account_id, nameable(report_id, "Report", account_id)):
                 raise private_report(report_id)
             latest = list_runs(self.engine, account_id, report_id, limit=1)
             if not latest:
