@@ -42,7 +42,7 @@ from tests.support.tenant_isolation import (
     parse_json,
     unknown_like,
 )
-from tests.support.tenants import Caller, Tenant, rows_of, two_tenant_server
+from tests.support.tenants import Caller, Tenant, rows_of, secrets_of, two_tenant_server
 from uvm_reporting.api.app import create_app
 from uvm_reporting.api.graphql_schema import build_schema
 from uvm_reporting.services import build_services
@@ -75,29 +75,13 @@ def own_private_targets(mine: Tenant) -> list[Target]:
     ]
 
 
-def markers_of(engine: Engine, mine: Tenant, theirs: Tenant) -> Markers:
-    markers = Markers()
-    markers.add("Globex's account id", theirs.account_id)
-    markers.add("Globex's account name", theirs.account_name)
-    markers.add("Globex's ExternalId", theirs.external_id)
-    markers.add("Globex's client id", theirs.client_id)
-    markers.add("Globex's client secret", theirs.client_secret)
-    markers.add("a Globex report id", theirs.public_report.id, theirs.private_report.id)
-    markers.add("a Globex report name", theirs.public_report.definition.name, theirs.private_report.definition.name)
-    markers.add("a Globex run id", theirs.public_run_id, theirs.private_run_id)
-    markers.add("a Globex run's sha256", *theirs.digests(engine).values())
-    markers.add("Acme's private report name", mine.private_report.definition.name)
-    markers.add("the sha256 of Acme's run of its private report", mine.digests(engine)[mine.private_run_id])
-    return markers
-
-
 def test_other_accounts_ids_and_own_private_reports_reveal_nothing(
     settings: Settings, engine: Engine, database_url: str, tmp_path: Path
 ) -> None:
     with two_tenant_server(settings.data_dir, engine, database_url) as (base_url, mine, theirs):
         theirs_before = rows_of(engine, theirs.account_id)
         private_before = private_rows(engine, mine)
-        attack = Attack(Caller(base_url, mine), markers_of(engine, mine, theirs), theirs)
+        attack = Attack(Caller(base_url, mine), secrets_of(engine, mine, theirs), theirs)
         try:
             for operation in operations(build_schema()):
                 attack.operation(operation, foreign_targets(theirs), own_private_targets(mine))

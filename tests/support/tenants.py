@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 
 from tests.support.cli import running_server
 from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.tenant_isolation import Markers
 from tests.support.waiting import wait_for
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import create_account
@@ -118,6 +119,24 @@ def rows_of(engine: Engine, account_id: str) -> dict[str, list[dict[str, Any]]]:
             ]
             for table in (reports, runs, api_clients)
         }
+
+
+def secrets_of(engine: Engine, mine: Tenant, theirs: Tenant) -> Markers:
+    """What no answer to ``mine`` may hold: anything of ``theirs``, and what ``mine``'s private report
+    and its run hold."""
+    markers = Markers()
+    markers.add("Globex's account id", theirs.account_id)
+    markers.add("Globex's account name", theirs.account_name)
+    markers.add("Globex's ExternalId", theirs.external_id)
+    markers.add("Globex's client id", theirs.client_id)
+    markers.add("Globex's client secret", theirs.client_secret)
+    markers.add("a Globex report id", theirs.public_report.id, theirs.private_report.id)
+    markers.add("a Globex report name", theirs.public_report.definition.name, theirs.private_report.definition.name)
+    markers.add("a Globex run id", theirs.public_run_id, theirs.private_run_id)
+    markers.add("a Globex run's sha256", *theirs.digests(engine).values())
+    markers.add("Acme's private report name", mine.private_report.definition.name)
+    markers.add("the sha256 of Acme's run of its private report", mine.digests(engine)[mine.private_run_id])
+    return markers
 
 
 class Caller:
