@@ -7,7 +7,12 @@ name, at random, the caller's public and private reports and runs, another accou
 generated nonsense. Every answer must be no 5xx, must show none of the server's internals (a
 stack trace, SQL, a file path, a module path) and nothing of the other account.
 
-Deterministic (derandomized, a fixed number of examples): about 20 s a backend on this machine.
+A second test sends every root field with its arguments as variables of any JSON value. It is
+an expected failure (strict) until graphql_route answers a variable of the wrong type with
+BAD_USER_INPUT: drop the marker then.
+
+Deterministic (derandomized, a fixed number of examples): 20 to 30 s a test on this machine, so
+they run in the default suite.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import hypothesis_graphql.nodes as gql_nodes
+import pytest
 from graphql import ObjectFieldNode, ValueNode
 from graphql.language import NameNode
 from hypothesis import HealthCheck, given
@@ -27,7 +34,7 @@ from hypothesis_graphql import Mode, from_schema
 from sqlalchemy import Engine
 
 from tests.support.reports import ALL_FINDINGS_REPORT
-from tests.support.tenant_isolation import error_codes, id_kind, normalized, parse_json
+from tests.support.tenant_isolation import error_codes, id_kind, normalized, operations, parse_json, selection_of
 from tests.support.tenants import Caller, Tenant, secrets_of, two_tenant_server
 from uvm_reporting.api.graphql_schema import build_schema
 from uvm_reporting.settings import Settings
@@ -102,33 +109,79 @@ def test_fuzzed_documents_get_no_server_error_and_no_internals(
     settings: Settings, engine: Engine, database_url: str
 ) -> None:
     with two_tenant_server(settings.data_dir, engine, database_url) as (base_url, mine, theirs):
-        caller = Caller(base_url, mine)
-        secrets = secrets_of(engine, mine, theirs)
-        ids = known_ids(mine, theirs)
-        failures: list[str] = []
+        fuzz = Fuzz(Caller(base_url, mine), engine, theirs)
 
         @settings_for_ci
         @given(document=documents(), data=st.data())
         def send(document: object, data: st.DataObject) -> None:
-            query = with_known_ids(str(document), ids, data)
-            answer = caller.graphql(query, {})
-            found = []
-            if answer.status_code >= 500:
-                found.append(f"server error {answer.status_code}")
-            if "INTERNAL_SERVER_ERROR" in error_codes(parse_json(answer.text)):
-                found.append("an unexpected error in a resolver")
-            if internals := INTERNALS.findall(answer.text):
-                found.append(f"internals {internals}")
-            if leaked := secrets.found_in(normalized(answer.text, [i for i in ids if i in query])):
-                found.append(f"reveals {', '.join(leaked)}")
-            if found:
-                failures.append(f"{'; '.join(found)}\n  request: {query}\n  answer: {answer.status_code} {answer.text}")
+            fuzz.send(with_known_ids(str(document), fuzz.ids, data), {})
 
+        fuzz.run(send)
+    assert fuzz.failures == [], "\n".join(fuzz.failures[:10])
+
+
+@pytest.mark.backends("sqlite")  # coercing variables is the same on both; NUL in ids is sent inline above
+@pytest.mark.xfail(
+    strict=True,
+    reason="A variable of the wrong type ($limit: Int = 1.5) is answered INTERNAL_SERVER_ERROR: graphql_route "
+    "formats graphql-core's coercion errors (a GraphQLError as original_error) as a resolver's failure.",
+)
+def test_fuzzed_variables_get_no_server_error_and_no_internals(
+    settings: Settings, engine: Engine, database_url: str
+) -> None:
+    """Every root field with all its arguments as variables, and any JSON as their values."""
+    with two_tenant_server(settings.data_dir, engine, database_url) as (base_url, mine, theirs):
+        fuzz = Fuzz(Caller(base_url, mine), engine, theirs)
+        values = json_values | definitions | st.sampled_from(fuzz.ids)
+        fields = operations(build_schema())
+
+        @settings_for_ci
+        @given(data=st.data())
+        def send(data: st.DataObject) -> None:
+            operation = data.draw(st.sampled_from(fields), label="operation")
+            names = list(operation.field.args)
+            variables = data.draw(st.fixed_dictionaries({}, optional=dict.fromkeys(names, values)))
+            declared = ", ".join(f"${name}: {argument.type}" for name, argument in operation.field.args.items())
+            passed = ", ".join(f"{name}: ${name}" for name in names)
+            header = f"{operation.operation_type} Fuzz({declared})" if names else operation.operation_type
+            call = f"{operation.name}({passed})" if names else operation.name
+            fuzz.send(f"{header} {{ {call}{selection_of(operation.field.type)} }}", variables)
+
+        fuzz.run(send)
+    assert fuzz.failures == [], "\n".join(fuzz.failures[:10])
+
+
+class Fuzz:
+    """Sends the generated requests as one caller; collects each answer that shows a problem."""
+
+    def __init__(self, caller: Caller, engine: Engine, theirs: Tenant) -> None:
+        self.caller = caller
+        self.secrets = secrets_of(engine, caller.tenant, theirs)
+        self.ids = known_ids(caller.tenant, theirs)
+        self.failures: list[str] = []
+
+    def send(self, query: str, variables: dict[str, Any]) -> None:
+        answer = self.caller.graphql(query, variables)
+        sent = json.dumps(variables) + query
+        found = []
+        if answer.status_code >= 500:
+            found.append(f"server error {answer.status_code}")
+        if "INTERNAL_SERVER_ERROR" in error_codes(parse_json(answer.text)):
+            found.append("an unexpected error in a resolver")
+        if internals := INTERNALS.findall(answer.text):
+            found.append(f"internals {internals}")
+        if leaked := self.secrets.found_in(normalized(answer.text, [i for i in self.ids if i in sent])):
+            found.append(f"reveals {', '.join(leaked)}")
+        if found:
+            self.failures.append(
+                f"{'; '.join(found)}\n  request: {query} {variables}\n  answer: {answer.status_code} {answer.text}"
+            )
+
+    def run(self, test: Callable[[], None]) -> None:
         try:
-            send()
+            test()
         finally:
-            caller.close()
-    assert failures == [], "\n".join(failures[:10])
+            self.caller.close()
 
 
 settings_for_ci = hypothesis_settings(

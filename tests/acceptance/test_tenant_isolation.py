@@ -13,6 +13,9 @@ path parameter of every route (read from the app's route table):
 
 Every operation is also sent with Globex's account id in the ``accountId`` header. Afterwards
 Globex's rows and Acme's private report are exactly as they were: nothing was started or changed.
+Queries are attacked before mutations and routes, so a record of the attack itself (an audit log
+entry naming an id Acme sent) cannot be mistaken for a leak. Answers refused for their volume
+(tenant_isolation.THROTTLED_CODES, 429) count as revealing nothing.
 """
 
 from __future__ import annotations

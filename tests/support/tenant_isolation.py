@@ -254,7 +254,8 @@ def normalized(text: str, ids: Iterable[str]) -> str:
     """``text`` with each of ``ids`` replaced by ``<id>``: answers about different ids compare equal
     when they say the same thing."""
     for value in ids:
-        text = text.replace(value, "<id>")
+        if value:
+            text = text.replace(value, "<id>")
     return text
 
 
