@@ -20,6 +20,7 @@ entry naming an id Acme sent) cannot be mistaken for a leak. Answers refused for
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -90,6 +91,7 @@ def test_other_accounts_ids_and_own_private_reports_reveal_nothing(
                 attack.operation(operation, foreign_targets(theirs), own_private_targets(mine))
             routes = http_routes(app_routes(tmp_path, database_url), REVIEWED_ROUTES)
             attack.routes(routes, foreign_targets(theirs), own_private_targets(mine))
+            attack.token_endpoint()
         finally:
             attack.caller.close()
 
@@ -224,6 +226,22 @@ class Attack:
             )
             self._link_query = urlsplit(answer.json()["data"]["getReportRunStatus"]["presignedUrl"]).query
         return self._link_query
+
+    def token_endpoint(self) -> None:
+        """Globex's client id with Acme's secret: refused as an unknown client id is."""
+        secret = self.caller.tenant.client_secret
+
+        def token(client_id: str) -> httpx2.Response:
+            form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+            return self.caller.http.post("/oauth2/token", data=form)
+
+        where = "POST /oauth2/token with Globex's client id and Acme's secret"
+        answer = token(self.theirs.client_id)
+        if self._check(where, answer, [self.theirs.client_id]):
+            if answer.status_code < 400:
+                self.problems.append(f"{where}: answered {answer.status_code}: {answer.text[:300]}")
+            unknown = str(uuid.uuid4())
+            self._check_same(where, answer, self.theirs.client_id, token(unknown), unknown)
 
     # checks
 
