@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,10 +277,5 @@ def parse_json(text: str) -> Any:
 
 
 def unknown_like(target: Target) -> str:
-    """An id of the same shape as ``target``'s that names nothing."""
+    """An id of the same shape as ``target``'s that names nothing (every id is a UUID)."""
     return str(uuid.uuid4())
-
-
-def ids_in(targets: Iterable[Target]) -> Iterator[str]:
-    for target in targets:
-        yield target.id
