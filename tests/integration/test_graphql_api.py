@@ -15,6 +15,7 @@ import pytest
 from graphql import build_client_schema, build_schema, execute_sync, get_introspection_query, print_schema
 from starlette.testclient import TestClient
 
+from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.waiting import wait_for
 from uvm_reporting.api import graphql_route
 from uvm_reporting.api.app import create_app
@@ -148,6 +149,47 @@ def test_typed_report_queries_list_only_public_reports(api: Api, public_report: 
     )["data"]["reportRuns"]
     assert len(runs) == 1
     assert runs[0]["status"] == "Running" or runs[0]["status"] == "Completed"
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(None, 3), (2, 2), (0, 1), (-5, 1), (10**6, 3)])
+def test_report_runs_takes_any_limit_even_null(
+    api: Api, public_report: Report, limit: int | None, expected: int
+) -> None:
+    """An explicit ``limit: null`` means the default page; any other limit is brought within 1..200."""
+    for _ in range(3):
+        api.process(public_report.id)
+    body = api.call(
+        "query ($id: String!, $limit: Int) { reportRuns(reportId: $id, limit: $limit) { runId } }",
+        {"id": public_report.id, "limit": limit},
+    )
+    assert "errors" not in body, body
+    assert len(body["data"]["reportRuns"]) == expected
+
+
+def test_an_id_or_a_definition_holding_nul_is_an_ordinary_error(api: Api, public_report: Report) -> None:
+    """PostgreSQL cannot store or even compare text holding NUL (U+0000): such an id names nothing,
+    as on SQLite, and such a definition is refused with what to fix."""
+    nul_id = f"{public_report.id}\x00"
+    for kind, document in [
+        ("Run", "query ($id: String) { getReportRunStatus(runId: $id) }"),
+        ("Report", "query ($id: String) { getReportRunStatus(reportId: $id) }"),
+        ("Report", "query ($id: String!) { reportRuns(reportId: $id) { runId } }"),
+        ("Report", PROCESS_REPORT),
+        ("Report", "mutation ($id: String!) { testReportDelivery(id: $id) }"),
+    ]:
+        assert error_of(api.call(document, {"id": nul_id})) == (
+            "NOT_FOUND",
+            f"{kind} {nul_id} was not found in account {api.account_id}.",
+        )
+    assert api.call("query ($id: String!) { report(id: $id) { id } }", {"id": nul_id}) == {"data": {"report": None}}
+    created = api.call(
+        "mutation ($d: JSON!) { createReport(definition: $d) { id } }",
+        {"d": {**ALL_FINDINGS_REPORT, "name": "a\x00b", "filters": [{"field": "title", "op": "eq", "value": "\x00"}]}},
+    )
+    code, message = error_of(created)
+    assert code == "BAD_USER_INPUT"
+    assert "name: must not contain the NUL character (U+0000)" in message
+    assert "filters[0].value: must not contain the NUL character (U+0000)" in message
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -213,6 +213,19 @@ def test_unknown_column_suggests_the_close_path() -> None:
     assert error.code == "BAD_USER_INPUT"
 
 
+def test_nul_characters_are_refused_wherever_they_are() -> None:
+    """PostgreSQL stores no text holding NUL (U+0000); a schedule nested deep is walked too."""
+    deep: Any = "\x00"
+    for _ in range(5000):
+        deep = [deep]
+    error = parse_error(
+        definition(name="a\x00b", filters=[{"field": "title", "op": "eq", "value": "\x00"}], schedule=deep)
+    )
+    assert error.message.startswith("The report definition has 3 problems: filters[0].value: must not contain the NUL")
+    assert "name: must not contain the NUL character (U+0000)" in error.message
+    assert error.details["path"] == "filters[0].value"
+
+
 def test_relation_path_is_unknown_on_assets() -> None:
     error = parse_error({"name": "A", "entity": "assets", "columns": ["asset.hostname"]})
     assert error.message.startswith('columns[0]: unknown field "asset.hostname" for entity assets')

@@ -155,10 +155,10 @@ def resolve_report_runs(
     _: None,
     info: GraphQLResolveInfo,
     reportId: str,  # noqa: N803
-    limit: int = 20,
+    limit: int | None = None,  # an explicit null too: the default page
 ) -> list[dict[str, Any]]:
     context = _context(info)
-    return context.report_runs.run_history(context.account_id, reportId, max(1, min(limit, 200)))
+    return context.report_runs.run_history(context.account_id, reportId, limit)
 
 
 @query.field("auditEvents")

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from uvm_reporting.application.ports import DownloadLinks, RunQueueWakeup
-from uvm_reporting.application.reports import Reports, private_report
+from uvm_reporting.application.reports import Reports, nameable, private_report
 from uvm_reporting.database.audit import record_event
 from uvm_reporting.database.reports import Report, report_is_public
 from uvm_reporting.database.runs import enqueue_delivery, enqueue_run, get_run_and_report_access, list_runs
@@ -47,6 +47,8 @@ from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
 DEFAULT_DOWNLOAD_FORMAT = "csv"
 FINISHED_RUNS_KEPT = 4096
 RUNNING_STATUS_TTL_SECONDS = 0.25
+DEFAULT_HISTORY_PAGE = 20
+MAX_HISTORY_PAGE = 200
 
 
 @dataclass
@@ -142,6 +144,7 @@ class ReportRuns:
         to the API client ``client_id``. With ``memory_only``, from the caches or not at all
         (``NotInMemory``)."""
         if run_id:
+            nameable(run_id, "Run", account_id)
             run, document, public = self._run_and_document(account_id, run_id, memory_only=memory_only)
             if report_id and report_id != run.report_id:
                 raise NotFound(f"Run {run_id} does not belong to report {report_id}.", run_id=run_id)
@@ -156,7 +159,7 @@ class ReportRuns:
         if memory_only:
             raise NotInMemory
         if report_id:
-            if not self._report_is_public(account_id, report_id):
+            if not self._report_is_public(account_id, nameable(report_id, "Report", account_id)):
                 raise private_report(report_id)
             latest = list_runs(self.engine, account_id, report_id, limit=1)
             if not latest:
@@ -219,9 +222,12 @@ class ReportRuns:
             (account_id, report_id), lambda: report_is_public(self.engine, account_id, report_id)
         )
 
-    def run_history(self, account_id: str, report_id: str, limit: int) -> list[dict[str, Any]]:
+    def run_history(self, account_id: str, report_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The report's latest runs, newest first: ``limit`` of them (None: the default page),
+        at least one and at most ``MAX_HISTORY_PAGE``."""
         self.reports.public_report(account_id, report_id)
-        return [self.describe(run) for run in list_runs(self.engine, account_id, report_id, limit)]
+        page = DEFAULT_HISTORY_PAGE if limit is None else max(1, min(limit, MAX_HISTORY_PAGE))
+        return [self.describe(run) for run in list_runs(self.engine, account_id, report_id, page)]
 
     def describe(self, run: RunRecord) -> dict[str, Any]:
         """The JSON a client sees: always status, counts, format and timestamps; no link (a link

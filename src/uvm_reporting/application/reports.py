@@ -16,7 +16,7 @@ from uvm_reporting.database.accounts import get_account
 from uvm_reporting.database.reports import Report, create_report, get_report, list_reports, update_report
 from uvm_reporting.domain.audit import Actor
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
-from uvm_reporting.errors import BadUserInput, Forbidden
+from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Reports:
         return list_reports(self.engine, account_id, public_only=True)
 
     def public_report(self, account_id: str, report_id: str) -> Report:
-        report = get_report(self.engine, account_id, report_id)
+        report = get_report(self.engine, account_id, nameable(report_id, "Report", account_id))
         if not report.is_public:
             raise private_report(report_id)
         return report
@@ -60,7 +60,9 @@ class Reports:
         """Write and delete a canary object through the customer's role; say precisely what failed.
         The API reaches public reports only; an operator's CLI, any report (``public_only=False``)."""
         report = (
-            self.public_report(account_id, report_id) if public_only else get_report(self.engine, account_id, report_id)
+            self.public_report(account_id, report_id)
+            if public_only
+            else get_report(self.engine, account_id, nameable(report_id, "Report", account_id))
         )
         schedule = report.schedule
         if schedule is None:
@@ -81,6 +83,16 @@ class Reports:
             "path": delivery.path,
             "roleArn": delivery.role_arn,
         }
+
+
+def nameable(object_id: str, kind: str, account_id: str) -> str:
+    """``object_id``, when it could name a stored object. One holding NUL (U+0000) names nothing:
+    NotFound, as the database says of any unknown id (PostgreSQL would refuse to compare it)."""
+    if "\x00" in object_id:
+        raise NotFound(
+            f"{kind} {object_id} was not found in account {account_id}.", **{f"{kind.lower()}_id": object_id}
+        )
+    return object_id
 
 
 def private_report(report_id: str) -> Forbidden:

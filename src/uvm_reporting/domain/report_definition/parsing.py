@@ -24,6 +24,9 @@ def parse_report_definition(data: Mapping[str, Any]) -> ReportDefinition:
     """
     if not isinstance(data, Mapping):
         raise _error([Problem("", f"a report definition must be a JSON object, not {json_kind(data)}")])
+    nul_problems = _nul_characters(data)
+    if nul_problems:
+        raise _error(nul_problems)
     schedule, schedule_problems = _parse_schedule(data.get("schedule"))
     raw, shape_problems = check_shape(data)
     if raw is None:
@@ -54,6 +57,22 @@ def parse_report_definition(data: Mapping[str, Any]) -> ReportDefinition:
         description=raw.description,
         schedule=schedule,
     )
+
+
+def _nul_characters(data: Mapping[str, Any]) -> list[Problem]:
+    """A problem for each string holding NUL (U+0000): PostgreSQL stores no such text, and no
+    name, path or filter value needs one. A loop, not recursion: any depth of JSON is fine."""
+    problems: list[Problem] = []
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str) and "\x00" in value:
+            problems.append(Problem(path, "must not contain the NUL character (U+0000)"))
+        elif isinstance(value, Mapping):
+            pending.extend((f"{path}.{key}" if path else str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{index}]", item) for index, item in enumerate(value))
+    return sorted(problems, key=lambda problem: problem.path)
 
 
 def _parse_schedule(data: Any) -> tuple[ScheduleSettings | None, list[Problem]]:
