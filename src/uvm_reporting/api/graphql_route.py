@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,7 +47,6 @@ from uvm_reporting.expiring_cache import NotInMemory
 
 log = logging.getLogger(__name__)
 
-MAX_QUERY_BYTES = 64 * 1024
 # Requests handled at once per process. The work is mostly Python (one GIL): more threads would
 # not answer faster, only hold more database connections (SQLAlchemy's pool holds 15, and the
 # worker and scheduler threads of `serve` need theirs).
@@ -217,12 +217,16 @@ class _BadRequestError(Exception):
 
 
 def _read_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
-    if len(body) > MAX_QUERY_BYTES:
-        raise _BadRequestError(f"The request body is larger than {MAX_QUERY_BYTES} bytes.")
+    # The body's size was checked before it was read (api/request_limits.py).
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise _BadRequestError(f"The request body is not valid JSON: {error}.") from None
+    except RecursionError:
+        raise _BadRequestError("The request body nests JSON too deeply.") from None
+    if _LONE_SURROGATE_ESCAPE.search(body) and not _encodable(payload):
+        # "\ud800" alone is valid JSON but no UTF-8 text: it could be neither stored nor answered.
+        raise _BadRequestError("The request body holds a \\u escape of a lone surrogate, which is not text.")
     if not isinstance(payload, dict):
         raise _BadRequestError('The request body must be a JSON object: {"query": ..., "variables": {...}}.')
     query = payload.get("query")
@@ -235,6 +239,17 @@ def _read_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
     if operation_name is not None and not isinstance(operation_name, str):
         raise _BadRequestError('"operationName" must be a string.')
     return query, variables, operation_name
+
+
+_LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(payload: object) -> bool:
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_account_header(header: str | None, caller: Caller) -> dict[str, Any] | None:
