@@ -121,6 +121,7 @@ def test_an_unexpected_failure_is_a_500_that_leaks_nothing(
             "SELECT secret_hash FROM api_clients WHERE client_id = ?", ("c",), Exception("/srv/var/db.sqlite3 locked")
         )
 
+    assert not http.app.debug  # type: ignore[attr-defined] # Starlette's debug pages would show the traceback
     monkeypatch.setattr(token_routes, "authenticate_client", broken_database)
     response = http.post(
         "/oauth2/token", data={"grant_type": "client_credentials", "client_id": "c", "client_secret": "s"}

@@ -65,6 +65,7 @@ def call(
 ) -> Client:
     client = Client(chunks)
     scope = {"type": "http", "method": "POST", "path": path, "headers": headers, "client": ("127.0.0.1", 1)}
+
     async def run() -> None:
         await stack(route)(scope, client.receive, client.send)
 
