@@ -150,6 +150,7 @@ def test_an_unhandled_error_is_a_500_that_tells_only_the_request_id(caplog: pyte
     access = [r.getMessage() for r in caplog.records if r.name == "uvm_reporting.access"]
     assert access[0].startswith(request_id)
     assert '"POST /oauth2/token" 500' in access[0]
+    assert access[0].endswith(" errors=internal_server_error")
 
 
 async def graphql_errors_route(scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,10 +159,13 @@ async def graphql_errors_route(scope: Scope, receive: Receive, send: Send) -> No
     await send({"type": "http.response.body", "body": body})
 
 
-def test_graphql_errors_carry_the_request_id_in_their_extensions() -> None:
-    client = call(graphql_errors_route, "/api/graphql", [b"{}"], [(b"content-length", b"2")])
+def test_graphql_errors_carry_the_request_id_in_their_extensions(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        client = call(graphql_errors_route, "/api/graphql", [b"{}"], [(b"content-length", b"2")])
     request_id = client.headers[b"x-request-id"].decode()
     assert client.json()["errors"][0]["extensions"] == {"code": "NOT_FOUND", "requestId": request_id}
+    access = [r.getMessage() for r in caplog.records if r.name == "uvm_reporting.access"]
+    assert access == [f'{request_id} 127.0.0.1 "POST /api/graphql" 200 {access[0].split()[5]} errors=NOT_FOUND']
     assert int(client.headers[b"content-length"]) == len(client.sent[1]["body"])
 
 

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from uvm_reporting.api.access_log import request_id_of
+from uvm_reporting.api.access_log import note, request_id_of
 from uvm_reporting.log_lines import escape_controls
 
 log = logging.getLogger("uvm_reporting.api.errors")
@@ -89,8 +89,10 @@ class ErrorAnswersMiddleware:
             start, held = held, None
             body = b"".join(chunks)
             if not message.get("more_body", False):
-                body = _with_request_id(body, request_id, is_error=start["status"] >= 400)
+                body, codes = _with_request_id(body, request_id, is_error=start["status"] >= 400)
                 start = {**start, "headers": _with_length(start.get("headers", ()), len(body))}
+                if codes:
+                    note(scope, f"errors={','.join(codes)}")  # on the access-log line, with the id
             started = True
             await send(start)
             await send({**message, "body": body})
@@ -106,6 +108,7 @@ class ErrorAnswersMiddleware:
             )
             if started:
                 raise  # the server closes the connection: nothing else can be said now
+            note(scope, "errors=internal_server_error")
             await refusal(scope, 500, "internal_server_error", INTERNAL_ERROR_MESSAGE)(scope, receive, send)
 
 
@@ -121,16 +124,18 @@ def _with_length(headers: Any, length: int) -> list[tuple[bytes, bytes]]:
     return [*kept, (b"content-length", str(length).encode())]
 
 
-def _with_request_id(body: bytes, request_id: str, *, is_error: bool) -> bytes:
-    """``body`` with ``request_id`` in each GraphQL error, or beside a route's ``error``."""
+def _with_request_id(body: bytes, request_id: str, *, is_error: bool) -> tuple[bytes, list[str]]:
+    """``body`` with ``request_id`` in each GraphQL error, or beside a route's ``error``; and
+    the error codes it holds."""
     if not is_error and not _ERRORS_MEMBER.search(body):
-        return body  # a GraphQL answer without errors: the common case, left untouched
+        return body, []  # a GraphQL answer without errors: the common case, left untouched
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
-        return body
+        return body, []
     if not isinstance(payload, dict):
-        return body
+        return body, []
+    codes: list[str] = []
     errors = payload.get("errors")
     if isinstance(errors, list):
         for error in errors:
@@ -138,8 +143,10 @@ def _with_request_id(body: bytes, request_id: str, *, is_error: bool) -> bytes:
                 extensions = error.setdefault("extensions", {})
                 if isinstance(extensions, dict):
                     extensions.setdefault("requestId", request_id)
+                    codes.append(str(extensions.get("code", "-")))
     elif is_error:
         payload.setdefault("requestId", request_id)
+        codes.append(str(payload.get("error", "-")))
     else:
-        return body
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        return body, []
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(), codes

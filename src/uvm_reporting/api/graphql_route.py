@@ -298,7 +298,8 @@ def _format_execution_error(error: GraphQLError) -> dict[str, Any]:
         return formatted
     if original is None:  # coercion of variables and arguments: the caller's input
         return _format_error(error, "BAD_USER_INPUT")
-    log.error("resolver failed", exc_info=original)
+    # The access-log line of the request names this error's code (api/error_answers.py).
+    log.error("resolver failed at %s", ".".join(map(str, error.path or ())), exc_info=original)
     formatted = _format_error(error, "INTERNAL_SERVER_ERROR")
     formatted["message"] = "Internal server error; the operator log has the details."
     return formatted
