@@ -97,6 +97,24 @@ class Settings(BaseSettings):
     run_lease_seconds: int = Field(default=60, ge=5)
     run_max_attempts: int = Field(default=3, ge=1)
     log_level: str = "INFO"
+    max_graphql_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest body of a POST /api/graphql; a larger one is answered 413 before it is read.",
+    )
+    max_token_body_bytes: int = Field(
+        default=4096,
+        ge=256,
+        le=1024 * 1024,
+        description="Largest body of a POST /oauth2/token; a larger one is answered 413 before it is read.",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest body of a request to any other route (form posts); larger: 413, unread.",
+    )
 
     @field_validator("region")
     @classmethod

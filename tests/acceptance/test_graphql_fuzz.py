@@ -121,11 +121,6 @@ def test_fuzzed_documents_get_no_server_error_and_no_internals(
 
 
 @pytest.mark.backends("sqlite")  # coercing variables is the same on both; NUL in ids is sent inline above
-@pytest.mark.xfail(
-    strict=True,
-    reason="A variable of the wrong type ($limit: Int = 1.5) is answered INTERNAL_SERVER_ERROR: graphql_route "
-    "formats graphql-core's coercion errors (a GraphQLError as original_error) as a resolver's failure.",
-)
 def test_fuzzed_variables_get_no_server_error_and_no_internals(
     settings: Settings, engine: Engine, database_url: str
 ) -> None:

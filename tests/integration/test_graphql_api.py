@@ -441,8 +441,9 @@ def test_a_poll_the_caches_can_answer_never_leaves_the_event_loop(
     assert len(access) == 1
     assert access[0].count("graphql=getReportRunStatus") == 1
 
-    with pytest.raises(AssertionError, match="handler thread"):  # a mutation never answers from memory
-        api.process(public_report.id)
+    with caplog.at_level(logging.ERROR):  # a mutation never answers from memory
+        assert api.post(PROCESS_REPORT, {"id": public_report.id}).status_code == 500
+    assert "this request went to a handler thread" in caplog.text
 
 
 _RUN, _REPORT = "RUN_ID", "REPORT_ID"
@@ -509,13 +510,18 @@ def test_a_poll_answered_without_the_executor_reads_as_the_executors_answer(  # 
 
 
 def _without_links(body: dict[str, Any]) -> dict[str, Any]:
-    """The answer without its download link, which is fresh on every call (expiry in whole seconds)."""
+    """The answer without its download link, which is fresh on every call (expiry in whole seconds),
+    and without its errors' request ids, which are too."""
     link = ("presignedUrl", "presignedUrlExpiresAt")
     data = {
         key: {k: v for k, v in value.items() if k not in link} if isinstance(value, dict) else value
         for key, value in (body.get("data") or {}).items()
     }
-    return {**body, "data": data}
+    errors = [
+        {**error, "extensions": {k: v for k, v in error["extensions"].items() if k != "requestId"}}
+        for error in body.get("errors", ())
+    ]
+    return {**body, "data": data, **({"errors": errors} if errors else {})}
 
 
 def _download_link(api: Api, report: Report) -> str:
@@ -540,7 +546,9 @@ def _refused_link(api: Api, link: str) -> Any:
         what="the download link to be refused",
     )
     assert response.status_code == 403, response.text
-    assert response.json() == {"error": "forbidden", "message": ACCESS_ENDED}
+    body = response.json()
+    assert (body["error"], body["message"]) == ("forbidden", ACCESS_ENDED)
+    assert body["requestId"] == response.headers["x-request-id"]
     return response
 
 
@@ -591,3 +599,15 @@ def test_a_link_issued_to_one_client_does_not_name_another(
     _refused_link(api, link)
     other_link = _download_link(other, public_report)  # a client still active keeps its own links
     assert http.get(other_link).status_code == 200
+
+
+@pytest.mark.parametrize("value", [1.5, -(10**20), "ten", True])
+def test_a_variable_of_the_wrong_type_is_the_callers_error(api: Api, public_report: Report, value: Any) -> None:
+    """graphql-core wraps a value's coercion error in a GraphQLError: the caller's input, not a crash."""
+    body = api.call(
+        "query ($id: String!, $limit: Int) { reportRuns(reportId: $id, limit: $limit) { runId } }",
+        {"id": public_report.id, "limit": value},
+    )
+    code, message = error_of(body)
+    assert code == "BAD_USER_INPUT", body
+    assert "$limit" in message

@@ -138,7 +138,7 @@ def test_token_of_another_issuer_with_our_key_is_refused(tmp_path: Path, setting
     )
 
 
-def test_token_of_another_regions_deployment_names_both_regions(tmp_path: Path, tokens: AccessTokens) -> None:
+def test_token_of_another_regions_deployment_names_our_region_only(tmp_path: Path, tokens: AccessTokens) -> None:
     eu = AccessTokens.from_settings(
         Settings(data_dir=tmp_path / "eu", public_url="https://eu.example.com", region="eu")
     )
@@ -147,10 +147,48 @@ def test_token_of_another_regions_deployment_names_both_regions(tmp_path: Path, 
 
     with pytest.raises(InvalidToken) as refusal:
         tokens.verify(token, now=NOW)
+    # Its claims are unverified here (another key signed them): none of them is echoed.
     assert refusal.value.message == (
-        "this token was issued by https://eu.example.com (region eu); "
+        "this token was not signed by this deployment (is it another region's?); "
         "request a token from this deployment's /oauth2/token (region us01)"
     )
+
+
+def encode_raw(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+MARKER = "\u2603-INJECTED\r\nX-Forged: 1"
+DEEP = b"[" * 30_000 + b"]" * 30_000
+
+
+@pytest.mark.parametrize(
+    ("header", "payload"),
+    [
+        # The confirmed case: an unknown kid and a non-Latin-1 issuer (was echoed into WWW-Authenticate).
+        (
+            json.dumps({"alg": "ES256", "kid": "unknown"}).encode(),
+            json.dumps({"iss": MARKER, "region": MARKER}).encode(),
+        ),
+        (json.dumps({"alg": MARKER, "kid": "unknown"}).encode(), b"{}"),
+        (json.dumps({"alg": "ES256", "kid": ["a", MARKER]}).encode(), b"{}"),
+        (json.dumps(["alg", "ES256"]).encode(), b"{}"),
+        (b'"ES256"', b"{}"),
+        (b"\xff\xfe", b"{}"),
+        (DEEP[:4000] + DEEP[-4000:], b"{}"),
+        (json.dumps({"alg": "ES256", "kid": "unknown"}).encode(), DEEP[:2500] + DEEP[-2500:]),
+        (json.dumps({"alg": "ES256", "kid": "unknown"}).encode(), b"\xff" + MARKER.encode()),
+    ],
+)
+def test_malformed_tokens_are_refused_without_echoing_their_content(
+    tokens: AccessTokens, header: bytes, payload: bytes
+) -> None:
+    token = f"{encode_raw(header)}.{encode_raw(payload)}.{encode_raw(b'signature')}"
+    with pytest.raises(InvalidToken) as refusal:
+        tokens.verify(token, now=NOW)
+    assert "INJECTED" not in refusal.value.message
+    assert "\u2603" not in refusal.value.message
+    refusal.value.message.encode("ascii")
 
 
 def test_foreign_key_with_our_claims_is_still_refused(tmp_path: Path, settings: Settings, tokens: AccessTokens) -> None:

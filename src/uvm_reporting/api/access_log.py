@@ -15,6 +15,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from uvm_reporting.log_lines import REQUEST_ID, escape_controls
+
 log = logging.getLogger("uvm_reporting.access")
 
 _NOTES = "uvm_reporting.access_notes"
@@ -50,6 +52,16 @@ class AccessLogMiddleware:
         # Ours, never the caller's: a caller-chosen id could forge or collide with log lines.
         request_id = secrets.token_hex(8)
         id_header = (REQUEST_ID_HEADER, request_id.encode())
+        # Every record logged while this request is handled names it (log_lines.RequestIdFilter).
+        context_token = REQUEST_ID.set(request_id)
+        try:
+            await self._call(scope, receive, send, request_id, id_header)
+        finally:
+            REQUEST_ID.reset(context_token)
+
+    async def _call(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, id_header: tuple[bytes, bytes]
+    ) -> None:
         if not log.isEnabledFor(logging.INFO):
 
             async def send_with_id(message: Message) -> None:
@@ -75,13 +87,14 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_and_note_status)
         finally:
             client = scope.get("client")
+            # Escaped here too, whatever formatter the process installed: the path is the caller's.
             log.info(
                 '%s %s "%s %s" %d %.1fms%s',
                 request_id,
                 client[0] if client else "-",
-                scope["method"],
-                scope["path"],
+                escape_controls(scope["method"]),
+                escape_controls(scope["path"]),
                 status,
                 (time.perf_counter() - started) * 1000,
-                "".join(f" {n}" for n in notes),
+                escape_controls("".join(f" {n}" for n in notes)),
             )

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -15,8 +16,10 @@ from uvm_reporting import __version__
 from uvm_reporting.api.access_log import AccessLogMiddleware
 from uvm_reporting.api.bearer_auth import ActiveClients
 from uvm_reporting.api.download_routes import download_routes
+from uvm_reporting.api.error_answers import GRAPHQL_PATH, ErrorAnswersMiddleware, http_error
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import build_schema
+from uvm_reporting.api.request_limits import BodyLimits, RequestLimitsMiddleware
 from uvm_reporting.api.token_routes import token_routes
 from uvm_reporting.application.audit import AuditLog
 from uvm_reporting.services import Services
@@ -52,6 +55,11 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
                 workers.stop()
 
     downloads = download_routes(services.storage, clients, services.report_runs, AuditLog(services.engine))
+    settings = services.settings
+    limits = BodyLimits(
+        default=settings.max_body_bytes,
+        per_path={GRAPHQL_PATH: settings.max_graphql_body_bytes, "/oauth2/token": settings.max_token_body_bytes},
+    )
     return Starlette(
         routes=[
             *token_routes(services.engine, services.tokens, services.auth_failures),
@@ -59,6 +67,13 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
             *downloads,
             Route("/healthz", health),
         ],
-        middleware=[Middleware(AccessLogMiddleware)],
+        # Outermost first: the request id, then error answers that carry it, then the body
+        # limits, which refuse before any route (and so before auth) runs.
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(ErrorAnswersMiddleware),
+            Middleware(RequestLimitsMiddleware, limits=limits),
+        ],
+        exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )

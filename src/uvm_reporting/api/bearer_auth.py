@@ -75,7 +75,7 @@ class BearerAuthError(Exception):
             challenge = f'Bearer realm="{REALM}"'
             message = "Authentication required: send 'Authorization: Bearer <access token>' from /oauth2/token."
         else:
-            safe = self.description.replace('"', "'")
+            safe = _header_safe(self.description)
             challenge = f'Bearer realm="{REALM}", error="invalid_token", error_description="{safe}"'
             message = f"Invalid access token: {self.description}"
         return JSONResponse(
@@ -83,6 +83,12 @@ class BearerAuthError(Exception):
             status_code=401,
             headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
         )
+
+
+def _header_safe(text: str) -> str:
+    """``text`` in the characters RFC 6750 §3 allows in ``error_description`` (printable ASCII
+    but ``"`` and ``\\``): a header value that always encodes, and cannot be broken out of."""
+    return "".join(("'" if c == '"' else "/" if c == "\\" else c) if " " <= c <= "~" else "?" for c in text)
 
 
 def authenticate_bearer(

@@ -17,8 +17,10 @@ only looks documents up in that cache, so a big or new document never stalls oth
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -59,7 +61,6 @@ from uvm_reporting.expiring_cache import NotInMemory
 
 log = logging.getLogger(__name__)
 
-MAX_QUERY_BYTES = 64 * 1024
 # Requests handled at once per process. The work is mostly Python (one GIL): more threads would
 # not answer faster, only hold more database connections (SQLAlchemy's pool holds 15, and the
 # worker and scheduler threads of `serve` need theirs).
@@ -173,8 +174,11 @@ class GraphQLEndpoint:
             return answered
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="graphql")
+        # In the request's context, so that a log line written on the handler thread names its
+        # request id (log_lines.REQUEST_ID).
+        context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._handle_sync, request.headers, body, request.scope
+            self._executor, context.run, self._handle_sync, request.headers, body, request.scope
         )
 
     def _handle_sync(self, headers: Any, body: bytes, scope: Scope) -> Response:
@@ -326,12 +330,16 @@ class _BadRequestError(Exception):
 
 
 def _read_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
-    if len(body) > MAX_QUERY_BYTES:
-        raise _BadRequestError(f"The request body is larger than {MAX_QUERY_BYTES} bytes.")
+    # The body's size was checked before it was read (api/request_limits.py).
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise _BadRequestError(f"The request body is not valid JSON: {error}.") from None
+    except RecursionError:
+        raise _BadRequestError("The request body nests JSON too deeply.") from None
+    if _LONE_SURROGATE_ESCAPE.search(body) and not _encodable(payload):
+        # "\ud800" alone is valid JSON but no UTF-8 text: it could be neither stored nor answered.
+        raise _BadRequestError("The request body holds a \\u escape of a lone surrogate, which is not text.")
     if not isinstance(payload, dict):
         raise _BadRequestError('The request body must be a JSON object: {"query": ..., "variables": {...}}.')
     query = payload.get("query")
@@ -344,6 +352,17 @@ def _read_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
     if operation_name is not None and not isinstance(operation_name, str):
         raise _BadRequestError('"operationName" must be a string.')
     return query, variables, operation_name
+
+
+_LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(payload: object) -> bool:
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_account_header(header: str | None, caller: Caller) -> dict[str, Any] | None:
@@ -390,9 +409,12 @@ def _format_execution_error(error: GraphQLError) -> dict[str, Any]:
         formatted = _format_error(error, original.code)
         formatted["message"] = original.message
         return formatted
-    if original is None:  # coercion of variables and arguments: the caller's input
+    if original is None or isinstance(original, GraphQLError):
+        # Coercion of variables and arguments (graphql-core wraps a value's own GraphQLError):
+        # the caller's input.
         return _format_error(error, "BAD_USER_INPUT")
-    log.error("resolver failed", exc_info=original)
+    # The access-log line of the request names this error's code (api/error_answers.py).
+    log.error("resolver failed at %s", ".".join(map(str, error.path or ())), exc_info=original)
     formatted = _format_error(error, "INTERNAL_SERVER_ERROR")
     formatted["message"] = "Internal server error; the operator log has the details."
     return formatted

@@ -136,24 +136,28 @@ class AccessTokens:
             raise InvalidToken(
                 "the access token is too long to be one of ours; send the access_token that /oauth2/token returned"
             )
+        # Until the signature is checked, nothing of the token is echoed: a message (and the
+        # WWW-Authenticate header it goes into) says only what is wrong, in our own words.
         try:
             compact = jws.extract_compact(token.encode("ascii"))
-        except (JoseError, ValueError) as error:
+            header = compact.headers()
+            alg, kid = header.get("alg"), header.get("kid")
+        except (JoseError, ValueError, TypeError, AttributeError, RecursionError) as error:
             raise InvalidToken(
                 "the access token is not a well-formed JWT; send the access_token that "
                 "/oauth2/token returned, as 'Authorization: Bearer <token>'"
             ) from error
-        header = compact.headers()
-        if header.get("alg") != ALGORITHM:
+        if alg != ALGORITHM:
             raise InvalidToken(
-                f"the access token is signed with {_shown(header.get('alg'))}, "
-                f"but this deployment only accepts {ALGORITHM}; "
+                f"the access token is not signed with {ALGORITHM}, and this deployment only accepts {ALGORITHM}; "
                 "request a token from this deployment's /oauth2/token"
             )
-        kid = header.get("kid")
         found = self.keys.find(kid, at) if isinstance(kid, str) else None
         if found is None:
-            raise InvalidToken(self._foreign_message(_unverified_claims(compact.payload)))
+            raise InvalidToken(
+                "this token was not signed by this deployment (is it another region's?); "
+                f"request a token from this deployment's /oauth2/token (region {self.region})"
+            )
         try:
             valid = jws.validate_compact(compact, found.key, algorithms=[ALGORITHM])
         except JoseError:
@@ -162,7 +166,7 @@ class AccessTokens:
             raise InvalidToken(
                 "the access token's signature is not valid (was it altered?); request a new one from /oauth2/token"
             )
-        claims = _unverified_claims(compact.payload)  # verified now: the signature matched
+        claims = _claims(compact.payload)  # verified now: the signature matched, we wrote them
         self._check_claims(claims, at)
         expires_at = float(claims["exp"])
         return _Verified(
@@ -215,7 +219,7 @@ class AccessTokens:
         return f"the access token's {claim} claim is not valid; request a new one from /oauth2/token"
 
     def _foreign_message(self, claims: dict[str, Any]) -> str:
-        # The claims may be unverified: they only word the message, never grant anything.
+        # The claims are verified (signed with our key): a former public URL or region of ours.
         issuer, region = claims.get("iss"), claims.get("region")
         ours = f"request a token from this deployment's /oauth2/token (region {self.region})"
         if not isinstance(issuer, str):
@@ -224,15 +228,15 @@ class AccessTokens:
         return f"this token was issued by {_shown(issuer)}{origin}; {ours}"
 
 
-def _unverified_claims(payload: bytes | None) -> dict[str, Any]:
+def _claims(payload: bytes | None) -> dict[str, Any]:
     try:
         claims = json.loads(payload or b"")
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return claims if isinstance(claims, dict) else {}
 
 
 def _shown(value: object) -> str:
-    """A caller-supplied value, cut short and stripped of control characters for messages."""
+    """A claim's value, cut short and stripped of control characters for messages."""
     text = value if isinstance(value, str) else repr(value)
     return "".join(character for character in text[:120] if character.isprintable())

@@ -6,13 +6,13 @@ exactly one run.
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
 
 from uvm_reporting.cli import context
 from uvm_reporting.cli.worker_commands import install_stop_handlers
+from uvm_reporting.log_lines import configure_logging
 from uvm_reporting.scheduler.service import DEFAULT_INTERVAL_SECONDS, Scheduler
 
 
@@ -23,7 +23,7 @@ def scheduler(
 ) -> None:
     """Run the scheduler alone: enqueue a run for each due fire time of every active schedule."""
     settings = context.settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     engine = context.database()
     stop = install_stop_handlers()
     # No on_enqueued: workers in other processes find the runs by polling, or at once through

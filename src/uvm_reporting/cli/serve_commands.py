@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from uvm_reporting.cli import context
 from uvm_reporting.cli.output import reports_errors
+from uvm_reporting.log_lines import configure_logging
 from uvm_reporting.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,8 +64,11 @@ def _serve(services: Services, host: str, port: int, *, run_workers: bool) -> No
     from uvm_reporting.api.app import create_app  # noqa: PLC0415
 
     level = services.settings.log_level
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level)
     typer.echo(f"uvm-reporting: {services.settings.profile_summary()}")
     app = create_app(services, run_workers=run_workers)
     # uvicorn's own access log would print query strings, which hold download-link signatures.
-    uvicorn.run(app, host=host, port=port, log_level=level.lower(), proxy_headers=True, access_log=False)
+    # log_config=None: uvicorn's records go through our one-line formatter too.
+    uvicorn.run(
+        app, host=host, port=port, log_level=level.lower(), proxy_headers=True, access_log=False, log_config=None
+    )

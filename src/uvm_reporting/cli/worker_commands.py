@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from uvm_reporting.cli import context
+from uvm_reporting.log_lines import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def worker(
     from uvm_reporting.services import build_services  # noqa: PLC0415 - keeps admin commands fast
 
     settings = context.settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     services = build_services(settings)
     threads = concurrency or max(1, settings.worker_threads)
     stop = install_stop_handlers()

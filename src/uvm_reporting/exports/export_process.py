@@ -38,6 +38,7 @@ from typing import Any
 from uvm_reporting.errors import RunErrorCode, UvmReportingError, run_failure
 from uvm_reporting.exports.export_job import ExportJob
 from uvm_reporting.exports.formats.common import BinaryWriter
+from uvm_reporting.log_lines import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def main(argv: list[str]) -> int:
     if not data:
         return 0  # a spare that was never used: the worker closed our stdin
     job = ExportJob.from_json(data)
-    logging.basicConfig(level=job.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(job.log_level)
     try:
         with io.open(sys.stdout.fileno(), "wb", buffering=COPY_BLOCK, closefd=False) as out:  # noqa: UP020
             rows = write_job(job, out)
