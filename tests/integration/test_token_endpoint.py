@@ -127,6 +127,20 @@ def test_unknown_client_is_invalid_client_401(http: TestClient, client: CreatedC
     assert response.json()["error"] == "invalid_client"
 
 
+@pytest.mark.parametrize("client_id", ["a\x00b", f"uvmc_{'x' * 200}", "é🙂"])
+def test_a_client_id_no_client_can_have_is_an_unknown_client(
+    http: TestClient, client: CreatedClient, client_id: str
+) -> None:
+    """A NUL in client_id was a 500 on PostgreSQL (its text cannot hold NUL)."""
+    response = http.post(
+        "/oauth2/token",
+        headers=FORM,
+        content=form_body(grant_type="client_credentials", client_id=client_id, client_secret=client.client_secret),
+    )
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+
+
 def test_revoked_client_is_refused(http: TestClient, engine: Engine, client: CreatedClient) -> None:
     before = http.post(
         "/oauth2/token",
