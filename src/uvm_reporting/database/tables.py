@@ -117,6 +117,16 @@ runs = Table(
     UniqueConstraint("report_id", "scheduled_for"),
 )
 
+# Fixed-window rate-limit counters shared by a deployment's API processes
+# (database/rate_limit_counters.py); expires_at is epoch seconds.
+rate_limit_counters = Table(
+    "rate_limit_counters",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 assets = Table(
     "assets",
     metadata,
