@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from uvm_reporting.application.rate_limits import RateLimits
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.application.reports import Reports
 from uvm_reporting.auth.access_tokens import AccessTokens
@@ -32,6 +33,7 @@ class Services:
     buckets: S3CustomerBuckets
     signal: RunQueueSignal
     report_runs: ReportRuns
+    rate_limits: RateLimits
 
     @property
     def reports(self) -> Reports:
@@ -121,6 +123,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     )
     signal = RunQueueSignal()
     buckets = S3CustomerBuckets(s3_clients)
+    rate_limits = RateLimits.from_settings(settings, engine)
     return Services(
         settings=settings,
         engine=engine,
@@ -133,5 +136,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
             signal=signal,
             links=storage,
             reports=Reports(engine, buckets),
+            rate_limits=rate_limits,
         ),
+        rate_limits=rate_limits,
     )

@@ -18,6 +18,7 @@ from uvm_reporting.api.download_routes import download_routes
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import build_schema
 from uvm_reporting.api.token_routes import token_routes
+from uvm_reporting.auth.hashing_pool import HashingPool
 from uvm_reporting.services import Services
 
 
@@ -46,7 +47,12 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
     downloads = download_routes(services.engine, folder) if folder is not None else []
     return Starlette(
         routes=[
-            *token_routes(services.engine, services.tokens),
+            *token_routes(
+                services.engine,
+                services.tokens,
+                rate_limits=services.rate_limits,
+                hashing=HashingPool(services.settings.secret_hashing_threads, services.settings.secret_hashing_queue),
+            ),
             *graphql.routes(),
             *downloads,
             Route("/healthz", health),

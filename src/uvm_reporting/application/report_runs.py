@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from uvm_reporting.application.ports import DownloadLinks, RunQueueWakeup
+from uvm_reporting.application.rate_limits import RateLimits
 from uvm_reporting.application.reports import Reports, private_report
 from uvm_reporting.database.reports import (
     report_is_public,
@@ -65,6 +66,8 @@ class ReportRuns:
     running_runs: ExpiringCache[tuple[str, str], tuple[RunRecord, dict[str, Any], bool]] = field(
         default_factory=lambda: ExpiringCache(RUNNING_STATUS_TTL_SECONDS)
     )
+    rate_limits: RateLimits | None = None
+    """processReport's limit per account (application/rate_limits.py); None: no limit."""
 
     def process_report(
         self,
@@ -78,7 +81,10 @@ class ReportRuns:
     ) -> dict[str, Any]:
         """With a download link: CSV in our storage (or the format asked for), whatever the
         report's schedule says, as the spec has it. Without: the format and S3 destination of the
-        report's schedule settings."""
+        report's schedule settings. Over the account's rate limit: ``RateLimited``, before
+        anything is read or enqueued."""
+        if self.rate_limits is not None:
+            self.rate_limits.check_process_report(account_id)
         report = self.reports.public_report(account_id, report_id)
         if presigned_url:
             export_format, compression = _download_format(download_format, download_compression)
