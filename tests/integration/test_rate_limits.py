@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from tests.support.clock import ManualClock
 from uvm_reporting.api.app import create_app
 from uvm_reporting.api.token_routes import token_routes
-from uvm_reporting.application.rate_limits import RateLimits, rate_limit_storage
+from uvm_reporting.application.rate_limits import RateLimits, address_key, rate_limit_storage
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.auth.api_client_credentials import CreatedClient, create_client
 from uvm_reporting.auth.hashing_pool import HashingPool
@@ -234,6 +234,29 @@ def test_login_limits_are_per_email_and_per_address() -> None:
         limits.check_login("carol@example.com", "203.0.113.7")  # third attempt from that address
     assert refused.value.limit == "login-ip"
     assert 1 <= refused.value.retry_after_seconds <= 60
+
+
+def test_a_sign_in_clears_its_emails_failed_attempts() -> None:
+    limits = RateLimits(MemoryStorage(), login_attempts_per_email=2)
+    limits.check_login("ann@example.com", "203.0.113.7")
+    limits.check_login("ann@example.com", "203.0.113.7")
+    limits.clear_login("Ann@example.com")
+    limits.check_login("ann@example.com", "203.0.113.7")
+
+
+@pytest.mark.parametrize(
+    ("source_ip", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        (None, "unknown"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_an_ipv6_address_counts_as_its_64_network(source_ip: str | None, key: str) -> None:
+    assert address_key(source_ip) == key
 
 
 def test_a_limit_of_zero_is_no_limit() -> None:

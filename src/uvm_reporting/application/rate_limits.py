@@ -23,6 +23,7 @@ through and the failure logged: the limits protect the service, they must not ta
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import time
@@ -107,7 +108,7 @@ class RateLimits:
         """Count a token request; raises ``RateLimited`` when its address or client id is over
         its limit. The address is counted first: a flood of junk client ids from one address
         is refused by it."""
-        self.hit(self.token_per_ip, source_ip or "unknown")
+        self.hit(self.token_per_ip, address_key(source_ip))
         self.hit(self.token_per_client, client_id)
 
     def check_process_report(self, account_id: str) -> None:
@@ -115,8 +116,13 @@ class RateLimits:
 
     def check_login(self, email: str, source_ip: str | None) -> None:
         """For the web UI's sign-in (not wired to any endpoint yet): count an attempt."""
-        self.hit(self.login_per_ip, source_ip or "unknown")
-        self.hit(self.login_per_email, email.strip().lower())
+        self.hit(self.login_per_ip, address_key(source_ip))
+        self.hit(self.login_per_email, _email_key(email))
+
+    def clear_login(self, email: str) -> None:
+        """Forget an email's failed attempts, after its owner signed in."""
+        if self.login_per_email.per_minute > 0:
+            self._limiter.clear(self.login_per_email.item, self.login_per_email.name, _short(_email_key(email)))
 
     def hit(self, limit: RateLimit, identifier: str) -> None:
         """Count one event of ``limit`` for ``identifier``; raises ``RateLimited`` over it."""
@@ -151,6 +157,26 @@ def rate_limit_storage(url: str, engine: Engine) -> Storage:
     if not isinstance(storage, Storage):
         raise ValueError(f"rate_limit_storage_url {url!r} names an asynchronous storage; use its plain scheme")
     return storage
+
+
+def address_key(source_ip: str | None) -> str:
+    """What an address is counted under: itself, or for IPv6 its /64 network, which one
+    subscriber usually holds whole (one per address would be trivial to dodge)."""
+    if not source_ip:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(source_ip)
+    except ValueError:
+        return source_ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _email_key(email: str) -> str:
+    return email.strip().lower()
 
 
 def _short(identifier: str) -> str:
