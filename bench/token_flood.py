@@ -5,8 +5,8 @@ environment's packages) and setting, a fresh embedded default (SQLite, a tempora
 2,000 findings) is set up with that checkout's CLI; ``serve`` starts, one download run is
 completed, and then, for ``--seconds``:
 
-* ``--flooders`` keep-alive connections send token requests with a new junk client id each, as
-  fast as the server answers, all from 127.0.0.1;
+* ``--flooders`` keep-alive connections (threads of 4 processes) send token requests with a
+  new junk client id each, as fast as the server answers, all from 127.0.0.1;
 * one victim connection alternately downloads the run's file (a ``FileResponse``: it needs a
   thread of the shared pool) and polls its status, and records each latency.
 
@@ -25,6 +25,7 @@ import argparse
 import collections
 import http.client
 import json
+import multiprocessing
 import tempfile
 import threading
 import time
@@ -60,6 +61,7 @@ SETTINGS = {
     "pool only": {},  # product_env turns the limits off
 }
 FINDINGS = 2_000
+FLOOD_PROCESSES = 4
 
 
 class Deployment:
@@ -169,6 +171,23 @@ def flooder(port: int, stop: threading.Event, answers: collections.Counter[int],
         answers.update(counted)
 
 
+def flood_process(port: int, connections: int, seconds: float, results: Any) -> None:
+    """``connections`` flooding threads for ``seconds``, in a process of their own (so that the
+    victim, in the benchmark's process, does not wait for their GIL); puts its answer counts."""
+    stop, lock = threading.Event(), threading.Lock()
+    answers: collections.Counter[int] = collections.Counter()
+    threads = [
+        threading.Thread(target=flooder, args=(port, stop, answers, lock), daemon=True) for _ in range(connections)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(130)
+    results.put(dict(answers))
+
+
 def measure(code: Path, extra: dict[str, str], seconds: float, flooders: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="uvm-token-flood-") as folder:
         deployment = Deployment(code, Path(folder), extra)
@@ -186,18 +205,21 @@ def measure(code: Path, extra: dict[str, str], seconds: float, flooders: int) ->
                     time.sleep(0.1)
             headers, run_id, download = completed_download(port, deployment)
             quiet = victim(port, deployment, headers, run_id, download, seconds=min(seconds, 3.0))
-            stop, lock = threading.Event(), threading.Lock()
-            answers: collections.Counter[int] = collections.Counter()
-            threads = [
-                threading.Thread(target=flooder, args=(port, stop, answers, lock), daemon=True) for _ in range(flooders)
+            context = multiprocessing.get_context("spawn")
+            results = context.Queue()
+            processes = [
+                context.Process(target=flood_process, args=(port, flooders // FLOOD_PROCESSES, seconds + 1, results))
+                for _ in range(FLOOD_PROCESSES)
             ]
-            for thread in threads:
-                thread.start()
-            time.sleep(0.5)  # the flood is under way
+            for process in processes:
+                process.start()
+            time.sleep(1.0)  # the flood is under way
             flooded = victim(port, deployment, headers, run_id, download, seconds=seconds)
-            stop.set()
-            for thread in threads:
-                thread.join(130)
+            answers: collections.Counter[int] = collections.Counter()
+            for _ in processes:
+                answers.update(results.get(timeout=300))
+            for process in processes:
+                process.join(30)
     return {"quiet": quiet, "flooded": flooded, "answers": answers}
 
 
@@ -210,7 +232,10 @@ def main() -> None:
     parser.add_argument("--code", default=f"this={REPO_ROOT}", help="label=path,... checkouts to compare")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of flood per measurement (default 10)")
     parser.add_argument("--flooders", type=int, default=64, help="flooding connections (default 64)")
+    parser.add_argument("--quick", action="store_true", help="smoke check: 2 s, 8 flooding connections")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.flooders = 2.0, 8
     codes = parse_code(args.code)
     print_header("token_flood", f"{args.flooders} flooding connections for {args.seconds:g} s, one victim")
     for label, folder in codes.items():
