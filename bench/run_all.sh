@@ -41,6 +41,7 @@ if [[ $mode == quick ]]; then
   run bench/graphql_flood.py --quick
   run bench/xlsx_speed.py --quick
   run bench/idle_rss.py --quick
+  run bench/token_flood.py --quick
 else
   for backend in "${backends[@]}"; do
     run bench/export_speed.py --backend "$backend" --rows 1000000 --runs 3 --format all
@@ -52,6 +53,7 @@ else
   run bench/graphql_flood.py --runs 3
   run bench/xlsx_speed.py --rows 1000000 --runs 3
   run bench/idle_rss.py --runs 3
+  run bench/token_flood.py
 fi
 
 echo

@@ -79,6 +79,18 @@ class Conflict(UvmReportingError):
     code = "CONFLICT"
 
 
+class RateLimited(UvmReportingError):
+    """Too many requests of one kind for one key (client, address, account) in the current
+    window; ``retry_after_seconds`` says when the window ends."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, limit: str, retry_after_seconds: int) -> None:
+        super().__init__(message, limit=limit)
+        self.limit = limit
+        self.retry_after_seconds = retry_after_seconds
+
+
 class QueryFailed(UvmReportingError):
     """The report's query failed in the database; the driver's error is the ``__cause__``
     and stays in the operator log (it may name tables and values)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from uvm_reporting.application.audit import AuthFailures
+from uvm_reporting.application.rate_limits import RateLimits
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.application.reports import Reports
 from uvm_reporting.auth.access_tokens import AccessTokens
@@ -34,6 +35,7 @@ class Services:
     signal: RunQueueSignal
     report_runs: ReportRuns
     auth_failures: AuthFailures
+    rate_limits: RateLimits
 
     @property
     def reports(self) -> Reports:
@@ -126,6 +128,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
     )
     signal = RunQueueSignal()
     buckets = S3CustomerBuckets(s3_clients)
+    rate_limits = RateLimits.from_settings(settings, engine)
     return Services(
         settings=settings,
         engine=engine,
@@ -138,6 +141,8 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
             signal=signal,
             links=storage,
             reports=Reports(engine, buckets),
+            rate_limits=rate_limits,
         ),
         auth_failures=AuthFailures(engine),
+        rate_limits=rate_limits,
     )

@@ -96,6 +96,37 @@ class Settings(BaseSettings):
     )
     run_lease_seconds: int = Field(default=60, ge=5)
     run_max_attempts: int = Field(default=3, ge=1)
+    rate_limit_storage_url: str = Field(
+        default="",
+        description="Where rate-limit counters live: 'memory://' (this process), 'database' (the deployment's "
+        "database, shared by its processes), or a storage URI of the limits library such as "
+        "redis://127.0.0.1:6379. Default: memory on SQLite, the database on PostgreSQL.",
+    )
+    token_requests_per_minute_per_client: int = Field(
+        default=30, ge=0, description="POST /oauth2/token requests per client id and minute; 0: no limit."
+    )
+    token_requests_per_minute_per_ip: int = Field(
+        default=120, ge=0, description="POST /oauth2/token requests per source IP and minute; 0: no limit."
+    )
+    process_reports_per_minute_per_account: int = Field(
+        default=60, ge=0, description="processReport calls per account and minute; 0: no limit."
+    )
+    login_attempts_per_minute_per_email: int = Field(
+        default=10, ge=0, description="Web UI sign-in attempts per email and minute (for the UI's login); 0: no limit."
+    )
+    login_attempts_per_minute_per_ip: int = Field(
+        default=60, ge=0, description="Web UI sign-in attempts per source IP and minute; 0: no limit."
+    )
+    secret_hashing_threads: int = Field(
+        default=2, ge=1, le=16, description="Threads of an API process that check client secrets (Argon2)."
+    )
+    secret_hashing_queue: int = Field(
+        default=8,
+        ge=0,
+        le=1000,
+        description="Token requests that may wait for a secret-hashing thread; beyond that the token "
+        "endpoint answers 503 with Retry-After at once.",
+    )
     log_level: str = "INFO"
     max_graphql_body_bytes: int = Field(
         default=64 * 1024,

@@ -22,6 +22,7 @@ from uvm_reporting.api.graphql_schema import build_schema
 from uvm_reporting.api.request_limits import BodyLimits, RequestLimitsMiddleware
 from uvm_reporting.api.token_routes import token_routes
 from uvm_reporting.application.audit import AuditLog
+from uvm_reporting.auth.hashing_pool import HashingPool
 from uvm_reporting.services import Services
 
 
@@ -62,7 +63,13 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
     )
     return Starlette(
         routes=[
-            *token_routes(services.engine, services.tokens, services.auth_failures),
+            *token_routes(
+                services.engine,
+                services.tokens,
+                services.auth_failures,
+                rate_limits=services.rate_limits,
+                hashing=HashingPool(services.settings.secret_hashing_threads, services.settings.secret_hashing_queue),
+            ),
             *graphql.routes(),
             *downloads,
             Route("/healthz", health),

@@ -56,7 +56,7 @@ from uvm_reporting.api.graphql_schema import DIRECT_QUERIES, GraphQLContext
 from uvm_reporting.application.audit import AuthFailures
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
-from uvm_reporting.errors import UvmReportingError
+from uvm_reporting.errors import RateLimited, UvmReportingError
 from uvm_reporting.expiring_cache import NotInMemory
 
 log = logging.getLogger(__name__)
@@ -408,6 +408,8 @@ def _format_execution_error(error: GraphQLError) -> dict[str, Any]:
     if isinstance(original, UvmReportingError):
         formatted = _format_error(error, original.code)
         formatted["message"] = original.message
+        if isinstance(original, RateLimited):
+            formatted["extensions"]["retryAfter"] = original.retry_after_seconds
         return formatted
     if original is None or isinstance(original, GraphQLError):
         # Coercion of variables and arguments (graphql-core wraps a value's own GraphQLError):

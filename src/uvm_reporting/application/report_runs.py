@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from uvm_reporting.application.ports import DownloadLinks, RunQueueWakeup
+from uvm_reporting.application.rate_limits import RateLimits
 from uvm_reporting.application.reports import Reports, nameable, private_report
 from uvm_reporting.database.audit import record_event
 from uvm_reporting.database.reports import Report, report_is_public
@@ -67,6 +68,8 @@ class ReportRuns:
     running_runs: ExpiringCache[tuple[str, str], tuple[RunRecord, dict[str, Any], bool]] = field(
         default_factory=lambda: ExpiringCache(RUNNING_STATUS_TTL_SECONDS)
     )
+    rate_limits: RateLimits | None = None
+    """processReport's limit per account (application/rate_limits.py); None: no limit."""
 
     def process_report(
         self,
@@ -82,7 +85,10 @@ class ReportRuns:
         """With a download link: CSV in our storage (or the format asked for), whatever the
         report's schedule says, as the spec has it. Without: the format and S3 destination of the
         report's schedule settings. With ``actor``, the audit log records who started the run,
-        in the transaction that queues it."""
+        in the transaction that queues it. Over the account's rate limit: ``RateLimited``, before
+        anything is read or enqueued."""
+        if self.rate_limits is not None:
+            self.rate_limits.check_process_report(account_id)
         report = self.reports.public_report(account_id, report_id)
         with self.engine.begin() as connection:
             run = self._enqueue(

@@ -82,7 +82,9 @@ class TokenResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class _Credentials:
+class ClientCredentials:
+    """The client id and secret of a well-formed token request."""
+
     client_id: str
     client_secret: str = field(repr=False)
 
@@ -98,16 +100,28 @@ def handle_token_request(
     ``authenticate`` returns the active client with that id and secret, or ``None``;
     ``issue`` makes an access token for a client. Neither is called for malformed requests.
     """
+    credentials = read_token_request(form, authorization_header)
+    if isinstance(credentials, TokenResponse):
+        return credentials
+    return token_answer(authenticate(credentials.client_id, credentials.client_secret), issue)
+
+
+def read_token_request(form: Mapping[str, str], authorization_header: str | None) -> ClientCredentials | TokenResponse:
+    """The credentials of a well-formed token request, or the error to answer: no I/O, no hash.
+
+    The request's shape is checked first, so a malformed request never costs a hash (nor a
+    rate-limit count: api/token_routes.py counts only what this lets through).
+    """
     form = {name: value for name, value in form.items() if value != ""}
-    # The request's shape first, so a malformed request never costs a hash.
     refusal = _check_grant_type(form)
     if refusal is not None:
         return refusal
-    credentials = _client_credentials(form, authorization_header)
-    if isinstance(credentials, TokenResponse):
-        return credentials
+    return _client_credentials(form, authorization_header)
 
-    client = authenticate(credentials.client_id, credentials.client_secret)
+
+def token_answer(client: ClientRecord | None, issue: Callable[[ClientRecord], IssuedToken]) -> TokenResponse:
+    """The answer to a well-formed request whose credentials were checked: the client they
+    belong to, or ``None``."""
     if client is None:
         return invalid_client(_AUTHENTICATION_FAILED)
     token = issue(client)
@@ -134,6 +148,20 @@ def invalid_client(description: str) -> TokenResponse:
     return error_response("invalid_client", description, status=401)
 
 
+def too_many_requests(description: str, retry_after_seconds: int) -> TokenResponse:
+    """429 (RFC 6585 §4): a rate limit refused the request; ``Retry-After`` says when to retry."""
+    answer = error_response("too_many_requests", description, status=429)
+    answer.headers["Retry-After"] = str(retry_after_seconds)
+    return answer
+
+
+def temporarily_unavailable(description: str, retry_after_seconds: int = 1) -> TokenResponse:
+    """503: the server cannot check credentials now (its secret-hashing pool is full)."""
+    answer = error_response("temporarily_unavailable", description, status=503)
+    answer.headers["Retry-After"] = str(retry_after_seconds)
+    return answer
+
+
 def _check_grant_type(form: Mapping[str, str]) -> TokenResponse | None:
     grant_type = form.get("grant_type")
     if grant_type is None:
@@ -146,10 +174,10 @@ def _check_grant_type(form: Mapping[str, str]) -> TokenResponse | None:
     return None
 
 
-def _client_credentials(form: Mapping[str, str], authorization_header: str | None) -> _Credentials | TokenResponse:
+def _client_credentials(form: Mapping[str, str], authorization_header: str | None) -> ClientCredentials | TokenResponse:
     """The client's credentials, from HTTP Basic or the body (§2.3.1), or the error to answer."""
     basic = _basic_credentials(authorization_header)
-    credentials: _Credentials | TokenResponse
+    credentials: ClientCredentials | TokenResponse
     if basic is None:
         credentials = _body_credentials(form)
     elif isinstance(basic, TokenResponse):
@@ -163,7 +191,7 @@ def _client_credentials(form: Mapping[str, str], authorization_header: str | Non
         credentials = invalid_request("the client_id in the body differs from the one in HTTP Basic")
     else:
         credentials = basic
-    if isinstance(credentials, _Credentials) and (
+    if isinstance(credentials, ClientCredentials) and (
         max(len(credentials.client_id), len(credentials.client_secret)) > _MAX_CREDENTIAL_LENGTH
     ):
         # Nothing we issue is this long: refuse without spending a hash on it.
@@ -171,7 +199,7 @@ def _client_credentials(form: Mapping[str, str], authorization_header: str | Non
     return credentials
 
 
-def _body_credentials(form: Mapping[str, str]) -> _Credentials | TokenResponse:
+def _body_credentials(form: Mapping[str, str]) -> ClientCredentials | TokenResponse:
     client_id, client_secret = form.get("client_id"), form.get("client_secret")
     if client_id is None and client_secret is None:
         return invalid_client(
@@ -181,10 +209,10 @@ def _body_credentials(form: Mapping[str, str]) -> _Credentials | TokenResponse:
         return invalid_request("the client_id parameter is missing")
     if client_secret is None:
         return invalid_client("the client_secret parameter is missing; this endpoint only serves confidential clients")
-    return _Credentials(client_id, client_secret)
+    return ClientCredentials(client_id, client_secret)
 
 
-def _basic_credentials(authorization_header: str | None) -> _Credentials | TokenResponse | None:
+def _basic_credentials(authorization_header: str | None) -> ClientCredentials | TokenResponse | None:
     """The client's HTTP Basic credentials (§2.3.1), none, or the error to answer."""
     if authorization_header is None or not authorization_header.strip():
         return None
@@ -204,7 +232,7 @@ def _basic_credentials(authorization_header: str | None) -> _Credentials | Token
     client_id, client_secret = unquote_plus(user), unquote_plus(password)
     if not client_id or not client_secret:
         return invalid_client("the HTTP Basic credentials need both a client_id and a client_secret")
-    return _Credentials(client_id, client_secret)
+    return ClientCredentials(client_id, client_secret)
 
 
 def _shown(value: str) -> str:

@@ -145,6 +145,16 @@ audit_events = Table(
     Index(None, "occurred_at"),
 )
 
+# Fixed-window rate-limit counters shared by a deployment's API processes
+# (database/rate_limit_counters.py); expires_at is epoch seconds.
+rate_limit_counters = Table(
+    "rate_limit_counters",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 assets = Table(
     "assets",
     metadata,

@@ -4,7 +4,7 @@ A disabled account's API clients get no tokens, their tokens stop working, and t
 links issued to them stop working too; enabling the account restores all of it.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-07
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from uvm_reporting.database.types import UtcDateTime
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
