@@ -113,7 +113,11 @@ def test_an_s3_link_stops_redirecting_once_its_client_is_revoked(
             what="the revoked client's link to be refused",
         )
     assert "location" not in refused.headers
-    assert refused.json() == {"error": "forbidden", "message": ACCESS_ENDED}
+    assert refused.json() == {
+        "error": "forbidden",
+        "message": ACCESS_ENDED,
+        "requestId": refused.headers["x-request-id"],
+    }
 
 
 def test_a_result_over_the_part_limit_is_a_storage_failure(
