@@ -7,6 +7,7 @@ Viewers and Editors access must both be Public for a report to be reachable thro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -21,13 +22,17 @@ from uvm_reporting.errors import BadUserInput, Forbidden
 class Reports:
     engine: Engine
     buckets: CustomerBuckets
+    # The shortest time a saved schedule may leave between two fire times (None: no minimum).
+    min_schedule_interval: timedelta | None = None
 
     def create_report(self, account_id: str, definition: dict[str, Any]) -> Report:
-        return create_report(self.engine, account_id, definition)
+        return create_report(self.engine, account_id, definition, min_schedule_interval=self.min_schedule_interval)
 
     def update_report(self, account_id: str, report_id: str, definition: dict[str, Any]) -> Report:
         self.public_report(account_id, report_id)  # public: its Editors access is Public too
-        return update_report(self.engine, account_id, report_id, definition)
+        return update_report(
+            self.engine, account_id, report_id, definition, min_schedule_interval=self.min_schedule_interval
+        )
 
     def public_reports(self, account_id: str) -> list[Report]:
         """The account's reports the API may reach: the public ones."""

@@ -25,7 +25,12 @@ FileOption = Annotated[
 @reports_errors
 def create(account: AccountOption, file: FileOption, as_json: bool = JsonOption) -> None:
     """Validate a report definition and save it."""
-    report = create_report(context.database(), account, _read_definition(file))
+    report = create_report(
+        context.database(),
+        account,
+        _read_definition(file),
+        min_schedule_interval=context.settings().min_schedule_interval,
+    )
     emit(
         _summary(report),
         as_json=as_json,
@@ -43,7 +48,13 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Replace a report's definition."""
-    report = update_report(context.database(), account, report_id, _read_definition(file))
+    report = update_report(
+        context.database(),
+        account,
+        report_id,
+        _read_definition(file),
+        min_schedule_interval=context.settings().min_schedule_interval,
+    )
     emit(_summary(report), as_json=as_json, text=f"Updated report [bold]{report.name}[/]: {report.id}")
 
 

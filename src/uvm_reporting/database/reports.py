@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, case, insert, literal, select, true, update
@@ -49,13 +49,21 @@ class Report:
         return self.definition.is_public
 
 
-def create_report(engine: Engine, account_id: str, data: Mapping[str, Any], *, now: datetime | None = None) -> Report:
+def create_report(
+    engine: Engine,
+    account_id: str,
+    data: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    min_schedule_interval: timedelta | None = None,
+) -> Report:
     """Validate ``data`` against the catalog and save it; raises BadUserInput naming the problem.
 
-    ``now`` (default: the clock) is when the schedule's first fire time is counted from.
+    ``now`` (default: the clock) is when the schedule's first fire time is counted from;
+    ``min_schedule_interval``, the shortest time its schedule may leave between two fire times.
     """
     get_account(engine, account_id)
-    definition = parse_report_definition(data)
+    definition = parse_report_definition(data, min_schedule_interval=min_schedule_interval)
     now = now or utc_now()
     report = Report(
         id=new_id(),
@@ -71,7 +79,13 @@ def create_report(engine: Engine, account_id: str, data: Mapping[str, Any], *, n
 
 
 def update_report(
-    engine: Engine, account_id: str, report_id: str, data: Mapping[str, Any], *, now: datetime | None = None
+    engine: Engine,
+    account_id: str,
+    report_id: str,
+    data: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    min_schedule_interval: timedelta | None = None,
 ) -> Report:
     """Replace a report's definition; its next fire time is counted again from ``now``.
 
@@ -80,7 +94,7 @@ def update_report(
     then runs the new schedule's latest fire time up to now, if it has one since).
     """
     existing = get_report(engine, account_id, report_id)
-    definition = parse_report_definition(data)
+    definition = parse_report_definition(data, min_schedule_interval=min_schedule_interval)
     now = now or utc_now()
     report = Report(
         id=existing.id, account_id=account_id, definition=definition, created_at=existing.created_at, updated_at=now
