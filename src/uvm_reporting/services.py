@@ -76,7 +76,9 @@ class Services:
     def start_scheduler(self) -> RunningScheduler:
         """The scheduler on a thread of this process; its runs wake this process's workers."""
         stop = threading.Event()
-        scheduler = Scheduler(self.engine, on_enqueued=self.signal.notify)
+        scheduler = Scheduler(
+            self.engine, on_enqueued=self.signal.notify, max_active_runs=self.settings.max_active_runs
+        )
         thread = threading.Thread(
             target=scheduler.run_forever,
             args=(stop, self.settings.scheduler_interval_seconds),
@@ -132,6 +134,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
             engine=engine,
             signal=signal,
             links=storage,
-            reports=Reports(engine, buckets),
+            reports=Reports(engine, buckets, min_schedule_interval=settings.min_schedule_interval),
+            max_active_runs=settings.max_active_runs,
         ),
     )

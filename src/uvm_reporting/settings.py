@@ -8,6 +8,7 @@ environment.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Self
 
@@ -61,6 +62,19 @@ class Settings(BaseSettings):
     scheduler_interval_seconds: float = Field(default=15.0, ge=0.5, description="Seconds between scheduler ticks.")
     run_lease_seconds: int = Field(default=60, ge=5)
     run_max_attempts: int = Field(default=3, ge=1)
+    max_active_runs_per_account: int = Field(
+        default=100,
+        ge=0,
+        description="Runs one account may have queued or running at once; processReport over it gets "
+        "QUOTA_EXCEEDED, a scheduled run over it is recorded as Failed with that code. 0: no cap.",
+    )
+    min_schedule_interval_minutes: int = Field(
+        default=15,
+        ge=0,
+        le=1440,
+        description="Shortest time between two fire times a saved schedule may have (a cron expression "
+        "firing more often is refused). 0: no minimum.",
+    )
     log_level: str = "INFO"
 
     @field_validator("region")
@@ -90,6 +104,15 @@ class Settings(BaseSettings):
         if self.link_key_file == Path():
             self.link_key_file = data_dir / "keys" / "download-link.key"
         return self
+
+    @property
+    def max_active_runs(self) -> int | None:
+        """The per-account cap of queued plus running runs; None when there is none."""
+        return self.max_active_runs_per_account or None
+
+    @property
+    def min_schedule_interval(self) -> timedelta:
+        return timedelta(minutes=self.min_schedule_interval_minutes)
 
     @property
     def token_issuer(self) -> str:

@@ -13,7 +13,8 @@ by account id and run or report id so that no entry ever answers for another acc
   answer still gets a fresh download link;
 - running runs: the record, status document and report access read with it, for
   ``RUNNING_STATUS_TTL_SECONDS``. A client polling every 10 ms then costs the database four
-  reads a second, not a hundred. The workers of this process say when one of their runs moves on
+  reads a second, not a hundred (eight while the run is queued: its queue position is counted
+  with it, and cached with it). The workers of this process say when one of their runs moves on
   (``run_changed``), so in the embedded mode a poll sees a run start or finish at once; an API
   process of a scale-out deployment sees it at most that long later;
 - whether a report is public, trusted for ``ACCESS_TTL_SECONDS`` (expiring_cache.py): a
@@ -37,7 +38,13 @@ from uvm_reporting.application.reports import Reports, private_report
 from uvm_reporting.database.reports import (
     report_is_public,
 )
-from uvm_reporting.database.runs import enqueue_delivery, enqueue_run, get_run_and_report_access, list_runs
+from uvm_reporting.database.runs import (
+    enqueue_delivery,
+    enqueue_run,
+    get_run_and_report_access,
+    list_runs,
+    queue_position,
+)
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.domain.timestamps import format_utc, utc_now
@@ -65,6 +72,8 @@ class ReportRuns:
     running_runs: ExpiringCache[tuple[str, str], tuple[RunRecord, dict[str, Any], bool]] = field(
         default_factory=lambda: ExpiringCache(RUNNING_STATUS_TTL_SECONDS)
     )
+    # Runs one account may have queued or started at once (None: no cap); QUOTA_EXCEEDED beyond.
+    max_active_runs: int | None = None
 
     def process_report(
         self,
@@ -91,6 +100,7 @@ class ReportRuns:
                 compression=compression,
                 definition=report.definition.to_json(),
                 requested_by=requested_by,
+                max_active_runs=self.max_active_runs,
             )
         elif download_format or download_compression:
             raise BadUserInput(
@@ -105,7 +115,14 @@ class ReportRuns:
                     "isPresignedUrl: true to get a download link, or configure S3 delivery on the report.",
                     report_id=report_id,
                 )
-            run = enqueue_delivery(self.engine, report, schedule, at=utc_now(), requested_by=requested_by)
+            run = enqueue_delivery(
+                self.engine,
+                report,
+                schedule,
+                at=utc_now(),
+                requested_by=requested_by,
+                max_active_runs=self.max_active_runs,
+            )
         self.signal.notify()
         return {"runId": run.id, "reportId": report.id, "status": run.state.api_status, "state": run.state.value}
 
@@ -156,7 +173,7 @@ class ReportRuns:
         read_at = self.report_access.clock()
         run, public = get_run_and_report_access(self.engine, account_id, run_id)
         self.report_access.put((account_id, run.report_id), public, read_at=read_at)
-        document = self._document(run)
+        document = self._queued_document(run)
         if run.state.is_final:
             self.finished_runs.put(key, (run, document), read_at=read_at)
         else:
@@ -184,8 +201,17 @@ class ReportRuns:
 
     def describe(self, run: RunRecord, *, with_link: bool = True) -> dict[str, Any]:
         """The JSON a client sees: always status, counts, format and timestamps."""
-        status = self._document(run)
+        status = self._queued_document(run)
         return self._with_link(run, status) if with_link else status
+
+    def _queued_document(self, run: RunRecord) -> dict[str, Any]:
+        """``_document``, plus a queued run's ``queuePosition`` (1: the next run a worker claims),
+        in the workers' round-robin order across accounts. Read with the run, so a cached status
+        holds the position it had when it was read."""
+        status = self._document(run)
+        if run.state is RunState.QUEUED:
+            status["queuePosition"] = queue_position(self.engine, run)
+        return status
 
     def _with_link(self, run: RunRecord, status: dict[str, Any]) -> dict[str, Any]:
         """``status`` plus a fresh download link when ``run`` is a Completed download run."""

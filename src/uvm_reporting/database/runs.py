@@ -4,6 +4,14 @@ A claim is one short transaction: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BE
 IMMEDIATE`` on SQLite (which takes the write lock first, so two claimers serialise). The
 claimer holds a lease that it renews by heartbeat; a run whose lease expired (its worker was
 killed) is claimed again, up to ``max_attempts``, then marked Failed with a reason that says so.
+
+Fairness: accounts take turns. Each run gets a ``queue_round`` when it is queued: an account's
+first active run enters at the round at the head of the queue, each further one a round after
+the account's last. Workers claim the lowest round first, oldest first within a round. So an
+account that queued 200 runs holds rounds r..r+199, and another account's single run, queued
+later, enters at the head's round: at most one run of the first account (the one of the same
+round, queued earlier) is claimed before it. The claim stays one index seek; the cost moves to
+the enqueue (two more index look-ups), which also enforces the account's quota of active runs.
 """
 
 from __future__ import annotations
@@ -12,18 +20,33 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Dialect,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 
 from uvm_reporting.database.ids import new_id
 from uvm_reporting.database.reports import Report, is_public_access
-from uvm_reporting.database.tables import reports, runs
+from uvm_reporting.database.tables import accounts, reports, runs
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
 from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.schedule.settings import ScheduleSettings
 from uvm_reporting.domain.timestamps import utc_now
-from uvm_reporting.errors import NotFound, RunErrorCode
+from uvm_reporting.errors import NotFound, QuotaExceeded, RunErrorCode
 
 RUNS_CHANNEL = "uvm_reporting_runs"  # PostgreSQL NOTIFY channel of newly queued runs
+_ACTIVE_STATES = (RunState.QUEUED.value, RunState.STARTED.value)
 
 
 def enqueue_run(
@@ -40,12 +63,20 @@ def enqueue_run(
     scheduled_for: datetime | None = None,
     connection: Connection | None = None,
     run_id: str | None = None,
+    max_active_runs: int | None = None,
+    fail_over_quota: bool = False,
 ) -> RunRecord:
     """Queue a run. ``destination`` holds an S3 run's bucket, key, region and role_arn.
 
     A second run for the same report and ``scheduled_for`` raises IntegrityError: that fire
     time has its run already. Pass ``connection`` to enqueue inside the caller's transaction,
     and ``run_id`` (a fresh ``new_id()``) when the destination must name the run beforehand.
+
+    With ``max_active_runs``, an account that has that many runs queued or started already gets
+    QuotaExceeded; with ``fail_over_quota`` the run is recorded as Failed with that error
+    instead (a scheduled run: its fire time is not lost without a trace). The count and the
+    insert are one transaction that holds the account's row lock (PostgreSQL) or the database's
+    write lock (SQLite), so concurrent requests cannot pass the cap together.
     """
     values = {
         "id": run_id or new_id(),
@@ -63,9 +94,9 @@ def enqueue_run(
         "created_at": utc_now(),
     }
     if connection is not None:
-        return _insert_run(connection, values)
-    with engine.begin() as own_connection:
-        return _insert_run(own_connection, values)
+        return _insert_run(connection, values, max_active_runs, fail_over_quota)
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as own_connection, own_connection.begin():
+        return _insert_run(own_connection, values, max_active_runs, fail_over_quota)
 
 
 def enqueue_delivery(
@@ -77,6 +108,8 @@ def enqueue_delivery(
     requested_by: str | None,
     scheduled_for: datetime | None = None,
     connection: Connection | None = None,
+    max_active_runs: int | None = None,
+    fail_over_quota: bool = False,
 ) -> RunRecord:
     """A queued run delivering ``report`` to the bucket of its schedule, in the schedule's format,
     under the object key its settings give for ``at``."""
@@ -94,15 +127,74 @@ def enqueue_delivery(
         scheduled_for=scheduled_for,
         connection=connection,
         run_id=run_id,
+        max_active_runs=max_active_runs,
+        fail_over_quota=fail_over_quota,
     )
 
 
-def _insert_run(connection: Connection, values: dict[str, Any]) -> RunRecord:
-    connection.execute(insert(runs).values(values))
+def _insert_run(
+    connection: Connection, values: dict[str, Any], max_active_runs: int | None, fail_over_quota: bool
+) -> RunRecord:
+    account_id = values["account_id"]
     if connection.dialect.name == "postgresql":
+        # Serialises the enqueues of one account until commit. FOR NO KEY UPDATE does not block
+        # the foreign-key checks of other inserts (FOR KEY SHARE), only enqueues of this account.
+        connection.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update(key_share=True))
+    active, last_round, head_round = connection.execute(
+        select(
+            select(func.count())
+            .where(runs.c.account_id == account_id, runs.c.state.in_(_ACTIVE_STATES))
+            .scalar_subquery(),
+            select(func.max(runs.c.queue_round))
+            .where(runs.c.account_id == account_id, runs.c.state.in_(_ACTIVE_STATES))
+            .scalar_subquery(),
+            _HEAD_ROUND,
+        )
+    ).one()
+    if max_active_runs is not None and active >= max_active_runs:
+        error = QuotaExceeded(
+            f"Account {account_id} has {active} runs queued or running; the limit is {max_active_runs} "
+            "per account. Start this run when one of them has finished.",
+            active_runs=active,
+            max_active_runs=max_active_runs,
+        )
+        if not fail_over_quota:
+            raise error
+        values.update(
+            state=RunState.FAILED.value,
+            finished_at=values["created_at"],
+            error_code=error.run_error_code.value,
+            error_message=error.message,
+        )
+    else:
+        values["queue_round"] = head_round if last_round is None else max(head_round, last_round + 1)
+    connection.execute(insert(runs).values(values))
+    if connection.dialect.name == "postgresql" and values["state"] == RunState.QUEUED.value:
         # Delivered at commit, when the run becomes visible: idle workers wake at once.
         connection.execute(select(func.pg_notify(RUNS_CHANNEL, values["id"])))
     return _get(connection, runs.c.id == values["id"])
+
+
+# The round at the head of the queue: the lowest queued one; with nothing queued, the highest
+# started one (so that rounds never go back while runs of earlier rounds still run); else 0.
+_HEAD_ROUND = func.coalesce(
+    select(func.min(runs.c.queue_round)).where(runs.c.state == RunState.QUEUED.value).scalar_subquery(),
+    select(func.max(runs.c.queue_round)).where(runs.c.state == RunState.STARTED.value).scalar_subquery(),
+    0,
+)
+
+
+def queue_position(engine: Engine, run: RunRecord) -> int:
+    """Where a queued ``run`` stands in the claim order: 1 when it is next, else 1 + the number
+    of queued runs (of any account) a worker claims before it."""
+    before = tuple_(*_CLAIM_ORDER) < tuple_(
+        literal(run.queue_round, BigInteger), literal(run.created_at, runs.c.created_at.type), literal(run.id)
+    )
+    with engine.connect() as connection:
+        ahead = connection.execute(
+            select(func.count()).where(runs.c.state == RunState.QUEUED.value, before)
+        ).scalar_one()
+    return 1 + ahead
 
 
 def get_run(engine: Engine, account_id: str, run_id: str) -> RunRecord:
@@ -219,13 +311,23 @@ def claim_next_run(
                 ),
             )
         )
+        # A run whose worker was lost was claimed in its turn already: it goes first. Then the
+        # head of the queue in the fair order (module docstring); both are index seeks.
         candidate = connection.execute(
             select(runs.c.id)
-            .where(or_(runs.c.state == RunState.QUEUED.value, lease_expired))
-            .order_by(runs.c.created_at, runs.c.id)
+            .where(lease_expired)
+            .order_by(runs.c.queue_round, runs.c.created_at, runs.c.id)
             .limit(1)
             .with_for_update(skip_locked=True)
         ).scalar_one_or_none()
+        if candidate is None:
+            candidate = connection.execute(
+                select(runs.c.id)
+                .where(runs.c.state == RunState.QUEUED.value)
+                .order_by(*_CLAIM_ORDER)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).scalar_one_or_none()
         if candidate is None:
             return None
         connection.execute(
@@ -240,6 +342,9 @@ def claim_next_run(
             )
         )
         return _get(connection, runs.c.id == candidate)
+
+
+_CLAIM_ORDER = (runs.c.queue_round, runs.c.created_at, runs.c.id)
 
 
 def renew_lease(engine: Engine, run_id: str, worker_id: str, *, lease_seconds: int) -> bool:
@@ -340,4 +445,5 @@ def _record(row: Any) -> RunRecord:
         result_key=row.result_key,
         error_code=row.error_code,
         error_message=row.error_message,
+        queue_round=row.queue_round,
     )

@@ -70,6 +70,8 @@ class RunRecord:
     result_key: str | None
     error_code: str | None
     error_message: str | None
+    # The account's turn in the queue (database/runs.py): claimed lowest first.
+    queue_round: int = 0
 
     @property
     def export_format(self) -> ExportFormat:
