@@ -653,16 +653,19 @@ def running_server(
     worker_threads: int | None = None,
     log_name: str = "server",
     code: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """``uvm-reporting serve`` on a free port (``--no-workers`` unless ``workers``); stopped on exit.
 
     ``code``: another checkout whose ``src/`` the server runs instead of this one's (e.g. an
-    older commit in a ``git worktree``), with this checkout's installed dependencies."""
+    older commit in a ``git worktree``), with this checkout's installed dependencies. ``env``:
+    more settings (``UVM_REPORTING_*``) for this server."""
     port = free_port()
     args = [CLI, "serve", "--host", HOST, "--port", str(port)]
     if not workers:
         args.append("--no-workers")
     extra = {} if worker_threads is None else {"UVM_REPORTING_WORKER_THREADS": str(worker_threads)}
+    extra.update(env or {})
     if code is not None:
         extra["PYTHONPATH"] = str(code.resolve() / "src")
     with started_process(args, dataset.env(**extra), log_name) as (process, log_path):

@@ -13,8 +13,8 @@ by account id and run or report id so that no entry ever answers for another acc
   answer still gets a fresh download link;
 - running runs: the record, status document and report access read with it, for
   ``RUNNING_STATUS_TTL_SECONDS``. A client polling every 10 ms then costs the database four
-  reads a second, not a hundred (eight while the run is queued: its queue position is counted
-  with it, and cached with it). The workers of this process say when one of their runs moves on
+  reads a second, not a hundred (a queued run's position in the queue is counted in the same
+  query, and cached with it). The workers of this process say when one of their runs moves on
   (``run_changed``), so in the embedded mode a poll sees a run start or finish at once; an API
   process of a scale-out deployment sees it at most that long later;
 - whether a report is public, trusted for ``ACCESS_TTL_SECONDS`` (expiring_cache.py): a
@@ -210,7 +210,9 @@ class ReportRuns:
         holds the position it had when it was read."""
         status = self._document(run)
         if run.state is RunState.QUEUED:
-            status["queuePosition"] = queue_position(self.engine, run)
+            position = run.queue_position or queue_position(self.engine, run)
+            if position is not None:  # None: it left the queue since it was read
+                status["queuePosition"] = position
         return status
 
     def _with_link(self, run: RunRecord, status: dict[str, Any]) -> dict[str, Any]:

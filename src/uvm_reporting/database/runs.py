@@ -21,16 +21,17 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
+    ColumnElement,
     Connection,
     Dialect,
     Engine,
     Select,
     and_,
     bindparam,
+    case,
     func,
     insert,
-    literal,
+    literal_column,
     select,
     tuple_,
     update,
@@ -184,17 +185,13 @@ _HEAD_ROUND = func.coalesce(
 )
 
 
-def queue_position(engine: Engine, run: RunRecord) -> int:
-    """Where a queued ``run`` stands in the claim order: 1 when it is next, else 1 + the number
-    of queued runs (of any account) a worker claims before it."""
-    before = tuple_(*_CLAIM_ORDER) < tuple_(
-        literal(run.queue_round, BigInteger), literal(run.created_at, runs.c.created_at.type), literal(run.id)
-    )
+def queue_position(engine: Engine, run: RunRecord) -> int | None:
+    """Where ``run`` stands in the claim order while it is queued (``_QUEUE_POSITION``), else None."""
     with engine.connect() as connection:
-        ahead = connection.execute(
-            select(func.count()).where(runs.c.state == RunState.QUEUED.value, before)
-        ).scalar_one()
-    return 1 + ahead
+        position: int | None = connection.execute(
+            select(_QUEUE_POSITION).where(runs.c.id == run.id)
+        ).scalar_one_or_none()
+    return position
 
 
 def get_run(engine: Engine, account_id: str, run_id: str) -> RunRecord:
@@ -263,9 +260,34 @@ class _HotSelect:
         return prepared
 
 
-# Both tables are filtered by the caller's account.
+_CLAIM_ORDER = (runs.c.queue_round, runs.c.created_at, runs.c.id)
+_ahead = runs.alias("ahead")
+# A queued run's place in the claim order: 1 when it is next, else 1 + the queued runs (of any
+# account) claimed before it; NULL for a run that is not queued (the count is then not made).
+# Constants inline in the SQL: the status poll's _HotSelect binds its named parameters only.
+_QUEUED: ColumnElement[str] = literal_column(f"'{RunState.QUEUED.value}'")
+_QUEUE_POSITION = case(
+    (
+        runs.c.state == _QUEUED,
+        select(func.count() + literal_column("1"))
+        .select_from(_ahead)
+        .where(
+            _ahead.c.state == _QUEUED,
+            tuple_(_ahead.c.queue_round, _ahead.c.created_at, _ahead.c.id) < tuple_(*_CLAIM_ORDER),
+        )
+        .scalar_subquery(),
+    ),
+    else_=None,
+).label("queue_position")
+
+# Both tables are filtered by the caller's account; a queued run's position is read with it.
 _RUN_AND_REPORT_ACCESS = _HotSelect(
-    select(runs, reports.c.viewers.label("report_viewers"), reports.c.editors.label("report_editors"))
+    select(
+        runs,
+        reports.c.viewers.label("report_viewers"),
+        reports.c.editors.label("report_editors"),
+        _QUEUE_POSITION,
+    )
     .join(reports, and_(reports.c.id == runs.c.report_id, reports.c.account_id == runs.c.account_id))
     .where(runs.c.id == bindparam("run_id"), runs.c.account_id == bindparam("account_id"))
 )
@@ -342,9 +364,6 @@ def claim_next_run(
             )
         )
         return _get(connection, runs.c.id == candidate)
-
-
-_CLAIM_ORDER = (runs.c.queue_round, runs.c.created_at, runs.c.id)
 
 
 def renew_lease(engine: Engine, run_id: str, worker_id: str, *, lease_seconds: int) -> bool:
@@ -446,4 +465,5 @@ def _record(row: Any) -> RunRecord:
         error_code=row.error_code,
         error_message=row.error_message,
         queue_round=row.queue_round,
+        queue_position=getattr(row, "queue_position", None),
     )
