@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
@@ -18,7 +19,7 @@ from uvm_reporting.api.app import create_app
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import Account
 from uvm_reporting.database.reports import Report, create_report
-from uvm_reporting.database.runs import claim_next_run, complete_run, enqueue_run, get_run, list_runs
+from uvm_reporting.database.runs import RUNS_CHANNEL, claim_next_run, complete_run, enqueue_run, get_run, list_runs
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
 from uvm_reporting.errors import QuotaExceeded, RunErrorCode
 from uvm_reporting.scheduler import Scheduler
@@ -206,6 +207,29 @@ def test_a_scheduled_run_over_the_cap_is_recorded_as_failed_not_dropped(engine: 
     assert failed.scheduled_for == monday + timedelta(hours=6, minutes=30)
     assert claim(engine) is not None  # the queued run only: the failed one is never claimed
     assert claim(engine) is None
+
+
+@pytest.mark.backends("postgresql")
+def test_a_queued_run_wakes_the_workers_and_a_refused_one_does_not(
+    engine: Engine, database_url: str, big_report: Report
+) -> None:
+    conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as listener:
+        listener.execute(f"LISTEN {RUNS_CHANNEL}")
+        queued = enqueue(engine, big_report, max_active_runs=1)
+        with pytest.raises(QuotaExceeded):
+            enqueue(engine, big_report, max_active_runs=1)
+        last = enqueue_run(  # past the cap too, but not refused: it comes after the refused one
+            engine,
+            account_id=big_report.account_id,
+            report_id=big_report.id,
+            delivery=Delivery.DOWNLOAD,
+            format="csv",
+            definition=big_report.definition.to_json(),
+            requested_by="test",
+        )
+        payloads = [n.payload for n in listener.notifies(timeout=10, stop_after=2)]
+    assert payloads == [queued.id, last.id]
 
 
 # --- Through the API --------------------------------------------------------------------------

@@ -137,21 +137,23 @@ def _insert_run(
     connection: Connection, values: dict[str, Any], max_active_runs: int | None, fail_over_quota: bool
 ) -> RunRecord:
     account_id = values["account_id"]
-    if connection.dialect.name == "postgresql":
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
         # Serialises the enqueues of one account until commit. FOR NO KEY UPDATE does not block
         # the foreign-key checks of other inserts (FOR KEY SHARE), only enqueues of this account.
+        # A statement of its own: the count below must see what the lock waited for.
         connection.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update(key_share=True))
-    active, last_round, head_round = connection.execute(
-        select(
-            select(func.count())
-            .where(runs.c.account_id == account_id, runs.c.state.in_(_ACTIVE_STATES))
-            .scalar_subquery(),
-            select(func.max(runs.c.queue_round))
-            .where(runs.c.account_id == account_id, runs.c.state.in_(_ACTIVE_STATES))
-            .scalar_subquery(),
-            _HEAD_ROUND,
-        )
-    ).one()
+    active_runs = and_(runs.c.account_id == account_id, runs.c.state.in_(_ACTIVE_STATES))
+    columns: list[Any] = [
+        select(func.count()).where(active_runs).scalar_subquery(),
+        select(func.max(runs.c.queue_round)).where(active_runs).scalar_subquery(),
+        _HEAD_ROUND,
+    ]
+    if postgresql:
+        # Delivered at commit, when the run becomes visible (never, if this enqueue is refused):
+        # idle workers wake at once.
+        columns.append(func.pg_notify(RUNS_CHANNEL, values["id"]))
+    active, last_round, head_round, *_ = connection.execute(select(*columns)).one()
     if max_active_runs is not None and active >= max_active_runs:
         error = QuotaExceeded(
             f"Account {account_id} has {active} runs queued or running; the limit is {max_active_runs} "
@@ -169,11 +171,7 @@ def _insert_run(
         )
     else:
         values["queue_round"] = head_round if last_round is None else max(head_round, last_round + 1)
-    connection.execute(insert(runs).values(values))
-    if connection.dialect.name == "postgresql" and values["state"] == RunState.QUEUED.value:
-        # Delivered at commit, when the run becomes visible: idle workers wake at once.
-        connection.execute(select(func.pg_notify(RUNS_CHANNEL, values["id"])))
-    return _get(connection, runs.c.id == values["id"])
+    return _record(connection.execute(insert(runs).values(values).returning(*runs.c)).one())
 
 
 # The round at the head of the queue: the lowest queued one; with nothing queued, the highest
@@ -334,25 +332,14 @@ def claim_next_run(
             )
         )
         # A run whose worker was lost was claimed in its turn already: it goes first. Then the
-        # head of the queue in the fair order (module docstring); both are index seeks.
-        candidate = connection.execute(
-            select(runs.c.id)
-            .where(lease_expired)
-            .order_by(runs.c.queue_round, runs.c.created_at, runs.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).scalar_one_or_none()
-        if candidate is None:
-            candidate = connection.execute(
-                select(runs.c.id)
-                .where(runs.c.state == RunState.QUEUED.value)
-                .order_by(*_CLAIM_ORDER)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).scalar_one_or_none()
-        if candidate is None:
-            return None
-        connection.execute(
+        # head of the queue in the fair order (module docstring). Each is an index seek, and the
+        # claim is one statement: the second is only looked up when the first finds nothing.
+        lost = _next_run.c.state == RunState.STARTED.value, _next_run.c.lease_expires_at < now
+        candidate = func.coalesce(
+            _first_unlocked(*lost).scalar_subquery(),
+            _first_unlocked(_next_run.c.state == RunState.QUEUED.value).scalar_subquery(),
+        )
+        row = connection.execute(
             update(runs)
             .where(runs.c.id == candidate)
             .values(
@@ -362,8 +349,23 @@ def claim_next_run(
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
                 started_at=now,
             )
-        )
-        return _get(connection, runs.c.id == candidate)
+            .returning(*runs.c)
+        ).one_or_none()
+        return None if row is None else _record(row)
+
+
+_next_run = runs.alias("next_run")
+
+
+def _first_unlocked(*condition: Any) -> Select[Any]:
+    """The first run in the claim order that meets ``condition`` and no other claimer holds."""
+    return (
+        select(_next_run.c.id)
+        .where(*condition)
+        .order_by(_next_run.c.queue_round, _next_run.c.created_at, _next_run.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
 
 
 def renew_lease(engine: Engine, run_id: str, worker_id: str, *, lease_seconds: int) -> bool:
