@@ -10,8 +10,9 @@ first active run enters at the round at the head of the queue, each further one 
 the account's last. Workers claim the lowest round first, oldest first within a round. So an
 account that queued 200 runs holds rounds r..r+199, and another account's single run, queued
 later, enters at the head's round: at most one run of the first account (the one of the same
-round, queued earlier) is claimed before it. The claim stays one index seek; the cost moves to
-the enqueue (two more index look-ups), which also enforces the account's quota of active runs.
+round, queued earlier) is claimed before it. A claim is one UPDATE whose subqueries are index
+seeks (a lost run, else the head of the queue). The enqueue reads the account's active runs
+(index look-ups), which also enforces its quota of active runs, and the head's round.
 """
 
 from __future__ import annotations
