@@ -143,18 +143,13 @@ def _insert_run(
         # Serialises the enqueues of one account until commit. FOR NO KEY UPDATE does not block
         # the foreign-key checks of other inserts (FOR KEY SHARE), only enqueues of this account.
         # A statement of its own: the count below must see what the lock waited for.
-        connection.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update(key_share=True))
-    active_runs = and_(runs.c.account_id == account_id, runs.c.state.in_(_ACTIVE_STATES))
-    columns: list[Any] = [
-        select(func.count()).where(active_runs).scalar_subquery(),
-        select(func.max(runs.c.queue_round)).where(active_runs).scalar_subquery(),
-        _HEAD_ROUND,
-    ]
-    if postgresql:
-        # Delivered at commit, when the run becomes visible (never, if this enqueue is refused):
-        # idle workers wake at once.
-        columns.append(func.pg_notify(RUNS_CHANNEL, values["id"]))
-    active, last_round, head_round, *_ = connection.execute(select(*columns)).one()
+        connection.execute(_LOCK_ACCOUNT, {"account_id": account_id})
+    # On PostgreSQL with the NOTIFY of the run, delivered at commit, when the run becomes visible
+    # (never, if this enqueue is refused): idle workers wake at once.
+    read = _ENQUEUE_READ_NOTIFY if postgresql else _ENQUEUE_READ
+    active, last_round, head_round, *_ = connection.execute(
+        read, {"account_id": account_id, "run_id": values["id"]}
+    ).one()
     if max_active_runs is not None and active >= max_active_runs:
         error = QuotaExceeded(
             f"Account {account_id} has {active} runs queued or running; the limit is {max_active_runs} "
@@ -182,6 +177,17 @@ _HEAD_ROUND = func.coalesce(
     select(func.max(runs.c.queue_round)).where(runs.c.state == RunState.STARTED.value).scalar_subquery(),
     0,
 )
+
+
+# Built once: an enqueue only binds the account (and run) ids.
+_LOCK_ACCOUNT = select(accounts.c.id).where(accounts.c.id == bindparam("account_id")).with_for_update(key_share=True)
+_ACCOUNT_ACTIVE_RUNS = and_(runs.c.account_id == bindparam("account_id"), runs.c.state.in_(_ACTIVE_STATES))
+_ENQUEUE_READ = select(
+    select(func.count()).where(_ACCOUNT_ACTIVE_RUNS).scalar_subquery(),
+    select(func.max(runs.c.queue_round)).where(_ACCOUNT_ACTIVE_RUNS).scalar_subquery(),
+    _HEAD_ROUND,
+)
+_ENQUEUE_READ_NOTIFY = _ENQUEUE_READ.add_columns(func.pg_notify(RUNS_CHANNEL, bindparam("run_id")))
 
 
 def queue_position(engine: Engine, run: RunRecord) -> int | None:
