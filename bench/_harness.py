@@ -199,7 +199,7 @@ def product_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, st
     """The environment of a CLI, server or worker process: ours, minus any UVM_REPORTING_* of the caller."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("UVM_REPORTING_")}
     env.update({"UVM_REPORTING_DATA_DIR": str(data_dir), "UVM_REPORTING_DATABASE_URL": database_url})
-    # A benchmark starts runs and asks for tokens faster than a customer may: no rate limits
+    # A benchmark starts runs and asks for tokens faster than a customer may: no rate limits or quotas
     # (older checkouts ignore these settings).
     env.update({f"UVM_REPORTING_{name}": "0" for name in BENCH_UNLIMITED})
     env.update(extra)
@@ -207,6 +207,7 @@ def product_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, st
 
 
 BENCH_UNLIMITED = (
+    "MAX_ACTIVE_RUNS_PER_ACCOUNT",
     "PROCESS_REPORTS_PER_MINUTE_PER_ACCOUNT",
     "TOKEN_REQUESTS_PER_MINUTE_PER_CLIENT",
     "TOKEN_REQUESTS_PER_MINUTE_PER_IP",
@@ -664,16 +665,19 @@ def running_server(
     worker_threads: int | None = None,
     log_name: str = "server",
     code: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """``uvm-reporting serve`` on a free port (``--no-workers`` unless ``workers``); stopped on exit.
 
     ``code``: another checkout whose ``src/`` the server runs instead of this one's (e.g. an
-    older commit in a ``git worktree``), with this checkout's installed dependencies."""
+    older commit in a ``git worktree``), with this checkout's installed dependencies. ``env``:
+    more settings (``UVM_REPORTING_*``) for this server."""
     port = free_port()
     args = [CLI, "serve", "--host", HOST, "--port", str(port)]
     if not workers:
         args.append("--no-workers")
     extra = {} if worker_threads is None else {"UVM_REPORTING_WORKER_THREADS": str(worker_threads)}
+    extra.update(env or {})
     if code is not None:
         extra["PYTHONPATH"] = str(code.resolve() / "src")
     with started_process(args, dataset.env(**extra), log_name) as (process, log_path):

@@ -34,6 +34,7 @@ if [[ $mode == quick ]]; then
   for backend in "${backends[@]}"; do
     run bench/export_speed.py --backend "$backend" --quick --format all
     run bench/queue_latency.py --backend "$backend" --quick
+    run bench/queue_fairness.py --backend "$backend" --quick
     run bench/small_reports.py --backend "$backend" --quick
   done
   run bench/export_memory.py --quick --format all
@@ -46,6 +47,7 @@ else
   for backend in "${backends[@]}"; do
     run bench/export_speed.py --backend "$backend" --rows 1000000 --runs 3 --format all
     run bench/queue_latency.py --backend "$backend" --samples 200 --runs 3
+    run bench/queue_fairness.py --backend "$backend" --flood 200 --samples 30 --runs 3
     run bench/small_reports.py --backend "$backend" --rows 100,10000 --runs 7
   done
   run bench/export_memory.py --rows 1000000,10000000 --runs 3 --format all

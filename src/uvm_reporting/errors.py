@@ -21,6 +21,7 @@ class RunErrorCode(StrEnum):
     DELIVERY_FAILED = "DELIVERY_FAILED"
     INVALID_DEFINITION = "INVALID_DEFINITION"
     WORKER_LOST = "WORKER_LOST"
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
     INTERNAL = "INTERNAL"
 
 
@@ -89,6 +90,14 @@ class RateLimited(UvmReportingError):
         super().__init__(message, limit=limit)
         self.limit = limit
         self.retry_after_seconds = retry_after_seconds
+
+
+class QuotaExceeded(UvmReportingError):
+    """The account has as many runs queued or running as it may; a scheduled run that meets
+    the cap is recorded as Failed with this code."""
+
+    code = "QUOTA_EXCEEDED"
+    run_error_code = RunErrorCode.QUOTA_EXCEEDED
 
 
 class QueryFailed(UvmReportingError):

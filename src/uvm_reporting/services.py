@@ -84,6 +84,7 @@ class Services:
             self.engine,
             on_enqueued=self.signal.notify,
             audit_retention_days=self.settings.audit_retention_days,
+            max_active_runs=self.settings.max_active_runs,
         )
         thread = threading.Thread(
             target=scheduler.run_forever,
@@ -140,8 +141,9 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
             engine=engine,
             signal=signal,
             links=storage,
-            reports=Reports(engine, buckets),
+            reports=Reports(engine, buckets, min_schedule_interval=settings.min_schedule_interval),
             rate_limits=rate_limits,
+            max_active_runs=settings.max_active_runs,
         ),
         auth_failures=AuthFailures(engine),
         rate_limits=rate_limits,

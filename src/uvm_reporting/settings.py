@@ -8,6 +8,7 @@ environment.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self
 
@@ -127,6 +128,19 @@ class Settings(BaseSettings):
         description="Token requests that may wait for a secret-hashing thread; beyond that the token "
         "endpoint answers 503 with Retry-After at once.",
     )
+    max_active_runs_per_account: int = Field(
+        default=100,
+        ge=0,
+        description="Runs one account may have queued or running at once; processReport over it gets "
+        "QUOTA_EXCEEDED, a scheduled run over it is recorded as Failed with that code. 0: no cap.",
+    )
+    min_schedule_interval_minutes: int = Field(
+        default=15,
+        ge=0,
+        le=1440,
+        description="Shortest time between two fire times a saved schedule may have (a cron expression "
+        "firing more often is refused). 0: no minimum.",
+    )
     log_level: str = "INFO"
     max_graphql_body_bytes: int = Field(
         default=64 * 1024,
@@ -222,6 +236,15 @@ class Settings(BaseSettings):
             f"explorer {on(self.explorer_enabled)}, https public URL required {on(self.https_required)}, "
             f"keys made at start {on(self.keys_generated_at_start)}"
         )
+
+    @property
+    def max_active_runs(self) -> int | None:
+        """The per-account cap of queued plus running runs; None when there is none."""
+        return self.max_active_runs_per_account or None
+
+    @property
+    def min_schedule_interval(self) -> timedelta:
+        return timedelta(minutes=self.min_schedule_interval_minutes)
 
     @property
     def token_issuer(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from uvm_reporting.domain.schedule.settings import (
     SCHEDULE_KEYS,
 )
 from uvm_reporting.domain.schedule.validation import parse_schedule
+from uvm_reporting.settings import Settings
 
 DOC = Path(__file__).parents[2] / "docs" / "report-definition.md"
+ROLE = "arn:aws:iam::123456789012:role/uvm-export"
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +104,21 @@ def test_every_frequency_format_and_placeholder_is_documented(doc: str) -> None:
     assert re.findall(r'`"(\w+)"`', format_row) == list(ExportFormat)
     placeholders = re.findall(r"^\| `\{(\w+)\}` \|", section(doc, "### File names"), flags=re.MULTILINE)
     assert placeholders == list(FILE_NAME_PLACEHOLDERS)
+
+
+def test_the_minimum_schedule_interval_and_its_message_are_documented(doc: str) -> None:
+    minimum = Settings().min_schedule_interval
+    frequencies = " ".join(section(doc, "### Frequencies").split())
+    assert f"Fire times must be at least {minimum // timedelta(minutes=1)} minutes apart" in frequencies
+    schedule = {
+        "format": "csv",
+        "delivery": {"method": "s3", "bucket": "b-1", "region": "eu-west-1", "role_arn": ROLE},
+        "frequency": "cron",
+        "cron": "* * * * *",
+    }
+    _, problems = parse_schedule(schedule, min_interval=minimum)
+    [(path, message)] = problems
+    assert f"`{path}: {message}`" in frequencies
 
 
 def test_the_schedule_examples_are_valid(doc: str) -> None:

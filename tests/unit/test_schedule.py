@@ -22,7 +22,7 @@ from uvm_reporting.domain.s3_names import (
 from uvm_reporting.domain.schedule.fire_times import latest_fire_time_at_or_before, next_fire_time
 from uvm_reporting.domain.schedule.object_keys import render_object_key
 from uvm_reporting.domain.schedule.settings import DEFAULT_FILE_NAME, S3Delivery, ScheduleSettings
-from uvm_reporting.domain.schedule.validation import parse_schedule
+from uvm_reporting.domain.schedule.validation import cron_min_gap_minutes, parse_schedule
 from uvm_reporting.errors import BadUserInput
 
 ROLE = "arn:aws:iam::123456789012:role/uvm-export"
@@ -391,6 +391,88 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_paths_start_with_the_given_path() -> None:
     _, problems = parse_schedule({"format": "csv"}, path="reports[2].schedule")
     assert {path for path, _ in problems} == {"reports[2].schedule.delivery", "reports[2].schedule.frequency"}
+
+
+# --- the minimum interval between fire times -----------------------------------------------------
+
+QUARTER_HOUR = timedelta(minutes=15)
+
+
+@pytest.mark.parametrize(
+    ("cron", "gap"),
+    [
+        ("* * * * *", 1),
+        ("*/15 * * * *", 15),
+        ("*/20 8-18 * * 1-5", 20),
+        ("0,10 6 * * *", 10),
+        ("0 * * * *", 60),
+        ("50 23 * * *", 1440),
+        ("0 6 * * mon", 1440),
+        ("5,55 0,23 * * *", 10),  # 23:55 to 00:05 of the next day
+        ("55 8,10 * * *", 120),
+    ],
+)
+def test_the_shortest_gap_of_a_cron_expression(cron: str, gap: int) -> None:
+    assert cron_min_gap_minutes(cron) == gap
+
+
+@pytest.mark.parametrize(
+    ("overrides", "minimum", "problem"),
+    [
+        (
+            {"frequency": "cron", "time": ..., "cron": "* * * * *"},
+            QUARTER_HOUR,
+            (
+                "schedule.cron",
+                '"* * * * *" fires as often as every 1 minute; schedules may fire at most every 15 minutes',
+            ),
+        ),
+        (
+            {"frequency": "cron", "time": ..., "cron": "0,10 6 * * *"},
+            QUARTER_HOUR,
+            (
+                "schedule.cron",
+                '"0,10 6 * * *" fires as often as every 10 minutes; schedules may fire at most every 15 minutes',
+            ),
+        ),
+        (
+            {"frequency": "hourly", "time": "00:05"},
+            timedelta(minutes=90),
+            (
+                "schedule.frequency",
+                '"hourly" fires as often as every 60 minutes; schedules may fire at most every 90 minutes',
+            ),
+        ),
+    ],
+)
+def test_a_schedule_firing_more_often_than_the_minimum_is_refused(
+    overrides: dict[str, Any], minimum: timedelta, problem: tuple[str, str]
+) -> None:
+    settings_, problems = parse_schedule(schedule_data(**overrides), min_interval=minimum)
+    assert settings_ is None
+    assert problems == [problem]
+    # Without a minimum (a stored report read back) it is valid, as it was when it was saved.
+    assert parse_schedule(schedule_data(**overrides))[1] == []
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"frequency": "cron", "time": ..., "cron": "*/15 * * * *"},
+        {"frequency": "hourly", "time": "00:05"},
+        {"frequency": "daily", "time": "06:30"},
+    ],
+)
+def test_a_schedule_at_the_minimum_or_slower_is_accepted(overrides: dict[str, Any]) -> None:
+    assert parse_schedule(schedule_data(**overrides), min_interval=QUARTER_HOUR)[1] == []
+
+
+def test_a_definition_is_checked_against_the_minimum_only_when_asked() -> None:
+    data = definition(schedule=schedule_data(frequency="cron", time=..., cron="*/5 * * * *"))
+    with pytest.raises(BadUserInput) as caught:
+        parse_report_definition(data, min_schedule_interval=QUARTER_HOUR)
+    assert caught.value.details["path"] == "schedule.cron"
+    assert parse_report_definition(data).schedule is not None
 
 
 # --- in a report definition -----------------------------------------------------------------------

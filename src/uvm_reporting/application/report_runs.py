@@ -13,7 +13,8 @@ by account id and run or report id so that no entry ever answers for another acc
   answer still gets a fresh download link;
 - running runs: the record, status document and report access read with it, for
   ``RUNNING_STATUS_TTL_SECONDS``. A client polling every 10 ms then costs the database four
-  reads a second, not a hundred. The workers of this process say when one of their runs moves on
+  reads a second, not a hundred (a queued run's position in the queue is counted in the same
+  query, and cached with it). The workers of this process say when one of their runs moves on
   (``run_changed``), so in the embedded mode a poll sees a run start or finish at once; an API
   process of a scale-out deployment sees it at most that long later;
 - whether a report is public, trusted for ``ACCESS_TTL_SECONDS`` (expiring_cache.py): a
@@ -37,7 +38,13 @@ from uvm_reporting.application.rate_limits import RateLimits
 from uvm_reporting.application.reports import Reports, nameable, private_report
 from uvm_reporting.database.audit import record_event
 from uvm_reporting.database.reports import Report, report_is_public
-from uvm_reporting.database.runs import enqueue_delivery, enqueue_run, get_run_and_report_access, list_runs
+from uvm_reporting.database.runs import (
+    enqueue_delivery,
+    enqueue_run,
+    get_run_and_report_access,
+    list_runs,
+    queue_position,
+)
 from uvm_reporting.domain.audit import Action, Actor, AuditEvent
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
@@ -70,6 +77,8 @@ class ReportRuns:
     )
     rate_limits: RateLimits | None = None
     """processReport's limit per account (application/rate_limits.py); None: no limit."""
+    # Runs one account may have queued or started at once (None: no cap); QUOTA_EXCEEDED beyond.
+    max_active_runs: int | None = None
 
     def process_report(
         self,
@@ -90,7 +99,8 @@ class ReportRuns:
         if self.rate_limits is not None:
             self.rate_limits.check_process_report(account_id)
         report = self.reports.public_report(account_id, report_id)
-        with self.engine.begin() as connection:
+        # IMMEDIATE on SQLite: the quota count and the insert hold the write lock together.
+        with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
             run = self._enqueue(
                 connection,
                 report,
@@ -126,6 +136,7 @@ class ReportRuns:
                 definition=report.definition.to_json(),
                 requested_by=requested_by,
                 connection=connection,
+                max_active_runs=self.max_active_runs,
             )
         if download_format or download_compression:
             raise BadUserInput(
@@ -140,7 +151,13 @@ class ReportRuns:
                 report_id=report.id,
             )
         return enqueue_delivery(
-            self.engine, report, schedule, at=utc_now(), requested_by=requested_by, connection=connection
+            self.engine,
+            report,
+            schedule,
+            at=utc_now(),
+            requested_by=requested_by,
+            connection=connection,
+            max_active_runs=self.max_active_runs,
         )
 
     def run_status(
@@ -206,7 +223,7 @@ class ReportRuns:
         read_at = self.report_access.clock()
         run, public = get_run_and_report_access(self.engine, account_id, run_id)
         self.report_access.put((account_id, run.report_id), public, read_at=read_at)
-        document = self._document(run)
+        document = self._queued_document(run)
         if run.state.is_final:
             self.finished_runs.put(key, (run, document), read_at=read_at)
         else:
@@ -236,9 +253,20 @@ class ReportRuns:
         return [self.describe(run) for run in list_runs(self.engine, account_id, report_id, page)]
 
     def describe(self, run: RunRecord) -> dict[str, Any]:
-        """The JSON a client sees: always status, counts, format and timestamps; no link (a link
-        is issued to an API client, by ``run_status``)."""
-        return self._document(run)
+        """The JSON a client sees: always status, counts, format and timestamps, and a queued
+        run's ``queuePosition``; no link (a link is issued to an API client, by ``run_status``)."""
+        return self._queued_document(run)
+
+    def _queued_document(self, run: RunRecord) -> dict[str, Any]:
+        """``_document``, plus a queued run's ``queuePosition`` (1: the next run a worker claims),
+        in the workers' round-robin order across accounts. Read with the run, so a cached status
+        holds the position it had when it was read."""
+        status = self._document(run)
+        if run.state is RunState.QUEUED:
+            position = run.queue_position or queue_position(self.engine, run)
+            if position is not None:  # None: it left the queue since it was read
+                status["queuePosition"] = position
+        return status
 
     def _with_link(self, run: RunRecord, status: dict[str, Any], client_id: str) -> dict[str, Any]:
         """``status`` plus a fresh download link issued to ``client_id`` when ``run`` is a

@@ -7,6 +7,7 @@ Viewers and Editors access must both be Public for a report to be reachable thro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -23,17 +24,28 @@ from uvm_reporting.errors import BadUserInput, Forbidden, NotFound
 class Reports:
     engine: Engine
     buckets: CustomerBuckets
+    # The shortest time a saved schedule may leave between two fire times (None: no minimum).
+    min_schedule_interval: timedelta | None = None
 
     def create_report(self, account_id: str, definition: dict[str, Any], *, actor: Actor | None = None) -> Report:
         self._check_delivery_role(definition)
-        return create_report(self.engine, account_id, definition, actor=actor)
+        return create_report(
+            self.engine, account_id, definition, actor=actor, min_schedule_interval=self.min_schedule_interval
+        )
 
     def update_report(
         self, account_id: str, report_id: str, definition: dict[str, Any], *, actor: Actor | None = None
     ) -> Report:
         self.public_report(account_id, report_id)  # public: its Editors access is Public too
         self._check_delivery_role(definition)
-        return update_report(self.engine, account_id, report_id, definition, actor=actor)
+        return update_report(
+            self.engine,
+            account_id,
+            report_id,
+            definition,
+            actor=actor,
+            min_schedule_interval=self.min_schedule_interval,
+        )
 
     def _check_delivery_role(self, data: dict[str, Any]) -> None:
         """Refuse a schedule whose role is one of this deployment's own AWS account (a confused

@@ -27,7 +27,13 @@ FileOption = Annotated[
 @reports_errors
 def create(account: AccountOption, file: FileOption, as_json: bool = JsonOption) -> None:
     """Validate a report definition and save it."""
-    report = create_report(context.database(), account, _read_definition(file), actor=Actor.operator(operator_name()))
+    report = create_report(
+        context.database(),
+        account,
+        _read_definition(file),
+        actor=Actor.operator(operator_name()),
+        min_schedule_interval=context.settings().min_schedule_interval,
+    )
     emit(
         _summary(report),
         as_json=as_json,
@@ -46,7 +52,12 @@ def update(
 ) -> None:
     """Replace a report's definition."""
     report = update_report(
-        context.database(), account, report_id, _read_definition(file), actor=Actor.operator(operator_name())
+        context.database(),
+        account,
+        report_id,
+        _read_definition(file),
+        min_schedule_interval=context.settings().min_schedule_interval,
+        actor=Actor.operator(operator_name()),
     )
     emit(_summary(report), as_json=as_json, text=f"Updated report [bold]{report.name}[/]: {report.id}")
 

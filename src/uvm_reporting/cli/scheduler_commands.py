@@ -28,5 +28,7 @@ def scheduler(
     stop = install_stop_handlers()
     # No on_enqueued: workers in other processes find the runs by polling, or at once through
     # PostgreSQL's NOTIFY, which enqueue_run sends.
-    Scheduler(engine, audit_retention_days=settings.audit_retention_days).run_forever(stop, interval_seconds=interval)
+    Scheduler(
+        engine, audit_retention_days=settings.audit_retention_days, max_active_runs=settings.max_active_runs
+    ).run_forever(stop, interval_seconds=interval)
     engine.dispose()

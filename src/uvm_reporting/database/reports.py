@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, case, insert, literal, select, true, update
@@ -58,14 +58,16 @@ def create_report(
     *,
     now: datetime | None = None,
     actor: Actor | None = None,
+    min_schedule_interval: timedelta | None = None,
 ) -> Report:
     """Validate ``data`` against the catalog and save it; raises BadUserInput naming the problem.
 
-    ``now`` (default: the clock) is when the schedule's first fire time is counted from. With
-    ``actor``, the audit log records who created it, in the same transaction.
+    ``now`` (default: the clock) is when the schedule's first fire time is counted from;
+    ``min_schedule_interval``, the shortest time its schedule may leave between two fire times.
+    With ``actor``, the audit log records who created it, in the same transaction.
     """
     get_account(engine, account_id)
-    definition = parse_report_definition(data)
+    definition = parse_report_definition(data, min_schedule_interval=min_schedule_interval)
     now = now or utc_now()
     report = Report(
         id=new_id(),
@@ -90,6 +92,7 @@ def update_report(
     *,
     now: datetime | None = None,
     actor: Actor | None = None,
+    min_schedule_interval: timedelta | None = None,
 ) -> Report:
     """Replace a report's definition; its next fire time is counted again from ``now``.
 
@@ -100,7 +103,7 @@ def update_report(
     the same transaction.
     """
     existing = get_report(engine, account_id, report_id)
-    definition = parse_report_definition(data)
+    definition = parse_report_definition(data, min_schedule_interval=min_schedule_interval)
     now = now or utc_now()
     report = Report(
         id=existing.id, account_id=account_id, definition=definition, created_at=existing.created_at, updated_at=now

@@ -4,6 +4,15 @@ A claim is one short transaction: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BE
 IMMEDIATE`` on SQLite (which takes the write lock first, so two claimers serialise). The
 claimer holds a lease that it renews by heartbeat; a run whose lease expired (its worker was
 killed) is claimed again, up to ``max_attempts``, then marked Failed with a reason that says so.
+
+Fairness: accounts take turns. Each run gets a ``queue_round`` when it is queued: an account's
+first active run enters at the round at the head of the queue, each further one a round after
+the account's last. Workers claim the lowest round first, oldest first within a round. So an
+account that queued 200 runs holds rounds r..r+199, and another account's single run, queued
+later, enters at the head's round: at most one run of the first account (the one of the same
+round, queued earlier) is claimed before it. A claim is one UPDATE whose subqueries are index
+seeks (a lost run, else the head of the queue). The enqueue reads the account's active runs
+(index look-ups), which also enforces its quota of active runs, and the head's round.
 """
 
 from __future__ import annotations
@@ -12,18 +21,34 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Dialect,
+    Engine,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 
 from uvm_reporting.database.ids import new_id
 from uvm_reporting.database.reports import Report, is_public_access
-from uvm_reporting.database.tables import reports, runs
+from uvm_reporting.database.tables import accounts, reports, runs
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
 from uvm_reporting.domain.schedule.object_keys import delivery_destination
 from uvm_reporting.domain.schedule.settings import ScheduleSettings
 from uvm_reporting.domain.timestamps import utc_now
-from uvm_reporting.errors import NotFound, RunErrorCode
+from uvm_reporting.errors import NotFound, QuotaExceeded, RunErrorCode
 
 RUNS_CHANNEL = "uvm_reporting_runs"  # PostgreSQL NOTIFY channel of newly queued runs
+_ACTIVE_STATES = (RunState.QUEUED.value, RunState.STARTED.value)
 
 
 def enqueue_run(
@@ -40,12 +65,20 @@ def enqueue_run(
     scheduled_for: datetime | None = None,
     connection: Connection | None = None,
     run_id: str | None = None,
+    max_active_runs: int | None = None,
+    fail_over_quota: bool = False,
 ) -> RunRecord:
     """Queue a run. ``destination`` holds an S3 run's bucket, key, region and role_arn.
 
     A second run for the same report and ``scheduled_for`` raises IntegrityError: that fire
     time has its run already. Pass ``connection`` to enqueue inside the caller's transaction,
     and ``run_id`` (a fresh ``new_id()``) when the destination must name the run beforehand.
+
+    With ``max_active_runs``, an account that has that many runs queued or started already gets
+    QuotaExceeded; with ``fail_over_quota`` the run is recorded as Failed with that error
+    instead (a scheduled run: its fire time is not lost without a trace). The count and the
+    insert are one transaction that holds the account's row lock (PostgreSQL) or the database's
+    write lock (SQLite), so concurrent requests cannot pass the cap together.
     """
     values = {
         "id": run_id or new_id(),
@@ -63,9 +96,9 @@ def enqueue_run(
         "created_at": utc_now(),
     }
     if connection is not None:
-        return _insert_run(connection, values)
-    with engine.begin() as own_connection:
-        return _insert_run(own_connection, values)
+        return _insert_run(connection, values, max_active_runs, fail_over_quota)
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as own_connection, own_connection.begin():
+        return _insert_run(own_connection, values, max_active_runs, fail_over_quota)
 
 
 def enqueue_delivery(
@@ -77,6 +110,8 @@ def enqueue_delivery(
     requested_by: str | None,
     scheduled_for: datetime | None = None,
     connection: Connection | None = None,
+    max_active_runs: int | None = None,
+    fail_over_quota: bool = False,
 ) -> RunRecord:
     """A queued run delivering ``report`` to the bucket of its schedule, in the schedule's format,
     under the object key its settings give for ``at``."""
@@ -94,15 +129,74 @@ def enqueue_delivery(
         scheduled_for=scheduled_for,
         connection=connection,
         run_id=run_id,
+        max_active_runs=max_active_runs,
+        fail_over_quota=fail_over_quota,
     )
 
 
-def _insert_run(connection: Connection, values: dict[str, Any]) -> RunRecord:
-    connection.execute(insert(runs).values(values))
-    if connection.dialect.name == "postgresql":
-        # Delivered at commit, when the run becomes visible: idle workers wake at once.
-        connection.execute(select(func.pg_notify(RUNS_CHANNEL, values["id"])))
-    return _get(connection, runs.c.id == values["id"])
+def _insert_run(
+    connection: Connection, values: dict[str, Any], max_active_runs: int | None, fail_over_quota: bool
+) -> RunRecord:
+    account_id = values["account_id"]
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        # Serialises the enqueues of one account until commit. FOR NO KEY UPDATE does not block
+        # the foreign-key checks of other inserts (FOR KEY SHARE), only enqueues of this account.
+        # A statement of its own: the count below must see what the lock waited for.
+        connection.execute(_LOCK_ACCOUNT, {"account_id": account_id})
+    # On PostgreSQL with the NOTIFY of the run, delivered at commit, when the run becomes visible
+    # (never, if this enqueue is refused): idle workers wake at once.
+    read = _ENQUEUE_READ_NOTIFY if postgresql else _ENQUEUE_READ
+    active, last_round, head_round, *_ = connection.execute(
+        read, {"account_id": account_id, "run_id": values["id"]}
+    ).one()
+    if max_active_runs is not None and active >= max_active_runs:
+        error = QuotaExceeded(
+            f"Account {account_id} has {active} runs queued or running; the limit is {max_active_runs} "
+            "per account. Start this run when one of them has finished.",
+            active_runs=active,
+            max_active_runs=max_active_runs,
+        )
+        if not fail_over_quota:
+            raise error
+        values.update(
+            state=RunState.FAILED.value,
+            finished_at=values["created_at"],
+            error_code=error.run_error_code.value,
+            error_message=error.message,
+        )
+    else:
+        values["queue_round"] = head_round if last_round is None else max(head_round, last_round + 1)
+    return _record(connection.execute(insert(runs).values(values).returning(*runs.c)).one())
+
+
+# The round at the head of the queue: the lowest queued one; with nothing queued, the highest
+# started one (so that rounds never go back while runs of earlier rounds still run); else 0.
+_HEAD_ROUND = func.coalesce(
+    select(func.min(runs.c.queue_round)).where(runs.c.state == RunState.QUEUED.value).scalar_subquery(),
+    select(func.max(runs.c.queue_round)).where(runs.c.state == RunState.STARTED.value).scalar_subquery(),
+    0,
+)
+
+
+# Built once: an enqueue only binds the account (and run) ids.
+_LOCK_ACCOUNT = select(accounts.c.id).where(accounts.c.id == bindparam("account_id")).with_for_update(key_share=True)
+_ACCOUNT_ACTIVE_RUNS = and_(runs.c.account_id == bindparam("account_id"), runs.c.state.in_(_ACTIVE_STATES))
+_ENQUEUE_READ = select(
+    select(func.count()).where(_ACCOUNT_ACTIVE_RUNS).scalar_subquery(),
+    select(func.max(runs.c.queue_round)).where(_ACCOUNT_ACTIVE_RUNS).scalar_subquery(),
+    _HEAD_ROUND,
+)
+_ENQUEUE_READ_NOTIFY = _ENQUEUE_READ.add_columns(func.pg_notify(RUNS_CHANNEL, bindparam("run_id")))
+
+
+def queue_position(engine: Engine, run: RunRecord) -> int | None:
+    """Where ``run`` stands in the claim order while it is queued (``_QUEUE_POSITION``), else None."""
+    with engine.connect() as connection:
+        position: int | None = connection.execute(
+            select(_QUEUE_POSITION).where(runs.c.id == run.id)
+        ).scalar_one_or_none()
+    return position
 
 
 def get_run(engine: Engine, account_id: str, run_id: str) -> RunRecord:
@@ -171,9 +265,34 @@ class _HotSelect:
         return prepared
 
 
-# Both tables are filtered by the caller's account.
+_CLAIM_ORDER = (runs.c.queue_round, runs.c.created_at, runs.c.id)
+_ahead = runs.alias("ahead")
+# A queued run's place in the claim order: 1 when it is next, else 1 + the queued runs (of any
+# account) claimed before it; NULL for a run that is not queued (the count is then not made).
+# Constants inline in the SQL: the status poll's _HotSelect binds its named parameters only.
+_QUEUED: ColumnElement[str] = literal_column(f"'{RunState.QUEUED.value}'")
+_QUEUE_POSITION = case(
+    (
+        runs.c.state == _QUEUED,
+        select(func.count() + literal_column("1"))
+        .select_from(_ahead)
+        .where(
+            _ahead.c.state == _QUEUED,
+            tuple_(_ahead.c.queue_round, _ahead.c.created_at, _ahead.c.id) < tuple_(*_CLAIM_ORDER),
+        )
+        .scalar_subquery(),
+    ),
+    else_=None,
+).label("queue_position")
+
+# Both tables are filtered by the caller's account; a queued run's position is read with it.
 _RUN_AND_REPORT_ACCESS = _HotSelect(
-    select(runs, reports.c.viewers.label("report_viewers"), reports.c.editors.label("report_editors"))
+    select(
+        runs,
+        reports.c.viewers.label("report_viewers"),
+        reports.c.editors.label("report_editors"),
+        _QUEUE_POSITION,
+    )
     .join(reports, and_(reports.c.id == runs.c.report_id, reports.c.account_id == runs.c.account_id))
     .where(runs.c.id == bindparam("run_id"), runs.c.account_id == bindparam("account_id"))
 )
@@ -219,16 +338,15 @@ def claim_next_run(
                 ),
             )
         )
-        candidate = connection.execute(
-            select(runs.c.id)
-            .where(or_(runs.c.state == RunState.QUEUED.value, lease_expired))
-            .order_by(runs.c.created_at, runs.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        ).scalar_one_or_none()
-        if candidate is None:
-            return None
-        connection.execute(
+        # A run whose worker was lost was claimed in its turn already: it goes first. Then the
+        # head of the queue in the fair order (module docstring). Each is an index seek, and the
+        # claim is one statement: the second is only looked up when the first finds nothing.
+        lost = _next_run.c.state == RunState.STARTED.value, _next_run.c.lease_expires_at < now
+        candidate = func.coalesce(
+            _first_unlocked(*lost).scalar_subquery(),
+            _first_unlocked(_next_run.c.state == RunState.QUEUED.value).scalar_subquery(),
+        )
+        row = connection.execute(
             update(runs)
             .where(runs.c.id == candidate)
             .values(
@@ -238,8 +356,23 @@ def claim_next_run(
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
                 started_at=now,
             )
-        )
-        return _get(connection, runs.c.id == candidate)
+            .returning(*runs.c)
+        ).one_or_none()
+        return None if row is None else _record(row)
+
+
+_next_run = runs.alias("next_run")
+
+
+def _first_unlocked(*condition: Any) -> Select[Any]:
+    """The first run in the claim order that meets ``condition`` and no other claimer holds."""
+    return (
+        select(_next_run.c.id)
+        .where(*condition)
+        .order_by(_next_run.c.queue_round, _next_run.c.created_at, _next_run.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
 
 
 def renew_lease(engine: Engine, run_id: str, worker_id: str, *, lease_seconds: int) -> bool:
@@ -340,4 +473,6 @@ def _record(row: Any) -> RunRecord:
         result_key=row.result_key,
         error_code=row.error_code,
         error_message=row.error_message,
+        queue_round=row.queue_round,
+        queue_position=getattr(row, "queue_position", None),
     )

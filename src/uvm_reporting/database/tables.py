@@ -106,6 +106,9 @@ runs = Table(
     Column("definition", JSON, nullable=False),
     Column("requested_by", String(64)),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # The account's turn in the queue: workers claim the lowest round first (oldest first
+    # within a round), so accounts take turns (database/runs.py).
+    Column("queue_round", BigInteger, nullable=False, server_default="0"),
     Column("worker_id", String(100)),
     Column("lease_expires_at", UtcDateTime(precise=True)),
     Column("created_at", UtcDateTime(precise=True), nullable=False),
@@ -120,6 +123,8 @@ runs = Table(
     Column("error_message", Text),
     Index(None, "state", "created_at"),
     Index(None, "report_id", "created_at"),
+    Index(None, "state", "queue_round", "created_at", "id"),  # the claim order
+    Index(None, "account_id", "state", "queue_round"),  # an account's active runs: its quota and last round
     UniqueConstraint("report_id", "scheduled_for"),
 )
 

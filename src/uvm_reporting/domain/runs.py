@@ -70,6 +70,10 @@ class RunRecord:
     result_key: str | None
     error_code: str | None
     error_message: str | None
+    # The account's turn in the queue (database/runs.py): claimed lowest first.
+    queue_round: int = 0
+    # Where a queued run stood in the claim order when it was read (1: next), if that was read too.
+    queue_position: int | None = None
 
     @property
     def export_format(self) -> ExportFormat:

@@ -3,7 +3,9 @@
 Each tick reads the reports whose ``next_fire_at`` has passed. For each, every fire time
 missed up to now (the scheduler was down, or a tick came late) is coalesced into one run, for
 the latest of them: an export is a snapshot of the current data, so replaying missed ones
-would deliver the same file several times. In one transaction the scheduler advances
+would deliver the same file several times. A fire time whose account has its quota of active
+runs already gets its run recorded as Failed (QUOTA_EXCEEDED), so the skipped delivery shows
+in the report's runs instead of vanishing. In one transaction the scheduler advances
 ``next_fire_at`` past now, conditionally on it still being the value it read, and inserts the
 run (database/schedules.py). Whoever advances the row first enqueues the run; the unique (report,
 fire time) of runs backs that up, so any number of schedulers may tick at once and each fire
@@ -31,7 +33,7 @@ from uvm_reporting.database.reports import Report, due_schedules
 from uvm_reporting.database.runs import enqueue_delivery
 from uvm_reporting.database.schedules import advance_and_enqueue
 from uvm_reporting.domain.audit import Actor
-from uvm_reporting.domain.runs import RunRecord
+from uvm_reporting.domain.runs import RunRecord, RunState
 from uvm_reporting.domain.schedule.fire_times import latest_fire_time_at_or_before, next_fire_time
 from uvm_reporting.domain.schedule.settings import ScheduleSettings
 from uvm_reporting.domain.timestamps import utc_now
@@ -53,12 +55,14 @@ class Scheduler:
         clock: Callable[[], datetime] = utc_now,
         on_enqueued: Callable[[], None] | None = None,
         audit_retention_days: int = 0,
+        max_active_runs: int | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._on_enqueued = on_enqueued
         self._audit_retention_days = audit_retention_days
         self._next_purge_at: float | None = None  # monotonic; None: at the first tick
+        self._max_active_runs = max_active_runs
 
     def tick(self) -> list[RunRecord]:
         """Enqueue what is due now; the runs this scheduler created (not those of others)."""
@@ -129,6 +133,16 @@ class Scheduler:
         run = advance_and_enqueue(self._engine, report, following=following, enqueue=enqueue)
         if run is None or fire_at is None:
             return None
+        if run.state is RunState.FAILED:
+            log.warning(
+                "run %s of report %s (account %s) for fire time %s was not queued: %s",
+                run.id,
+                report.id,
+                report.account_id,
+                fire_at.isoformat(),
+                run.error_message,
+            )
+            return run
         log.info(
             "enqueued run %s of report %s (account %s) for fire time %s, to s3://%s/%s; next fire time %s",
             run.id,
@@ -152,6 +166,8 @@ class Scheduler:
             requested_by=None,
             scheduled_for=fire_at,
             connection=connection,
+            max_active_runs=self._max_active_runs,
+            fail_over_quota=True,
         )
         record_event(connection, run_started(run, Actor.scheduler()))
         return run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from uvm_reporting.domain.catalog import ENTITIES
@@ -16,8 +17,13 @@ from uvm_reporting.domain.schedule.validation import parse_schedule
 from uvm_reporting.errors import BadUserInput
 
 
-def parse_report_definition(data: Mapping[str, Any]) -> ReportDefinition:
+def parse_report_definition(
+    data: Mapping[str, Any], *, min_schedule_interval: timedelta | None = None
+) -> ReportDefinition:
     """Validate a definition (decoded JSON) and return it typed; :class:`BadUserInput` if invalid.
+
+    ``min_schedule_interval``: when saving, the shortest time allowed between two fire times of
+    its schedule (a stored definition is read back without it).
 
     The error's message names every problem with its location; ``details`` carries ``path`` (the
     first problem's location) and ``problems`` (a list of ``{"path", "message"}``).
@@ -27,7 +33,7 @@ def parse_report_definition(data: Mapping[str, Any]) -> ReportDefinition:
     nul_problems = _nul_characters(data)
     if nul_problems:
         raise _error(nul_problems)
-    schedule, schedule_problems = _parse_schedule(data.get("schedule"))
+    schedule, schedule_problems = _parse_schedule(data.get("schedule"), min_schedule_interval)
     raw, shape_problems = check_shape(data)
     if raw is None:
         raise _error(shape_problems + schedule_problems)
@@ -75,10 +81,10 @@ def _nul_characters(data: Mapping[str, Any]) -> list[Problem]:
     return sorted(problems, key=lambda problem: problem.path)
 
 
-def _parse_schedule(data: Any) -> tuple[ScheduleSettings | None, list[Problem]]:
+def _parse_schedule(data: Any, min_interval: timedelta | None) -> tuple[ScheduleSettings | None, list[Problem]]:
     if data is None:  # no schedule: the report runs on request only
         return None, []
-    schedule, problems = parse_schedule(data, "schedule")
+    schedule, problems = parse_schedule(data, "schedule", min_interval=min_interval)
     return schedule, [Problem(path, message) for path, message in problems]
 
 

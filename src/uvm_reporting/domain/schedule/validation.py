@@ -7,6 +7,10 @@ in the order they are declared. A key that depends on another (``compression`` o
 ``format``, the timing keys on ``frequency``) reads the other's value once that one passed its
 own check; a key checked twice (whether the frequency uses ``time``, then its value) has a
 second field that reads the same key (``validation_alias``).
+
+A minimum interval between fire times (an operator's setting) is passed as ``min_interval`` and
+reaches the validators as pydantic's validation context. Only saving a schedule checks it: a
+report saved under a lower minimum still loads and runs.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
+from itertools import pairwise
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -61,16 +66,19 @@ _FORMATS = tuple(ExportFormat)
 _COMPRESSIONS = tuple(Compression)
 
 
-def parse_schedule(data: Any, path: str = "schedule") -> tuple[ScheduleSettings | None, Problems]:
+def parse_schedule(
+    data: Any, path: str = "schedule", *, min_interval: dt.timedelta | None = None
+) -> tuple[ScheduleSettings | None, Problems]:
     """Validate a ``schedule`` object (decoded JSON): the settings, or None and the problems.
 
     Every problem is ``(path, message)``; the paths start with ``path``. The settings are None
-    exactly when there are problems.
+    exactly when there are problems. With ``min_interval``, a schedule whose fire times can be
+    closer together than that is refused.
     """
     if not isinstance(data, Mapping):
         return None, [(path, f"must be a JSON object, not {json_kind(data)}")]
     try:
-        model = _ScheduleModel.model_validate(dict(data))
+        model = _ScheduleModel.model_validate(dict(data), context={"min_interval": min_interval})
     except ValidationError as error:
         found = problems_from(
             error,
@@ -232,8 +240,12 @@ class _ScheduleModel(_Document):
 
     @field_validator("frequency", mode="plain")
     @classmethod
-    def _frequency(cls, value: Any) -> str | None:
-        return _choice(value, FREQUENCIES, required=True)
+    def _frequency(cls, value: Any, info: ValidationInfo) -> str | None:
+        frequency = _choice(value, FREQUENCIES, required=True)
+        gap = _FREQUENCY_GAP_MINUTES.get(frequency or "")
+        if gap is not None and (found := _interval_problem(f'"{frequency}"', gap, info)):
+            raise problem(found)
+        return frequency
 
     @field_validator("timezone", mode="plain")
     @classmethod
@@ -294,7 +306,12 @@ class _ScheduleModel(_Document):
     @classmethod
     def _cron(cls, value: Any, info: ValidationInfo) -> str | None:
         text = _checked(value, cron_problem, required=False) if _uses(info, "cron") else None
-        return None if text is None else " ".join(text.split())
+        if text is None:
+            return None
+        normalised = " ".join(text.split())
+        if found := _interval_problem(quoted(text), cron_min_gap_minutes(normalised), info):
+            raise problem(found)
+        return normalised
 
     def settings(self) -> ScheduleSettings:
         return ScheduleSettings(
@@ -317,6 +334,25 @@ _ALIASES = {
     for name, field in model.model_fields.items()
     if isinstance(field.validation_alias, AliasChoices)
 }
+
+
+# The shortest time between two fire times of the fixed frequencies that can be short; daily and
+# longer are over the largest minimum the setting allows (a day).
+_FREQUENCY_GAP_MINUTES = {"hourly": 60}
+
+
+def _interval_problem(what: str, gap_minutes: int, info: ValidationInfo) -> str | None:
+    minimum: dt.timedelta | None = (info.context or {}).get("min_interval")
+    if not minimum or dt.timedelta(minutes=gap_minutes) >= minimum:
+        return None
+    return (
+        f"{what} fires as often as every {_minutes(gap_minutes)}; schedules may fire at most every "
+        f"{_minutes(minimum // dt.timedelta(minutes=1))}"
+    )
+
+
+def _minutes(count: int) -> str:
+    return f"{count} minute" if count == 1 else f"{count} minutes"
 
 
 def _uses(info: ValidationInfo, key: str) -> bool:
@@ -369,6 +405,19 @@ def _cron_problems(expression: str) -> Iterator[str]:
         yield f"{quoted(expression)} never fires (no such date)"
     except (CroniterError, ValueError) as error:
         yield f"{quoted(expression)} is not a valid cron expression: {error}"
+
+
+def cron_min_gap_minutes(expression: str) -> int:
+    """The shortest time between two fire times of a valid 5-field cron expression, in minutes
+    of wall time: between two minutes of an hour, or from an hour's last minute to the first of
+    the next hour that fires (from 23:xx to 00:xx too, whether or not the next day fires)."""
+    minute_field, hour_field = croniter(expression).expanded[:2]
+    minutes = list(range(60)) if minute_field == ["*"] else sorted({int(m) for m in minute_field})
+    hours = list(range(24)) if hour_field == ["*"] else sorted({int(h) for h in hour_field})
+    hour_steps = [b - a for a, b in pairwise(hours)] + [24 - hours[-1] + hours[0]]
+    gaps = [b - a for a, b in pairwise(minutes)]
+    gaps.append(min(hour_steps) * 60 - minutes[-1] + minutes[0])
+    return min(gaps)
 
 
 def timezone_problem(name: str) -> str | None:
