@@ -254,7 +254,7 @@ class Attack:
         leaked = self.markers.found_in(normalized(answer.text, sent_ids))
         if leaked:
             found.append(f"reveals {', '.join(leaked)}")
-        if field_name is not None and data_of(parse_json(answer.text), field_name) not in (None, [], {}):
+        if field_name is not None and not _empty(data_of(parse_json(answer.text), field_name)):
             found.append("answered with data")
         if found:
             self.problems.append(f"{where}: {'; '.join(found)}: {answer.status_code} {answer.text[:500]}")
@@ -275,3 +275,11 @@ class Attack:
             self.problems.append(
                 f"{where}: the answer tells the object exists:\n  for it:      {seen}\n  for unknown: {expected}"
             )
+
+
+def _empty(data: Any) -> bool:
+    """Whether an answer's data holds nothing: null, an empty list, or a connection without edges
+    (a list filtered by another account's id, e.g. auditEvents, finds nothing)."""
+    if data in (None, [], {}):
+        return True
+    return isinstance(data, dict) and data.get("edges") == []

@@ -250,13 +250,16 @@ class Markers:
         return [f"{what} ({value})" for value, what in self.values.items() if value in text]
 
 
+_REQUEST_ID = re.compile(r'"requestId":\s*"[0-9a-f]+"')
+
+
 def normalized(text: str, ids: Iterable[str]) -> str:
-    """``text`` with each of ``ids`` replaced by ``<id>``: answers about different ids compare equal
-    when they say the same thing."""
+    """``text`` with each of ``ids`` replaced by ``<id>`` and without its request id (one per
+    request): answers about different ids compare equal when they say the same thing."""
     for value in ids:
         if value:
             text = text.replace(value, "<id>")
-    return text
+    return _REQUEST_ID.sub('"requestId": "<request>"', text)
 
 
 def error_codes(body: Any) -> set[str]:
