@@ -41,6 +41,20 @@ query ($first: Int, $after: String, $filter: AuditEventFilter) {
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 TEST_CLIENT_IP = "testclient"  # what Starlette's TestClient puts in the ASGI scope's client
 
+# A daily scheduled export to a customer's bucket, as a report definition's schedule.
+DAILY_S3_SCHEDULE = {
+    "format": "csv",
+    "delivery": {
+        "method": "s3",
+        "bucket": "acme-exports",
+        "path": "uvm",
+        "region": "eu-west-1",
+        "role_arn": "arn:aws:iam::123456789012:role/uvm-export",
+    },
+    "frequency": "daily",
+    "time": "06:30",
+}
+
 
 class Caller:
     """An API client of one account that gets its token over HTTP, as a customer does."""
@@ -218,18 +232,7 @@ def test_a_scheduled_run_is_recorded_as_started_by_the_scheduler(engine: Engine,
     now = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
     definition = {
         **ALL_FINDINGS_REPORT,
-        "schedule": {
-            "format": "csv",
-            "delivery": {
-                "method": "s3",
-                "bucket": "acme-exports",
-                "path": "uvm",
-                "region": "eu-west-1",
-                "role_arn": "arn:aws:iam::123456789012:role/uvm-export",
-            },
-            "frequency": "daily",
-            "time": "06:30",
-        },
+        "schedule": DAILY_S3_SCHEDULE,
     }
     report = create_report(engine, account.id, definition, now=now)
     clock_now = now + timedelta(hours=1)
@@ -277,18 +280,7 @@ def test_report_changes_record_settings_access_and_schedule(caller: Caller, find
 
 
 def test_a_schedule_change_is_recorded(caller: Caller, public_report: Report) -> None:
-    schedule = {
-        "format": "csv",
-        "delivery": {
-            "method": "s3",
-            "bucket": "acme-exports",
-            "path": "uvm",
-            "region": "eu-west-1",
-            "role_arn": "arn:aws:iam::123456789012:role/uvm-export",
-        },
-        "frequency": "daily",
-        "time": "06:30",
-    }
+    schedule = DAILY_S3_SCHEDULE
     caller.data(
         "mutation ($i: String!, $d: JSON!) { updateReport(id: $i, definition: $d) { id } }",
         {"i": public_report.id, "d": {**ALL_FINDINGS_REPORT, "schedule": schedule}},

@@ -19,8 +19,8 @@ from uvm_reporting.api.app import create_app
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import Account
 from uvm_reporting.database.reports import Report, create_report
-from uvm_reporting.database.runs import RUNS_CHANNEL, claim_next_run, complete_run, enqueue_run, get_run, list_runs
-from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult, RunState
+from uvm_reporting.database.runs import RUNS_CHANNEL, claim_next_run, complete_run, get_run, list_runs
+from uvm_reporting.domain.runs import RunRecord, RunResult, RunState
 from uvm_reporting.errors import QuotaExceeded, RunErrorCode
 from uvm_reporting.scheduler import Scheduler
 from uvm_reporting.services import Services, build_services
@@ -53,19 +53,6 @@ def claims_until(engine: Engine, run_id: str) -> list[RunRecord]:
         assert run is not None, f"run {run_id} was never claimed"
         claimed.append(run)
     return claimed
-
-
-def enqueue(engine: Engine, report: Report, **kwargs: Any) -> RunRecord:
-    return enqueue_run(
-        engine,
-        account_id=report.account_id,
-        report_id=report.id,
-        delivery=Delivery.DOWNLOAD,
-        format="csv",
-        definition=report.definition.to_json(),
-        requested_by="test",
-        **kwargs,
-    )
 
 
 def finish(engine: Engine, run: RunRecord) -> None:
@@ -135,21 +122,21 @@ def test_concurrent_workers_claim_every_run_once_in_turns(
 def test_an_account_at_its_cap_gets_quota_exceeded_naming_the_cap(
     engine: Engine, big_report: Report, small_report: Report
 ) -> None:
-    first = enqueue(engine, big_report, max_active_runs=3)
-    enqueue(engine, big_report, max_active_runs=3)
+    first = enqueue_download(engine, big_report, max_active_runs=3)
+    enqueue_download(engine, big_report, max_active_runs=3)
     started = claim(engine)
     assert started is not None
     assert started.id == first.id  # running runs count too
-    enqueue(engine, big_report, max_active_runs=3)
+    enqueue_download(engine, big_report, max_active_runs=3)
     with pytest.raises(QuotaExceeded) as refused:
-        enqueue(engine, big_report, max_active_runs=3)
+        enqueue_download(engine, big_report, max_active_runs=3)
     assert refused.value.code == "QUOTA_EXCEEDED"
     assert "has 3 runs queued or running; the limit is 3 per account" in refused.value.message
     assert len(list_runs(engine, big_report.account_id, big_report.id)) == 3  # nothing was recorded
     # Another account has its own cap; a finished run makes room again.
-    enqueue(engine, small_report, max_active_runs=3)
+    enqueue_download(engine, small_report, max_active_runs=3)
     finish(engine, started)
-    enqueue(engine, big_report, max_active_runs=3)
+    enqueue_download(engine, big_report, max_active_runs=3)
 
 
 def test_concurrent_requests_cannot_pass_the_cap_together(engine: Engine, big_report: Report) -> None:
@@ -162,7 +149,7 @@ def test_concurrent_requests_cannot_pass_the_cap_together(engine: Engine, big_re
         start.wait()
         for _ in range(attempts // 8):
             try:
-                enqueue(engine, big_report, max_active_runs=cap)
+                enqueue_download(engine, big_report, max_active_runs=cap)
                 outcome = "queued"
             except QuotaExceeded:
                 outcome = "refused"
@@ -195,7 +182,7 @@ def test_a_scheduled_run_over_the_cap_is_recorded_as_failed_not_dropped(engine: 
     }
     monday = datetime(2026, 3, 2, tzinfo=UTC)
     report = create_report(engine, account.id, definition, now=monday)
-    enqueue(engine, report)  # the account's one allowed active run
+    enqueue_download(engine, report)  # the account's one allowed active run
     now = monday + timedelta(hours=7)
     created = Scheduler(engine, clock=lambda: now, max_active_runs=1).tick()
     assert len(created) == 1
@@ -216,18 +203,10 @@ def test_a_queued_run_wakes_the_workers_and_a_refused_one_does_not(
     conninfo = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(conninfo, autocommit=True) as listener:
         listener.execute(f"LISTEN {RUNS_CHANNEL}")
-        queued = enqueue(engine, big_report, max_active_runs=1)
+        queued = enqueue_download(engine, big_report, max_active_runs=1)
         with pytest.raises(QuotaExceeded):
-            enqueue(engine, big_report, max_active_runs=1)
-        last = enqueue_run(  # past the cap too, but not refused: it comes after the refused one
-            engine,
-            account_id=big_report.account_id,
-            report_id=big_report.id,
-            delivery=Delivery.DOWNLOAD,
-            format="csv",
-            definition=big_report.definition.to_json(),
-            requested_by="test",
-        )
+            enqueue_download(engine, big_report, max_active_runs=1)
+        last = enqueue_download(engine, big_report)  # past the cap too, but not refused: after the refused one
         payloads = [n.payload for n in listener.notifies(timeout=10, stop_after=2)]
     assert payloads == [queued.id, last.id]
 

@@ -12,9 +12,15 @@ from uvm_reporting.domain.runs import Delivery, RunRecord
 
 
 def enqueue_download(
-    engine: Engine, report: Report, *, definition: dict[str, Any] | None = None, requested_by: str | None = "test"
+    engine: Engine,
+    report: Report,
+    *,
+    definition: dict[str, Any] | None = None,
+    requested_by: str | None = "test",
+    max_active_runs: int | None = None,
 ) -> RunRecord:
-    """A queued CSV download run of ``report`` (or of ``definition``, a report definition)."""
+    """A queued CSV download run of ``report`` (or of ``definition``, a report definition); with
+    ``max_active_runs``, under the account's cap of active runs."""
     return enqueue_run(
         engine,
         account_id=report.account_id,
@@ -23,4 +29,5 @@ def enqueue_download(
         format="csv",
         definition=definition or report.definition.to_json(),
         requested_by=requested_by,
+        max_active_runs=max_active_runs,
     )
