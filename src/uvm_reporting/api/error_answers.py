@@ -89,8 +89,10 @@ class ErrorAnswersMiddleware:
             start, held = held, None
             body = b"".join(chunks)
             if not message.get("more_body", False):
-                body, codes = _with_request_id(body, request_id, is_error=start["status"] >= 400)
-                start = {**start, "headers": _with_length(start.get("headers", ()), len(body))}
+                rewritten, codes = _with_request_id(body, request_id, is_error=start["status"] >= 400)
+                if rewritten is not body:  # an answer without errors goes on as it came
+                    body = rewritten
+                    start = {**start, "headers": _with_length(start.get("headers", ()), len(body))}
                 if codes:
                     note(scope, f"errors={','.join(codes)}")  # on the access-log line, with the id
             started = True
