@@ -30,6 +30,8 @@ _ID_COUNTER = itertools.count(1)
 def new_request_id() -> str:
     """16 hex digits, unique within this process's life and (by its random prefix) across processes."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
+
+
 _REQUEST_ID = "uvm_reporting.request_id"
 REQUEST_ID_HEADER = b"x-request-id"
 
