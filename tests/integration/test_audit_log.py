@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
 from tests.support.clock import ManualClock
-from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.reports import ALL_FINDINGS_REPORT, DAILY_S3_SCHEDULE
 from tests.support.waiting import wait_for
 from uvm_reporting.api.app import create_app
 from uvm_reporting.application.audit import AuditLog, AuthFailures
@@ -40,20 +40,6 @@ query ($first: Int, $after: String, $filter: AuditEventFilter) {
 }"""
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 TEST_CLIENT_IP = "testclient"  # what Starlette's TestClient puts in the ASGI scope's client
-
-# A daily scheduled export to a customer's bucket, as a report definition's schedule.
-DAILY_S3_SCHEDULE = {
-    "format": "csv",
-    "delivery": {
-        "method": "s3",
-        "bucket": "acme-exports",
-        "path": "uvm",
-        "region": "eu-west-1",
-        "role_arn": "arn:aws:iam::123456789012:role/uvm-export",
-    },
-    "frequency": "daily",
-    "time": "06:30",
-}
 
 
 class Caller:

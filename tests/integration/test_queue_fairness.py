@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.reports import ALL_FINDINGS_REPORT, DAILY_S3_SCHEDULE
 from tests.support.runs import enqueue_download
 from uvm_reporting.api.app import create_app
 from uvm_reporting.auth.api_client_credentials import create_client
@@ -168,17 +168,7 @@ def test_concurrent_requests_cannot_pass_the_cap_together(engine: Engine, big_re
 def test_a_scheduled_run_over_the_cap_is_recorded_as_failed_not_dropped(engine: Engine, account: Account) -> None:
     definition = {
         **ALL_FINDINGS_REPORT,
-        "schedule": {
-            "format": "csv",
-            "delivery": {
-                "method": "s3",
-                "bucket": "acme-exports",
-                "region": "eu-west-1",
-                "role_arn": "arn:aws:iam::123456789012:role/uvm-export",
-            },
-            "frequency": "daily",
-            "time": "06:30",
-        },
+        "schedule": DAILY_S3_SCHEDULE,
     }
     monday = datetime(2026, 3, 2, tzinfo=UTC)
     report = create_report(engine, account.id, definition, now=monday)

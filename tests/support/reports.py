@@ -14,3 +14,17 @@ ALL_FINDINGS_REPORT: dict[str, Any] = {
     "viewers": "public",
     "editors": "public",
 }
+
+# A daily scheduled export to a customer's bucket, as a report definition's schedule.
+DAILY_S3_SCHEDULE: dict[str, Any] = {
+    "format": "csv",
+    "delivery": {
+        "method": "s3",
+        "bucket": "acme-exports",
+        "path": "uvm",
+        "region": "eu-west-1",
+        "role_arn": "arn:aws:iam::123456789012:role/uvm-export",
+    },
+    "frequency": "daily",
+    "time": "06:30",
+}
