@@ -37,6 +37,9 @@ class UvmReportingError(Exception):
     code = "INTERNAL_SERVER_ERROR"
     run_error_code = RunErrorCode.INTERNAL
     """What a run that fails with this error reports; subclasses say their own."""
+    transient = False
+    """Whether the same run may succeed if tried again later (S3 throttling, a dropped database
+    connection): the worker then queues it again after a backoff (application/run_retries.py)."""
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -102,12 +105,14 @@ class QuotaExceeded(UvmReportingError):
 
 class QueryFailed(UvmReportingError):
     """The report's query failed in the database; the driver's error is the ``__cause__``
-    and stays in the operator log (it may name tables and values)."""
+    and stays in the operator log (it may name tables and values). ``transient``: the
+    connection was lost, not the query refused."""
 
     run_error_code = RunErrorCode.QUERY_FAILED
 
-    def __init__(self, message: str = QUERY_FAILURE_MESSAGE) -> None:
+    def __init__(self, message: str = QUERY_FAILURE_MESSAGE, *, transient: bool = False) -> None:
         super().__init__(message)
+        self.transient = transient
 
 
 class StorageFailed(UvmReportingError):
@@ -120,6 +125,8 @@ class StorageFailed(UvmReportingError):
 class RunFailure:
     code: RunErrorCode
     message: str
+    transient: bool = False
+    """Whether trying the run again later may succeed (see ``UvmReportingError.transient``)."""
 
     @property
     def needs_operator(self) -> bool:
@@ -130,7 +137,7 @@ class RunFailure:
 def run_failure(error: BaseException) -> RunFailure:
     """The failed run's code and message for any exception; internals stay in the log."""
     if isinstance(error, UvmReportingError):
-        return RunFailure(error.run_error_code, error.run_failure_message)
+        return RunFailure(error.run_error_code, error.run_failure_message, error.transient)
     if isinstance(error, OSError):  # a full disk, a missing folder: where the result goes
         return RunFailure(RunErrorCode.STORAGE_FAILED, f"Writing the result failed: {error.strerror or error}.")
     return RunFailure(RunErrorCode.INTERNAL, INTERNAL_FAILURE_MESSAGE)

@@ -62,6 +62,8 @@ class Services:
             threads=self.settings.worker_threads if threads is None else threads,
             lease_seconds=self.settings.run_lease_seconds,
             max_attempts=self.settings.run_max_attempts,
+            retry_base_seconds=self.settings.run_retry_base_seconds,
+            retry_max_seconds=self.settings.run_retry_max_seconds,
             on_run_changed=lambda run: self.report_runs.run_changed(run.account_id, run.id),
             on_stopped=executor.close,
         )

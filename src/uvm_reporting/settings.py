@@ -97,6 +97,14 @@ class Settings(BaseSettings):
     )
     run_lease_seconds: int = Field(default=60, ge=5)
     run_max_attempts: int = Field(default=3, ge=1)
+    run_retry_base_seconds: float = Field(
+        default=2.0,
+        ge=0.0,
+        description="Wait before the first retry of a run that failed for a passing reason (S3 throttling or 5xx, "
+        "a dropped database connection, an STS hiccup); doubled for each further one, with jitter. Retries share "
+        "the run_max_attempts budget with lost leases.",
+    )
+    run_retry_max_seconds: float = Field(default=60.0, ge=0.0, description="The longest wait between two attempts.")
     rate_limit_storage_url: str = Field(
         default="",
         description="Where rate-limit counters live: 'memory://' (this process), 'database' (the deployment's "

@@ -262,7 +262,7 @@ class ReportRuns:
         in the workers' round-robin order across accounts. Read with the run, so a cached status
         holds the position it had when it was read."""
         status = self._document(run)
-        if run.state is RunState.QUEUED:
+        if run.state is RunState.QUEUED and not _waiting_to_retry(run):
             position = run.queue_position or queue_position(self.engine, run)
             if position is not None:  # None: it left the queue since it was read
                 status["queuePosition"] = position
@@ -298,6 +298,12 @@ class ReportRuns:
         if run.state is RunState.FAILED:
             status["errorCode"] = run.error_code
             status["errorMessage"] = run.error_message
+        elif not run.state.is_final and run.error_code is not None:
+            # Retried after a transient failure (application/run_retries.py): why, and when next.
+            status["lastErrorCode"] = run.error_code
+            status["lastErrorMessage"] = run.error_message
+            if run.state is RunState.QUEUED and run.next_attempt_at is not None:
+                status["nextAttemptAt"] = _timestamp(run.next_attempt_at)
         if run.delivery is Delivery.S3:
             status["compression"] = run.compression
             if run.scheduled_for is not None:
@@ -313,6 +319,11 @@ def run_started(run: RunRecord, actor: Actor) -> AuditEvent:
     if run.scheduled_for is not None:
         details["scheduledFor"] = _timestamp(run.scheduled_for)
     return AuditEvent(run.account_id, Action.RUN_STARTED, actor, "run", run.id, details)
+
+
+def _waiting_to_retry(run: RunRecord) -> bool:
+    """A queued run whose next attempt is not due yet: it has no place in the queue until then."""
+    return run.next_attempt_at is not None and run.next_attempt_at > utc_now()
 
 
 def _gets_a_link(run: RunRecord) -> bool:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     tuple_,
     update,
@@ -342,9 +343,12 @@ def claim_next_run(
         # head of the queue in the fair order (module docstring). Each is an index seek, and the
         # claim is one statement: the second is only looked up when the first finds nothing.
         lost = _next_run.c.state == RunState.STARTED.value, _next_run.c.lease_expires_at < now
+        # A run waiting for its next attempt (run_retries) is passed over until its time: the
+        # index scan in claim order skips it, and it keeps its place in the order.
+        due = or_(_next_run.c.next_attempt_at.is_(None), _next_run.c.next_attempt_at <= now)
         candidate = func.coalesce(
             _first_unlocked(*lost).scalar_subquery(),
-            _first_unlocked(_next_run.c.state == RunState.QUEUED.value).scalar_subquery(),
+            _first_unlocked(_next_run.c.state == RunState.QUEUED.value, due).scalar_subquery(),
         )
         row = connection.execute(
             update(runs)
@@ -355,6 +359,7 @@ def claim_next_run(
                 attempts=runs.c.attempts + 1,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
                 started_at=now,
+                next_attempt_at=None,
             )
             .returning(*runs.c)
         ).one_or_none()
@@ -399,6 +404,9 @@ def complete_run(engine: Engine, run_id: str, worker_id: str, result: RunResult)
                 size_bytes=result.size_bytes,
                 sha256=result.sha256,
                 result_key=result.result_key,
+                # An earlier attempt's transient failure (run_retries) is no part of the outcome.
+                error_code=None,
+                error_message=None,
             )
         )
     return updated.rowcount == 1
@@ -413,6 +421,28 @@ def fail_run(engine: Engine, run_id: str, worker_id: str, code: RunErrorCode, me
                 state=RunState.FAILED.value,
                 finished_at=utc_now(),
                 lease_expires_at=None,
+                error_code=code.value,
+                error_message=message,
+            )
+        )
+    return updated.rowcount == 1
+
+
+def retry_run(
+    engine: Engine, run_id: str, worker_id: str, code: RunErrorCode, message: str, *, next_attempt_at: datetime
+) -> bool:
+    """Queue a started run again after a transient failure: no worker claims it before
+    ``next_attempt_at``; its attempt stays counted, and the failure is kept as its last cause."""
+    with engine.begin() as connection:
+        updated = connection.execute(
+            update(runs)
+            .where(*_held_by(run_id, worker_id))
+            .values(
+                state=RunState.QUEUED.value,
+                worker_id=None,
+                lease_expires_at=None,
+                started_at=None,
+                next_attempt_at=next_attempt_at,
                 error_code=code.value,
                 error_message=message,
             )
@@ -475,4 +505,5 @@ def _record(row: Any) -> RunRecord:
         error_message=row.error_message,
         queue_round=row.queue_round,
         queue_position=getattr(row, "queue_position", None),
+        next_attempt_at=row.next_attempt_at,
     )

@@ -121,6 +121,9 @@ runs = Table(
     Column("result_key", String(500)),
     Column("error_code", String(40)),
     Column("error_message", Text),
+    # While a run waits, queued, for its next attempt after a transient failure: not claimed
+    # before this time (its error_code and error_message hold the failed attempt's cause).
+    Column("next_attempt_at", UtcDateTime(precise=True)),
     Index(None, "state", "created_at"),
     Index(None, "report_id", "created_at"),
     Index(None, "state", "queue_round", "created_at", "id"),  # the claim order

@@ -74,6 +74,8 @@ class RunRecord:
     queue_round: int = 0
     # Where a queued run stood in the claim order when it was read (1: next), if that was read too.
     queue_position: int | None = None
+    # A queued run waiting for its next attempt after a transient failure is not claimed before this.
+    next_attempt_at: datetime | None = None
 
     @property
     def export_format(self) -> ExportFormat:

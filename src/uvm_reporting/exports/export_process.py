@@ -51,9 +51,10 @@ _PR_SET_PDEATHSIG = 1
 class ExportProcessFailed(UvmReportingError):
     """The export process reported an error (or died), with the run error code it chose."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.run_error_code = RunErrorCode.__members__.get(code, RunErrorCode.INTERNAL)
+        self.transient = transient
 
 
 class ExportProcessGone(ExportProcessFailed):
@@ -239,7 +240,9 @@ def _outcome(status: bytes, exit_code: int, peak_rss: int, seconds: float) -> Ex
         return ExportOutcome(int(report["rows"]), peak_rss, seconds)
     error = report.get("error")
     if isinstance(error, dict):
-        raise ExportProcessFailed(str(error.get("code", "INTERNAL")), str(error.get("message", "")))
+        raise ExportProcessFailed(
+            str(error.get("code", "INTERNAL")), str(error.get("message", "")), transient=error.get("transient") is True
+        )
     raise ExportProcessFailed(
         "INTERNAL", f"The export process {_ended(exit_code)} before it finished; the operator log has the details."
     )
@@ -280,7 +283,10 @@ def main(argv: list[str]) -> int:
             error,
             exc_info=failure.needs_operator,
         )
-        _report(status_fd, {"error": {"code": failure.code.value, "message": failure.message}})
+        _report(
+            status_fd,
+            {"error": {"code": failure.code.value, "message": failure.message, "transient": failure.transient}},
+        )
         return 1
     _report(status_fd, {"rows": rows})
     return 0

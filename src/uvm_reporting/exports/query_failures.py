@@ -11,9 +11,14 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from uvm_reporting.errors import QueryFailed
+
+CONNECTION_LOST_MESSAGE = (
+    "The connection to the database was lost while the report's rows were read. "
+    "This is usually temporary: the run is tried again."
+)
 
 
 def is_database_error(error: BaseException) -> bool:
@@ -34,11 +39,29 @@ def is_database_error(error: BaseException) -> bool:
     return isinstance(error, AdbcError)
 
 
+def is_connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` says the database connection dropped (the server restarted, the
+    connection was terminated), not that the query was refused: then trying again may work.
+
+    SQLAlchemy tells a disconnect by the driver's error (``connection_invalidated``); psycopg's
+    OperationalError is about the connection (a bad query is a ProgrammingError). sqlite3's
+    OperationalError is not used: it also means "no such column".
+    """
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or (error.orig is not None and is_connection_lost(error.orig))
+    try:
+        import psycopg  # noqa: PLC0415
+
+        return isinstance(error, psycopg.OperationalError)
+    except ImportError:  # pragma: no cover - a dependency
+        return False
+
+
 def as_query_failure(error: BaseException) -> BaseException:
     """``QueryFailed`` (caused by ``error``) for a database error; any other error as it is."""
     if isinstance(error, QueryFailed) or not is_database_error(error):
         return error
-    failure = QueryFailed()
+    failure = QueryFailed(CONNECTION_LOST_MESSAGE, transient=True) if is_connection_lost(error) else QueryFailed()
     failure.__cause__ = error
     return failure
 

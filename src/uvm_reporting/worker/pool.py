@@ -3,7 +3,9 @@
 Each thread loops: claim the oldest runnable run, execute it, record the outcome. A single
 heartbeat thread renews the leases of the runs in progress. Every exception ends as a Failed
 run with a reason; nothing stays Running when a worker dies, because its lease expires and
-another worker claims the run again (up to the configured attempts).
+another worker claims the run again (up to the configured attempts). A run that failed for a
+passing reason (application/run_retries.py) goes back to the queue, to be claimed again after
+an exponential backoff with jitter, within the same budget of attempts.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from uvm_reporting import fault_points
-from uvm_reporting.database.runs import claim_next_run, complete_run, fail_run, release_run, renew_lease
+from uvm_reporting.application.run_retries import classify_run_failure, final_failure
+from uvm_reporting.database.runs import claim_next_run, complete_run, fail_run, release_run, renew_lease, retry_run
+from uvm_reporting.domain.retries import retry_delay
 from uvm_reporting.domain.runs import RunRecord, RunResult
-from uvm_reporting.errors import RunErrorCode, run_failure
+from uvm_reporting.domain.timestamps import utc_now
+from uvm_reporting.errors import RunErrorCode
+from uvm_reporting.exports.query_failures import is_connection_lost
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,8 @@ class WorkerPool:
         lease_seconds: int,
         max_attempts: int,
         poll_seconds: float = 1.0,
+        retry_base_seconds: float = 2.0,
+        retry_max_seconds: float = 60.0,
         on_run_changed: Callable[[RunRecord], None] | None = None,
         on_stopped: Callable[[], None] | None = None,
     ) -> None:
@@ -51,6 +60,8 @@ class WorkerPool:
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
         self._poll_seconds = poll_seconds
+        self._retry_base_seconds = retry_base_seconds
+        self._retry_max_seconds = retry_max_seconds
         # Told when a run of this pool starts, ends or goes back to the queue (status caches).
         self._on_run_changed = on_run_changed or (lambda _run: None)
         # Releases what the executor holds (its spare export process) once the pool has stopped.
@@ -123,12 +134,8 @@ class WorkerPool:
         try:
             try:
                 result = self._execute(run)
-            except Exception as error:
-                failure = run_failure(error)
-                log.warning(
-                    "run %s failed: %s: %s", run.id, failure.code, failure.message, exc_info=failure.needs_operator
-                )
-                fail_run(self._engine, run.id, worker_id, failure.code, failure.message)
+            except Exception as error:  # noqa: BLE001 - every failure ends as a retry or a Failed run
+                self._failed(run, worker_id, error)
             else:
                 self._complete(run, worker_id, result)
         except SQLAlchemyError:
@@ -140,12 +147,52 @@ class WorkerPool:
                 self._in_progress.pop(run.id, None)
             self._on_run_changed(run)
 
+    def _failed(self, run: RunRecord, worker_id: str, error: Exception) -> None:
+        """Record a failed attempt: queued again after a backoff when the cause may pass and
+        attempts are left, else Failed (naming the last cause)."""
+        failure = classify_run_failure(error)
+        if failure.transient and run.attempts < self._max_attempts:
+            delay = retry_delay(
+                run.attempts, base_seconds=self._retry_base_seconds, max_seconds=self._retry_max_seconds
+            )
+            log.warning(
+                "run %s attempt %d failed: %s: %s; tried again in %.1fs",
+                *(run.id, run.attempts, failure.code, failure.message, delay),
+                exc_info=error,
+            )
+            next_attempt_at = utc_now() + timedelta(seconds=delay)
+            self._recorded(
+                lambda: retry_run(
+                    self._engine, run.id, worker_id, failure.code, failure.message, next_attempt_at=next_attempt_at
+                )
+            )
+            return
+        failure = final_failure(failure, run.attempts)
+        log.warning("run %s failed: %s: %s", run.id, failure.code, failure.message, exc_info=failure.needs_operator)
+        self._recorded(lambda: fail_run(self._engine, run.id, worker_id, failure.code, failure.message))
+
+    def _recorded(self, record: Callable[[], bool]) -> bool:
+        """Record an outcome. A dropped database connection is tried again after a backoff (the
+        pool then connects afresh): the run's work is done, only its record is missing. Within
+        ``max_attempts``; past them the run's lease expires and another worker runs it again."""
+        failed = 0
+        while True:
+            try:
+                return record()
+            except DBAPIError as error:
+                failed += 1
+                if failed >= self._max_attempts or not is_connection_lost(error):
+                    raise
+                delay = retry_delay(failed, base_seconds=self._retry_base_seconds, max_seconds=self._retry_max_seconds)
+                log.warning("recording a run's outcome lost the database connection; again in %.1fs", delay)
+                time.sleep(delay)
+
     def _complete(self, run: RunRecord, worker_id: str, result: RunResult) -> None:
         """Record the result; a result the database refuses (a value out of its range, say) fails
         the run with a reason instead of leaving it to be run again for nothing."""
         fault_points.reached("complete")
         try:
-            completed = complete_run(self._engine, run.id, worker_id, result)
+            completed = self._recorded(lambda: complete_run(self._engine, run.id, worker_id, result))
         except (DataError, IntegrityError):
             log.exception(
                 "run %s: recording its result (%d rows, %d bytes) failed", run.id, result.row_count, result.size_bytes

@@ -126,10 +126,50 @@ def error_code(error: ClientError) -> tuple[str, str, int]:
     return str(details.get("Code", "")), str(details.get("Message", "")), int(status)
 
 
+# What AWS answers when it is busy or briefly unwell (botocore's standard retry mode retries
+# these as well, inside one request): worth a later attempt of the whole run.
+THROTTLING_CODES: Final = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "BandwidthLimitExceeded",
+        "PriorRequestNotComplete",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "IDPCommunicationError",
+    }
+)
+
+
+def is_transient_aws_error(error: BaseException) -> bool:
+    """Whether a botocore failure may go away by itself: throttling, a 5xx answer, or no
+    connection to S3 or STS. Refusals (access denied, no such bucket, a bad role) are not."""
+    if isinstance(error, ClientError):
+        code, _, status = error_code(error)
+        return code in THROTTLING_CODES or status >= 500 or status == 429
+    return isinstance(error, _NETWORK_ERRORS)
+
+
 def classify_delivery_error(error: BaseException, stage: Stage, target: S3Target) -> DeliveryError:
-    """Turn a botocore failure at ``stage`` into a DeliveryError with a reason and an actionable message."""
+    """Turn a botocore failure at ``stage`` into a DeliveryError with a reason and an actionable
+    message; ``transient`` when it may go away by itself (``is_transient_aws_error``)."""
     if isinstance(error, DeliveryError):
         return error
+    classified = _classify(error, stage, target)
+    classified.transient = is_transient_aws_error(error)
+    return classified
+
+
+def _classify(error: BaseException, stage: Stage, target: S3Target) -> DeliveryError:
     if not isinstance(error, ClientError):
         return _classify_transport(error, stage, target)
     code, message, status = error_code(error)
@@ -195,7 +235,7 @@ def _classify_s3(code: str, message: str, status: int, stage: Stage, target: S3T
             f"({code}: {message}) while writing to {target.location}. Try again; if it "
             "persists, check the role's maximum session duration and any SCP on it.",
         )
-    if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+    if status >= 500 or code in THROTTLING_CODES:
         answer = f"{status} {code}" if code and code != str(status) else str(status)
         return DeliveryError(
             UNEXPECTED_ERROR,
