@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -29,9 +30,8 @@ TARGET = S3Target(bucket="customer-bucket", prefix="exports", region="us-east-1"
 
 def s3_answer(code: str, status: int) -> ClientError:
     """What botocore raises for an S3 answer (after its own retries inside the request)."""
-    return ClientError(
-        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject"
-    )
+    response: Any = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "PutObject")
 
 
 def slow_down() -> Exception:
@@ -86,11 +86,12 @@ def start_pool(services: Services) -> Iterator[Callable[..., WorkerPool]]:
 
 
 def finished(engine: Engine, run: RunRecord) -> RunRecord:
-    return wait_for(
+    final: RunRecord = wait_for(
         lambda: (current := get_run(engine, run.account_id, run.id)).state.is_final and current,
         timeout=20,
         what=f"run {run.id} to finish",
     )
+    return final
 
 
 def test_a_waiting_run_is_not_claimed_before_its_time_nor_holds_up_the_queue(
