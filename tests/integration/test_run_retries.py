@@ -7,23 +7,31 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import Engine, text
 
+from tests.support.moto_server import DUMMY_KEYS, client_factory_for
 from tests.support.runs import enqueue_download
+from tests.support.s3_fault_proxy import s3_fault_proxy
 from tests.support.waiting import wait_for
+from uvm_reporting.application.execute_run import RunExecutor
 from uvm_reporting.database.reports import Report
 from uvm_reporting.database.runs import claim_next_run, get_run, retry_run
 from uvm_reporting.domain.runs import RunRecord, RunResult, RunState
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import RunErrorCode
+from uvm_reporting.exports.exporter import Exporter
 from uvm_reporting.services import Services
+from uvm_reporting.storage.s3 import S3ResultStorage
 from uvm_reporting.storage.s3.delivery_errors import S3Target, classify_delivery_error
 from uvm_reporting.worker.pool import WorkerPool
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 TARGET = S3Target(bucket="customer-bucket", prefix="exports", region="us-east-1", role_arn="arn:aws:iam::1:role/r")
 
@@ -205,3 +213,39 @@ def test_a_dropped_database_connection_is_retried(
     assert dropped.is_set()
     assert completed.state is RunState.COMPLETED
     assert completed.attempts == 2
+
+
+@pytest.mark.parametrize(("failing_writes", "outcome"), [(2, RunState.COMPLETED), (100, RunState.FAILED)])
+def test_s3_throttling_of_our_storage_is_retried(  # noqa: PLR0917 - fixtures
+    services: Services,
+    public_report: Report,
+    start_pool: Callable[..., WorkerPool],
+    moto_endpoint: str,
+    moto_s3: S3Client,
+    moto_bucket: str,
+    failing_writes: int,
+    outcome: RunState,
+) -> None:
+    """Our S3 storage behind a proxy that answers 503 SlowDown to the first writes. botocore
+    tries each request twice here (FAST_CLIENT_CONFIG): two refused writes cost one attempt; refusals that do not stop
+    fail the run after its attempts, naming S3's answer, with nothing left in the bucket."""
+    run = enqueue_download(services.engine, public_report)
+    with s3_fault_proxy(moto_endpoint, failing_writes) as (proxy_url, proxy):
+        storage = S3ResultStorage(client_factory_for(proxy_url, DUMMY_KEYS), moto_bucket, "results")
+        executor = RunExecutor(services.engine, storage, Exporter(services.engine))
+        start_pool(executor.execute, attempts=3)
+        final = finished(services.engine, run)
+    assert final.state is outcome
+    if outcome is RunState.COMPLETED:
+        assert final.attempts == 2
+        assert proxy.refused == 2
+        assert storage.exists(run.storage_key)
+        return
+    assert final.attempts == 3
+    assert final.error_code == RunErrorCode.STORAGE_FAILED.value
+    assert final.error_message == (
+        "Failed after 3 attempts; the last one: The result storage (S3) was unavailable while writing the "
+        "result (503 SlowDown). This is usually temporary: the run is tried again."
+    )
+    assert moto_s3.list_objects_v2(Bucket=moto_bucket).get("KeyCount") == 0
+    assert moto_s3.list_multipart_uploads(Bucket=moto_bucket).get("Uploads", []) == []
