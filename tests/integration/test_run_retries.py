@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from tests.support.moto_server import DUMMY_KEYS, client_factory_for
 from tests.support.runs import enqueue_download
@@ -19,7 +20,7 @@ from tests.support.s3_fault_proxy import s3_fault_proxy
 from tests.support.waiting import wait_for
 from uvm_reporting.application.execute_run import RunExecutor
 from uvm_reporting.database.reports import Report
-from uvm_reporting.database.runs import claim_next_run, get_run, retry_run
+from uvm_reporting.database.runs import claim_next_run, complete_run, get_run, retry_run
 from uvm_reporting.domain.runs import RunRecord, RunResult, RunState
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import RunErrorCode
@@ -27,6 +28,7 @@ from uvm_reporting.exports.exporter import Exporter
 from uvm_reporting.services import Services
 from uvm_reporting.storage.s3 import S3ResultStorage
 from uvm_reporting.storage.s3.delivery_errors import S3Target, classify_delivery_error
+from uvm_reporting.worker import pool as pool_module
 from uvm_reporting.worker.pool import WorkerPool
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
@@ -249,3 +251,32 @@ def test_s3_throttling_of_our_storage_is_retried(  # noqa: PLR0917 - fixtures
     )
     assert moto_s3.list_objects_v2(Bucket=moto_bucket).get("KeyCount") == 0
     assert moto_s3.list_multipart_uploads(Bucket=moto_bucket).get("Uploads", []) == []
+
+
+def test_an_outcome_recorded_over_a_dropped_connection_is_recorded_again_without_exporting_again(
+    services: Services,
+    public_report: Report,
+    start_pool: Callable[..., WorkerPool],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The connection drops as the finished run's result is recorded (SQLAlchemy tells it by the
+    driver's error): the worker records it again after the backoff, with the file it has."""
+    dropped: list[str] = []
+
+    def complete_over_a_dropped_connection(engine: Engine, run_id: str, worker_id: str, result: RunResult) -> bool:
+        if not dropped:
+            dropped.append(run_id)
+            raise OperationalError(
+                "UPDATE runs", {}, Exception("server closed the connection"), connection_invalidated=True
+            )
+        return complete_run(engine, run_id, worker_id, result)
+
+    monkeypatch.setattr(pool_module, "complete_run", complete_over_a_dropped_connection)
+    run = enqueue_download(services.engine, public_report)
+    execute = Flaky()
+    start_pool(execute)
+    completed = finished(services.engine, run)
+    assert dropped == [run.id]
+    assert completed.state is RunState.COMPLETED
+    assert completed.attempts == 1
+    assert execute.calls == 1
