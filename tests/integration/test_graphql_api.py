@@ -8,6 +8,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ from graphql import build_client_schema, build_schema, execute_sync, get_introsp
 from starlette.testclient import TestClient
 
 from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.runs import enqueue_download
 from tests.support.waiting import wait_for
 from uvm_reporting.api import graphql_route
 from uvm_reporting.api.app import create_app
@@ -26,6 +28,9 @@ from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import Account, set_account_disabled
 from uvm_reporting.database.api_clients import revoke_client
 from uvm_reporting.database.reports import Report, update_report
+from uvm_reporting.database.runs import claim_next_run, retry_run
+from uvm_reporting.domain.timestamps import utc_now
+from uvm_reporting.errors import RunErrorCode
 from uvm_reporting.expiring_cache import ACCESS_TTL_SECONDS
 from uvm_reporting.services import Services
 
@@ -611,3 +616,31 @@ def test_a_variable_of_the_wrong_type_is_the_callers_error(api: Api, public_repo
     code, message = error_of(body)
     assert code == "BAD_USER_INPUT", body
     assert "$limit" in message
+
+
+def test_a_run_waiting_to_be_retried_tells_when_and_why(api: Api, services: Services, public_report: Report) -> None:
+    run = enqueue_download(services.engine, public_report)
+    now = utc_now()
+    assert claim_next_run(services.engine, "w", lease_seconds=60, max_attempts=3, now=now) is not None
+    due = now + timedelta(hours=1)  # the server's own workers leave it alone
+    retry_run(services.engine, run.id, "w", RunErrorCode.DELIVERY_FAILED, "S3 answered 503", next_attempt_at=due)
+    status = api.status(None, run.id)["data"]["getReportRunStatus"]
+    assert status["state"] == "queued"
+    assert status["attempts"] == 1
+    assert abs(datetime.fromisoformat(status["nextAttemptAt"]) - due) < timedelta(milliseconds=1)
+    assert (status["lastErrorCode"], status["lastErrorMessage"]) == ("DELIVERY_FAILED", "S3 answered 503")
+    assert "queuePosition" not in status
+    fields = "runId state attempts nextAttemptAt lastErrorCode lastErrorMessage queuePosition errorCode"
+    runs = api.call(f"query ($id: String!) {{ reportRuns(reportId: $id) {{ {fields} }} }}", {"id": public_report.id})
+    assert runs["data"]["reportRuns"] == [
+        {
+            "runId": run.id,
+            "state": "queued",
+            "attempts": 1,
+            "nextAttemptAt": status["nextAttemptAt"],
+            "lastErrorCode": "DELIVERY_FAILED",
+            "lastErrorMessage": "S3 answered 503",
+            "queuePosition": None,
+            "errorCode": None,
+        }
+    ]
