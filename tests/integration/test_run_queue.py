@@ -80,7 +80,7 @@ def test_an_expired_lease_is_claimed_again_then_fails_after_max_attempts(engine:
     assert failed.state is RunState.FAILED
     assert failed.error_code == RunErrorCode.WORKER_LOST
     assert failed.error_message is not None
-    assert "2 time(s)" in failed.error_message
+    assert "attempt 2 of 2 stopped responding" in failed.error_message
 
 
 def test_only_the_lease_holder_may_finish_a_run(engine: Engine, public_report: Report) -> None:

@@ -334,8 +334,9 @@ def claim_next_run(
                 finished_at=now,
                 error_code=RunErrorCode.WORKER_LOST.value,
                 error_message=(
-                    f"The worker running this export stopped responding {max_attempts} time(s); "
-                    "giving up. Start a new run; if it fails again, contact the operator."
+                    # Lost workers and retries after transient failures share the attempts.
+                    f"The worker running this export's attempt {max_attempts} of {max_attempts} stopped "
+                    "responding; giving up. Start a new run; if it fails again, contact the operator."
                 ),
             )
         )
