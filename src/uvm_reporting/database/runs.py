@@ -475,4 +475,5 @@ def _record(row: Any) -> RunRecord:
         error_message=row.error_message,
         queue_round=row.queue_round,
         queue_position=getattr(row, "queue_position", None),
+        expired_at=row.expired_at,
     )

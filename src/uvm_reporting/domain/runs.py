@@ -74,6 +74,8 @@ class RunRecord:
     queue_round: int = 0
     # Where a queued run stood in the claim order when it was read (1: next), if that was read too.
     queue_position: int | None = None
+    # When the cleanup job deleted the result file of this download run (None: not yet).
+    expired_at: datetime | None = None
 
     @property
     def export_format(self) -> ExportFormat:
