@@ -60,11 +60,11 @@ def fetch(url: str) -> tuple[str, str]:
 def test_a_result_expires_visibly_and_the_server_removes_its_file(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     ids = set_up_account(data_dir)
-    env = {
-        "UVM_REPORTING_RESULT_RETENTION_SECONDS": str(LIFETIME_SECONDS),
-        "UVM_REPORTING_CLEANUP_INTERVAL_SECONDS": "1",
-    }
-    with running_server(data_dir, **env) as (base_url, _):
+    with running_server(
+        data_dir,
+        UVM_REPORTING_RESULT_RETENTION_SECONDS=str(LIFETIME_SECONDS),
+        UVM_REPORTING_CLEANUP_INTERVAL_SECONDS="1",
+    ) as (base_url, _):
         token = get_token(base_url, ids)
         values = {"URL": f"{base_url}/api/graphql", "Account ID": ids["Account ID"], "Bearer Token": token}
         run_id = bash_json(fill(PROCESS_REPORT, {**values, "Report ID": ids["Report ID"]}))["data"]["processReport"][
