@@ -14,7 +14,15 @@ from typing import Any
 
 from sqlalchemy import Engine, update
 
-from tests.support.cli import one_json_object, run_cli, run_command, running_server
+from tests.support.cli import (
+    cli_process,
+    one_json_object,
+    run_cli,
+    run_command,
+    running_server,
+    stop_process,
+    wait_for_log,
+)
 from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.runs import enqueue_download
 from tests.support.seed_commands import GET_REPORT_RUN_STATUS, PROCESS_REPORT, bash_json, fill, get_token
@@ -151,3 +159,20 @@ def test_cleanup_dry_run_lists_and_removes_nothing_then_cleanup_removes(tmp_path
     stored = find_run(store, run.id)
     assert stored is not None
     assert stored.expired_at is not None
+
+
+def test_the_scheduler_process_runs_the_cleanup_job_and_stops_cleanly(tmp_path: Path, store: Engine) -> None:
+    data_dir = tmp_path / "var"
+    leftover = LocalFolderStorage(data_dir / "storage").root / "results" / "some-account" / ".dead.csv.0a1b.partial"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half")
+    two_days_ago = (utc_now() - timedelta(days=2)).timestamp()
+    os.utime(leftover, (two_days_ago, two_days_ago))
+    log_path = tmp_path / "scheduler.log"
+    with cli_process(data_dir, log_path, "scheduler", env={"UVM_REPORTING_CLEANUP_INTERVAL_SECONDS": "1"}) as scheduler:
+        wait_for_log(log_path, r"cleanup: removed 1 temporary files older than a day", process=scheduler)
+        assert not leftover.exists()
+        code, seconds = stop_process(scheduler, timeout=30)
+    assert code == 0, log_path.read_text()
+    assert "cleanup job stopped" in log_path.read_text()
+    assert seconds < 20
