@@ -10,13 +10,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from graphql import graphql_sync
+from sqlalchemy import Engine, func, select, update
 from starlette.testclient import TestClient
 
 from tests.support.reports import ALL_FINDINGS_REPORT, DAILY_S3_SCHEDULE
 from tests.support.runs import enqueue_download
 from tests.support.waiting import wait_for
 from uvm_reporting.api.app import create_app
+from uvm_reporting.api.graphql_schema import GraphQLContext, build_schema
 from uvm_reporting.application.cleanup import CleanupJob, Removal, cleanup_steps
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import Account
@@ -29,10 +31,10 @@ from uvm_reporting.database.runs import (
     find_run,
     get_run,
 )
-from uvm_reporting.database.tables import audit_events
+from uvm_reporting.database.tables import audit_events, runs
 from uvm_reporting.domain.retention import RetentionPolicy
 from uvm_reporting.domain.runs import RunRecord, RunResult
-from uvm_reporting.domain.timestamps import utc_now
+from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.errors import RunErrorCode
 from uvm_reporting.services import Services, build_services, cleanup_job
 from uvm_reporting.settings import Settings
@@ -279,3 +281,29 @@ def test_the_job_of_the_settings_has_every_step_of_the_local_folder(settings: Se
 def test_nothing_to_do_is_no_error(services: Services) -> None:
     removals = job(services).run_once()
     assert [(removal.count, removal.failed) for removal in removals] == [(0, 0)] * len(KINDS)
+
+
+def test_report_runs_in_graphql_show_expired_and_expired_at(
+    settings: Settings, engine: Engine, public_report: Report
+) -> None:
+    services = build_services(settings.model_copy(update={"result_retention_seconds": 3600}), engine)
+    fresh = completed_download(services, public_report)
+    old = completed_download(services, public_report)
+    assert old.finished_at is not None
+    with engine.begin() as connection:
+        connection.execute(
+            update(runs).where(runs.c.id == old.id).values(finished_at=old.finished_at - timedelta(hours=2))
+        )
+    context = GraphQLContext(public_report.account_id, "some-client", services.report_runs)
+    result = graphql_sync(
+        build_schema(),
+        "query ($r: String!) { reportRuns(reportId: $r) { runId status expired expiredAt } }",
+        variable_values={"r": public_report.id},
+        context_value=context,
+    )
+    assert result.errors is None, result.errors
+    assert result.data is not None
+    by_id = {run["runId"]: run for run in result.data["reportRuns"]}
+    assert by_id[fresh.id] == {"runId": fresh.id, "status": "Completed", "expired": False, "expiredAt": None}
+    assert by_id[old.id]["expired"] is True
+    assert by_id[old.id]["expiredAt"] == format_utc(old.finished_at - timedelta(hours=1), precise=True)
