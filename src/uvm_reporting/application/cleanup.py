@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 from uvm_reporting.database.run_cleanup import (
     BATCH,
     delete_runs_finished_before,
-    mark_result_expired,
+    mark_results_expired,
     results_finished_before,
     runs_finished_before,
 )
@@ -97,20 +97,25 @@ class ExpiredResultFiles:
         after = None
         while True:
             batch = results_finished_before(self.engine, cutoff, after=after)
+            deleted = []
             for result in batch:
-                item = f"run {result.run_id}: {result.result_key}"
                 if dry_run:
-                    removed.append(item)
+                    deleted.append(result)
                     continue
-                # The file first, then the mark: a job stopped in between finds the run again.
+                # The files first, then the marks: a job stopped in between finds the runs again.
                 try:
                     self.storage.delete(result.result_key)
                 except Exception:
                     log.warning("cleanup: could not delete the result file of run %s", result.run_id, exc_info=True)
                     failed += 1
                     continue
-                if mark_result_expired(self.engine, result.run_id, now):
-                    removed.append(item)
+                deleted.append(result)
+            marked = (
+                {result.run_id for result in deleted}
+                if dry_run
+                else mark_results_expired(self.engine, [result.run_id for result in deleted], now)
+            )
+            removed.extend(f"run {result.run_id}: {result.result_key}" for result in deleted if result.run_id in marked)
             if len(batch) < BATCH:
                 break
             after = (batch[-1].finished_at, batch[-1].run_id)

@@ -54,11 +54,16 @@ def results_finished_before(
         ]
 
 
-def mark_result_expired(engine: Engine, run_id: str, at: datetime) -> bool:
-    """Record that the file of ``run_id`` was deleted; False when another job recorded it first."""
+def mark_results_expired(engine: Engine, run_ids: list[str], at: datetime) -> set[str]:
+    """Record that the files of ``run_ids`` were deleted, in one transaction; the ids this call
+    marked (not those another job marked first)."""
+    if not run_ids:
+        return set()
     with engine.begin() as connection:
-        updated = connection.execute(update(runs).where(runs.c.id == run_id, _FILE_KEPT).values(expired_at=at))
-    return updated.rowcount == 1
+        marked = connection.execute(
+            update(runs).where(runs.c.id.in_(run_ids), _FILE_KEPT).values(expired_at=at).returning(runs.c.id)
+        )
+        return set(marked.scalars())
 
 
 def _outlived(cutoff: datetime) -> ColumnElement[bool]:
