@@ -224,8 +224,8 @@ class ReportRuns:
     def _refuse_if_expired(run: RunRecord, expired_at: datetime | None) -> None:
         if expired_at is not None:
             raise ResultExpired(
-                f"The result of run {run.id} expired at {_timestamp(expired_at)} and was removed (results "
-                "are kept for a limited time). Start a new run with processReport for a fresh file.",
+                f"The result of run {run.id} expired at {_timestamp(expired_at)}: results are kept for a "
+                "limited time. Start a new run with processReport for a fresh file.",
                 run_id=run.id,
                 expired_at=_timestamp(expired_at),
             )
