@@ -5,11 +5,14 @@ and a status whose result expired while the finished-run cache held it."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from datetime import timedelta
+import types
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from graphql import graphql_sync
 from sqlalchemy import Engine, func, select, update
 from starlette.testclient import TestClient
@@ -19,7 +22,7 @@ from tests.support.runs import enqueue_download
 from tests.support.waiting import wait_for
 from uvm_reporting.api.app import create_app
 from uvm_reporting.api.graphql_schema import GraphQLContext, build_schema
-from uvm_reporting.application.cleanup import CleanupJob, Removal, cleanup_steps
+from uvm_reporting.application.cleanup import IDEMPOTENCY_KEYS_MODULE, CleanupJob, Removal, cleanup_steps
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import Account
 from uvm_reporting.database.reports import Report, create_report
@@ -271,16 +274,21 @@ def test_a_cached_finished_run_answers_expired_once_past_retention(
     assert local(services).exists(run.storage_key)  # no cleanup ran: the answer alone said so
 
 
+def kinds_of(cleanup: CleanupJob) -> list[str]:
+    """The kinds of its steps but the idempotency keys' (there once the deployment has them)."""
+    return [step.kind for step in cleanup.steps if step.kind != "idempotency keys past their time"]
+
+
 def test_the_job_of_the_settings_has_every_step_of_the_local_folder(settings: Settings, engine: Engine) -> None:
-    steps = [step.kind for step in cleanup_job(settings, engine).steps]
-    assert steps == list(KINDS)
+    assert kinds_of(cleanup_job(settings, engine)) == list(KINDS)
     unlimited = settings.model_copy(update={"result_retention_seconds": 0, "run_history_days": 0})
-    assert [step.kind for step in cleanup_job(unlimited, engine).steps] == ["temporary files older than a day"]
+    assert kinds_of(cleanup_job(unlimited, engine)) == ["temporary files older than a day"]
 
 
 def test_nothing_to_do_is_no_error(services: Services) -> None:
     removals = job(services).run_once()
-    assert [(removal.count, removal.failed) for removal in removals] == [(0, 0)] * len(KINDS)
+    assert {removal.kind for removal in removals} >= set(KINDS)
+    assert all((removal.count, removal.failed) == (0, 0) for removal in removals)
 
 
 def test_report_runs_in_graphql_show_expired_and_expired_at(
@@ -307,3 +315,27 @@ def test_report_runs_in_graphql_show_expired_and_expired_at(
     assert by_id[fresh.id] == {"runId": fresh.id, "status": "Completed", "expired": False, "expiredAt": None}
     assert by_id[old.id]["expired"] is True
     assert by_id[old.id]["expiredAt"] == format_utc(old.finished_at - timedelta(hours=1), precise=True)
+
+
+def test_expired_idempotency_keys_are_deleted_before_run_records_when_the_deployment_has_them(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Engine, datetime]] = []
+
+    def delete_expired_idempotency_keys(engine: Engine, now: datetime) -> int:
+        calls.append((engine, now))
+        return 3
+
+    module = types.ModuleType(IDEMPOTENCY_KEYS_MODULE)
+    module.delete_expired_idempotency_keys = delete_expired_idempotency_keys  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, IDEMPOTENCY_KEYS_MODULE, module)
+    cleanup = job(services)
+    kinds = [step.kind for step in cleanup.steps]
+    assert kinds.index("idempotency keys past their time") < kinds.index("run records past the run history")
+    now = utc_now()
+    removals = by_kind(cleanup.run_once(now=now))
+    assert removals["idempotency keys past their time"].count == 3
+    assert calls == [(services.engine, now)]
+    dry = by_kind(cleanup.run_once(dry_run=True, now=now))
+    assert dry["idempotency keys past their time"].note == "not counted in a dry run"
+    assert len(calls) == 1  # a dry run deletes nothing
