@@ -103,6 +103,13 @@ class QuotaExceeded(UvmReportingError):
     run_error_code = RunErrorCode.QUOTA_EXCEEDED
 
 
+class ResultExpired(UvmReportingError):
+    """The run's result file is past its retention: no link is issued for it, and an old link
+    is refused (HTTP 410). Start a new run for a fresh file."""
+
+    code = "RESULT_EXPIRED"
+
+
 class QueryFailed(UvmReportingError):
     """The report's query failed in the database; the driver's error is the ``__cause__``
     and stays in the operator log (it may name tables and values). ``transient``: the

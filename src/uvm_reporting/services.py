@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from uvm_reporting.application.audit import AuthFailures
+from uvm_reporting.application.cleanup import CleanupJob, cleanup_steps
 from uvm_reporting.application.rate_limits import RateLimits
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.application.reports import Reports
 from uvm_reporting.auth.access_tokens import AccessTokens
 from uvm_reporting.database.engine import open_database
+from uvm_reporting.domain.retention import RetentionPolicy
 from uvm_reporting.scheduler.service import Scheduler
 from uvm_reporting.settings import Settings
 from uvm_reporting.storage.download_links import DownloadLinkSigner
@@ -97,6 +99,43 @@ class Services:
         thread.start()
         return RunningScheduler(stop, thread)
 
+    def start_cleanup(self) -> RunningCleanup | None:
+        """The cleanup job on a thread of this process, every ``cleanup_interval_seconds``
+        (None when that is 0)."""
+        return start_cleanup(self.settings, self.engine, self.storage)
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    return RetentionPolicy(result_retention=settings.result_retention, run_history=settings.run_history)
+
+
+def cleanup_job(settings: Settings, engine: Engine, storage: ResultStorage | None = None) -> CleanupJob:
+    """The deployment's cleanup job (application/cleanup.py) over ``storage``, or over the result
+    storage the settings name, opened without links (a scheduler process or the CLI)."""
+    if storage is None:
+        storage = result_storage_from_url(settings.storage_url, s3_clients=_s3_clients(settings), links=None)
+    return CleanupJob(cleanup_steps(engine, storage, retention_policy(settings)))
+
+
+def start_cleanup(settings: Settings, engine: Engine, storage: ResultStorage | None = None) -> RunningCleanup | None:
+    """``cleanup_job`` on a daemon thread, a pass every ``cleanup_interval_seconds``; stop it with
+    ``stop()``. None when the interval is 0 (the job then runs only from the CLI)."""
+    if not settings.cleanup_interval_seconds:
+        return None
+    job = cleanup_job(settings, engine, storage)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=job.run_forever, args=(stop, settings.cleanup_interval_seconds), name="cleanup", daemon=True
+    )
+    thread.start()
+    return RunningCleanup(stop, thread)
+
+
+def _s3_clients(settings: Settings) -> S3ClientFactory:
+    return S3ClientFactory(
+        settings.s3_endpoint_url, settings.aws_region, operator_account_ids=settings.operator_account_ids
+    )
+
 
 @dataclass
 class RunningScheduler:
@@ -106,6 +145,10 @@ class RunningScheduler:
     def stop(self) -> None:
         self.stop_event.set()
         self.thread.join(10)
+
+
+class RunningCleanup(RunningScheduler):
+    """The cleanup job's thread: ``stop()`` ends it after the pass under way, if any."""
 
 
 @dataclass
@@ -121,9 +164,7 @@ class RunningWorkers:
 
 def build_services(settings: Settings, engine: Engine | None = None) -> Services:
     engine = engine or open_database(settings.database_url)
-    s3_clients = S3ClientFactory(
-        settings.s3_endpoint_url, settings.aws_region, operator_account_ids=settings.operator_account_ids
-    )
+    s3_clients = _s3_clients(settings)
     storage = result_storage_from_url(
         settings.storage_url,
         s3_clients=s3_clients,
@@ -146,6 +187,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
             reports=Reports(engine, buckets, min_schedule_interval=settings.min_schedule_interval),
             rate_limits=rate_limits,
             max_active_runs=settings.max_active_runs,
+            retention=retention_policy(settings),
         ),
         auth_failures=AuthFailures(engine),
         rate_limits=rate_limits,

@@ -95,6 +95,23 @@ class Settings(BaseSettings):
         ge=0,
         description="Days an audit event is kept; the scheduler deletes older ones about hourly. 0: keep forever.",
     )
+    result_retention_seconds: int = Field(
+        default=7 * 86400,
+        ge=0,
+        description="How long a download run's result file is kept after the run finished; then the run "
+        "answers expired, without a link, and the cleanup job deletes the file. 0: keep forever.",
+    )
+    run_history_days: int = Field(
+        default=90,
+        ge=0,
+        description="Days a finished run's record is kept; the cleanup job deletes older ones. 0: keep forever.",
+    )
+    cleanup_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between two passes of the cleanup job inside serve and scheduler; 0: never "
+        "(run `uvm-reporting cleanup` from cron instead).",
+    )
     run_lease_seconds: int = Field(default=60, ge=5)
     run_max_attempts: int = Field(default=3, ge=1)
     run_retry_base_seconds: float = Field(
@@ -253,6 +270,16 @@ class Settings(BaseSettings):
     @property
     def min_schedule_interval(self) -> timedelta:
         return timedelta(minutes=self.min_schedule_interval_minutes)
+
+    @property
+    def result_retention(self) -> timedelta | None:
+        """How long a result file is kept; None: forever."""
+        return timedelta(seconds=self.result_retention_seconds) if self.result_retention_seconds else None
+
+    @property
+    def run_history(self) -> timedelta | None:
+        """How long a finished run's record is kept; None: forever."""
+        return timedelta(days=self.run_history_days) if self.run_history_days else None
 
     @property
     def token_issuer(self) -> str:

@@ -46,10 +46,14 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
         workers = services.start_workers() if run_workers and services.settings.worker_threads else None
         # API-only processes (scale-out) leave scheduling to `uvm-reporting scheduler`.
         scheduler = services.start_scheduler() if run_workers and services.settings.scheduler_in_serve else None
+        # Housekeeping beside the workers; API-only processes leave it to `uvm-reporting scheduler`.
+        cleanup = services.start_cleanup() if run_workers else None
         try:
             yield
         finally:
             graphql.close()
+            if cleanup is not None:
+                cleanup.stop()
             if scheduler is not None:
                 scheduler.stop()
             if workers is not None:

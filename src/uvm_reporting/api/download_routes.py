@@ -6,6 +6,9 @@ while that client is active (not revoked, its account not disabled) and the run'
 public, as read through the status poll's caches (``ActiveClients``, ``ReportRuns``): a change
 is seen by every API process within ``ACCESS_TTL_SECONDS`` (expiring_cache.py).
 
+A result past its retention is refused with 410 Gone (``{"error": "result_expired", ...}``),
+whether or not the cleanup job has deleted the file yet.
+
 A folder's file is served from here. With S3 as our storage the answer is a redirect to a
 presigned GET that lives ``S3_REDIRECT_SECONDS``: long enough to follow the redirect, far too
 short to outlive the access it was granted under.
@@ -25,7 +28,7 @@ from uvm_reporting.api.bearer_auth import ActiveClients
 from uvm_reporting.application.audit import AuditLog
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.domain.runs import RunRecord
-from uvm_reporting.errors import Forbidden, NotFound
+from uvm_reporting.errors import Forbidden, NotFound, ResultExpired
 from uvm_reporting.storage.local_folder import LocalFolderStorage
 from uvm_reporting.storage.result_storage import ResultStorage
 from uvm_reporting.storage.s3 import S3ResultStorage
@@ -62,6 +65,7 @@ def download_routes(
             raise Forbidden(ACCESS_ENDED) from None
         assert run.result_key is not None  # a downloadable run is Completed
         if not storage.exists(run.result_key):
+            report_runs.refuse_if_removed(account_id, run_id)  # ResultExpired when retention removed it
             raise NotFound(NO_LONGER_AVAILABLE)
         return run
 
@@ -80,6 +84,8 @@ def download_routes(
             return _refuse(403, "forbidden", ACCESS_ENDED)
         except NotFound:
             return _refuse(404, "not_found", NO_LONGER_AVAILABLE)
+        except ResultExpired as expired:
+            return _refuse(410, "result_expired", expired.message, expiredAt=expired.details["expired_at"])
         if request.method == "GET" and _from_the_start(request.headers.get("range")):
             await run_in_threadpool(record_download, audit, run, request.scope)
         return await _serve(storage, run, head=request.method == "HEAD")
@@ -120,5 +126,5 @@ def _from_the_start(range_header: str | None) -> bool:
     return range_header is None or range_header.replace(" ", "").lower().startswith("bytes=0-")
 
 
-def _refuse(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=_NO_STORE)
+def _refuse(status: int, code: str, message: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status, headers=_NO_STORE)

@@ -8,9 +8,12 @@ Status polls are the hot path. A poll of a run by id is one query (the run and i
 access, both filtered by the caller's account). On top of that, three in-process caches, keyed
 by account id and run or report id so that no entry ever answers for another account:
 
-- finished runs: a Completed or Failed run never changes again (no code path updates or deletes
-  a run once it is final), so its record and its status document are kept (LRU-bounded); each
-  answer still gets a fresh download link;
+- finished runs: a Completed or Failed run never changes again but for its retention, so its
+  record and its status document are kept (LRU-bounded); each answer still gets a fresh
+  download link. Retention is decided when the answer is made, from the run's ``finished_at``
+  (domain/retention.py): a result past its retention answers ``expired`` without a link, even
+  before the cleanup job deleted the file, and a record past the run history is read again
+  (the cleanup job deletes it);
 - running runs: the record, status document and report access read with it, for
   ``RUNNING_STATUS_TTL_SECONDS``. A client polling every 10 ms then costs the database four
   reads a second, not a hundred (a queued run's position in the queue is counted in the same
@@ -41,15 +44,17 @@ from uvm_reporting.database.reports import Report, report_is_public
 from uvm_reporting.database.runs import (
     enqueue_delivery,
     enqueue_run,
+    get_run,
     get_run_and_report_access,
     list_runs,
     queue_position,
 )
 from uvm_reporting.domain.audit import Action, Actor, AuditEvent
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
+from uvm_reporting.domain.retention import RetentionPolicy
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
 from uvm_reporting.domain.timestamps import format_utc, utc_now
-from uvm_reporting.errors import BadUserInput, NotFound
+from uvm_reporting.errors import BadUserInput, NotFound, ResultExpired
 from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
 
 DEFAULT_DOWNLOAD_FORMAT = "csv"
@@ -79,6 +84,8 @@ class ReportRuns:
     """processReport's limit per account (application/rate_limits.py); None: no limit."""
     # Runs one account may have queued or started at once (None: no cap); QUOTA_EXCEEDED beyond.
     max_active_runs: int | None = None
+    # How long result files and run records are kept (default: forever).
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
     def process_report(
         self,
@@ -204,7 +211,24 @@ class ReportRuns:
             raise private_report(run.report_id)
         if not _gets_a_link(run):
             raise NotFound(f"Run {run_id} has no file to download.", run_id=run_id)
+        self._refuse_if_expired(run, self.retention.expired_at(run, utc_now()))
         return run
+
+    def refuse_if_removed(self, account_id: str, run_id: str) -> None:
+        """``ResultExpired`` when the cleanup job has removed the file of ``run_id`` (read afresh:
+        the caches may hold the run from before): a missing file is told apart from an expired one."""
+        run = get_run(self.engine, account_id, run_id)
+        self._refuse_if_expired(run, run.expired_at)
+
+    @staticmethod
+    def _refuse_if_expired(run: RunRecord, expired_at: datetime | None) -> None:
+        if expired_at is not None:
+            raise ResultExpired(
+                f"The result of run {run.id} expired at {_timestamp(expired_at)}: results are kept for a "
+                "limited time. Start a new run with processReport for a fresh file.",
+                run_id=run.id,
+                expired_at=_timestamp(expired_at),
+            )
 
     def _run_and_document(
         self, account_id: str, run_id: str, *, memory_only: bool
@@ -213,6 +237,9 @@ class ReportRuns:
         together with the run (None: ask the report-access cache)."""
         key = (account_id, run_id)
         finished = self.finished_runs.get(key, None)
+        if finished is not None and self.retention.record_outlived(finished[0], utc_now()):
+            self.finished_runs.discard(key)  # the cleanup job deletes it: ask the database
+            finished = None
         if finished is not None:
             return finished[0], finished[1], None
         running = self.running_runs.get(key, None)
@@ -255,7 +282,7 @@ class ReportRuns:
     def describe(self, run: RunRecord) -> dict[str, Any]:
         """The JSON a client sees: always status, counts, format and timestamps, and a queued
         run's ``queuePosition``; no link (a link is issued to an API client, by ``run_status``)."""
-        return self._queued_document(run)
+        return self._with_expiry(run, self._queued_document(run))
 
     def _queued_document(self, run: RunRecord) -> dict[str, Any]:
         """``_document``, plus a queued run's ``queuePosition`` (1: the next run a worker claims),
@@ -270,11 +297,19 @@ class ReportRuns:
 
     def _with_link(self, run: RunRecord, status: dict[str, Any], client_id: str) -> dict[str, Any]:
         """``status`` plus a fresh download link issued to ``client_id`` when ``run`` is a
-        Completed download run."""
-        if _gets_a_link(run):
+        Completed download run whose file has not expired."""
+        self._with_expiry(run, status)
+        if _gets_a_link(run) and not status["expired"]:
             link = self.links.download_link(RunDownload(run, client_id))
             status["presignedUrl"] = link.url
             status["presignedUrlExpiresAt"] = _timestamp(link.expires_at)
+        return status
+
+    def _with_expiry(self, run: RunRecord, status: dict[str, Any]) -> dict[str, Any]:
+        """``status`` with ``expired`` and ``expiredAt``, decided now: no cache holds them."""
+        expired_at = self.retention.expired_at(run, utc_now()) if _gets_a_link(run) else None
+        status["expired"] = expired_at is not None
+        status["expiredAt"] = _timestamp(expired_at)
         return status
 
     @staticmethod

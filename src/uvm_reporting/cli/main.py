@@ -6,6 +6,7 @@ import typer
 
 from uvm_reporting.cli.accounts_commands import accounts_app
 from uvm_reporting.cli.audit_commands import audit_app
+from uvm_reporting.cli.cleanup_commands import cleanup
 from uvm_reporting.cli.clients_commands import clients_app
 from uvm_reporting.cli.data_commands import data_app
 from uvm_reporting.cli.keys_commands import keys_app
@@ -30,6 +31,7 @@ app.command("serve")(serve)
 app.command("demo")(demo)
 app.command("worker")(worker)
 app.command("scheduler")(scheduler)
+app.command("cleanup")(cleanup)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """``uvm-reporting scheduler``: a process that only enqueues the runs of scheduled exports.
 
 Several may run at once (say one per host, for availability): each fire time still gets
-exactly one run.
+exactly one run. Each also runs the cleanup job (application/cleanup.py) on a thread of its
+own, every ``UVM_REPORTING_CLEANUP_INTERVAL_SECONDS``; several of those are safe together too.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ def scheduler(
     settings = context.settings()
     configure_logging(settings.log_level)
     engine = context.database()
+    from uvm_reporting.services import start_cleanup  # noqa: PLC0415 - admin commands start faster without it
+
     stop = install_stop_handlers()
+    cleanup = start_cleanup(settings, engine)
     # No on_enqueued: workers in other processes find the runs by polling, or at once through
     # PostgreSQL's NOTIFY, which enqueue_run sends.
     Scheduler(
         engine, audit_retention_days=settings.audit_retention_days, max_active_runs=settings.max_active_runs
     ).run_forever(stop, interval_seconds=interval)
+    if cleanup is not None:
+        cleanup.stop()
     engine.dispose()

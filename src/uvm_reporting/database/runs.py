@@ -507,4 +507,5 @@ def _record(row: Any) -> RunRecord:
         queue_round=row.queue_round,
         queue_position=getattr(row, "queue_position", None),
         next_attempt_at=row.next_attempt_at,
+        expired_at=row.expired_at,
     )

@@ -124,10 +124,13 @@ runs = Table(
     # While a run waits, queued, for its next attempt after a transient failure: not claimed
     # before this time (its error_code and error_message hold the failed attempt's cause).
     Column("next_attempt_at", UtcDateTime(precise=True)),
+    # When the cleanup job deleted a download run's file from our storage (application/cleanup.py).
+    Column("expired_at", UtcDateTime(precise=True)),
     Index(None, "state", "created_at"),
     Index(None, "report_id", "created_at"),
     Index(None, "state", "queue_round", "created_at", "id"),  # the claim order
     Index(None, "account_id", "state", "queue_round"),  # an account's active runs: its quota and last round
+    Index(None, "state", "finished_at"),  # the cleanup job: runs past the result retention or the run history
     UniqueConstraint("report_id", "scheduled_for"),
 )
 

@@ -76,6 +76,8 @@ class RunRecord:
     queue_position: int | None = None
     # A queued run waiting for its next attempt after a transient failure is not claimed before this.
     next_attempt_at: datetime | None = None
+    # When the cleanup job deleted the result file of this download run (None: not yet).
+    expired_at: datetime | None = None
 
     @property
     def export_format(self) -> ExportFormat:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -20,6 +21,9 @@ from uvm_reporting.errors import BadUserInput
 from uvm_reporting.private_files import make_private_folder, open_private_for_write
 from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
 from uvm_reporting.storage.result_storage import Download, WrittenObject
+
+PARTIAL_SUFFIX = ".partial"
+"""The end of a temporary file's name: a result being written, published by a rename."""
 
 WRITEBACK_BYTES = 64 << 20
 """How much a result file grows between two flushes to disk in the background."""
@@ -95,9 +99,9 @@ class LocalFolderStorage:
         make_private_folder(final.parent)
         # Partial files of this key belong to an earlier attempt whose worker died or lost
         # its lease: a retry starts clean instead of leaving them behind.
-        for stale in final.parent.glob(f".{glob.escape(final.name)}.*.partial"):
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.*{PARTIAL_SUFFIX}"):
             stale.unlink(missing_ok=True)
-        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial")
+        temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
         written = WrittenObject(key=key)
         try:
             with os.fdopen(open_private_for_write(temporary), "wb") as handle:
@@ -119,6 +123,27 @@ class LocalFolderStorage:
 
     def delete(self, key: str) -> None:
         self.path_of(key).unlink(missing_ok=True)
+
+    def temporary_files(self, written_before: datetime) -> list[Path]:
+        """The temporary files (``.<name>.<id>.partial``) last written before ``written_before``:
+        left behind by a write whose process died. A write in progress keeps touching its file."""
+        cutoff = written_before.timestamp()
+        found = []
+        for path in self.root.rglob(f"*{PARTIAL_SUFFIX}"):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    found.append(path)
+            except FileNotFoundError:  # removed meanwhile (its write ended, or another cleanup)
+                continue
+        return found
+
+    def remove_temporary_file(self, path: Path) -> bool:
+        """Remove one of ``temporary_files``; False when it was gone already."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def download_link(self, download: Download) -> SignedLink:
         """Our signed link to ``/downloads/<run id>``, which serves the run's file from here."""

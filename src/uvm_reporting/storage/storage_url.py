@@ -13,9 +13,10 @@ from uvm_reporting.storage.s3 import S3ClientFactory, S3ResultStorage
 
 
 def result_storage_from_url(
-    storage_url: str, *, s3_clients: S3ClientFactory, links: DownloadLinkSigner
+    storage_url: str, *, s3_clients: S3ClientFactory, links: DownloadLinkSigner | None
 ) -> ResultStorage:
-    """Links to the files of either kind are signed with ``links``."""
+    """Links to the files of either kind are signed with ``links`` (None: a storage that makes no
+    links, for a process that only writes or deletes)."""
     if storage_url.startswith("s3://"):
         return S3ResultStorage.from_url(storage_url, s3_clients, links=links)
     if storage_url.startswith("file://"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import quote, urlsplit
 
@@ -111,6 +112,31 @@ class S3ResultStorage:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    def unfinished_uploads(self, initiated_before: datetime) -> list[tuple[str, str]]:
+        """The multipart uploads under our prefix begun before ``initiated_before`` and never
+        completed nor aborted (their process died), as (object key, upload id). Only our prefix:
+        whatever else the bucket holds is not ours to touch."""
+        prefix = f"{self.prefix.rstrip('/')}/" if self.prefix else ""
+        found = []
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                key, upload_id, initiated = upload.get("Key"), upload.get("UploadId"), upload.get("Initiated")
+                # The prefix again: an S3-compatible server that ignored it must not lead us astray.
+                if key and upload_id and initiated and key.startswith(prefix) and initiated < initiated_before:
+                    found.append((key, upload_id))
+        return found
+
+    def abort_upload(self, object_key: str, upload_id: str) -> bool:
+        """Abort one of ``unfinished_uploads``; False when it was gone already."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=object_key, UploadId=upload_id)
+        except ClientError as error:
+            code, _, status = error_code(error)
+            if status == 404 or code in ("404", "NoSuchUpload"):
+                return False
+            raise
+        return True
 
     def download_link(self, download: Download) -> SignedLink:
         """Our signed link to ``/downloads/<run id>``, which redirects to a short presigned GET."""
