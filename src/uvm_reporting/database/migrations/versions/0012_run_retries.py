@@ -5,7 +5,7 @@ failure (S3 throttling, a dropped database connection); workers do not claim it 
 The failed attempt's code and message stay in ``error_code`` and ``error_message`` meanwhile.
 
 Revision ID: 0012_run_retries
-Revises: 0008
+Revises: 0011_result_retention
 Create Date: 2026-12-08
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from uvm_reporting.database.types import UtcDateTime
 
 revision = "0012_run_retries"
-down_revision = "0008"
+down_revision = "0011_result_retention"
 branch_labels = None
 depends_on = None
 
