@@ -120,6 +120,13 @@ class LocalFolderStorage:
     def delete(self, key: str) -> None:
         self.path_of(key).unlink(missing_ok=True)
 
+    def check_writable(self) -> None:
+        """Raise OSError unless a file can be made and removed in the folder (by this process's
+        user, whatever the mode bits say: the superuser ignores them)."""
+        probe = self.root / f".readyz.{uuid.uuid4().hex}.probe"
+        os.close(open_private_for_write(probe))
+        probe.unlink()
+
     def download_link(self, download: Download) -> SignedLink:
         """Our signed link to ``/downloads/<run id>``, which serves the run's file from here."""
         if self.links is None:
