@@ -20,7 +20,9 @@ from tests.support.postgres import admin_engine
 from tests.support.prometheus import Samples, label_values, parse_samples, scrape, value
 from tests.support.tenants import Caller, create_tenant, wait_until_runs_finished
 from tests.support.waiting import wait_for
+from uvm_reporting.database.runs import enqueue_run, get_run
 from uvm_reporting.database.tables import runs
+from uvm_reporting.domain.runs import Delivery, RunRecord
 
 PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}"
 STATUS = "query ($runId: String) { getReportRunStatus(runId: $runId) }"
@@ -149,11 +151,21 @@ def test_queue_figures_and_the_metrics_ports_of_workers_and_schedulers(
     """An API-only server shows the queue while no worker runs; a worker then runs the runs and
     shows its figures on --metrics-port; a scheduler shows the deployment's on its own."""
     tenant = create_tenant(engine, "Acme", seed=1)
+    # A third run whose definition names no entity of the catalog: it fails with an error code.
+    broken = enqueue_run(
+        engine,
+        account_id=tenant.account_id,
+        report_id=tenant.public_report.id,
+        delivery=Delivery.DOWNLOAD,
+        format="csv",
+        definition={**tenant.public_report.definition.to_json(), "entity": "no_such_entity"},
+        requested_by=None,
+    )
     data_dir = tmp_path / "var"
     with running_server(data_dir, "serve", "--no-workers", UVM_REPORTING_DATABASE_URL=database_url) as (base_url, _):
         queued = scrape(f"{base_url}/metrics")
-        assert value(queued, "uvm_reporting_queue_depth") == 2
-        assert value(queued, "uvm_reporting_runs", state="queued", error_code="") == 2
+        assert value(queued, "uvm_reporting_queue_depth") == 3
+        assert value(queued, "uvm_reporting_runs", state="queued", error_code="") == 3
         oldest_age = value(queued, "uvm_reporting_queue_oldest_age_seconds")
         assert oldest_age is not None
         assert 0 < oldest_age < 120
@@ -163,12 +175,15 @@ def test_queue_figures_and_the_metrics_ports_of_workers_and_schedulers(
         worker, scheduler = worker_and_scheduler_metrics(tmp_path, data_dir, database_url, worker_port, scheduler_port)
         with worker, scheduler:
             wait_until_runs_finished(engine, tenant)
+            failed = wait_for(lambda: final(engine, tenant.account_id, broken.id), timeout=60, what="the broken run")
+            assert failed.error_code == "INVALID_DEFINITION", failed
             rows, size = exported_totals(engine)
 
             def both_counted() -> Samples | None:
                 samples = scrape_when_up(f"http://127.0.0.1:{worker_port}/metrics")
-                counted = value(samples, "uvm_reporting_run_duration_seconds_count", outcome="completed")
-                return samples if counted == 2 else None
+                completed = value(samples, "uvm_reporting_run_duration_seconds_count", outcome="completed")
+                failed = value(samples, "uvm_reporting_run_duration_seconds_count", outcome="failed")
+                return samples if (completed, failed) == (2, 1) else None
 
             of_worker = wait_for(both_counted, timeout=10, what="the worker to count its two runs")
             of_scheduler = scrape_when_up(f"http://127.0.0.1:{scheduler_port}/metrics")
@@ -177,13 +192,21 @@ def test_queue_figures_and_the_metrics_ports_of_workers_and_schedulers(
     assert value(of_worker, "uvm_reporting_exported_rows_total") == rows == 12
     assert value(of_worker, "uvm_reporting_exported_bytes_total") == size
     assert value(of_worker, "uvm_reporting_runs_finished_total", outcome="completed", error_code="") == 2
+    assert value(of_worker, "uvm_reporting_runs_finished_total", outcome="failed", error_code=failed.error_code) == 1
     assert value(of_worker, "uvm_reporting_queue_depth") is None, "a worker shows its own figures only"
     assert value(of_scheduler, "uvm_reporting_queue_depth") == 0
     assert value(of_scheduler, "uvm_reporting_runs", state="completed", error_code="") == 2
+    assert value(of_scheduler, "uvm_reporting_runs", state="failed", error_code="INVALID_DEFINITION") == 1
+    assert value(after, "uvm_reporting_runs", state="failed", error_code="INVALID_DEFINITION") == 1
     assert value(after, "uvm_reporting_queue_depth") == 0
     assert value(after, "uvm_reporting_queue_oldest_age_seconds") == 0
     assert value(after, "uvm_reporting_runs", state="completed", error_code="") == 2
     assert value(after, "uvm_reporting_exported_rows_total") == 0, "the API-only process ran nothing"
+
+
+def final(engine: Engine, account_id: str, run_id: str) -> RunRecord | None:
+    run = get_run(engine, account_id, run_id)
+    return run if run.state.is_final else None
 
 
 def readiness(base_url: str) -> httpx2.Response:
