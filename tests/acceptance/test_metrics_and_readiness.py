@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,11 +124,23 @@ def test_metrics_and_json_logs_of_real_exports(tmp_path: Path, engine: Engine, d
     assert all(r["request_id"] == "-" for r in of_run), "a worker's records name no request"
 
 
-def worker_and_scheduler_metrics(
-    tmp_path: Path, data_dir: Path, database_url: str, worker_port: int, scheduler_port: int
-) -> tuple[Any, Any]:
+def worker_and_scheduler(
+    tmp_path: Path, database_url: str, *, worker_port: int, scheduler_port: int, gate: Path
+) -> tuple[AbstractContextManager[Any], AbstractContextManager[Any]]:
+    """A worker of one thread that holds its first run at the ``write`` fault point until ``gate``
+    is released, and a scheduler; each with its metrics port."""
+    data_dir = tmp_path / "var"
     env = {"UVM_REPORTING_DATABASE_URL": database_url}
-    worker = cli_process(data_dir, tmp_path / "worker.log", "worker", "--metrics-port", str(worker_port), env=env)
+    worker = cli_process(
+        data_dir,
+        tmp_path / "worker.log",
+        "worker",
+        "--concurrency",
+        "1",
+        "--metrics-port",
+        str(worker_port),
+        env={**env, "UVM_REPORTING_FAULT_POINTS": f"write=pause:{gate}"},
+    )
     scheduler = cli_process(
         data_dir, tmp_path / "scheduler.log", "scheduler", "--metrics-port", str(scheduler_port), env=env
     )
@@ -148,8 +161,9 @@ def scrape_when_up(url: str) -> Samples:
 def test_queue_figures_and_the_metrics_ports_of_workers_and_schedulers(
     tmp_path: Path, engine: Engine, database_url: str
 ) -> None:
-    """An API-only server shows the queue while no worker runs; a worker then runs the runs and
-    shows its figures on --metrics-port; a scheduler shows the deployment's on its own."""
+    """An API-only server shows the queue while no worker runs, and a started run during an
+    export; a worker then runs the runs and shows its figures on --metrics-port; a scheduler
+    shows the deployment's on its own."""
     tenant = create_tenant(engine, "Acme", seed=1)
     # A third run whose definition names no entity of the catalog: it fails with an error code.
     broken = enqueue_run(
@@ -172,8 +186,19 @@ def test_queue_figures_and_the_metrics_ports_of_workers_and_schedulers(
         assert value(queued, "uvm_reporting_run_duration_seconds_count", outcome="completed") is None
 
         worker_port, scheduler_port = free_port(), free_port()
-        worker, scheduler = worker_and_scheduler_metrics(tmp_path, data_dir, database_url, worker_port, scheduler_port)
+        gate = tmp_path / "gate"
+        worker, scheduler = worker_and_scheduler(
+            tmp_path, database_url, worker_port=worker_port, scheduler_port=scheduler_port, gate=gate
+        )
         with worker, scheduler:
+            # During an export: one run started (held before its first row), two queued.
+            wait_for(gate.with_name("gate.reached").exists, timeout=60, what="the worker to start its first run")
+            during = scrape(f"{base_url}/metrics")
+            assert value(during, "uvm_reporting_runs", state="started", error_code="") == 1
+            assert value(during, "uvm_reporting_queue_depth") == 2
+            of_worker_during = scrape_when_up(f"http://127.0.0.1:{worker_port}/metrics")
+            assert value(of_worker_during, "uvm_reporting_run_duration_seconds_count", outcome="completed") is None
+            gate.with_name("gate.release").touch()
             wait_until_runs_finished(engine, tenant)
             failed = wait_for(lambda: final(engine, tenant.account_id, broken.id), timeout=60, what="the broken run")
             assert failed.error_code == "INVALID_DEFINITION", failed
