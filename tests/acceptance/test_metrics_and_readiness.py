@@ -4,9 +4,12 @@ run ids, and /readyz against a storage folder that is gone and a database that i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -262,6 +265,39 @@ def test_readyz_fails_while_the_storage_folder_is_gone_and_healthz_does_not(tmp_
         storage.unlink()
         (tmp_path / "storage-away").rename(storage)
         assert readiness(base_url).status_code == 200
+
+
+@contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``path`` (skips the test where mounting is not allowed)."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.mark.backends("sqlite")
+def test_readyz_fails_while_the_storage_disk_is_full(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    with small_tmpfs(tmp_path / "disk", "256k") as disk:
+        storage = disk / "storage"
+        with running_server(data_dir, UVM_REPORTING_STORAGE_URL=str(storage)) as (base_url, _):
+            assert readiness(base_url).status_code == 200
+            filler = disk / "filler"
+            with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+                while True:
+                    out.write(b"x" * 4096)  # until ENOSPC
+            refused = readiness(base_url)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["checks"]["storage"] == "failed: OSError"
+            filler.unlink()
+            assert readiness(base_url).status_code == 200
 
 
 @pytest.mark.backends("postgresql")
