@@ -55,6 +55,7 @@ class Services:
             export_process_min_rows=self.settings.export_process_min_rows,
             keep_spare_export_process=True,
             log_level=self.settings.log_level,
+            log_format=self.settings.log_format,
         )
         executor = RunExecutor(self.engine, self.storage, exporter, self.buckets)
         return WorkerPool(

@@ -167,6 +167,16 @@ class Settings(BaseSettings):
         "firing more often is refused). 0: no minimum.",
     )
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one escaped line per record; json: one JSON object per line (time, level, logger, "
+        "message, request_id, run_id and the record's extra fields).",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="Bearer token that GET /metrics asks for. Unset: /metrics is open in the development "
+        "profile and not served in production.",
+    )
     max_graphql_body_bytes: int = Field(
         default=64 * 1024,
         ge=1024,

@@ -57,6 +57,8 @@ REVIEWED_ROUTES = {
     "/.well-known/jwks.json": "the public signing keys, the same for every account",
     "/api/graphql": "attacked operation by operation from the schema",
     "/healthz": "the deployment's status, version and region",
+    "/readyz": "whether the database and the storage answer; names no object",
+    "/metrics": "counts by state, error code, route template and status; no account, report or run ids",
 }
 """Routes without a path parameter, each with why no account's data can leak through it."""
 

@@ -5,6 +5,7 @@ PostgreSQL; it fails cleanly and never outlives its worker."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
@@ -441,6 +442,15 @@ def test_a_failing_query_is_query_failed(engine: Engine) -> None:
         run_export_process(job(engine, "SELECT no_such_function(1) AS n"), Sink())
     assert failure.value.run_error_code == "QUERY_FAILED"
     assert "operator log" in failure.value.message
+
+
+def test_the_export_process_logs_in_the_format_of_its_worker(engine: Engine, capfd: pytest.CaptureFixture[str]) -> None:
+    failing = dataclasses.replace(job(engine, "SELECT no_such_function(1) AS n"), log_format="json")
+    with pytest.raises(ExportProcessFailed):
+        run_export_process(failing, Sink())
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line of it is a JSON object
+    assert any(record["message"].startswith("export failed: ") for record in records), lines
 
 
 def test_the_export_process_never_writes(engine: Engine, account: Account) -> None:

@@ -1,4 +1,5 @@
-"""The ASGI application: token endpoint, JWKS, GraphQL, downloads, health; workers in-process."""
+"""The ASGI application: token endpoint, JWKS, GraphQL, downloads, health, readiness and metrics;
+workers in-process."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from uvm_reporting.api.download_routes import download_routes
 from uvm_reporting.api.error_answers import GRAPHQL_PATH, ErrorAnswersMiddleware, http_error
 from uvm_reporting.api.graphql_route import GraphQLEndpoint
 from uvm_reporting.api.graphql_schema import build_schema
+from uvm_reporting.api.http_metrics import HttpMetricsMiddleware
+from uvm_reporting.api.operations_routes import operations_routes
 from uvm_reporting.api.request_limits import BodyLimits, RequestLimitsMiddleware
 from uvm_reporting.api.token_routes import token_routes
 from uvm_reporting.application.audit import AuditLog
+from uvm_reporting.application.deployment_metrics import RunsCollector
 from uvm_reporting.auth.hashing_pool import HashingPool
 from uvm_reporting.services import Services
 
@@ -65,23 +69,27 @@ def create_app(services: Services, *, run_workers: bool = True) -> Starlette:
         default=settings.max_body_bytes,
         per_path={GRAPHQL_PATH: settings.max_graphql_body_bytes, "/oauth2/token": settings.max_token_body_bytes},
     )
+    routes = [
+        *token_routes(
+            services.engine,
+            services.tokens,
+            services.auth_failures,
+            rate_limits=services.rate_limits,
+            hashing=HashingPool(services.settings.secret_hashing_threads, services.settings.secret_hashing_queue),
+        ),
+        *graphql.routes(),
+        *downloads,
+        Route("/healthz", health),
+        *operations_routes(services, RunsCollector(services.engine)),
+    ]
     return Starlette(
-        routes=[
-            *token_routes(
-                services.engine,
-                services.tokens,
-                services.auth_failures,
-                rate_limits=services.rate_limits,
-                hashing=HashingPool(services.settings.secret_hashing_threads, services.settings.secret_hashing_queue),
-            ),
-            *graphql.routes(),
-            *downloads,
-            Route("/healthz", health),
-        ],
-        # Outermost first: the request id, then error answers that carry it, then the body
-        # limits, which refuse before any route (and so before auth) runs.
+        routes=routes,
+        # Outermost first: the request id, then the HTTP metrics (which see every answer), then
+        # error answers that carry the id, then the body limits, which refuse before any route
+        # (and so before auth) runs.
         middleware=[
             Middleware(AccessLogMiddleware),
+            Middleware(HttpMetricsMiddleware, routes=routes),
             Middleware(ErrorAnswersMiddleware),
             Middleware(RequestLimitsMiddleware, limits=limits),
         ],

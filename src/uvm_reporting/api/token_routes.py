@@ -46,6 +46,7 @@ from uvm_reporting.auth.client_credentials import (
 from uvm_reporting.auth.hashing_pool import HashingPool, HashingPoolBusy
 from uvm_reporting.database.api_clients import ClientRecord
 from uvm_reporting.errors import RateLimited
+from uvm_reporting.metrics import TOKENS_ISSUED
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ def token_routes(
 
     def issue(client: ClientRecord) -> IssuedToken:
         logger.info("issued an access token to client %s of account %s", client.client_id, client.account_id)
-        return tokens.issue(client.client_id, client.account_id)
+        issued = tokens.issue(client.client_id, client.account_id)
+        TOKENS_ISSUED.inc()
+        return issued
 
     async def token_endpoint(request: Request) -> Response:
         audit = TokenRequestAudit(engine, failures, request.scope)

@@ -64,7 +64,7 @@ def _serve(services: Services, host: str, port: int, *, run_workers: bool) -> No
     from uvm_reporting.api.app import create_app  # noqa: PLC0415
 
     level = services.settings.log_level
-    configure_logging(level)
+    configure_logging(level, services.settings.log_format)
     typer.echo(f"uvm-reporting: {services.settings.profile_summary()}")
     app = create_app(services, run_workers=run_workers)
     # uvicorn's own access log would print query strings, which hold download-link signatures.

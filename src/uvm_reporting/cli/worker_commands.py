@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from uvm_reporting.cli import context
+from uvm_reporting.cli.metrics_server import MetricsHostOption, MetricsPortOption, metrics_server
 from uvm_reporting.log_lines import configure_logging
 
 log = logging.getLogger(__name__)
@@ -26,20 +27,24 @@ def worker(
             "--grace", help="Seconds to finish running exports after SIGTERM; unfinished ones go back to the queue."
         ),
     ] = 30.0,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = "127.0.0.1",
 ) -> None:
     """Claim and run queued exports until SIGTERM or SIGINT."""
     from uvm_reporting.services import build_services  # noqa: PLC0415 - keeps admin commands fast
 
     settings = context.settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     services = build_services(settings)
     threads = concurrency or max(1, settings.worker_threads)
     stop = install_stop_handlers()
-    workers = services.start_workers(threads)
-    log.info("worker %s running %d thread(s); SIGTERM stops it", workers.pool.worker_prefix, threads)
-    stop.wait()
-    log.info("stopping: no new claims; %d run(s) in progress get %.1fs", len(workers.pool.in_progress), grace)
-    workers.stop(grace)
+    # This process's own figures (runs it ran, rows, bytes); the queue's are the API's and the scheduler's.
+    with metrics_server(metrics_host, metrics_port):
+        workers = services.start_workers(threads)
+        log.info("worker %s running %d thread(s); SIGTERM stops it", workers.pool.worker_prefix, threads)
+        stop.wait()
+        log.info("stopping: no new claims; %d run(s) in progress get %.1fs", len(workers.pool.in_progress), grace)
+        workers.stop(grace)
     services.engine.dispose()
     log.info("worker stopped")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import Compression, ExportFormat
@@ -51,6 +51,7 @@ class ExportJob:
     batch_rows: int = 10_000
     """Rows per record batch read from SQLite (PostgreSQL's batches are sized in bytes)."""
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     lookups: tuple[LookupPart, ...] = ()
     """PostgreSQL only, with one part: relations whose columns the export process joins."""
 
@@ -75,6 +76,7 @@ class ExportJob:
                 "compression": self.compression.value if self.compression else None,
                 "batch_rows": self.batch_rows,
                 "log_level": self.log_level,
+                "log_format": self.log_format,
                 "lookups": [{"key_column": lookup.key_column, "sql": lookup.sql} for lookup in self.lookups],
             }
         ).encode("utf-8")
@@ -91,6 +93,7 @@ class ExportJob:
             compression=Compression(record["compression"]) if record["compression"] else None,
             batch_rows=int(record["batch_rows"]),
             log_level=record["log_level"],
+            log_format="json" if record.get("log_format") == "json" else "text",
             lookups=tuple(LookupPart(lookup["key_column"], lookup["sql"]) for lookup in record["lookups"]),
         )
 

@@ -266,7 +266,7 @@ def main(argv: list[str]) -> int:
     if not data:
         return 0  # a spare that was never used: the worker closed our stdin
     job = ExportJob.from_json(data)
-    configure_logging(job.log_level)
+    configure_logging(job.log_level, job.log_format)
     try:
         with io.open(sys.stdout.fileno(), "wb", buffering=COPY_BLOCK, closefd=False) as out:  # noqa: UP020
             rows = write_job(job, out)

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, Select, func, select
 
@@ -86,6 +86,7 @@ class Exporter:
         keep_spare_export_process: bool = False,
         lookup_max_values: int = LOOKUP_MAX_VALUES,
         log_level: str = "INFO",
+        log_format: Literal["text", "json"] = "text",
     ) -> None:
         self._engine = engine
         self._batch_size = batch_size
@@ -94,6 +95,7 @@ class Exporter:
         self._export_process_min_rows = export_process_min_rows
         self._lookup_max_values = lookup_max_values
         self._log_level = log_level
+        self._log_format: Literal["text", "json"] = log_format
         self._export_processes = ExportProcesses(keep_spare=keep_spare_export_process)
         # A report's definition, its SELECT and that SELECT compiled for the driver depend on the
         # definition and the account alone: a report run again (every scheduled run) reuses them.
@@ -153,6 +155,7 @@ class Exporter:
             compression=compression,
             batch_rows=self._batch_size,
             log_level=self._log_level,
+            log_format=self._log_format,
             lookups=lookups,
         )
         outcome = self._export_processes.run(job, out)

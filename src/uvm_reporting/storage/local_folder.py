@@ -145,6 +145,18 @@ class LocalFolderStorage:
             return False
         return True
 
+    def check_writable(self) -> None:
+        """Raise OSError unless a byte can be written to a new file in the folder and the file
+        removed (as this process's user, whatever the mode bits say: the superuser ignores them).
+        A byte, not just a name: a full disk still has inodes for empty files."""
+        probe = self.root / f".readyz.{uuid.uuid4().hex}.probe"
+        descriptor = open_private_for_write(probe)
+        try:
+            os.write(descriptor, b"\n")
+        finally:
+            os.close(descriptor)
+            probe.unlink()
+
     def download_link(self, download: Download) -> SignedLink:
         """Our signed link to ``/downloads/<run id>``, which serves the run's file from here."""
         if self.links is None:

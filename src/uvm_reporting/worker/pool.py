@@ -30,6 +30,8 @@ from uvm_reporting.domain.runs import RunRecord, RunResult
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import RunErrorCode
 from uvm_reporting.exports.query_failures import is_connection_lost
+from uvm_reporting.log_lines import RUN_ID
+from uvm_reporting.metrics import BYTES_EXPORTED, ROWS_EXPORTED, RUN_DURATION, RUNS_FINISHED
 from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,20 @@ class WorkerPool:
             return list(self._in_progress)
 
     def _run_one(self, run: RunRecord, worker_id: str) -> None:
+        # Every record logged while the run executes names it (log_lines.RequestIdFilter).
+        context_token = RUN_ID.set(run.id)
+        started = time.monotonic()
+        try:
+            outcome, error_code = self._run_and_record(run, worker_id)
+        finally:
+            RUN_ID.reset(context_token)
+        RUN_DURATION.labels(outcome).observe(time.monotonic() - started)
+        RUNS_FINISHED.labels(outcome, error_code).inc()
+
+    def _run_and_record(self, run: RunRecord, worker_id: str) -> tuple[str, str]:
+        """Execute ``run`` and record its outcome: (outcome, error code) for the metrics, where the
+        outcome is completed, failed, or lost (not recorded: the run goes to another claim)."""
+        outcome, error_code = "lost", ""
         log.info("run %s of report %s started (attempt %d) by %s", run.id, run.report_id, run.attempts, worker_id)
         fault_points.reached("claim")
         self._on_run_changed(run)
@@ -135,9 +151,14 @@ class WorkerPool:
             try:
                 result = self._execute(run)
             except Exception as error:  # noqa: BLE001 - every failure ends as a retry or a Failed run
-                self._failed(run, worker_id, error)
+                outcome, error_code = self._failed(run, worker_id, error)
             else:
-                self._complete(run, worker_id, result)
+                outcome = self._complete(run, worker_id, result)
+                if outcome == "completed":
+                    ROWS_EXPORTED.inc(result.row_count)
+                    BYTES_EXPORTED.inc(result.size_bytes)
+                elif outcome == "failed":
+                    error_code = RunErrorCode.INTERNAL
         except SQLAlchemyError:
             # The outcome could not be recorded (the database is gone, say): the run's lease
             # expires and another claim runs it again. This thread goes on with the next run.
@@ -146,10 +167,12 @@ class WorkerPool:
             with self._lock:
                 self._in_progress.pop(run.id, None)
             self._on_run_changed(run)
+        return outcome, str(error_code)
 
-    def _failed(self, run: RunRecord, worker_id: str, error: Exception) -> None:
+    def _failed(self, run: RunRecord, worker_id: str, error: Exception) -> tuple[str, str]:
         """Record a failed attempt: queued again after a backoff when the cause may pass and
-        attempts are left, else Failed (naming the last cause)."""
+        attempts are left, else Failed (naming the last cause). The outcome for the metrics:
+        retried, failed, or lost (not recorded: the run goes to another claim), and the code."""
         failure = classify_run_failure(error)
         if failure.transient and run.attempts < self._max_attempts:
             delay = retry_delay(
@@ -161,15 +184,16 @@ class WorkerPool:
                 exc_info=error,
             )
             next_attempt_at = utc_now() + timedelta(seconds=delay)
-            self._recorded(
+            retried = self._recorded(
                 lambda: retry_run(
                     self._engine, run.id, worker_id, failure.code, failure.message, next_attempt_at=next_attempt_at
                 )
             )
-            return
+            return ("retried" if retried else "lost"), failure.code
         failure = final_failure(failure, run.attempts)
         log.warning("run %s failed: %s: %s", run.id, failure.code, failure.message, exc_info=failure.needs_operator)
-        self._recorded(lambda: fail_run(self._engine, run.id, worker_id, failure.code, failure.message))
+        failed = self._recorded(lambda: fail_run(self._engine, run.id, worker_id, failure.code, failure.message))
+        return ("failed" if failed else "lost"), failure.code
 
     def _recorded(self, record: Callable[[], bool]) -> bool:
         """Record an outcome. A dropped database connection is tried again after a backoff (the
@@ -187,9 +211,10 @@ class WorkerPool:
                 log.warning("recording a run's outcome lost the database connection; again in %.1fs", delay)
                 time.sleep(delay)
 
-    def _complete(self, run: RunRecord, worker_id: str, result: RunResult) -> None:
+    def _complete(self, run: RunRecord, worker_id: str, result: RunResult) -> str:
         """Record the result; a result the database refuses (a value out of its range, say) fails
-        the run with a reason instead of leaving it to be run again for nothing."""
+        the run with a reason instead of leaving it to be run again for nothing. The outcome:
+        completed, failed, or lost (the lease went to another claim)."""
         fault_points.reached("complete")
         try:
             completed = self._recorded(lambda: complete_run(self._engine, run.id, worker_id, result))
@@ -204,11 +229,12 @@ class WorkerPool:
                 RunErrorCode.INTERNAL,
                 "The export finished, but recording its result failed; the operator log has the details.",
             )
-            return
+            return "failed"
         if completed:
             log.info("run %s completed: %d rows, %d bytes", run.id, result.row_count, result.size_bytes)
-        else:
-            log.warning("run %s finished after its lease was lost; the other claim decides", run.id)
+            return "completed"
+        log.warning("run %s finished after its lease was lost; the other claim decides", run.id)
+        return "lost"
 
     def _heartbeat(self) -> None:
         interval = self._lease_seconds / 3

@@ -112,14 +112,16 @@ class S3ClientFactory:
             self._session = boto3.session.Session()
         return self._session
 
-    def own_client(self, region: str | None = None) -> S3Client:
-        """An S3 client acting as this deployment (for our own result storage)."""
+    def own_client(self, region: str | None = None, client_config: Config | None = None) -> S3Client:
+        """An S3 client acting as this deployment (for our own result storage); ``client_config``
+        is merged over ours (a readiness probe's short timeouts)."""
+        config = self._s3_config if client_config is None else self._s3_config.merge(client_config)
         with self._lock:
             return self._own_session().client(
                 "s3",
                 region_name=validate_region(region or self.default_region),
                 endpoint_url=self.endpoint_url,
-                config=self._s3_config,
+                config=config,
             )
 
     def _sts_client(self, region: str) -> STSClient:

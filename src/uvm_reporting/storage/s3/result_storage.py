@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import quote, urlsplit
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from uvm_reporting.errors import BadUserInput
@@ -137,6 +138,11 @@ class S3ResultStorage:
                 return False
             raise
         return True
+
+    def check_reachable(self, timeout_seconds: float) -> None:
+        """Raise unless the bucket answers a HEAD within about ``timeout_seconds`` (one attempt)."""
+        probe = Config(connect_timeout=timeout_seconds, read_timeout=timeout_seconds, retries={"total_max_attempts": 1})
+        self.client_factory.own_client(self.region, probe).head_bucket(Bucket=self.bucket)
 
     def download_link(self, download: Download) -> SignedLink:
         """Our signed link to ``/downloads/<run id>``, which redirects to a short presigned GET."""
