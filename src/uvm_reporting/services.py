@@ -144,6 +144,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
             reports=Reports(engine, buckets, min_schedule_interval=settings.min_schedule_interval),
             rate_limits=rate_limits,
             max_active_runs=settings.max_active_runs,
+            idempotency_key_lifetime=settings.idempotency_key_lifetime,
         ),
         auth_failures=AuthFailures(engine),
         rate_limits=rate_limits,
