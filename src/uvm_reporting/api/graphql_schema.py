@@ -68,6 +68,7 @@ json_scalar = ScalarType("JSON", serializer=lambda value: value, value_parser=la
 def resolve_process_report(
     _: None,
     info: GraphQLResolveInfo,
+    *,
     id: str,
     isPresignedUrl: bool | None = None,  # noqa: N803 - the spec's name
     format: str | None = None,
