@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import Engine, func, select
 from starlette.testclient import TestClient
 
-from tests.support.reports import ALL_FINDINGS_REPORT
+from tests.support.reports import ALL_FINDINGS_REPORT, DAILY_S3_SCHEDULE
 from uvm_reporting.api.app import create_app
 from uvm_reporting.application import report_runs as report_runs_module
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import Account
 from uvm_reporting.database.idempotency_keys import delete_expired_idempotency_keys, find_idempotency_key
 from uvm_reporting.database.reports import Report, create_report
-from uvm_reporting.database.runs import claim_next_run, complete_run, fail_run, get_run
+from uvm_reporting.database.runs import claim_next_run, complete_run, enqueue_delivery, fail_run, get_run
 from uvm_reporting.database.tables import audit_events, idempotency_keys, runs
 from uvm_reporting.domain.audit import Action
 from uvm_reporting.domain.runs import RunResult
@@ -312,3 +312,24 @@ def race(services: Services, report: Report, *, threads: int, **options: Any) ->
     with ThreadPoolExecutor(threads) as pool:
         futures = [pool.submit(request) for _ in range(threads)]
         return [future.result(timeout=60) for future in futures]
+
+
+def test_an_s3_delivery_joins_its_twin_but_not_a_scheduled_run_or_a_download(
+    services: Services, engine: Engine, account: Account, findings_data: int
+) -> None:
+    report = create_report(engine, account.id, {**ALL_FINDINGS_REPORT, "schedule": DAILY_S3_SCHEDULE})
+    assert report.schedule is not None
+    report_runs = services.report_runs
+    scheduled = enqueue_delivery(
+        engine, report, report.schedule, at=utc_now(), requested_by=None, scheduled_for=utc_now()
+    )
+
+    def start(*, presigned_url: bool) -> dict[str, Any]:
+        return report_runs.process_report(account.id, report.id, presigned_url=presigned_url, requested_by="c")
+
+    delivery = start(presigned_url=False)
+    assert delivery["runId"] != scheduled.id  # a schedule's fire time is its own run
+    assert start(presigned_url=False) == {**delivery, "joined": True}
+    download = start(presigned_url=True)
+    assert download["runId"] not in {delivery["runId"], scheduled.id}
+    assert download["joined"] is False
