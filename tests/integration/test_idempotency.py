@@ -20,7 +20,7 @@ from uvm_reporting.application import report_runs as report_runs_module
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import Account
 from uvm_reporting.database.idempotency_keys import delete_expired_idempotency_keys, find_idempotency_key
-from uvm_reporting.database.reports import Report, create_report
+from uvm_reporting.database.reports import Report, create_report, update_report
 from uvm_reporting.database.runs import claim_next_run, complete_run, enqueue_delivery, fail_run, get_run
 from uvm_reporting.database.tables import audit_events, idempotency_keys, runs
 from uvm_reporting.domain.audit import Action
@@ -333,3 +333,20 @@ def test_an_s3_delivery_joins_its_twin_but_not_a_scheduled_run_or_a_download(
     download = start(presigned_url=True)
     assert download["runId"] not in {delivery["runId"], scheduled.id}
     assert download["joined"] is False
+
+
+def test_a_retried_s3_delivery_is_the_same_request_after_its_schedule_changed(
+    services: Services, engine: Engine, account: Account, findings_data: int
+) -> None:
+    report = create_report(engine, account.id, {**ALL_FINDINGS_REPORT, "schedule": DAILY_S3_SCHEDULE})
+
+    def start() -> dict[str, Any]:
+        return services.report_runs.process_report(
+            account.id, report.id, presigned_url=False, requested_by="c", idempotency_key="delivery-1"
+        )
+
+    first = start()
+    update_report(
+        engine, account.id, report.id, {**ALL_FINDINGS_REPORT, "schedule": {**DAILY_S3_SCHEDULE, "format": "json"}}
+    )
+    assert start()["runId"] == first["runId"]  # the caller's arguments did not change

@@ -427,13 +427,15 @@ class _RunRequest:
 
     @property
     def hash(self) -> str:
-        """The SHA-256 of the request's arguments as the run sees them (a download's default
-        format spelled out or not is the same request), for its idempotency key."""
+        """The SHA-256 of the caller's arguments, for its idempotency key: a download's default
+        format spelled out or not is the same request; an S3 delivery's format is the schedule's,
+        not an argument (an edited schedule does not make a retry another request)."""
+        download = self.options.schedule is None
         canonical = {
             "reportId": self.report.id,
             "delivery": self.options.delivery.value,
-            "format": self.options.format,
-            "compression": self.options.compression,
+            "format": self.options.format if download else None,
+            "compression": self.options.compression if download else None,
             "forceNew": self.force_new,
         }
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode("utf-8")).hexdigest()
