@@ -59,6 +59,13 @@ class BadUserInput(UvmReportingError):
     run_error_code = RunErrorCode.INVALID_DEFINITION  # a run's input is its report definition
 
 
+class IdempotencyKeyReused(BadUserInput):
+    """processReport's idempotency key was used before, within its lifetime, with other
+    arguments: a bad input whose code says which."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
 class NotFound(UvmReportingError):
     """The id is unknown in the caller's account (or belongs to another account)."""
 

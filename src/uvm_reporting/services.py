@@ -189,6 +189,7 @@ def build_services(settings: Settings, engine: Engine | None = None) -> Services
             rate_limits=rate_limits,
             max_active_runs=settings.max_active_runs,
             retention=retention_policy(settings),
+            idempotency_key_lifetime=settings.idempotency_key_lifetime,
         ),
         auth_failures=AuthFailures(engine),
         rate_limits=rate_limits,

@@ -159,6 +159,12 @@ class Settings(BaseSettings):
         description="Runs one account may have queued or running at once; processReport over it gets "
         "QUOTA_EXCEEDED, a scheduled run over it is recorded as Failed with that code. 0: no cap.",
     )
+    idempotency_key_seconds: int = Field(
+        default=86400,
+        ge=1,
+        description="How long processReport's idempotencyKey names its run: the same key with the same "
+        "arguments answers that run for this long; with other arguments, IDEMPOTENCY_KEY_REUSED.",
+    )
     min_schedule_interval_minutes: int = Field(
         default=15,
         ge=0,
@@ -290,6 +296,10 @@ class Settings(BaseSettings):
     def run_history(self) -> timedelta | None:
         """How long a finished run's record is kept; None: forever."""
         return timedelta(days=self.run_history_days) if self.run_history_days else None
+
+    @property
+    def idempotency_key_lifetime(self) -> timedelta:
+        return timedelta(seconds=self.idempotency_key_seconds)
 
     @property
     def token_issuer(self) -> str:

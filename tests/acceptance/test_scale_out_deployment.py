@@ -237,7 +237,8 @@ def test_two_apis_two_workers_and_a_scheduler_on_one_postgresql(
         tampered = link_of_api_1.replace("signature=", "signature=x").replace(api_1, api_2)
         assert http_status(tampered) == "403"
 
-        # A burst of runs, started through both APIs: the two workers share them.
+        # A burst of runs, started through both APIs: the two workers share them. forceNew: each
+        # call queues a run of its own (an identical request would join a run still queued).
         burst = [
             bash_json(
                 fill(
@@ -248,7 +249,7 @@ def test_two_apis_two_workers_and_a_scheduler_on_one_postgresql(
                         "Bearer Token": token,
                         "Report ID": ids["Report ID"],
                     },
-                )
+                ).replace("isPresignedUrl: true)", "isPresignedUrl: true, forceNew: true)")
             )["data"]["processReport"]["runId"]
             for api in [api_1, api_2] * (BURST // 2)
         ]

@@ -5,14 +5,11 @@ and a status whose result expired while the finished-run cache held it."""
 from __future__ import annotations
 
 import os
-import sys
 import threading
-import types
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from graphql import graphql_sync
 from sqlalchemy import Engine, func, select, update
 from starlette.testclient import TestClient
@@ -22,9 +19,10 @@ from tests.support.runs import enqueue_download
 from tests.support.waiting import wait_for
 from uvm_reporting.api.app import create_app
 from uvm_reporting.api.graphql_schema import GraphQLContext, build_schema
-from uvm_reporting.application.cleanup import IDEMPOTENCY_KEYS_MODULE, CleanupJob, Removal, cleanup_steps
+from uvm_reporting.application.cleanup import CleanupJob, Removal, cleanup_steps
 from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.idempotency_keys import remember_idempotency_key
 from uvm_reporting.database.reports import Report, create_report
 from uvm_reporting.database.runs import (
     claim_next_run,
@@ -34,7 +32,7 @@ from uvm_reporting.database.runs import (
     find_run,
     get_run,
 )
-from uvm_reporting.database.tables import audit_events, runs
+from uvm_reporting.database.tables import audit_events, idempotency_keys, runs
 from uvm_reporting.domain.retention import RetentionPolicy
 from uvm_reporting.domain.runs import RunRecord, RunResult
 from uvm_reporting.domain.timestamps import format_utc, utc_now
@@ -317,25 +315,27 @@ def test_report_runs_in_graphql_show_expired_and_expired_at(
     assert by_id[old.id]["expiredAt"] == format_utc(old.finished_at - timedelta(hours=1), precise=True)
 
 
-def test_expired_idempotency_keys_are_deleted_before_run_records_when_the_deployment_has_them(
-    services: Services, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[tuple[Engine, datetime]] = []
-
-    def delete_expired_idempotency_keys(engine: Engine, now: datetime) -> int:
-        calls.append((engine, now))
-        return 3
-
-    module = types.ModuleType(IDEMPOTENCY_KEYS_MODULE)
-    module.delete_expired_idempotency_keys = delete_expired_idempotency_keys  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, IDEMPOTENCY_KEYS_MODULE, module)
+def test_expired_idempotency_keys_are_deleted_before_run_records(services: Services, public_report: Report) -> None:
+    run = enqueue_download(services.engine, public_report)
+    now = utc_now()
+    with services.engine.begin() as connection:
+        for key, lifetime in (("old-1", timedelta(0)), ("old-2", timedelta(0)), ("live", timedelta(days=1))):
+            remember_idempotency_key(
+                connection,
+                public_report.account_id,
+                key,
+                request_hash="0" * 64,
+                run_id=run.id,
+                joined=False,
+                now=now - timedelta(seconds=1),
+                lifetime=lifetime,
+            )
     cleanup = job(services)
     kinds = [step.kind for step in cleanup.steps]
     assert kinds.index("idempotency keys past their time") < kinds.index("run records past the run history")
-    now = utc_now()
-    removals = by_kind(cleanup.run_once(now=now))
-    assert removals["idempotency keys past their time"].count == 3
-    assert calls == [(services.engine, now)]
     dry = by_kind(cleanup.run_once(dry_run=True, now=now))
-    assert dry["idempotency keys past their time"].note == "not counted in a dry run"
-    assert len(calls) == 1  # a dry run deletes nothing
+    assert dry["idempotency keys past their time"].count == 2
+    removals = by_kind(cleanup.run_once(now=now))
+    assert removals["idempotency keys past their time"].count == 2
+    with services.engine.connect() as connection:
+        assert connection.execute(select(idempotency_keys.c.key)).scalars().all() == ["live"]

@@ -35,6 +35,8 @@ from uvm_reporting.expiring_cache import ACCESS_TTL_SECONDS
 from uvm_reporting.services import Services
 
 PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}"
+# forceNew: a run of its own, where an identical request would join the one still queued.
+PROCESS_NEW_RUN = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true, forceNew: true)}"
 GET_REPORT_RUN_STATUS = (
     "query ($reportId: String, $runId: String) { getReportRunStatus(reportId: $reportId, runId: $runId) }"
 )
@@ -163,7 +165,8 @@ def test_report_runs_takes_any_limit_even_null(
     """An explicit ``limit: null`` means the default page; a limit under 1 is brought to 1 (over
     the page-size limit, 100, is refused before execution: tests/integration/test_graphql_limits_api.py)."""
     for _ in range(3):
-        api.process(public_report.id)
+        queued = api.call(PROCESS_NEW_RUN, {"id": public_report.id})
+        assert queued["data"]["processReport"]["joined"] is False, queued
     body = api.call(
         "query ($id: String!, $limit: Int) { reportRuns(reportId: $id, limit: $limit) { runId } }",
         {"id": public_report.id, "limit": limit},

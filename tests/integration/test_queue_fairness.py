@@ -27,7 +27,8 @@ from uvm_reporting.services import Services, build_services
 from uvm_reporting.settings import Settings
 
 FLOOD = 200
-PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}"
+# forceNew: each call queues a run of its own (identical requests would join the first).
+PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true, forceNew: true)}"
 GET_REPORT_RUN_STATUS = "query ($runId: String) { getReportRunStatus(runId: $runId) }"
 
 

@@ -32,7 +32,8 @@ from uvm_reporting.services import build_services
 from uvm_reporting.settings import Settings
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
-PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}"
+# forceNew: each call queues a run of its own (identical requests would join the first).
+PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true, forceNew: true)}"
 
 
 class Verifications:

@@ -68,10 +68,13 @@ json_scalar = ScalarType("JSON", serializer=lambda value: value, value_parser=la
 def resolve_process_report(
     _: None,
     info: GraphQLResolveInfo,
+    *,
     id: str,
     isPresignedUrl: bool | None = None,  # noqa: N803 - the spec's name
     format: str | None = None,
     compression: str | None = None,
+    idempotencyKey: str | None = None,  # noqa: N803
+    forceNew: bool | None = None,  # noqa: N803
 ) -> dict[str, Any]:
     context = _context(info)
     return context.report_runs.process_report(
@@ -82,6 +85,8 @@ def resolve_process_report(
         download_format=format,
         download_compression=compression,
         actor=context.actor,
+        idempotency_key=idempotencyKey,
+        force_new=bool(forceNew),
     )
 
 

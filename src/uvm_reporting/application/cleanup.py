@@ -7,7 +7,7 @@ Steps (``cleanup_steps``), in this order:
   file is in the customer's bucket: never touched, the run keeps its ``resultFilePath``;
 - temporary files (``.partial``) older than a day in the storage folder, or unfinished
   multipart uploads older than a day under our S3 prefix: left by a process that died;
-- idempotency keys past their time (when the deployment has them);
+- idempotency keys past their time;
 - the records of final runs older than the run history (a record whose file is still kept
   stays until the file goes). Audit events have their own retention (the scheduler's).
 
@@ -20,7 +20,6 @@ steps still run; the next pass tries again.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
+from uvm_reporting.database.idempotency_keys import count_expired_idempotency_keys, delete_expired_idempotency_keys
 from uvm_reporting.database.run_cleanup import (
     BATCH,
     delete_runs_finished_before,
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 LEFTOVER_AGE = timedelta(days=1)
 """Temporary files and unfinished uploads older than this belong to a write whose process died."""
-IDEMPOTENCY_KEYS_MODULE = "uvm_reporting.database.idempotency_keys"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +149,11 @@ class UnfinishedUploads:
 @dataclass(frozen=True)
 class ExpiredIdempotencyKeys:
     engine: Engine
-    delete_expired: Callable[[Engine, datetime], int]
     kind: str = "idempotency keys past their time"
 
     def __call__(self, now: datetime, *, dry_run: bool) -> Removal:
-        if dry_run:
-            return Removal(self.kind, note="not counted in a dry run")
-        return Removal(self.kind, self.delete_expired(self.engine, now))
+        count = (count_expired_idempotency_keys if dry_run else delete_expired_idempotency_keys)(self.engine, now)
+        return Removal(self.kind, count)
 
 
 @dataclass(frozen=True)
@@ -172,17 +169,6 @@ class OldRunRecords:
         return Removal(self.kind, len(ids), tuple(ids))
 
 
-def idempotency_keys_step(engine: Engine) -> ExpiredIdempotencyKeys | None:
-    """The step that deletes expired idempotency keys, when this deployment's code has them
-    (``delete_expired_idempotency_keys`` of ``database/idempotency_keys.py``); else None."""
-    try:
-        module = importlib.import_module(IDEMPOTENCY_KEYS_MODULE)
-    except ModuleNotFoundError:
-        return None
-    delete_expired = getattr(module, "delete_expired_idempotency_keys", None)
-    return None if delete_expired is None else ExpiredIdempotencyKeys(engine, delete_expired)
-
-
 def cleanup_steps(
     engine: Engine, storage: ResultStorage, policy: RetentionPolicy, *, extra: Sequence[CleanupStep] = ()
 ) -> list[CleanupStep]:
@@ -195,9 +181,7 @@ def cleanup_steps(
         steps.append(StaleTemporaryFiles(storage))
     if isinstance(storage, S3ResultStorage):
         steps.append(UnfinishedUploads(storage))
-    idempotency_keys = idempotency_keys_step(engine)
-    if idempotency_keys is not None:
-        steps.append(idempotency_keys)
+    steps.append(ExpiredIdempotencyKeys(engine))
     steps.extend(extra)
     if policy.run_history is not None:
         steps.append(OldRunRecords(engine, policy.run_history))

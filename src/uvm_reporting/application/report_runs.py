@@ -29,32 +29,43 @@ answers it or raises ``NotInMemory``, so the API can answer it without leaving i
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from uvm_reporting.application.ports import DownloadLinks, RunQueueWakeup
 from uvm_reporting.application.rate_limits import RateLimits
 from uvm_reporting.application.reports import Reports, nameable, private_report
 from uvm_reporting.database.audit import record_event
+from uvm_reporting.database.idempotency_keys import (
+    MAX_KEY_LENGTH,
+    find_idempotency_key,
+    remember_idempotency_key,
+)
 from uvm_reporting.database.reports import Report, report_is_public
 from uvm_reporting.database.runs import (
     enqueue_delivery,
     enqueue_run,
+    find_active_identical_run,
     get_run,
     get_run_and_report_access,
     list_runs,
+    lock_account_enqueues,
     queue_position,
 )
 from uvm_reporting.domain.audit import Action, Actor, AuditEvent
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.retention import RetentionPolicy
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
+from uvm_reporting.domain.schedule.settings import ScheduleSettings
 from uvm_reporting.domain.timestamps import format_utc, utc_now
-from uvm_reporting.errors import BadUserInput, NotFound, ResultExpired
+from uvm_reporting.errors import BadUserInput, IdempotencyKeyReused, NotFound, ResultExpired
 from uvm_reporting.expiring_cache import ExpiringCache, NotInMemory
 
 DEFAULT_DOWNLOAD_FORMAT = "csv"
@@ -86,6 +97,8 @@ class ReportRuns:
     max_active_runs: int | None = None
     # How long result files and run records are kept (default: forever).
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    # How long an idempotency key names its run (UVM_REPORTING_IDEMPOTENCY_KEY_SECONDS).
+    idempotency_key_lifetime: timedelta = timedelta(days=1)
 
     def process_report(
         self,
@@ -97,54 +110,106 @@ class ReportRuns:
         download_format: str | None = None,
         download_compression: str | None = None,
         actor: Actor | None = None,
+        idempotency_key: str | None = None,
+        force_new: bool = False,
     ) -> dict[str, Any]:
         """With a download link: CSV in our storage (or the format asked for), whatever the
         report's schedule says, as the spec has it. Without: the format and S3 destination of the
         report's schedule settings. With ``actor``, the audit log records who started the run,
         in the transaction that queues it. Over the account's rate limit: ``RateLimited``, before
-        anything is read or enqueued."""
+        anything is read or enqueued.
+
+        A run of the same report, delivery, format, compression and definition that is still
+        queued or started is joined (answered with ``"joined": true``, nothing queued, no quota
+        used) unless ``force_new``. With ``idempotency_key``, the key decides first: a key used
+        before (within ``idempotency_key_lifetime``) with the same arguments answers its run
+        again, with other arguments ``IdempotencyKeyReused``; a new key is remembered with the
+        run this request queued or joined."""
         if self.rate_limits is not None:
             self.rate_limits.check_process_report(account_id)
+        if idempotency_key is not None:
+            _check_idempotency_key(idempotency_key)
         report = self.reports.public_report(account_id, report_id)
+        options = self._run_options(report, presigned_url, download_format, download_compression)
+        request = _RunRequest(report, options, requested_by, actor, idempotency_key, force_new)
+        try:
+            run, joined, queued = self._queue_or_join(request)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            # Another request with this key committed first (enqueues of an account are
+            # serialised, so only a writer that bypassed that gets here): answer its run.
+            run, joined, queued = self._queue_or_join(request)
+        if queued:
+            self.signal.notify()
+        return {
+            "runId": run.id,
+            "reportId": report.id,
+            "status": run.state.api_status,
+            "state": run.state.value,
+            "joined": joined,
+        }
+
+    def _queue_or_join(self, request: _RunRequest) -> tuple[RunRecord, bool, bool]:
+        """The run that answers ``request``, whether it was joined, and whether it was queued now."""
+        report, options = request.report, request.options
         # IMMEDIATE on SQLite: the quota count and the insert hold the write lock together.
         with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
-            run = self._enqueue(
-                connection,
-                report,
-                presigned_url=presigned_url,
-                requested_by=requested_by,
-                download_format=download_format,
-                download_compression=download_compression,
-            )
-            if actor is not None:
-                record_event(connection, run_started(run, actor))
-        self.signal.notify()
-        return {"runId": run.id, "reportId": report.id, "status": run.state.api_status, "state": run.state.value}
+            # Before any read: a concurrent request of the account waits here until this one
+            # commits, then sees its run and its key.
+            lock_account_enqueues(connection, report.account_id)
+            now = utc_now()
+            if request.idempotency_key is not None:
+                stored = find_idempotency_key(connection, report.account_id, request.idempotency_key, now)
+                if stored is not None:
+                    if stored.request_hash != request.hash:
+                        raise IdempotencyKeyReused(
+                            "This idempotencyKey was used with other arguments (report, isPresignedUrl, "
+                            "format, compression or forceNew) within its lifetime; send a new key for a "
+                            "new request.",
+                        )
+                    return (
+                        get_run(self.engine, report.account_id, stored.run_id, connection=connection),
+                        stored.joined,
+                        False,
+                    )
+            run = None
+            if not request.force_new:
+                run = find_active_identical_run(
+                    connection,
+                    account_id=report.account_id,
+                    report_id=report.id,
+                    delivery=options.delivery,
+                    format=options.format,
+                    compression=options.compression,
+                    definition=report.definition.to_json(),
+                )
+            joined = run is not None
+            if run is None:
+                run = self._enqueue(connection, report, options, requested_by=request.requested_by)
+            if request.actor is not None:
+                record_event(connection, run_joined(run, request.actor) if joined else run_started(run, request.actor))
+            if request.idempotency_key is not None:
+                remember_idempotency_key(
+                    connection,
+                    report.account_id,
+                    request.idempotency_key,
+                    request_hash=request.hash,
+                    run_id=run.id,
+                    joined=joined,
+                    now=now,
+                    lifetime=self.idempotency_key_lifetime,
+                )
+        return run, joined, not joined
 
-    def _enqueue(
-        self,
-        connection: Connection,
-        report: Report,
-        *,
-        presigned_url: bool,
-        requested_by: str | None,
-        download_format: str | None,
-        download_compression: str | None,
-    ) -> RunRecord:
+    @staticmethod
+    def _run_options(
+        report: Report, presigned_url: bool, download_format: str | None, download_compression: str | None
+    ) -> _RunOptions:
+        """The delivery, format and compression of a run of ``report``, or BadUserInput."""
         if presigned_url:
             export_format, compression = _download_format(download_format, download_compression)
-            return enqueue_run(
-                self.engine,
-                account_id=report.account_id,
-                report_id=report.id,
-                delivery=Delivery.DOWNLOAD,
-                format=export_format,
-                compression=compression,
-                definition=report.definition.to_json(),
-                requested_by=requested_by,
-                connection=connection,
-                max_active_runs=self.max_active_runs,
-            )
+            return _RunOptions(Delivery.DOWNLOAD, export_format, compression, None)
         if download_format or download_compression:
             raise BadUserInput(
                 "format and compression choose a download link's file; pass isPresignedUrl: "
@@ -157,10 +222,28 @@ class ReportRuns:
                 "isPresignedUrl: true to get a download link, or configure S3 delivery on the report.",
                 report_id=report.id,
             )
+        return _RunOptions(Delivery.S3, schedule.format, schedule.compression, schedule)
+
+    def _enqueue(
+        self, connection: Connection, report: Report, options: _RunOptions, *, requested_by: str | None
+    ) -> RunRecord:
+        if options.schedule is None:
+            return enqueue_run(
+                self.engine,
+                account_id=report.account_id,
+                report_id=report.id,
+                delivery=Delivery.DOWNLOAD,
+                format=options.format,
+                compression=options.compression,
+                definition=report.definition.to_json(),
+                requested_by=requested_by,
+                connection=connection,
+                max_active_runs=self.max_active_runs,
+            )
         return enqueue_delivery(
             self.engine,
             report,
-            schedule,
+            options.schedule,
             at=utc_now(),
             requested_by=requested_by,
             connection=connection,
@@ -359,6 +442,56 @@ def run_started(run: RunRecord, actor: Actor) -> AuditEvent:
 def _waiting_to_retry(run: RunRecord) -> bool:
     """A queued run whose next attempt is not due yet: it has no place in the queue until then."""
     return run.next_attempt_at is not None and run.next_attempt_at > utc_now()
+
+
+def run_joined(run: RunRecord, actor: Actor) -> AuditEvent:
+    """The audit event of ``actor`` asking for a run identical to ``run``, which was queued or
+    started already and answered instead (no second ``run.started``)."""
+    details: dict[str, Any] = {"reportId": run.report_id, "delivery": run.delivery.value, "format": run.format}
+    return AuditEvent(run.account_id, Action.RUN_JOINED, actor, "run", run.id, details)
+
+
+@dataclass(frozen=True, slots=True)
+class _RunOptions:
+    """What a processReport request asks a run to make: a download or the schedule's S3 delivery."""
+
+    delivery: Delivery
+    format: str
+    compression: str | None
+    schedule: ScheduleSettings | None
+
+
+@dataclass(frozen=True, slots=True)
+class _RunRequest:
+    report: Report
+    options: _RunOptions
+    requested_by: str | None
+    actor: Actor | None
+    idempotency_key: str | None
+    force_new: bool
+
+    @property
+    def hash(self) -> str:
+        """The SHA-256 of the caller's arguments, for its idempotency key: a download's default
+        format spelled out or not is the same request; an S3 delivery's format is the schedule's,
+        not an argument (an edited schedule does not make a retry another request)."""
+        download = self.options.schedule is None
+        canonical = {
+            "reportId": self.report.id,
+            "delivery": self.options.delivery.value,
+            "format": self.options.format if download else None,
+            "compression": self.options.compression if download else None,
+            "forceNew": self.force_new,
+        }
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not 0 < len(key) <= MAX_KEY_LENGTH or any(not character.isprintable() for character in key):
+        raise BadUserInput(
+            f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} printable characters (a UUID is a good key).",
+            length=len(key),
+        )
 
 
 def _gets_a_link(run: RunRecord) -> bool:

@@ -191,6 +191,47 @@ _ENQUEUE_READ = select(
 _ENQUEUE_READ_NOTIFY = _ENQUEUE_READ.add_columns(func.pg_notify(RUNS_CHANNEL, bindparam("run_id")))
 
 
+def lock_account_enqueues(connection: Connection, account_id: str) -> None:
+    """Serialise the enqueues of ``account_id`` until the caller's transaction ends: on
+    PostgreSQL the account's row lock that ``enqueue_run`` takes too; on SQLite the caller's
+    ``BEGIN IMMEDIATE`` holds the write lock already. Reads made after it (an identical active
+    run, an idempotency key) see every enqueue of the account that committed before."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_LOCK_ACCOUNT, {"account_id": account_id})
+
+
+def find_active_identical_run(
+    connection: Connection,
+    *,
+    account_id: str,
+    report_id: str,
+    delivery: Delivery,
+    format: str,
+    compression: str | None,
+    definition: dict[str, Any],
+) -> RunRecord | None:
+    """The oldest queued or started run of ``report_id`` that processReport queued (not a
+    schedule's fire time) with the same delivery, format, compression and report definition,
+    or None. The account's active runs are few (its quota), so the definitions are compared
+    here rather than as JSON in SQL, where the two databases disagree."""
+    query = (
+        select(runs)
+        .where(
+            _ACCOUNT_ACTIVE_RUNS,
+            runs.c.report_id == report_id,
+            runs.c.delivery == delivery.value,
+            runs.c.format == format,
+            runs.c.compression.is_(None) if compression is None else runs.c.compression == compression,
+            runs.c.scheduled_for.is_(None),
+        )
+        .order_by(runs.c.created_at, runs.c.id)
+    )
+    for row in connection.execute(query, {"account_id": account_id}):
+        if row.definition == definition:
+            return _record(row)
+    return None
+
+
 def queue_position(engine: Engine, run: RunRecord) -> int | None:
     """Where ``run`` stands in the claim order while it is queued (``_QUEUE_POSITION``), else None."""
     with engine.connect() as connection:
@@ -200,13 +241,20 @@ def queue_position(engine: Engine, run: RunRecord) -> int | None:
     return position
 
 
-def get_run(engine: Engine, account_id: str, run_id: str) -> RunRecord:
-    """The run ``run_id`` of ``account_id``; another account's run is NotFound too."""
-    with engine.connect() as connection:
-        try:
-            return _get(connection, and_(runs.c.id == run_id, runs.c.account_id == account_id))
-        except LookupError:
-            raise NotFound(f"Run {run_id} was not found in account {account_id}.", run_id=run_id) from None
+def get_run(engine: Engine, account_id: str, run_id: str, *, connection: Connection | None = None) -> RunRecord:
+    """The run ``run_id`` of ``account_id``; another account's run is NotFound too. Pass
+    ``connection`` to read it in the caller's transaction."""
+    if connection is not None:
+        return _get_in_account(connection, account_id, run_id)
+    with engine.connect() as own_connection:
+        return _get_in_account(own_connection, account_id, run_id)
+
+
+def _get_in_account(connection: Connection, account_id: str, run_id: str) -> RunRecord:
+    try:
+        return _get(connection, and_(runs.c.id == run_id, runs.c.account_id == account_id))
+    except LookupError:
+        raise NotFound(f"Run {run_id} was not found in account {account_id}.", run_id=run_id) from None
 
 
 def get_run_and_report_access(engine: Engine, account_id: str, run_id: str) -> tuple[RunRecord, bool]:

@@ -134,6 +134,25 @@ runs = Table(
     UniqueConstraint("report_id", "scheduled_for"),
 )
 
+# processReport's idempotency keys (database/idempotency_keys.py): a key of an account names the
+# run its first request got, for as long as the key lives. request_hash is the SHA-256 of the
+# request's canonical arguments: the same key with other arguments is refused.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    # The run goes, its key goes: a replay never points at a deleted run.
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    # Whether the first request joined a run already queued or started (its answer said so).
+    Column("joined", Boolean, nullable=False, server_default=false()),
+    Column("created_at", UtcDateTime(precise=True), nullable=False),
+    Column("expires_at", UtcDateTime(precise=True), nullable=False),
+    Index(None, "expires_at"),  # the cleanup deletes by time
+    Index(None, "run_id"),  # the cascade from a deleted run
+)
+
 # What happened to an account's objects, and who did it (database/audit.py writes them in the
 # transaction of the change they describe). No foreign keys: an event outlives what it names,
 # and a deployment-wide event (a signing key rotated) has no account.

@@ -32,6 +32,7 @@ class Action(StrEnum):
     TOKEN_ISSUED = "token.issued"  # noqa: S105 - an action's name
     AUTH_FAILED = "auth.failed"
     RUN_STARTED = "run.started"
+    RUN_JOINED = "run.joined"
     RUN_DOWNLOADED = "run.downloaded"
     REPORT_CREATED = "report.created"
     REPORT_UPDATED = "report.updated"

@@ -5,7 +5,7 @@ storage; the index on (state, finished_at) finds the runs past the result retent
 run history without reading the whole table.
 
 Revision ID: 0011_result_retention
-Revises: 0008
+Revises: 0010_idempotency_keys
 Create Date: 2026-12-08
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from uvm_reporting.database.types import UtcDateTime
 
 revision = "0011_result_retention"
-down_revision = "0008"
+down_revision = "0010_idempotency_keys"
 branch_labels = None
 depends_on = None
 
