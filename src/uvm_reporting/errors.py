@@ -8,6 +8,7 @@ a failed run's code and message.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -132,5 +133,9 @@ def run_failure(error: BaseException) -> RunFailure:
     if isinstance(error, UvmReportingError):
         return RunFailure(error.run_error_code, error.run_failure_message)
     if isinstance(error, OSError):  # a full disk, a missing folder: where the result goes
+        if error.errno == errno.ENOSPC:
+            return RunFailure(
+                RunErrorCode.STORAGE_FAILED, "Writing the result failed: the storage is full (No space left on device)."
+            )
         return RunFailure(RunErrorCode.STORAGE_FAILED, f"Writing the result failed: {error.strerror or error}.")
     return RunFailure(RunErrorCode.INTERNAL, INTERNAL_FAILURE_MESSAGE)

@@ -64,6 +64,7 @@ class Services:
             max_attempts=self.settings.run_max_attempts,
             on_run_changed=lambda run: self.report_runs.run_changed(run.account_id, run.id),
             on_stopped=executor.close,
+            on_given_up=executor.discard_output,
         )
 
     def start_workers(self, threads: int | None = None) -> RunningWorkers:

@@ -92,6 +92,8 @@ class S3ResultStorage:
     def open_for_write(
         self, key: str, *, content_type: str | None = None
     ) -> Iterator[tuple[S3UploadStream, WrittenObject]]:
+        # An earlier attempt whose worker was killed mid-upload left its parts: a retry drops them.
+        self.delete_partial(key)
         writer = S3ObjectWriter(
             self.client, self.bucket, part_size=self.part_size, delivery=False, region=self.region, prefix=self.prefix
         )
@@ -111,6 +113,15 @@ class S3ResultStorage:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    def delete_partial(self, key: str) -> None:
+        """Abort the unfinished multipart uploads of ``key`` (one listing: a run's key has at
+        most the uploads of its attempts)."""
+        object_key = self.object_key(key)
+        listed = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=object_key)
+        for upload in listed.get("Uploads", []):
+            if upload.get("Key") == object_key and "UploadId" in upload:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=object_key, UploadId=upload["UploadId"])
 
     def download_link(self, download: Download) -> SignedLink:
         """Our signed link to ``/downloads/<run id>``, which redirects to a short presigned GET."""
