@@ -93,6 +93,13 @@ class RateLimited(UvmReportingError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class Unavailable(UvmReportingError):
+    """The database cannot be reached right now (stopped, restarting): HTTP 503 with
+    ``Retry-After``; the same request may be sent again."""
+
+    code = "UNAVAILABLE"
+
+
 class QuotaExceeded(UvmReportingError):
     """The account has as many runs queued or running as it may; a scheduled run that meets
     the cap is recorded as Failed with this code."""
