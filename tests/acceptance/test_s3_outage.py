@@ -1,7 +1,9 @@
-"""Our S3 result storage gone during a run: the S3 server (moto over HTTP) cut off before the run
-writes anything, and cut off mid-upload (a part already uploaded, held at the ``upload`` fault point).
+"""S3 gone during a run: our S3 result storage (moto over HTTP) cut off before the run writes
+anything, and cut off mid-upload (a part already uploaded, held at the ``upload`` fault point).
 Either way the run ends Failed as STORAGE_FAILED with a reason that says what happened, within a
 bound (botocore's bounded retries, then the failure), and no object, partial or whole, appears.
+And a delivery to a customer's bucket with AWS cut off before it starts: DELIVERY_FAILED, its reason,
+nothing in the bucket.
 
 The server is cut by closing a TCP forwarder in front of moto (tests/support/tcp_proxy.py): the
 test still reaches moto itself to see what it holds. A cut mid-upload also stops the abort of the
@@ -17,10 +19,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.acceptance.test_s3_delivery_flow import set_up as set_up_delivery
 from tests.support.cli import running_server
-from tests.support.moto_server import DUMMY_KEY, ISOLATED_AWS_ENV
+from tests.support.moto_server import DUMMY_KEY, ISOLATED_AWS_ENV, AwsKeys, MotoIam
 from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.runs import enqueue_download
+from tests.support.s3_delivery import s3_keys
+from tests.support.seed_commands import get_token, poll_until_finished, process_without_link
 from tests.support.tcp_proxy import tcp_proxy
 from tests.support.waiting import wait_for
 from uvm_reporting.database.accounts import create_account
@@ -148,3 +153,28 @@ def test_s3_gone_mid_upload_fails_the_run_as_storage_failed_and_no_object_appear
     objects, uploads = held_objects(moto_s3, moto_bucket)
     assert objects == []  # no object, partial or whole
     assert uploads in ([], [key])  # the abort could not reach S3 either (module docstring)
+
+
+def test_aws_gone_before_a_delivery_fails_it_as_delivery_failed(
+    tmp_path: Path, moto_iam: MotoIam, deployment_keys: AwsKeys
+) -> None:
+    data_dir, ids, customer = set_up_delivery(tmp_path, moto_iam, deployment_keys)
+    upstream = urlsplit(moto_iam.endpoint_url).port
+    assert upstream is not None
+    with tcp_proxy(upstream) as proxy:
+        env = {**customer["env"], "UVM_REPORTING_S3_ENDPOINT_URL": proxy.url}
+        with running_server(data_dir, port=None, **env) as (base_url, server):
+            token = get_token(base_url, ids)
+            proxy.stop()
+            started = time.monotonic()
+            run_id = process_without_link(base_url, ids, token)["data"]["processReport"]["runId"]
+            status = poll_until_finished(base_url, ids, token, run_id)
+            took = time.monotonic() - started
+            assert server.poll() is None
+    print(f"Failed {took:.1f}s after AWS went: {status.get('errorMessage')}")
+    assert status["status"] == "Failed", status
+    assert status["errorCode"] == "DELIVERY_FAILED"
+    assert status["errorMessage"].startswith("ENDPOINT_UNREACHABLE: Could not reach AWS STS while assuming the role ")
+    assert "(no connection could be made)" in status["errorMessage"]
+    assert took < FAILS_WITHIN_SECONDS, f"failed after {took:.1f}s"
+    assert s3_keys(moto_iam, customer["bucket"]) == []
