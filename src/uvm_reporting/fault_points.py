@@ -1,9 +1,10 @@
 """Named points in a run's life where a test can pause or kill a process, or fail a write:
 
 * ``claim``: a worker claimed the run;
-* ``query``: a batch of the report's rows was read from the database (mid-query);
+* ``query``: a batch of the report's rows was read by the worker's own thread (mid-query; a
+  large export reads in an export process instead);
 * ``write``: the run's file is open, no row written yet;
-* ``write_batch``: bytes are about to go into the run's file in our storage (mid-write);
+* ``write_batch``: bytes are about to go into the run's file in our storage folder (mid-write);
 * ``upload``: a part of a multipart upload reached S3, more may follow (mid-upload);
 * ``complete``: the file is published, the outcome not yet recorded.
 
