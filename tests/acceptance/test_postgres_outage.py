@@ -32,6 +32,7 @@ from uvm_reporting.platform_data.generator import generate_platform_data
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(600),
     pytest.mark.skipif(postgres_bin() is None, reason="no PostgreSQL server programs to start a cluster with"),
 ]
 

@@ -43,7 +43,7 @@ from uvm_reporting.services import build_services
 from uvm_reporting.settings import Settings
 from uvm_reporting.worker import pool
 
-pytestmark = [pytest.mark.slow, pytest.mark.backends("sqlite")]
+pytestmark = [pytest.mark.slow, pytest.mark.backends("sqlite"), pytest.mark.timeout(900)]
 
 ITERATIONS = int(os.environ.get("UVM_TEST_KILL_ITERATIONS", "200"))
 RUNS_PER_ITERATION = 2

@@ -38,7 +38,7 @@ from uvm_reporting.platform_data.generator import generate_platform_data
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-pytestmark = [pytest.mark.slow, pytest.mark.backends("sqlite")]
+pytestmark = [pytest.mark.slow, pytest.mark.backends("sqlite"), pytest.mark.timeout(600)]
 
 FAILS_WITHIN_SECONDS = 60  # botocore's standard retries (4 attempts) with their backoff, and margin
 UNREACHABLE = (
