@@ -31,7 +31,7 @@ from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.runs import enqueue_download
 from uvm_reporting import fault_points
 from uvm_reporting.database.accounts import create_account
-from uvm_reporting.database.engine import open_database
+from uvm_reporting.database.engine import create_database_engine, open_database
 from uvm_reporting.database.reports import create_report
 from uvm_reporting.database.runs import complete_run
 from uvm_reporting.database.tables import runs
@@ -84,7 +84,8 @@ def run_worker(settings: Settings, faults: str, ledger: Path) -> None:
             return completed
 
         vars(pool)["complete_run"] = complete_and_note  # the pool's outcomes, noted as they are recorded
-        services = build_services(settings)
+        # The schema is current: a worker of its own opens the database without migrating it.
+        services = build_services(settings, create_database_engine(settings.database_url))
         workers = services.start_workers(1)
         while active_runs(services.engine):
             time.sleep(0.02)
