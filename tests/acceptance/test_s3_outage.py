@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.slow, pytest.mark.backends("sqlite"), pytest.mark.timeout(600)]
 
+# Transient failures may be retried, but few times and soon here, so the bound holds either way
+# (settings a version without such retries ignores).
+FEW_QUICK_RETRIES = {"UVM_REPORTING_RUN_RETRY_ATTEMPTS": "2", "UVM_REPORTING_RUN_RETRY_BASE_SECONDS": "0.1"}
 FAILS_WITHIN_SECONDS = 60  # botocore's standard retries (4 attempts) with their backoff, and margin
 UNREACHABLE = (
     "Writing the result failed: the result storage (S3) could not be reached ({how}). "
@@ -56,6 +59,7 @@ def server_env(database_url: str, bucket: str, endpoint_url: str, faults: str = 
         "UVM_REPORTING_STORAGE_URL": f"s3://{bucket}/results",
         "UVM_REPORTING_S3_ENDPOINT_URL": endpoint_url,
         "UVM_REPORTING_FAULT_POINTS": faults,
+        **FEW_QUICK_RETRIES,
         "AWS_ACCESS_KEY_ID": DUMMY_KEY,
         "AWS_SECRET_ACCESS_KEY": DUMMY_KEY,
         **ISOLATED_AWS_ENV,
@@ -162,7 +166,7 @@ def test_aws_gone_before_a_delivery_fails_it_as_delivery_failed(
     upstream = urlsplit(moto_iam.endpoint_url).port
     assert upstream is not None
     with tcp_proxy(upstream) as proxy:
-        env = {**customer["env"], "UVM_REPORTING_S3_ENDPOINT_URL": proxy.url}
+        env = {**customer["env"], "UVM_REPORTING_S3_ENDPOINT_URL": proxy.url, **FEW_QUICK_RETRIES}
         with running_server(data_dir, port=None, **env) as (base_url, server):
             token = get_token(base_url, ids)
             proxy.stop()
