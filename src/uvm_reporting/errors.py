@@ -8,6 +8,7 @@ a failed run's code and message.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -102,6 +103,13 @@ class RateLimited(UvmReportingError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class Unavailable(UvmReportingError):
+    """The database cannot be reached right now (stopped, restarting): HTTP 503 with
+    ``Retry-After``; the same request may be sent again."""
+
+    code = "UNAVAILABLE"
+
+
 class QuotaExceeded(UvmReportingError):
     """The account has as many runs queued or running as it may; a scheduled run that meets
     the cap is recorded as Failed with this code."""
@@ -153,5 +161,9 @@ def run_failure(error: BaseException) -> RunFailure:
     if isinstance(error, UvmReportingError):
         return RunFailure(error.run_error_code, error.run_failure_message, error.transient)
     if isinstance(error, OSError):  # a full disk, a missing folder: where the result goes
+        if error.errno == errno.ENOSPC:
+            return RunFailure(
+                RunErrorCode.STORAGE_FAILED, "Writing the result failed: the storage is full (No space left on device)."
+            )
         return RunFailure(RunErrorCode.STORAGE_FAILED, f"Writing the result failed: {error.strerror or error}.")
     return RunFailure(RunErrorCode.INTERNAL, INTERNAL_FAILURE_MESSAGE)

@@ -69,6 +69,7 @@ class Services:
             retry_max_seconds=self.settings.run_retry_max_seconds,
             on_run_changed=lambda run: self.report_runs.run_changed(run.account_id, run.id),
             on_stopped=executor.close,
+            on_given_up=executor.discard_output,
         )
 
     def start_workers(self, threads: int | None = None) -> RunningWorkers:

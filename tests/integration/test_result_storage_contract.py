@@ -237,6 +237,31 @@ def test_a_write_that_raises_keeps_the_earlier_file_of_the_key(storage_backend: 
     assert len(storage_backend.leftovers()) == 1
 
 
+def test_delete_partial_removes_what_an_abandoned_write_left_and_keeps_the_published_file(
+    storage_backend: StorageBackend,
+) -> None:
+    storage = storage_backend.storage
+    _store(storage, "results/acme/r-7.csv", b"published")
+    # A writer killed mid-write never leaves its block: here it is simply never closed.
+    abandoned = storage.open_for_write("results/acme/r-7.csv")
+    writer, _ = abandoned.__enter__()
+    writer.write(_payload(PART_SIZE + 1, seed=7))  # on S3, a part is uploaded already
+    assert any(entry.startswith(UNFINISHED) or entry.endswith(".partial") for entry in storage_backend.leftovers())
+    storage.delete_partial("results/acme/r-7.csv")
+    assert len(storage_backend.leftovers()) == 1
+    assert storage.exists("results/acme/r-7.csv")
+    storage.delete_partial("results/acme/r-8.csv")  # a key that never had a write is no error
+
+
+def test_a_new_write_of_a_key_drops_an_abandoned_one(storage_backend: StorageBackend) -> None:
+    storage = storage_backend.storage
+    abandoned = storage.open_for_write("results/acme/r-9.csv")
+    writer, _ = abandoned.__enter__()
+    writer.write(_payload(PART_SIZE + 1, seed=9))
+    _store(storage, "results/acme/r-9.csv", b"retried")
+    assert len(storage_backend.leftovers()) == 1
+
+
 def test_writing_a_key_again_replaces_its_file(storage_backend: StorageBackend) -> None:
     _store(storage_backend.storage, "results/acme/r-5.csv", _payload(LARGE, seed=5))
     later = _payload(2000, seed=6)

@@ -34,7 +34,7 @@ from tests.support.moto_server import (
 )
 from tests.support.ports import free_port
 from uvm_reporting.database.accounts import new_external_id
-from uvm_reporting.errors import BadUserInput
+from uvm_reporting.errors import BadUserInput, RunErrorCode, StorageFailed, run_failure
 from uvm_reporting.storage.s3 import (
     ASSUME_ROLE_DURATION_SECONDS,
     CANARY_NAME_PREFIX,
@@ -464,8 +464,16 @@ def test_result_storage_presigned_url_expiry_is_capped_at_seven_days(result_stor
         result_storage.presigned_url("a.csv", "a.csv", MAX_PRESIGNED_EXPIRY_SECONDS + 1)
 
 
-def test_result_storage_failures_stay_internal_errors(moto_endpoint: str) -> None:
+def test_result_storage_failures_fail_the_run_as_storage_failed_without_naming_the_endpoint(
+    moto_endpoint: str,
+) -> None:
     storage = S3ResultStorage.from_url(f"s3://{unique_name('absent')}/x", client_factory_for(moto_endpoint, DUMMY_KEYS))
-    with pytest.raises(ClientError) as raised, storage.open_for_write("a.csv") as (stream, _):
+    with pytest.raises(StorageFailed) as raised, storage.open_for_write("a.csv") as (stream, _):
         stream.write(b"a")
-    assert raised.value.response["Error"]["Code"] == "NoSuchBucket"
+    assert isinstance(raised.value.__cause__, ClientError)
+    assert raised.value.__cause__.response["Error"]["Code"] == "NoSuchBucket"
+    assert raised.value.message == (
+        "Writing the result failed: the result storage (S3) refused the write (404 NoSuchBucket). "
+        "Start the run again; if it persists, tell the operator."
+    )
+    assert run_failure(raised.value).code is RunErrorCode.STORAGE_FAILED

@@ -1,7 +1,9 @@
-"""Fault points: off without the variable, a pause held until released, a kill, refused specs."""
+"""Fault points: off without the variable, a pause held until released, a kill (at the Nth pass),
+an injected full disk, refused specs."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -41,7 +43,7 @@ def test_kill_ends_the_process_at_its_point() -> None:
 def test_a_pause_holds_until_released_then_later_passes_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gate = tmp_path / "gate"
     monkeypatch.setattr(fault_points, "_actions", fault_points._parse(f"write=pause:{gate}"))
-    monkeypatch.setattr(fault_points, "_passed", set())
+    monkeypatch.setattr(fault_points, "_passes", {})
     passed = threading.Event()
 
     def export() -> None:
@@ -60,7 +62,29 @@ def test_a_pause_holds_until_released_then_later_passes_go_on(tmp_path: Path, mo
     fault_points.reached("write")  # once released, the point no longer holds anyone
 
 
-@pytest.mark.parametrize("spec", ["write", "nowhere=kill", "write=stop", "write=pause"])
+def test_kill_at_a_count_lets_the_earlier_passes_go_on() -> None:
+    code = (
+        "from uvm_reporting import fault_points as f\n"
+        "for n in range(5):\n    print(n, flush=True)\n    f.reached('query')"
+    )
+    completed = run_python(code, "query=kill@3")
+    assert completed.returncode == -signal.SIGKILL
+    assert completed.stdout == "0\n1\n2\n"
+
+
+def test_enospc_fails_the_first_pass_as_a_full_disk_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fault_points, "_actions", {})
+    fault_points.configure("write_batch=enospc")
+    try:
+        with pytest.raises(OSError, match="No space left on device") as raised:
+            fault_points.reached("write_batch")
+        assert raised.value.errno == errno.ENOSPC
+        fault_points.reached("write_batch")  # later passes go on
+    finally:
+        fault_points.configure("")
+
+
+@pytest.mark.parametrize("spec", ["write", "nowhere=kill", "write=stop", "write=pause", "claim=kill@0", "claim=kill@x"])
 def test_a_spec_it_cannot_follow_is_refused(spec: str) -> None:
     with pytest.raises(ValueError, match="UVM_REPORTING_FAULT_POINTS"):
         fault_points._parse(spec)

@@ -41,7 +41,12 @@ NO_SPACE = "No space left on device"
         (
             OSError(28, "No space left on device"),
             RunErrorCode.STORAGE_FAILED,
-            "Writing the result failed: No space left on device.",
+            "Writing the result failed: the storage is full (No space left on device).",
+        ),
+        (
+            OSError(13, "Permission denied"),
+            RunErrorCode.STORAGE_FAILED,
+            "Writing the result failed: Permission denied.",
         ),
         (
             UvmReportingError("Exports need a SQLite database file."),

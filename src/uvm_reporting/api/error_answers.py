@@ -5,7 +5,9 @@
 - it adds ``requestId`` to each JSON error answer: to every GraphQL error's ``extensions``, or
   beside ``error`` in the other routes' answers; the routes need not know about it;
 - an exception no route handled becomes a 500 with a fixed message and the request id; its
-  traceback goes to the log only, on a line with the same id.
+  traceback goes to the log only, on a line with the same id;
+- but a database that cannot be reached (stopped, restarting) is a 503 ``UNAVAILABLE`` with
+  ``Retry-After``: the request may be sent again shortly.
 
 :func:`refusal` shapes the refusals of the middleware layer (e.g. the body limits) like the
 routes' own answers, and :func:`http_error` does so for Starlette's 404 and 405.
@@ -25,12 +27,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from uvm_reporting.api.access_log import note, request_id_of
+from uvm_reporting.database.engine import database_unavailable
+from uvm_reporting.errors import Unavailable
 from uvm_reporting.log_lines import escape_controls
 
 log = logging.getLogger("uvm_reporting.api.errors")
 
 GRAPHQL_PATH = "/api/graphql"
 INTERNAL_ERROR_MESSAGE = "Internal server error. The operator's log has the details under this requestId."
+UNAVAILABLE_MESSAGE = "The service cannot reach its database right now; try again after Retry-After seconds."
+UNAVAILABLE_RETRY_AFTER_SECONDS = 1
 # An error answer larger than this is passed on as it is (none of ours comes close).
 _MAX_REWRITTEN_BYTES = 1024 * 1024
 _ERRORS_MEMBER = re.compile(rb'"errors"\s*:\s*\[')
@@ -45,6 +51,13 @@ def refusal(scope: Scope, status: int, code: str, message: str) -> JSONResponse:
     else:
         body = {"error": code.lower(), "message": message, "requestId": request_id}
     return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def unavailable(scope: Scope) -> JSONResponse:
+    """The 503 of a request the database could not serve (api and GraphQL alike)."""
+    response = refusal(scope, 503, Unavailable.code, UNAVAILABLE_MESSAGE)
+    response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+    return response
 
 
 async def http_error(request: Request, error: Exception) -> Response:
@@ -101,7 +114,12 @@ class ErrorAnswersMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as error:
+            if database_unavailable(error) and not started:
+                log.warning("request %s: the database is unavailable: %s", request_id, error.__class__.__name__)
+                note(scope, "errors=unavailable")
+                await unavailable(scope)(scope, receive, send)
+                return
             log.exception(
                 "request %s failed: %s %s",
                 request_id,

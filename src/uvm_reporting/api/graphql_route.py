@@ -44,6 +44,7 @@ from uvm_reporting.api.access_log import logging_enabled, note
 from uvm_reporting.api.audit_events import record_bearer_refused
 from uvm_reporting.api.bearer_auth import ActiveClients, BearerAuthError, Caller, authenticate_bearer
 from uvm_reporting.api.direct_queries import DirectQuery, plan_direct_query
+from uvm_reporting.api.error_answers import unavailable
 from uvm_reporting.api.graphql_limits import (
     PAGE_SIZE_TOO_LARGE,
     GraphQLLimits,
@@ -56,6 +57,7 @@ from uvm_reporting.api.graphql_schema import DIRECT_QUERIES, GraphQLContext
 from uvm_reporting.application.audit import AuthFailures
 from uvm_reporting.application.report_runs import ReportRuns
 from uvm_reporting.auth.access_tokens import AccessTokens
+from uvm_reporting.database.engine import database_unavailable
 from uvm_reporting.errors import RateLimited, UvmReportingError
 from uvm_reporting.expiring_cache import NotInMemory
 
@@ -289,6 +291,8 @@ class GraphQLEndpoint:
             return JSONResponse({"data": data})
         if result is None:
             return JSONResponse({"data": None, "errors": [account_error]})
+        if result.errors and any(database_unavailable(error.original_error or error) for error in result.errors):
+            return unavailable(scope)  # not a GraphQL error: the whole request may be sent again
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [_format_execution_error(error) for error in result.errors]

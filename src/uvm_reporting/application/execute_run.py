@@ -28,6 +28,15 @@ class RunExecutor:
         """Stop the spare export process (exports still running end too)."""
         self.exporter.close()
 
+    def discard_output(self, run: RunRecord) -> None:
+        """Remove what a run that ended without a result left in our storage: the partial file
+        (or unfinished upload) of its last attempt, and a file published by an attempt killed
+        before it recorded its outcome. A Failed run has no result to show."""
+        if run.delivery is Delivery.S3:
+            return  # the customer's bucket: the upload of a killed attempt waits for their lifecycle rule
+        self._storage.delete_partial(run.storage_key)
+        self._storage.delete(run.storage_key)
+
     def execute(self, run: RunRecord) -> RunResult:
         if run.delivery is Delivery.S3:
             if self._buckets is None or not run.destination:

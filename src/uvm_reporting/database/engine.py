@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from uvm_reporting.private_files import create_private_file, make_private_folder
 
@@ -77,3 +78,23 @@ def open_database(database_url: str) -> Engine:
     engine = create_database_engine(database_url)
     migrate(engine)
     return engine
+
+
+# SQLSTATEs of a server that is going away or not accepting connections yet: class 08
+# (connection exceptions) and 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+_UNAVAILABLE_SQLSTATES = ("57P01", "57P02", "57P03")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached right now (a server stopped or
+    restarting), rather than that a statement was wrong: a request may then be tried again later."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, (OperationalError, InterfaceError)):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", "")
+    if sqlstate is None:  # psycopg: a failure on the client's side of the connection
+        return True
+    return str(sqlstate).startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES

@@ -368,13 +368,22 @@ def list_runs(engine: Engine, account_id: str, report_id: str, limit: int = 20) 
 
 
 def claim_next_run(
-    engine: Engine, worker_id: str, *, lease_seconds: int, max_attempts: int, now: datetime | None = None
+    engine: Engine,
+    worker_id: str,
+    *,
+    lease_seconds: int,
+    max_attempts: int,
+    now: datetime | None = None,
+    given_up: list[RunRecord] | None = None,
 ) -> RunRecord | None:
-    """Claim the oldest runnable run for ``worker_id``, or None when there is none."""
+    """Claim the oldest runnable run for ``worker_id``, or None when there is none.
+
+    Runs given up on the way (Failed as WORKER_LOST) are added to ``given_up``: their last
+    attempt's partial output is the caller's to remove."""
     now = now or utc_now()
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
         lease_expired = and_(runs.c.state == RunState.STARTED.value, runs.c.lease_expires_at < now)
-        connection.execute(
+        lost_runs = connection.execute(
             update(runs)
             .where(lease_expired, runs.c.attempts >= max_attempts)
             .values(
@@ -387,7 +396,10 @@ def claim_next_run(
                     "responding; giving up. Start a new run; if it fails again, contact the operator."
                 ),
             )
-        )
+            .returning(*runs.c)
+        ).all()
+        if given_up is not None:
+            given_up.extend(_record(row) for row in lost_runs)
         # A run whose worker was lost was claimed in its turn already: it goes first. Then the
         # head of the queue in the fair order (module docstring). Each is an index seek, and the
         # claim is one statement: the second is only looked up when the first finds nothing.

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from uvm_reporting import fault_points
 from uvm_reporting.exports.driver_sql import DriverQuery
 
 
@@ -33,6 +34,7 @@ def row_batches(engine: Engine, query: DriverQuery, batch_rows: int) -> Iterator
             else:  # PostgreSQL: the values are inlined literals (exports/driver_sql.py)
                 cursor.execute(query.sql)
             while rows := cursor.fetchmany(batch_rows):
+                fault_points.reached("query")
                 yield rows
         finally:
             cursor.close()

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from uvm_reporting import fault_points
 from uvm_reporting.errors import BadUserInput
 from uvm_reporting.private_files import make_private_folder, open_private_for_write
 from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
@@ -44,6 +45,7 @@ class _CountingHashingWriter:
     _syncing: threading.Thread | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
+        fault_points.reached("write_batch")
         self.digest.update(data)
         self.size += len(data)
         written = self.target.write(data)
@@ -99,8 +101,7 @@ class LocalFolderStorage:
         make_private_folder(final.parent)
         # Partial files of this key belong to an earlier attempt whose worker died or lost
         # its lease: a retry starts clean instead of leaving them behind.
-        for stale in final.parent.glob(f".{glob.escape(final.name)}.*{PARTIAL_SUFFIX}"):
-            stale.unlink(missing_ok=True)
+        self.delete_partial(key)
         temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}")
         written = WrittenObject(key=key)
         try:
@@ -156,6 +157,11 @@ class LocalFolderStorage:
         finally:
             os.close(descriptor)
             probe.unlink()
+
+    def delete_partial(self, key: str) -> None:
+        final = self.path_of(key)
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.*{PARTIAL_SUFFIX}"):
+            stale.unlink(missing_ok=True)
 
     def download_link(self, download: Download) -> SignedLink:
         """Our signed link to ``/downloads/<run id>``, which serves the run's file from here."""

@@ -78,6 +78,11 @@ class ResultStorage(Protocol):
         """Remove the file of ``key``; a key without a file is no error."""
         ...
 
+    def delete_partial(self, key: str) -> None:
+        """Remove what unfinished writes of ``key`` left (a writer killed mid-write); the
+        published file, if any, stays."""
+        ...
+
     def download_link(self, download: Download) -> SignedLink:
         """Our expiring signed link to ``/downloads/<run id>``, issued to ``download.issued_to``."""
         ...

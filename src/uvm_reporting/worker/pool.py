@@ -54,6 +54,7 @@ class WorkerPool:
         retry_max_seconds: float = 60.0,
         on_run_changed: Callable[[RunRecord], None] | None = None,
         on_stopped: Callable[[], None] | None = None,
+        on_given_up: Callable[[RunRecord], None] | None = None,
     ) -> None:
         self._engine = engine
         self._execute = execute
@@ -68,6 +69,8 @@ class WorkerPool:
         self._on_run_changed = on_run_changed or (lambda _run: None)
         # Releases what the executor holds (its spare export process) once the pool has stopped.
         self._on_stopped = on_stopped or (lambda: None)
+        # Removes the partial output of a run given up as WORKER_LOST (its last worker died mid-write).
+        self._on_given_up = on_given_up or (lambda _run: None)
         self._stopping = threading.Event()
         self._heartbeat_stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -110,13 +113,20 @@ class WorkerPool:
 
     def _work(self, worker_id: str) -> None:
         while not self._stopping.is_set():
+            given_up: list[RunRecord] = []
             try:
                 run = claim_next_run(
-                    self._engine, worker_id, lease_seconds=self._lease_seconds, max_attempts=self._max_attempts
+                    self._engine,
+                    worker_id,
+                    lease_seconds=self._lease_seconds,
+                    max_attempts=self._max_attempts,
+                    given_up=given_up,
                 )
             except SQLAlchemyError:
                 log.exception("claiming a run failed; retrying after the poll interval")
                 run = None
+            for lost in given_up:
+                self._give_up(lost)
             if run is None:
                 self._signal.wait(self._poll_seconds)
                 continue
@@ -235,6 +245,15 @@ class WorkerPool:
             return "completed"
         log.warning("run %s finished after its lease was lost; the other claim decides", run.id)
         return "lost"
+
+    def _give_up(self, run: RunRecord) -> None:
+        log.warning("run %s given up as WORKER_LOST after %d attempt(s)", run.id, run.attempts)
+        try:
+            self._on_given_up(run)
+        except Exception:
+            # The retention cleanup removes what is left (temporary files, unfinished uploads).
+            log.exception("removing the partial output of run %s failed", run.id)
+        self._on_run_changed(run)
 
     def _heartbeat(self) -> None:
         interval = self._lease_seconds / 3

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from uvm_reporting import fault_points
 from uvm_reporting.errors import StorageFailed, UvmReportingError
 from uvm_reporting.storage.result_storage import WrittenObject
 from uvm_reporting.storage.s3.delivery_errors import S3Target, Stage, guarded
@@ -102,6 +103,7 @@ class S3UploadStream:
         if owner.checksum_algorithm == "CRC32" and "ChecksumCRC32" in uploaded:
             part["ChecksumCRC32"] = uploaded["ChecksumCRC32"]
         self._parts.append(part)
+        fault_points.reached("upload")
 
     def finish(self) -> None:
         owner = self._owner

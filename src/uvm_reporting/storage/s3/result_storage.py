@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,9 +11,16 @@ from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import quote, urlsplit
 
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
-from uvm_reporting.errors import BadUserInput
+from uvm_reporting.errors import BadUserInput, StorageFailed
 from uvm_reporting.storage.download_links import DownloadLinkSigner, SignedLink
 from uvm_reporting.storage.result_storage import Download, WrittenObject
 from uvm_reporting.storage.s3.client_factory import S3ClientFactory
@@ -23,7 +31,32 @@ from uvm_reporting.storage.s3.names import join_key, validate_bucket_name, valid
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+log = logging.getLogger(__name__)
+
 MAX_PRESIGNED_EXPIRY_SECONDS: Final = 7 * 24 * 3600  # the SigV4 limit: 604800 s
+
+
+def storage_failure_reason(error: ClientError | BotoCoreError) -> str:
+    """A failed run's reason when our own S3 storage failed it (after botocore's retries)."""
+    if isinstance(error, ClientError):
+        code, _, status = error_code(error)
+        what = f"refused the write ({status} {code})" if code and code != str(status) else f"answered {status}"
+        return (
+            f"Writing the result failed: the result storage (S3) {what}. "
+            "Start the run again; if it persists, tell the operator."
+        )
+    if isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
+        how = "the connection timed out"
+    elif isinstance(error, ConnectionClosedError):
+        how = "the connection was closed"
+    elif isinstance(error, EndpointConnectionError):
+        how = "no connection could be made"
+    else:
+        how = "the request failed"
+    return (
+        f"Writing the result failed: the result storage (S3) could not be reached ({how}). "
+        "Start the run again; if it persists, tell the operator."
+    )
 
 
 def content_disposition(download_name: str) -> str:
@@ -97,9 +130,16 @@ class S3ResultStorage:
         writer = S3ObjectWriter(
             self.client, self.bucket, part_size=self.part_size, delivery=False, region=self.region, prefix=self.prefix
         )
-        with writer.open_for_write(self.object_key(key), content_type=content_type) as (stream, written):
-            written.key = key
-            yield stream, written
+        try:
+            # An earlier attempt whose worker was killed mid-upload left its parts: a retry drops them.
+            self.delete_partial(key)
+            with writer.open_for_write(self.object_key(key), content_type=content_type) as (stream, written):
+                written.key = key
+                yield stream, written
+        except (ClientError, BotoCoreError) as error:
+            # botocore's own text names our endpoint: the operator log has it, the run a reason.
+            log.warning("writing %s to s3://%s failed: %s", key, self.bucket, error)
+            raise StorageFailed(storage_failure_reason(error)) from error
 
     def exists(self, key: str) -> bool:
         try:
@@ -143,6 +183,15 @@ class S3ResultStorage:
         """Raise unless the bucket answers a HEAD within about ``timeout_seconds`` (one attempt)."""
         probe = Config(connect_timeout=timeout_seconds, read_timeout=timeout_seconds, retries={"total_max_attempts": 1})
         self.client_factory.own_client(self.region, probe).head_bucket(Bucket=self.bucket)
+
+    def delete_partial(self, key: str) -> None:
+        """Abort the unfinished multipart uploads of ``key`` (one listing: a run's key has at
+        most the uploads of its attempts)."""
+        object_key = self.object_key(key)
+        listed = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=object_key)
+        for upload in listed.get("Uploads", []):
+            if upload.get("Key") == object_key and "UploadId" in upload:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=object_key, UploadId=upload["UploadId"])
 
     def download_link(self, download: Download) -> SignedLink:
         """Our signed link to ``/downloads/<run id>``, which redirects to a short presigned GET."""
