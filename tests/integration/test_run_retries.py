@@ -246,8 +246,8 @@ def test_s3_throttling_of_our_storage_is_retried(  # noqa: PLR0917 - fixtures
     assert final.attempts == 3
     assert final.error_code == RunErrorCode.STORAGE_FAILED.value
     assert final.error_message == (
-        "Failed after 3 attempts; the last one: The result storage (S3) was unavailable while writing the "
-        "result (503 SlowDown). This is usually temporary: the run is tried again."
+        "Failed after 3 attempts; the last one: Writing the result failed: the result storage (S3) refused "
+        "the write (503 SlowDown). Start the run again; if it persists, tell the operator."
     )
     assert moto_s3.list_objects_v2(Bucket=moto_bucket).get("KeyCount") == 0
     assert moto_s3.list_multipart_uploads(Bucket=moto_bucket).get("Uploads", []) == []

@@ -14,9 +14,11 @@ claims, whatever ended the earlier ones, so a run is tried at most that many tim
 
 from __future__ import annotations
 
+import dataclasses
+
 from botocore.exceptions import BotoCoreError, ClientError
 
-from uvm_reporting.errors import RunErrorCode, RunFailure, UvmReportingError, run_failure
+from uvm_reporting.errors import RunErrorCode, RunFailure, StorageFailed, UvmReportingError, run_failure
 from uvm_reporting.exports.query_failures import is_connection_lost
 from uvm_reporting.storage.s3.delivery_errors import error_code, is_transient_aws_error
 
@@ -32,6 +34,10 @@ DATABASE_UNAVAILABLE_MESSAGE = (
 
 def classify_run_failure(error: BaseException) -> RunFailure:
     """The failed attempt's code and message, and whether it is ``transient``."""
+    cause = error.__cause__
+    if isinstance(error, StorageFailed) and isinstance(cause, ClientError | BotoCoreError):
+        # Our S3 storage names the failure (StorageFailed) and keeps botocore's error as the cause.
+        return dataclasses.replace(run_failure(error), transient=is_transient_aws_error(cause))
     if not isinstance(error, UvmReportingError):
         # Our own S3 storage lets botocore's errors through; the database's come from SQLAlchemy.
         if isinstance(error, ClientError | BotoCoreError) and is_transient_aws_error(error):
