@@ -62,6 +62,7 @@ class Services:
             threads=self.settings.worker_threads if threads is None else threads,
             lease_seconds=self.settings.run_lease_seconds,
             max_attempts=self.settings.run_max_attempts,
+            progress_seconds=self.settings.progress_seconds,
             on_run_changed=lambda run: self.report_runs.run_changed(run.account_id, run.id),
             on_stopped=executor.close,
         )

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     )
     run_lease_seconds: int = Field(default=60, ge=5)
     run_max_attempts: int = Field(default=3, ge=1)
+    progress_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=2.0,
+        description="How often a worker's heartbeat writes the progress of its runs (rowsWritten, bytesWritten) "
+        "and reads cancel requests for them.",
+    )
     rate_limit_storage_url: str = Field(
         default="",
         description="Where rate-limit counters live: 'memory://' (this process), 'database' (the deployment's "

@@ -33,6 +33,7 @@ class Action(StrEnum):
     AUTH_FAILED = "auth.failed"
     RUN_STARTED = "run.started"
     RUN_DOWNLOADED = "run.downloaded"
+    RUN_CANCELLED = "run.cancelled"
     REPORT_CREATED = "report.created"
     REPORT_UPDATED = "report.updated"
     REPORT_ACCESS_CHANGED = "report.access_changed"
