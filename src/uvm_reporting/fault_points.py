@@ -1,6 +1,7 @@
 """Named points in a run's life where a test can pause or kill a process: ``claim`` (a worker
-claimed the run), ``write`` (the run's file is open, no row written yet) and ``complete`` (the
-file is published, the outcome not yet recorded).
+claimed the run), ``write`` (the run's file is open, no row written yet), ``batch`` (in an export
+process: a batch of rows was read and counted in the run's progress, before it is written) and
+``complete`` (the file is published, the outcome not yet recorded).
 
 Off unless ``UVM_REPORTING_FAULT_POINTS`` is set (read once, at import): then ``reached`` is
 one test of an empty dict. The variable holds ``point=action`` pairs separated by ``;``:
@@ -9,6 +10,7 @@ one test of an empty dict. The variable holds ``point=action`` pairs separated b
   and wait until ``/tmp/x/gate.release`` exists; later passes go on at once. A test waits for
   the first file, does what it must while the run is held there, then creates the second.
 * ``claim=kill``: SIGKILL this process the first time ``claim`` is reached.
+* ``batch=delay:0.2``: sleep 0.2 seconds every time ``batch`` is reached (a slow export).
 
 For tests only: an operator never sets it. Processes a worker starts inherit it.
 """
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 ENVIRONMENT_VARIABLE = "UVM_REPORTING_FAULT_POINTS"
-POINTS = ("claim", "write", "complete")
+POINTS = ("claim", "write", "batch", "complete")
 _POLL_SECONDS = 0.01
 
 
@@ -30,8 +32,12 @@ def _parse(spec: str) -> dict[str, str]:
     actions: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in spec.split(";"))):
         point, _, action = item.partition("=")
-        if point not in POINTS or not (action == "kill" or action.startswith("pause:")):
-            raise ValueError(f"{ENVIRONMENT_VARIABLE}: {item!r} is not <{'|'.join(POINTS)}>=kill or =pause:<path>")
+        if point not in POINTS or not (action == "kill" or action.startswith(("pause:", "delay:"))):
+            raise ValueError(
+                f"{ENVIRONMENT_VARIABLE}: {item!r} is not <{'|'.join(POINTS)}>=kill, =pause:<path> or =delay:<seconds>"
+            )
+        if action.startswith("delay:"):
+            float(action.removeprefix("delay:"))  # a ValueError names what is wrong
         actions[point] = action
     return actions
 
@@ -49,6 +55,9 @@ def reached(point: str) -> None:
 
 def _act(point: str) -> None:
     action = _actions.get(point)
+    if action is not None and action.startswith("delay:"):
+        time.sleep(float(action.removeprefix("delay:")))
+        return
     with _lock:
         if action is None or point in _passed:
             return

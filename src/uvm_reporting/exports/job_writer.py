@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from uvm_reporting import fault_points
 from uvm_reporting.exports.export_job import ExportJob, QueryPart
 from uvm_reporting.exports.formats.common import BinaryWriter
 from uvm_reporting.exports.renderers import write_batches
@@ -43,6 +44,7 @@ class _RowCounter:
             with self._lock:
                 self._rows += batch.num_rows
                 self._on_rows(self._rows)
+            fault_points.reached("batch")
             yield batch
 
 
