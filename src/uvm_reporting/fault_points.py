@@ -37,7 +37,10 @@ def _parse(spec: str) -> dict[str, str]:
                 f"{ENVIRONMENT_VARIABLE}: {item!r} is not <{'|'.join(POINTS)}>=kill, =pause:<path> or =delay:<seconds>"
             )
         if action.startswith("delay:"):
-            float(action.removeprefix("delay:"))  # a ValueError names what is wrong
+            try:
+                float(action.removeprefix("delay:"))
+            except ValueError:
+                raise ValueError(f"{ENVIRONMENT_VARIABLE}: {item!r}: a delay is a number of seconds") from None
         actions[point] = action
     return actions
 
