@@ -257,8 +257,11 @@ class ExportProcesses:
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(OSError):
-        process.kill()
+    """SIGKILL from another thread (a cancel): never ``Popen.kill``, whose poll could reap the
+    process under the worker thread's ``_reap``."""
+    if process.returncode is None:
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGKILL)
 
 
 def _read_progress(progress_read: int, control: RunControl) -> None:
