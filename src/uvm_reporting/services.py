@@ -71,6 +71,8 @@ class Services:
         """Worker threads, plus a LISTEN connection on PostgreSQL so runs queued by other
         processes wake them at once."""
         pool = self.worker_pool(threads)
+        # A cancel taken by this process's API reaches its own workers at once.
+        self.report_runs.on_cancel_requested = pool.cancel_requested
         listener = None
         if self.engine.dialect.name == "postgresql":
             listener = PostgresWakeupListener(self.settings.database_url, self.signal)

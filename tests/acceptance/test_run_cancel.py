@@ -17,8 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
+import pytest
 
-from tests.support.cli import run_cli, running_server, wait_for_log
+from tests.support.cli import cli_process, run_cli, running_server, wait_for_log
 from tests.support.reports import ALL_FINDINGS_REPORT
 from tests.support.waiting import wait_for
 from uvm_reporting.auth.api_client_credentials import create_client
@@ -153,8 +154,25 @@ def test_a_queued_run_is_cancelled_at_once_and_a_second_cancel_changes_nothing(
     assert [(e.target_id, e.actor.kind.value, e.actor.id) for e in events] == [(run_id, "api_client", acme.client_id)]
 
 
+@contextmanager
+def deployment(data_dir: Path, shape: str, env: dict[str, Any]) -> Iterator[str]:
+    """The API and workers: ``embedded``, one ``serve`` with its worker threads (a cancel reaches
+    them from the API at once); ``scale-out``, ``serve --no-workers`` and a ``worker`` process
+    (the worker's heartbeat reads the cancel from the database). Yields the API's base URL."""
+    if shape == "embedded":
+        with running_server(data_dir, **env) as (base_url, _):
+            yield base_url
+        return
+    with (
+        running_server(data_dir, "serve", "--no-workers", **env) as (base_url, _),
+        cli_process(data_dir, data_dir.parent / "worker.log", "worker", "--concurrency", "1", env=env),
+    ):
+        yield base_url
+
+
+@pytest.mark.parametrize("shape", ["embedded", "scale-out"])
 def test_a_started_run_is_cancelled_within_two_seconds_its_export_process_killed_and_nothing_left(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, shape: str
 ) -> None:
     data_dir = tmp_path / "var"
     acme = tenant(database_url, "Acme Corp", findings=200)
@@ -166,7 +184,7 @@ def test_a_started_run_is_cancelled_within_two_seconds_its_export_process_killed
     )
     folder = data_dir / "storage" / "results" / acme.account_id
     try:
-        with running_server(data_dir, **env) as (base_url, _), client_of(base_url, acme) as client:
+        with deployment(data_dir, shape, env) as base_url, client_of(base_url, acme) as client:
             run_id = client.start()
             wait_for(lambda: reached(gate) and partial_files(folder), timeout=60, what="the export to be under way")
             export_pid = int(gate.with_name(gate.name + ".reached").read_text())

@@ -26,6 +26,7 @@ answers it or raises ``NotInMemory``, so the API can answer it without leaving i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -80,6 +81,9 @@ class ReportRuns:
     """processReport's limit per account (application/rate_limits.py); None: no limit."""
     # Runs one account may have queued or started at once (None: no cap); QUOTA_EXCEEDED beyond.
     max_active_runs: int | None = None
+    # Told the id of a started run this process asked to cancel: a worker of this process that
+    # runs it stops it at once rather than at its next heartbeat (services.py wires serve's).
+    on_cancel_requested: Callable[[str], None] | None = None
 
     def process_report(
         self,
@@ -250,6 +254,8 @@ class ReportRuns:
         date then: forgotten."""
         run = cancel_run_by(self.engine, run_id, actor, account_id=account_id)
         self.running_runs.discard((run.account_id, run.id))
+        if run.state is RunState.STARTED and self.on_cancel_requested is not None:
+            self.on_cancel_requested(run.id)
         return run
 
     def run_changed(self, account_id: str, run_id: str) -> None:

@@ -3,9 +3,9 @@
 Each thread loops: claim the oldest runnable run, execute it, record the outcome. A single
 heartbeat thread renews the leases of the runs in progress, writes their progress (rows and
 bytes written so far, every ``progress_seconds``) and reads whether someone asked to cancel
-them: then it stops the export (domain/run_control.py) and the run ends Cancelled. Every exception ends as a Failed
-run with a reason; nothing stays Running when a worker dies, because its lease expires and
-another worker claims the run again (up to the configured attempts).
+them: then it stops the export (domain/run_control.py) and the run ends Cancelled. Every
+exception ends as a Failed run with a reason; nothing stays Running when a worker dies, because
+its lease expires and another worker claims the run again (up to the configured attempts).
 """
 
 from __future__ import annotations
@@ -123,6 +123,15 @@ class WorkerPool:
                 self._signal.wait(self._poll_seconds)
                 continue
             self._run_one(run, worker_id)
+
+    def cancel_requested(self, run_id: str) -> None:
+        """This process took a cancel of ``run_id`` (recorded already): if one of these workers
+        runs it, stop its export now instead of at the next heartbeat."""
+        with self._lock:
+            control = self._controls.get(run_id)
+        if control is not None and not control.cancelled:
+            log.info("run %s: cancel requested; stopping its export", run_id)
+            control.cancel()
 
     @property
     def in_progress(self) -> list[str]:
