@@ -64,3 +64,12 @@ def test_the_controlled_writer_counts_bytes_and_writes_nothing_once_cancelled() 
     with pytest.raises(RunCancelled):
         writer.write(b"2,y\n")
     assert bytes(sink.data) == b"id,title\n1,x\n"
+
+
+def test_progress_kept_elsewhere_is_fetched_when_read_while_its_poller_is_registered() -> None:
+    control = RunControl()
+    reported = iter([100, 250])
+    with control.polled_with(lambda: control.set_rows(next(reported))):
+        assert control.progress == (100, 0)
+        assert control.progress == (250, 0)
+    assert control.progress == (250, 0)  # no poller any more: the last count stays

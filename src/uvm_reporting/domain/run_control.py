@@ -22,10 +22,16 @@ class RunControl:
         self._rows = 0
         self._bytes = 0
         self._stoppers: list[Callable[[], None]] = []
+        self._pollers: list[Callable[[], None]] = []
 
     @property
     def progress(self) -> tuple[int, int]:
-        """``(rows, bytes)`` written so far."""
+        """``(rows, bytes)`` written so far; counts kept elsewhere (an export process's) are
+        fetched first."""
+        with self._lock:
+            pollers = list(self._pollers)
+        for poll in pollers:
+            poll()
         with self._lock:
             return self._rows, self._bytes
 
@@ -60,6 +66,18 @@ class RunControl:
         """Raise ``RunCancelled`` once the run was cancelled: called between batches."""
         if self._cancelled.is_set():
             raise RunCancelled("The run was cancelled.")
+
+    @contextmanager
+    def polled_with(self, poll: Callable[[], None]) -> Iterator[None]:
+        """While the block runs, reading ``progress`` calls ``poll`` first (which reports a count
+        kept elsewhere with ``set_rows``), in the reader's thread."""
+        with self._lock:
+            self._pollers.append(poll)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pollers.remove(poll)
 
     @contextmanager
     def stopped_by(self, stop: Callable[[], None]) -> Iterator[None]:

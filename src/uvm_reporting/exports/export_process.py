@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,7 +154,7 @@ def run_export_process(
     began = time.monotonic()
     started = started or start_export_process()
     process, status_read, progress_read = started.process, started.status_read, started.progress_read
-    stopping = contextlib.nullcontext() if control is None else control.stopped_by(lambda: _kill(process))
+    stopping = contextlib.nullcontext() if control is None else _controlled(process, progress_read, control)
     status = b""
     finished = False
     copied = 0
@@ -171,8 +172,6 @@ def run_export_process(
                 while block := os.read(stdout, COPY_BLOCK):
                     out.write(block)
                     copied += len(block)
-                    if control is not None and progress_read >= 0:
-                        _read_progress(progress_read, control)
             if control is not None:
                 control.check()  # killed for a cancel: its end is no failure
             with os.fdopen(status_read, "rb") as status_pipe:
@@ -264,11 +263,31 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
             os.kill(process.pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def _controlled(process: subprocess.Popen[bytes], progress_read: int, control: RunControl) -> Iterator[None]:
+    """While the block runs, a cancel kills ``process``, and reading the run's progress reads
+    the counts the process wrote (in the heartbeat's thread: the copy loop stays as it was)."""
+    lock = threading.Lock()
+    open_ = [progress_read >= 0]
+
+    def poll() -> None:
+        with lock:  # the pipe is closed after the block, never while it is read
+            if open_[0]:
+                _read_progress(progress_read, control)
+
+    with control.stopped_by(lambda: _kill(process)), control.polled_with(poll):
+        try:
+            yield
+        finally:
+            with lock:
+                open_[0] = False
+
+
 def _read_progress(progress_read: int, control: RunControl) -> None:
     """The latest of the counts the export process wrote since the last read, if any."""
     try:
         data = os.read(progress_read, 64 * _ROWS.size)
-    except BlockingIOError:
+    except OSError:  # nothing new (EAGAIN)
         return
     if len(data) >= _ROWS.size:
         # Each count is written whole (far below PIPE_BUF), so the pipe holds whole counts.
