@@ -111,6 +111,12 @@ def reached(gate: Path) -> bool:
     return gate.with_name(gate.name + ".reached").exists()
 
 
+def held_by(gate: Path) -> int | None:
+    """The process held at ``gate``, once it has written its pid there whole."""
+    text = gate.with_name(gate.name + ".reached").read_text() if reached(gate) else ""
+    return int(text) if text.endswith("\n") else None
+
+
 def release(gate: Path) -> None:
     gate.with_name(gate.name + ".release").touch()
 
@@ -186,8 +192,9 @@ def test_a_started_run_is_cancelled_within_two_seconds_its_export_process_killed
     try:
         with deployment(data_dir, shape, env) as base_url, client_of(base_url, acme) as client:
             run_id = client.start()
-            wait_for(lambda: reached(gate) and partial_files(folder), timeout=60, what="the export to be under way")
-            export_pid = int(gate.with_name(gate.name + ".reached").read_text())
+            export_pid = wait_for(
+                lambda: partial_files(folder) and held_by(gate), timeout=60, what="the export to be under way"
+            )
             assert alive(export_pid)
             running = client.status(run_id)
             asked_at = time.monotonic()
