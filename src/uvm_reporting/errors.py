@@ -143,6 +143,11 @@ class StorageFailed(UvmReportingError):
     run_error_code = RunErrorCode.STORAGE_FAILED
 
 
+class RunCancelled(UvmReportingError):
+    """A started run was cancelled: its export stops between batches and its partial output is
+    removed. The run ends Cancelled, not Failed (worker/pool.py)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunFailure:
     code: RunErrorCode

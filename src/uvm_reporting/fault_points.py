@@ -1,8 +1,10 @@
-"""Named points in a run's life where a test can pause or kill a process, or fail a write:
+"""Named points in a run's life where a test can pause or kill a process, slow it, or fail a write:
 
 * ``claim``: a worker claimed the run;
 * ``query``: a batch of the report's rows was read by the worker's own thread (mid-query; a
   large export reads in an export process instead);
+* ``batch``: in an export process, a batch of rows was read and counted in the run's progress,
+  before it is written;
 * ``write``: the run's file is open, no row written yet;
 * ``write_batch``: bytes are about to go into the run's file in our storage folder (mid-write);
 * ``upload``: a part of a multipart upload reached S3, more may follow (mid-upload);
@@ -17,6 +19,7 @@ one test of an empty dict. The variable holds ``point=action`` pairs separated b
 * ``claim=kill``: SIGKILL this process the first time ``claim`` is reached; ``query=kill@3``:
   the third time (a test picks the point and the count from a seeded random generator).
 * ``write_batch=enospc``: the first time, raise ``OSError(ENOSPC)`` as a full disk does.
+* ``batch=delay:0.2``: sleep 0.2 seconds every time ``batch`` is reached (a slow export).
 
 For tests only: an operator never sets it. Processes a worker starts inherit it.
 """
@@ -32,8 +35,8 @@ import time
 from pathlib import Path
 
 ENVIRONMENT_VARIABLE = "UVM_REPORTING_FAULT_POINTS"
-POINTS = ("claim", "query", "write", "write_batch", "upload", "complete")
-_ACTION = re.compile(r"kill(@[1-9][0-9]*)?|enospc|pause:.+")
+POINTS = ("claim", "query", "batch", "write", "write_batch", "upload", "complete")
+_ACTION = re.compile(r"kill(@[1-9][0-9]*)?|enospc|pause:.+|delay:[0-9]+(\.[0-9]+)?")
 _POLL_SECONDS = 0.01
 
 
@@ -43,7 +46,8 @@ def _parse(spec: str) -> dict[str, str]:
         point, _, action = item.partition("=")
         if point not in POINTS or not _ACTION.fullmatch(action):
             raise ValueError(
-                f"{ENVIRONMENT_VARIABLE}: {item!r} is not <{'|'.join(POINTS)}>=kill[@N], =enospc or =pause:<path>"
+                f"{ENVIRONMENT_VARIABLE}: {item!r} is not <{'|'.join(POINTS)}>=kill[@N], =enospc, "
+                "=pause:<path> or =delay:<seconds>"
             )
         actions[point] = action
     return actions
@@ -72,6 +76,9 @@ def reached(point: str) -> None:
 def _act(point: str) -> None:
     action = _actions.get(point)
     if action is None:
+        return
+    if action.startswith("delay:"):
+        time.sleep(float(action.removeprefix("delay:")))
         return
     with _lock:
         count = _passes[point] = _passes.get(point, 0) + 1

@@ -26,7 +26,7 @@ RUN_DURATION = Histogram(
 )
 RUNS_FINISHED = Counter(
     "uvm_reporting_runs_finished",
-    "Attempts this process's workers ended, by outcome (completed, failed, retried, lost) and error code.",
+    "Attempts this process's workers ended, by outcome (completed, failed, retried, cancelled, lost) and error code.",
     ["outcome", "error_code"],
 )
 ROWS_EXPORTED = Counter("uvm_reporting_exported_rows", "Rows written by the completed runs of this process.")

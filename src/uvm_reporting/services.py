@@ -67,6 +67,7 @@ class Services:
             max_attempts=self.settings.run_max_attempts,
             retry_base_seconds=self.settings.run_retry_base_seconds,
             retry_max_seconds=self.settings.run_retry_max_seconds,
+            progress_seconds=self.settings.progress_seconds,
             on_run_changed=lambda run: self.report_runs.run_changed(run.account_id, run.id),
             on_stopped=executor.close,
             on_given_up=executor.discard_output,
@@ -76,6 +77,8 @@ class Services:
         """Worker threads, plus a LISTEN connection on PostgreSQL so runs queued by other
         processes wake them at once."""
         pool = self.worker_pool(threads)
+        # A cancel taken by this process's API reaches its own workers at once.
+        self.report_runs.on_cancel_requested = pool.cancel_requested
         listener = None
         if self.engine.dialect.name == "postgresql":
             listener = PostgresWakeupListener(self.settings.database_url, self.signal)

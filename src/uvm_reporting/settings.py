@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         "the run_max_attempts budget with lost leases.",
     )
     run_retry_max_seconds: float = Field(default=60.0, ge=0.0, description="The longest wait between two attempts.")
+    progress_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=2.0,
+        description="How often a worker's heartbeat writes the progress of its runs (rowsWritten, bytesWritten) "
+        "and reads cancel requests for them.",
+    )
     rate_limit_storage_url: str = Field(
         default="",
         description="Where rate-limit counters live: 'memory://' (this process), 'database' (the deployment's "

@@ -57,7 +57,7 @@ def test_a_failure_mid_stream_leaves_no_file(
 ) -> None:
     run = enqueue(services, public_report)
 
-    def write_some_then_fail(_exporter: Exporter, _run: RunRecord, out: Any) -> int:
+    def write_some_then_fail(_exporter: Exporter, _run: RunRecord, out: Any, _control: Any = None) -> int:
         out.write(b"id,asset_id\nfinding-1,")
         raise OSError(28, "No space left on device")
 

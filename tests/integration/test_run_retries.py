@@ -77,7 +77,7 @@ def start_pool(services: Services) -> Iterator[Callable[..., WorkerPool]]:
     def start(execute: Callable[[RunRecord], RunResult], *, base: float = 0.05, attempts: int = 3) -> WorkerPool:
         pool = WorkerPool(
             services.engine,
-            execute,
+            lambda run, _control: execute(run),  # these executions take no cancel
             RunQueueSignal(),
             threads=1,
             lease_seconds=30,

@@ -11,7 +11,8 @@ def test_queued_and_started_both_show_as_running() -> None:
     assert RunState.STARTED.api_status == "Running"
     assert RunState.COMPLETED.api_status == "Completed"
     assert RunState.FAILED.api_status == "Failed"
-    assert [s for s in RunState if s.is_final] == [RunState.COMPLETED, RunState.FAILED]
+    assert RunState.CANCELLED.api_status == "Cancelled"
+    assert [s for s in RunState if s.is_final] == [RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED]
 
 
 def test_a_notification_wakes_a_waiting_worker() -> None:

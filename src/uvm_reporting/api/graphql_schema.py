@@ -90,6 +90,12 @@ def resolve_process_report(
     )
 
 
+@mutation.field("cancelReportRun")
+def resolve_cancel_report_run(_: None, info: GraphQLResolveInfo, runId: str) -> dict[str, Any]:  # noqa: N803
+    context = _context(info)
+    return context.report_runs.cancel_run(context.account_id, runId, client_id=context.client_id, actor=context.actor)
+
+
 @mutation.field("createReport")
 def resolve_create_report(_: None, info: GraphQLResolveInfo, definition: Any) -> Report:
     context = _context(info)

@@ -8,6 +8,7 @@ from typing import Any
 from uvm_reporting import fault_points
 from uvm_reporting.application.ports import CustomerBuckets
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
+from uvm_reporting.domain.run_control import RunControl
 from uvm_reporting.domain.runs import RunRecord, RunResult
 from uvm_reporting.domain.timestamps import format_utc, utc_now
 from uvm_reporting.exports.exporter import Exporter
@@ -23,8 +24,11 @@ def manifest_key(key: str) -> str:
     return f"{folder}/{stem}.manifest.json" if folder else f"{stem}.manifest.json"
 
 
-def deliver_to_s3(run: RunRecord, exporter: Exporter, buckets: CustomerBuckets, external_id: str) -> RunResult:
-    """Stream the run's file into the customer's bucket, then its manifest."""
+def deliver_to_s3(
+    run: RunRecord, exporter: Exporter, buckets: CustomerBuckets, external_id: str, control: RunControl | None = None
+) -> RunResult:
+    """Stream the run's file into the customer's bucket, then its manifest. A cancel (through
+    ``control``) aborts the multipart upload: nothing appears in the bucket."""
     destination = run.destination or {}
     bucket, key = destination["bucket"], destination["key"]
     target = buckets.open_bucket(
@@ -36,7 +40,7 @@ def deliver_to_s3(run: RunRecord, exporter: Exporter, buckets: CustomerBuckets, 
     )
     with target.open_for_write(key, content_type=run.media_type) as (stream, written):
         fault_points.reached("write")
-        row_count = exporter.write(run, stream)
+        row_count = exporter.write(run, stream, control)
     target.put_json(manifest_key(key), manifest(run, key, bucket, row_count, written))
     return RunResult(
         row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=f"s3://{bucket}/{key}"

@@ -9,6 +9,7 @@ from uvm_reporting import fault_points
 from uvm_reporting.application.delivery import deliver_to_s3
 from uvm_reporting.application.ports import CustomerBuckets
 from uvm_reporting.database.accounts import get_account
+from uvm_reporting.domain.run_control import RunControl
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunResult
 from uvm_reporting.errors import StorageFailed
 from uvm_reporting.exports.exporter import Exporter
@@ -37,14 +38,16 @@ class RunExecutor:
         self._storage.delete_partial(run.storage_key)
         self._storage.delete(run.storage_key)
 
-    def execute(self, run: RunRecord) -> RunResult:
+    def execute(self, run: RunRecord, control: RunControl | None = None) -> RunResult:
+        """Write the run's file; with ``control``, count its progress there and stop on a cancel
+        (RunCancelled), leaving no partial output: no ``.partial`` file, no unfinished upload."""
         if run.delivery is Delivery.S3:
             if self._buckets is None or not run.destination:
                 raise StorageFailed("This run delivers to S3, but S3 is not configured here.")
             external_id = get_account(self._engine, run.account_id).external_id
-            return deliver_to_s3(run, self.exporter, self._buckets, external_id)
+            return deliver_to_s3(run, self.exporter, self._buckets, external_id, control)
         key = run.storage_key
         with self._storage.open_for_write(key) as (writer, written):
             fault_points.reached("write")
-            row_count = self.exporter.write(run, writer)
+            row_count = self.exporter.write(run, writer, control)
         return RunResult(row_count=row_count, size_bytes=written.size_bytes, sha256=written.sha256, result_key=key)

@@ -8,12 +8,12 @@ Status polls are the hot path. A poll of a run by id is one query (the run and i
 access, both filtered by the caller's account). On top of that, three in-process caches, keyed
 by account id and run or report id so that no entry ever answers for another account:
 
-- finished runs: a Completed or Failed run never changes again but for its retention, so its
-  record and its status document are kept (LRU-bounded); each answer still gets a fresh
-  download link. Retention is decided when the answer is made, from the run's ``finished_at``
-  (domain/retention.py): a result past its retention answers ``expired`` without a link, even
-  before the cleanup job deleted the file, and a record past the run history is read again
-  (the cleanup job deletes it);
+- finished runs: a Completed, Failed or Cancelled run never changes again but for its
+  retention (a cancel of a final run leaves it as it is), so its record and its status document
+  are kept (LRU-bounded); each answer still gets a fresh download link. Retention is decided
+  when the answer is made, from the run's ``finished_at`` (domain/retention.py): a result past
+  its retention answers ``expired`` without a link, even before the cleanup job deleted the
+  file, and a record past the run history is read again (the cleanup job deletes it);
 - running runs: the record, status document and report access read with it, for
   ``RUNNING_STATUS_TTL_SECONDS``. A client polling every 10 ms then costs the database four
   reads a second, not a hundred (a queued run's position in the queue is counted in the same
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -50,6 +51,7 @@ from uvm_reporting.database.idempotency_keys import (
 )
 from uvm_reporting.database.reports import Report, report_is_public
 from uvm_reporting.database.runs import (
+    cancel_run,
     enqueue_delivery,
     enqueue_run,
     find_active_identical_run,
@@ -59,7 +61,7 @@ from uvm_reporting.database.runs import (
     lock_account_enqueues,
     queue_position,
 )
-from uvm_reporting.domain.audit import Action, Actor, AuditEvent
+from uvm_reporting.domain.audit import Action, Actor, ActorKind, AuditEvent
 from uvm_reporting.domain.formats import ExportFormat, parse_format_options
 from uvm_reporting.domain.retention import RetentionPolicy
 from uvm_reporting.domain.runs import Delivery, RunRecord, RunState
@@ -99,6 +101,9 @@ class ReportRuns:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     # How long an idempotency key names its run (UVM_REPORTING_IDEMPOTENCY_KEY_SECONDS).
     idempotency_key_lifetime: timedelta = timedelta(days=1)
+    # Told the id of a started run this process asked to cancel: a worker of this process that
+    # runs it stops it at once rather than at its next heartbeat (services.py wires serve's).
+    on_cancel_requested: Callable[[str], None] | None = None
 
     def process_report(
         self,
@@ -340,6 +345,29 @@ class ReportRuns:
             self.running_runs.put(key, (run, document, public), read_at=read_at)
         return run, document, public
 
+    def cancel_run(self, account_id: str, run_id: str, *, client_id: str, actor: Actor) -> dict[str, Any]:
+        """Cancel a run of a public report of ``account_id`` (database/runs.py ``cancel_run``) and
+        answer its status document; a final run is answered unchanged."""
+        nameable(run_id, "Run", account_id)
+        run, document, public = self._run_and_document(account_id, run_id, memory_only=False)
+        if public is None:
+            public = self._report_is_public(account_id, run.report_id)
+        if not public:
+            raise private_report(run.report_id)
+        if run.state.is_final:
+            return self._with_link(run, dict(document), client_id)
+        run = self.cancel(run_id, actor, account_id=account_id)
+        return self._with_link(run, self._queued_document(run), client_id)
+
+    def cancel(self, run_id: str, actor: Actor, *, account_id: str | None) -> RunRecord:
+        """``cancel_run_by``; what the status caches of this process hold about the run is out of
+        date then: forgotten."""
+        run = cancel_run_by(self.engine, run_id, actor, account_id=account_id)
+        self.running_runs.discard((run.account_id, run.id))
+        if run.state is RunState.STARTED and self.on_cancel_requested is not None:
+            self.on_cancel_requested(run.id)
+        return run
+
     def run_changed(self, account_id: str, run_id: str) -> None:
         """A worker of this process claimed, finished or handed back the run: forget what the
         status caches hold about it while it ran."""
@@ -413,7 +441,7 @@ class ReportRuns:
             "startedAt": _timestamp(run.started_at),
             "finishedAt": _timestamp(run.finished_at),
         }
-        if run.state is RunState.FAILED:
+        if run.state is RunState.FAILED or run.state is RunState.CANCELLED:
             status["errorCode"] = run.error_code
             status["errorMessage"] = run.error_message
         elif not run.state.is_final and run.error_code is not None:
@@ -422,6 +450,12 @@ class ReportRuns:
             status["lastErrorMessage"] = run.error_message
             if run.state is RunState.QUEUED and run.next_attempt_at is not None:
                 status["nextAttemptAt"] = _timestamp(run.next_attempt_at)
+        if run.state is RunState.STARTED:
+            # Progress so far, as its worker's heartbeat last wrote it (0 before the first beat).
+            status["rowsWritten"] = run.rows_written or 0
+            status["bytesWritten"] = run.bytes_written or 0
+            if run.cancel_requested_at is not None:
+                status["cancelRequested"] = True
         if run.delivery is Delivery.S3:
             status["compression"] = run.compression
             if run.scheduled_for is not None:
@@ -492,6 +526,27 @@ def _check_idempotency_key(key: str) -> None:
             f"idempotencyKey must be 1 to {MAX_KEY_LENGTH} printable characters (a UUID is a good key).",
             length=len(key),
         )
+
+
+def cancel_run_by(engine: Engine, run_id: str, actor: Actor, *, account_id: str | None) -> RunRecord:
+    """Cancel ``run_id`` (of ``account_id``; None: any account's, the operator's CLI), with the
+    audit event in the same transaction when this call changed the run; return the run as it now
+    is (a queued run Cancelled, a started one with its cancel requested, a final one unchanged)."""
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
+        run, changed = cancel_run(connection, run_id, account_id=account_id, message=_cancelled_by(actor))
+        if changed:
+            details: dict[str, Any] = {"reportId": run.report_id, "state": run.state.value}
+            record_event(connection, AuditEvent(run.account_id, Action.RUN_CANCELLED, actor, "run", run.id, details))
+    return run
+
+
+def _cancelled_by(actor: Actor) -> str:
+    """The message a cancelled run ends with: who cancelled it."""
+    if actor.kind is ActorKind.API_CLIENT:
+        return f"Cancelled by API client {actor.id}."
+    if actor.kind is ActorKind.OPERATOR:
+        return f"Cancelled by the operator{f' ({actor.id})' if actor.id else ''}."
+    return f"Cancelled by {actor.kind.value}{f' {actor.id}' if actor.id else ''}."
 
 
 def _gets_a_link(run: RunRecord) -> bool:

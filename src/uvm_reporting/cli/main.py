@@ -11,6 +11,7 @@ from uvm_reporting.cli.clients_commands import clients_app
 from uvm_reporting.cli.data_commands import data_app
 from uvm_reporting.cli.keys_commands import keys_app
 from uvm_reporting.cli.reports_commands import reports_app
+from uvm_reporting.cli.runs_commands import runs_app
 from uvm_reporting.cli.scheduler_commands import scheduler
 from uvm_reporting.cli.serve_commands import demo, serve
 from uvm_reporting.cli.worker_commands import worker
@@ -27,6 +28,7 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
 app.add_typer(reports_app, name="reports")
+app.add_typer(runs_app, name="runs")
 app.command("serve")(serve)
 app.command("demo")(demo)
 app.command("worker")(worker)

@@ -378,11 +378,18 @@ def claim_next_run(
 ) -> RunRecord | None:
     """Claim the oldest runnable run for ``worker_id``, or None when there is none.
 
-    Runs given up on the way (Failed as WORKER_LOST) are added to ``given_up``: their last
-    attempt's partial output is the caller's to remove."""
+    Runs given up on the way (Failed as WORKER_LOST, or Cancelled when their cancel was asked
+    for) are added to ``given_up``: their last attempt's partial output is the caller's to remove."""
     now = now or utc_now()
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
         lease_expired = and_(runs.c.state == RunState.STARTED.value, runs.c.lease_expires_at < now)
+        # A lost run that someone asked to cancel is not run again: it ends as they asked.
+        cancelled_runs = connection.execute(
+            update(runs)
+            .where(lease_expired, runs.c.cancel_requested_at.is_not(None))
+            .values(state=RunState.CANCELLED.value, finished_at=now, lease_expires_at=None)
+            .returning(*runs.c)
+        ).all()
         lost_runs = connection.execute(
             update(runs)
             .where(lease_expired, runs.c.attempts >= max_attempts)
@@ -399,7 +406,7 @@ def claim_next_run(
             .returning(*runs.c)
         ).all()
         if given_up is not None:
-            given_up.extend(_record(row) for row in lost_runs)
+            given_up.extend(_record(row) for row in (*cancelled_runs, *lost_runs))
         # A run whose worker was lost was claimed in its turn already: it goes first. Then the
         # head of the queue in the fair order (module docstring). Each is an index seek, and the
         # claim is one statement: the second is only looked up when the first finds nothing.
@@ -439,6 +446,68 @@ def _first_unlocked(*condition: Any) -> Select[Any]:
         .limit(1)
         .with_for_update(skip_locked=True)
     )
+
+
+def cancel_run(connection: Connection, run_id: str, *, account_id: str | None, message: str) -> tuple[RunRecord, bool]:
+    """Cancel the run ``run_id`` (of ``account_id``; None: any account's, for the operator) in
+    the caller's transaction; return the run as it now is, and whether this call changed it.
+
+    A queued run ends Cancelled at once. A started run gets ``cancel_requested_at`` (and the
+    message it will end with); its worker stops it (``finish_cancelled_run``). A final run is
+    left as it is. Each step is one conditional UPDATE, so a cancel racing a claim or the run's
+    completion leaves exactly one outcome. Another account's run is NotFound."""
+    now = utc_now()
+    owned = runs.c.id == run_id if account_id is None else and_(runs.c.id == run_id, runs.c.account_id == account_id)
+    changed = connection.execute(
+        update(runs)
+        .where(owned, runs.c.state == RunState.QUEUED.value)
+        .values(state=RunState.CANCELLED.value, finished_at=now, error_message=message)
+    ).rowcount
+    if not changed:
+        changed = connection.execute(
+            update(runs)
+            .where(owned, runs.c.state == RunState.STARTED.value, runs.c.cancel_requested_at.is_(None))
+            .values(cancel_requested_at=now, error_message=message)
+        ).rowcount
+    try:
+        return _get(connection, owned), changed == 1
+    except LookupError:
+        where = "" if account_id is None else f" in account {account_id}"
+        raise NotFound(f"Run {run_id} was not found{where}.", run_id=run_id) from None
+
+
+def finish_cancelled_run(engine: Engine, run_id: str, worker_id: str) -> bool:
+    """End a started run whose cancel was asked for as Cancelled; False when it is no longer
+    ours (finished, or reclaimed) or nobody asked to cancel it."""
+    with engine.begin() as connection:
+        updated = connection.execute(
+            update(runs)
+            .where(*_held_by(run_id, worker_id), runs.c.cancel_requested_at.is_not(None))
+            .values(state=RunState.CANCELLED.value, finished_at=utc_now(), lease_expires_at=None)
+        )
+    return updated.rowcount == 1
+
+
+def beat(
+    engine: Engine,
+    run_id: str,
+    worker_id: str,
+    *,
+    lease_seconds: int | None,
+    rows_written: int,
+    bytes_written: int,
+) -> tuple[bool, bool]:
+    """A heartbeat of a run in progress: write its progress and, with ``lease_seconds``, renew
+    its lease, in one UPDATE that also reads whether a cancel was asked for. Returns ``(still
+    ours, cancel requested)``."""
+    values: dict[str, Any] = {"rows_written": rows_written, "bytes_written": bytes_written}
+    if lease_seconds is not None:
+        values["lease_expires_at"] = utc_now() + timedelta(seconds=lease_seconds)
+    with engine.begin() as connection:
+        row = connection.execute(
+            update(runs).where(*_held_by(run_id, worker_id)).values(values).returning(runs.c.cancel_requested_at)
+        ).one_or_none()
+    return row is not None, row is not None and row.cancel_requested_at is not None
 
 
 def renew_lease(engine: Engine, run_id: str, worker_id: str, *, lease_seconds: int) -> bool:
@@ -512,11 +581,12 @@ def retry_run(
 
 
 def release_run(engine: Engine, run_id: str, worker_id: str) -> bool:
-    """Hand a started run back to the queue (a worker shutting down before finishing it)."""
+    """Hand a started run back to the queue (a worker shutting down before finishing it); not
+    one whose cancel was asked for (``finish_cancelled_run`` ends that one)."""
     with engine.begin() as connection:
         updated = connection.execute(
             update(runs)
-            .where(*_held_by(run_id, worker_id))
+            .where(*_held_by(run_id, worker_id), runs.c.cancel_requested_at.is_(None))
             .values(
                 state=RunState.QUEUED.value,
                 worker_id=None,
@@ -568,4 +638,7 @@ def _record(row: Any) -> RunRecord:
         queue_position=getattr(row, "queue_position", None),
         next_attempt_at=row.next_attempt_at,
         expired_at=row.expired_at,
+        cancel_requested_at=row.cancel_requested_at,
+        rows_written=row.rows_written,
+        bytes_written=row.bytes_written,
     )

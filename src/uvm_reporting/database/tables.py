@@ -92,7 +92,7 @@ runs = Table(
     Column("id", String(36), primary_key=True),
     Column("account_id", String(36), ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
     Column("report_id", String(36), ForeignKey("reports.id", ondelete="CASCADE"), nullable=False),
-    # queued -> started -> completed | failed; the API shows queued and started as "Running".
+    # queued -> started -> completed | failed | cancelled; the API shows queued and started as "Running".
     Column("state", String(12), nullable=False),
     Column("delivery", String(12), nullable=False),
     Column("format", String(12), nullable=False),
@@ -126,6 +126,11 @@ runs = Table(
     Column("next_attempt_at", UtcDateTime(precise=True)),
     # When the cleanup job deleted a download run's file from our storage (application/cleanup.py).
     Column("expired_at", UtcDateTime(precise=True)),
+    # Set when a started run is cancelled; its worker's heartbeat reads it and stops the export.
+    Column("cancel_requested_at", UtcDateTime(precise=True)),
+    # A started run's progress, written by its worker's heartbeat.
+    Column("rows_written", BigInteger),
+    Column("bytes_written", BigInteger),
     Index(None, "state", "created_at"),
     Index(None, "report_id", "created_at"),
     Index(None, "state", "queue_round", "created_at", "id"),  # the claim order

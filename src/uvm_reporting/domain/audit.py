@@ -34,6 +34,7 @@ class Action(StrEnum):
     RUN_STARTED = "run.started"
     RUN_JOINED = "run.joined"
     RUN_DOWNLOADED = "run.downloaded"
+    RUN_CANCELLED = "run.cancelled"
     REPORT_CREATED = "report.created"
     REPORT_UPDATED = "report.updated"
     REPORT_ACCESS_CHANGED = "report.access_changed"

@@ -1,6 +1,6 @@
 """Run states and how the API shows them.
 
-Internally a run is ``queued`` -> ``started`` -> ``completed`` | ``failed``. The API's
+Internally a run is ``queued`` -> ``started`` -> ``completed`` | ``failed`` | ``cancelled``. The API's
 ``status`` folds queued and started into ``Running``, because clients poll
 ``while status == "Running"``; the separate ``state`` field tells them apart.
 """
@@ -21,10 +21,11 @@ class RunState(StrEnum):
     STARTED = "started"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in (RunState.COMPLETED, RunState.FAILED)
+        return self in (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED)
 
     @property
     def api_status(self) -> str:
@@ -33,6 +34,7 @@ class RunState(StrEnum):
             RunState.STARTED: "Running",
             RunState.COMPLETED: "Completed",
             RunState.FAILED: "Failed",
+            RunState.CANCELLED: "Cancelled",
         }[self]
 
 
@@ -78,6 +80,11 @@ class RunRecord:
     next_attempt_at: datetime | None = None
     # When the cleanup job deleted the result file of this download run (None: not yet).
     expired_at: datetime | None = None
+    # When a cancel of the started run was asked for (its worker stops it); None: never.
+    cancel_requested_at: datetime | None = None
+    # A started run's progress as its worker's heartbeat last wrote it.
+    rows_written: int | None = None
+    bytes_written: int | None = None
 
     @property
     def export_format(self) -> ExportFormat:

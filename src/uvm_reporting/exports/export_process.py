@@ -4,7 +4,9 @@ The worker thread that claimed the run starts ``python -m uvm_reporting.exports.
 writes the job (exports/export_job.py) to its standard input and copies what comes out of its
 standard output into the run's destination, which counts, hashes and publishes it as before
 (our storage or the customer's S3 bucket). The outcome (rows, or a typed error) comes back on
-a pipe of its own. Why a process:
+a pipe of its own; the rows read so far (the run's progress) on a third one, as 8-byte counts
+written without blocking (dropped while the pipe is full: the next one says more). A cancelled
+run's export process is killed (domain/run_control.py). Why a process:
 
 * SQLite through ADBC's driver needs it (exports/sources/adbc.py: a second SQLite library in
   the worker would break SQLite's locks);
@@ -27,14 +29,17 @@ import json
 import logging
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from uvm_reporting.domain.run_control import RunControl
 from uvm_reporting.errors import RunErrorCode, UvmReportingError, run_failure
 from uvm_reporting.exports.export_job import ExportJob
 from uvm_reporting.exports.formats.common import BinaryWriter
@@ -46,6 +51,7 @@ COPY_BLOCK = 1 << 20
 _PIPE_BYTES = 1 << 20  # Linux lets an unprivileged process grow a pipe to 1 MiB
 _F_SETPIPE_SZ = 1031
 _PR_SET_PDEATHSIG = 1
+_ROWS = struct.Struct("<q")  # a progress message: the rows read so far
 
 
 class ExportProcessFailed(UvmReportingError):
@@ -80,6 +86,7 @@ class StartedProcess:
 
     process: subprocess.Popen[bytes]
     status_read: int
+    progress_read: int = -1
     started_at: float = field(default_factory=time.monotonic)
 
     def usable(self) -> bool:
@@ -95,6 +102,8 @@ class StartedProcess:
             if pipe is not None:
                 pipe.close()
         os.close(self.status_read)
+        if self.progress_read >= 0:
+            os.close(self.progress_read)
 
 
 def start_export_process() -> StartedProcess:
@@ -103,31 +112,50 @@ def start_export_process() -> StartedProcess:
     The kernel ends it when the thread that started it ends (PR_SET_PDEATHSIG): start it from
     a thread that lives as long as the work (ExportProcesses has one)."""
     status_read, status_write = os.pipe()
+    progress_read, progress_write = os.pipe()
+    os.set_blocking(progress_read, False)
     try:
         process = subprocess.Popen(  # noqa: S603 - our own module, run by this interpreter
-            [sys.executable, "-m", "uvm_reporting.exports.export_process", str(status_write), str(os.getpid())],
+            [
+                sys.executable,
+                "-m",
+                "uvm_reporting.exports.export_process",
+                str(status_write),
+                str(os.getpid()),
+                str(progress_write),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            pass_fds=(status_write,),
+            pass_fds=(status_write, progress_write),
             close_fds=True,
         )
     except BaseException:
         os.close(status_read)
+        os.close(progress_read)
         raise
     finally:
         os.close(status_write)
+        os.close(progress_write)
     assert process.stdout is not None
     with contextlib.suppress(OSError):
         fcntl.fcntl(process.stdout.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
-    return StartedProcess(process, status_read)
+    return StartedProcess(process, status_read, progress_read)
 
 
-def run_export_process(job: ExportJob, out: BinaryWriter, *, started: StartedProcess | None = None) -> ExportOutcome:
+def run_export_process(
+    job: ExportJob,
+    out: BinaryWriter,
+    *,
+    started: StartedProcess | None = None,
+    control: RunControl | None = None,
+) -> ExportOutcome:
     """Run ``job`` in an export process (``started``, or a new one), copying its bytes to
-    ``out`` as they come."""
+    ``out`` as they come. With ``control``, the rows read so far are told to it, and a cancel
+    kills the process (RunCancelled)."""
     began = time.monotonic()
     started = started or start_export_process()
-    process, status_read = started.process, started.status_read
+    process, status_read, progress_read = started.process, started.status_read, started.progress_read
+    stopping = contextlib.nullcontext() if control is None else _controlled(process, progress_read, control)
     status = b""
     finished = False
     copied = 0
@@ -141,9 +169,12 @@ def run_export_process(job: ExportJob, out: BinaryWriter, *, started: StartedPro
             pass  # it is gone: its exit status says how, below
         else:
             stdout = process.stdout.fileno()
-            while block := os.read(stdout, COPY_BLOCK):
-                out.write(block)
-                copied += len(block)
+            with stopping:
+                while block := os.read(stdout, COPY_BLOCK):
+                    out.write(block)
+                    copied += len(block)
+            if control is not None:
+                control.check()  # killed for a cancel: its end is no failure
             with os.fdopen(status_read, "rb") as status_pipe:
                 status_read = -1
                 status = status_pipe.read()
@@ -151,6 +182,8 @@ def run_export_process(job: ExportJob, out: BinaryWriter, *, started: StartedPro
     finally:
         if status_read >= 0:
             os.close(status_read)
+        if progress_read >= 0:
+            os.close(progress_read)
         if not finished:
             with contextlib.suppress(OSError):
                 process.kill()  # we stopped reading (an error of ours): it must not linger
@@ -181,14 +214,16 @@ class ExportProcesses:
         self._lock = threading.Lock()
         self._closed = False
 
-    def run(self, job: ExportJob, out: BinaryWriter) -> ExportOutcome:
+    def run(self, job: ExportJob, out: BinaryWriter, control: RunControl | None = None) -> ExportOutcome:
         try:
-            return run_export_process(job, out, started=self._take())
+            return run_export_process(job, out, started=self._take(), control=control)
         except ExportProcessGone:
+            if control is not None:
+                control.check()  # killed for a cancel, not a spare that died
             # A spare that died while it waited (killed, out of memory): once more, with a new one.
             # A new one that dies the same way fails the run.
             try:
-                return run_export_process(job, out, started=self._start())
+                return run_export_process(job, out, started=self._start(), control=control)
             except ExportProcessGone as gone:
                 raise ExportProcessFailed(gone.run_error_code.value, gone.message) from None
 
@@ -219,6 +254,46 @@ class ExportProcesses:
             spare.discard()
         if self._starter is not None:
             self._starter.shutdown(wait=True)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL from another thread (a cancel): never ``Popen.kill``, whose poll could reap the
+    process under the worker thread's ``_reap``."""
+    if process.returncode is None:
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _controlled(process: subprocess.Popen[bytes], progress_read: int, control: RunControl) -> Iterator[None]:
+    """While the block runs, a cancel kills ``process``, and reading the run's progress reads
+    the counts the process wrote (in the heartbeat's thread: the copy loop stays as it was)."""
+    lock = threading.Lock()
+    open_ = [progress_read >= 0]
+
+    def poll() -> None:
+        with lock:  # the pipe is closed after the block, never while it is read
+            if open_[0]:
+                _read_progress(progress_read, control)
+
+    with control.stopped_by(lambda: _kill(process)), control.polled_with(poll):
+        try:
+            yield
+        finally:
+            with lock:
+                open_[0] = False
+
+
+def _read_progress(progress_read: int, control: RunControl) -> None:
+    """The latest of the counts the export process wrote since the last read, if any."""
+    try:
+        data = os.read(progress_read, 64 * _ROWS.size)
+    except OSError:  # nothing new (EAGAIN)
+        return
+    if len(data) >= _ROWS.size:
+        # Each count is written whole (far below PIPE_BUF), so the pipe holds whole counts.
+        (rows,) = _ROWS.unpack_from(data, len(data) - len(data) % _ROWS.size - _ROWS.size)
+        control.set_rows(rows)
 
 
 def _reap(process: subprocess.Popen[bytes]) -> tuple[int, int]:
@@ -257,6 +332,7 @@ def _ended(exit_code: int) -> str:
 
 def main(argv: list[str]) -> int:
     status_fd, worker_pid = int(argv[1]), int(argv[2])
+    progress_fd = int(argv[3]) if len(argv) > 3 else -1
     _follow_the_worker(worker_pid)
     _return_freed_memory()
     # Loaded before the job arrives: a spare process does this while it waits.
@@ -269,7 +345,7 @@ def main(argv: list[str]) -> int:
     configure_logging(job.log_level, job.log_format)
     try:
         with io.open(sys.stdout.fileno(), "wb", buffering=COPY_BLOCK, closefd=False) as out:  # noqa: UP020
-            rows = write_job(job, out)
+            rows = write_job(job, out, _progress_writer(progress_fd) if progress_fd >= 0 else None)
     except BrokenPipeError:
         return 1  # the worker is gone: nobody to tell
     except Exception as error:
@@ -311,6 +387,17 @@ def _return_freed_memory() -> None:
     import pyarrow as pa  # noqa: PLC0415
 
     pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _progress_writer(fd: int) -> Any:
+    os.set_blocking(fd, False)
+
+    def tell(rows: int) -> None:
+        # Never blocks the export: a count the worker has not read yet is made stale by the next.
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(fd, _ROWS.pack(rows))
+
+    return tell
 
 
 def _report(fd: int, outcome: dict[str, Any]) -> None:

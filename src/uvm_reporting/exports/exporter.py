@@ -14,14 +14,16 @@ two ways to read the batches:
   process to start for a few rows.
 
 Either way the bytes stream into the writer it is given (application/execute_run.py passes
-our storage's or the customer's bucket's, which count, hash and publish them).
+our storage's or the customer's bucket's, which count, hash and publish them). With a
+``RunControl`` (domain/run_control.py) the rows and bytes written so far are counted for the
+worker's heartbeat, and a cancel stops the export between batches (an export process is killed).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +35,7 @@ from uvm_reporting.domain.catalog import FieldType
 from uvm_reporting.domain.formats import ExportFormat
 from uvm_reporting.domain.report_definition.model import ReportDefinition
 from uvm_reporting.domain.report_definition.parsing import parse_report_definition
+from uvm_reporting.domain.run_control import RunControl
 from uvm_reporting.domain.runs import RunRecord
 from uvm_reporting.errors import UvmReportingError
 from uvm_reporting.expiring_cache import ExpiringCache
@@ -114,13 +117,17 @@ class Exporter:
             definition, statement, report_column_types(definition), driver_query(statement, self._engine.dialect)
         )
 
-    def write(self, run: RunRecord, out: BinaryWriter) -> int:
+    def write(self, run: RunRecord, out: BinaryWriter, control: RunControl | None = None) -> int:
         """Write the run's rows to ``out`` in its format; return the number of rows. The
-        database's errors while it reads the report's rows fail the run as QUERY_FAILED."""
+        database's errors while it reads the report's rows fail the run as QUERY_FAILED. With
+        ``control``, progress is counted there and a cancel raises RunCancelled."""
+        if control is not None:
+            control.check()
+            out = ControlledWriter(out, control)
         with database_errors_as_query_failures():
-            return self._write(run, out)
+            return self._write(run, out, control)
 
-    def _write(self, run: RunRecord, out: BinaryWriter) -> int:
+    def _write(self, run: RunRecord, out: BinaryWriter, control: RunControl | None) -> int:
         key = (json.dumps(run.definition, sort_keys=True), run.account_id)
         prepared = self._prepared.get_or_load(key, lambda: self._prepare(run.definition, run.account_id))
         definition, statement, columns = prepared.definition, prepared.statement, prepared.columns
@@ -131,6 +138,8 @@ class Exporter:
             from uvm_reporting.exports.sources.driver_rows import write_rows  # noqa: PLC0415
 
             rows = row_batches(self._engine, prepared.rows, self._batch_size)
+            if control is not None:
+                rows = _counted(rows, control)
             return write_rows(export_format, compression, rows, columns, out)
         ranges = None
         # Only SQLite: there reading and joining rows dominates and spreads over the ranges; on
@@ -158,7 +167,7 @@ class Exporter:
             log_format=self._log_format,
             lookups=lookups,
         )
-        outcome = self._export_processes.run(job, out)
+        outcome = self._export_processes.run(job, out, control)
         log.info(
             "run %s: export process wrote %d rows in %.2fs (%d parts, %d lookups), peak RSS %.1f MiB",
             run.id,
@@ -199,6 +208,29 @@ class Exporter:
 
 
 _TEXT_FORMATS = (ExportFormat.CSV, ExportFormat.NDJSON, ExportFormat.JSON)
+
+
+class ControlledWriter:
+    """``out`` that counts the bytes written for the run's progress, and stops a cancelled run
+    before its next write (its partial output is removed by whoever opened ``out``)."""
+
+    def __init__(self, out: BinaryWriter, control: RunControl) -> None:
+        self._out = out
+        self._control = control
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        self._control.check()
+        written = self._out.write(data)
+        self._control.add_bytes(len(data))
+        return written
+
+
+def _counted(batches: Iterator[Sequence[Any]], control: RunControl) -> Iterator[Sequence[Any]]:
+    """The batches, each counted and checked for a cancel before it is rendered."""
+    for batch in batches:
+        control.check()
+        control.add_rows(len(batch))
+        yield batch
 
 
 def _driver_database(engine: Engine) -> str:

@@ -1,11 +1,13 @@
 """Worker threads that claim runs from the runs table and execute them.
 
 Each thread loops: claim the oldest runnable run, execute it, record the outcome. A single
-heartbeat thread renews the leases of the runs in progress. Every exception ends as a Failed
-run with a reason; nothing stays Running when a worker dies, because its lease expires and
-another worker claims the run again (up to the configured attempts). A run that failed for a
-passing reason (application/run_retries.py) goes back to the queue, to be claimed again after
-an exponential backoff with jitter, within the same budget of attempts.
+heartbeat thread renews the leases of the runs in progress, writes their progress (rows and
+bytes written so far, every ``progress_seconds``) and reads whether someone asked to cancel
+them: then it stops the export (domain/run_control.py) and the run ends Cancelled. Every
+exception ends as a Failed run with a reason; nothing stays Running when a worker dies, because
+its lease expires and another worker claims the run again (up to the configured attempts). A
+run that failed for a passing reason (application/run_retries.py) goes back to the queue, to be
+claimed again after an exponential backoff with jitter, within the same budget of attempts.
 """
 
 from __future__ import annotations
@@ -24,8 +26,17 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 
 from uvm_reporting import fault_points
 from uvm_reporting.application.run_retries import classify_run_failure, final_failure
-from uvm_reporting.database.runs import claim_next_run, complete_run, fail_run, release_run, renew_lease, retry_run
+from uvm_reporting.database.runs import (
+    beat,
+    claim_next_run,
+    complete_run,
+    fail_run,
+    finish_cancelled_run,
+    release_run,
+    retry_run,
+)
 from uvm_reporting.domain.retries import retry_delay
+from uvm_reporting.domain.run_control import RunControl
 from uvm_reporting.domain.runs import RunRecord, RunResult
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import RunErrorCode
@@ -36,7 +47,7 @@ from uvm_reporting.worker.run_queue_signal import RunQueueSignal
 
 log = logging.getLogger(__name__)
 
-Execute = Callable[[RunRecord], RunResult]
+Execute = Callable[[RunRecord, RunControl], RunResult]
 
 
 class WorkerPool:
@@ -52,6 +63,7 @@ class WorkerPool:
         poll_seconds: float = 1.0,
         retry_base_seconds: float = 2.0,
         retry_max_seconds: float = 60.0,
+        progress_seconds: float = 1.0,
         on_run_changed: Callable[[RunRecord], None] | None = None,
         on_stopped: Callable[[], None] | None = None,
         on_given_up: Callable[[RunRecord], None] | None = None,
@@ -65,6 +77,7 @@ class WorkerPool:
         self._poll_seconds = poll_seconds
         self._retry_base_seconds = retry_base_seconds
         self._retry_max_seconds = retry_max_seconds
+        self._progress_seconds = progress_seconds
         # Told when a run of this pool starts, ends or goes back to the queue (status caches).
         self._on_run_changed = on_run_changed or (lambda _run: None)
         # Releases what the executor holds (its spare export process) once the pool has stopped.
@@ -76,6 +89,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._heartbeat_thread: threading.Thread | None = None
         self._in_progress: dict[str, str] = {}  # run id -> worker id
+        self._controls: dict[str, RunControl] = {}  # run id -> its progress and cancel flag
         self._lock = threading.Lock()
         self.worker_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -103,6 +117,8 @@ class WorkerPool:
         for run_id, worker_id in unfinished:
             if release_run(self._engine, run_id, worker_id):
                 log.warning("run %s released unfinished after the %.1fs grace period", run_id, timeout)
+            elif finish_cancelled_run(self._engine, run_id, worker_id):
+                log.info("run %s cancelled as its worker stopped", run_id)
         # (A released run's cached status expires by itself: RUNNING_STATUS_TTL_SECONDS.)
         # Leases stay renewed until the last run in progress has ended.
         self._heartbeat_stopping.set()
@@ -132,6 +148,15 @@ class WorkerPool:
                 continue
             self._run_one(run, worker_id)
 
+    def cancel_requested(self, run_id: str) -> None:
+        """This process took a cancel of ``run_id`` (recorded already): if one of these workers
+        runs it, stop its export now instead of at the next heartbeat."""
+        with self._lock:
+            control = self._controls.get(run_id)
+        if control is not None and not control.cancelled:
+            log.info("run %s: cancel requested; stopping its export", run_id)
+            control.cancel()
+
     @property
     def in_progress(self) -> list[str]:
         with self._lock:
@@ -150,18 +175,25 @@ class WorkerPool:
 
     def _run_and_record(self, run: RunRecord, worker_id: str) -> tuple[str, str]:
         """Execute ``run`` and record its outcome: (outcome, error code) for the metrics, where the
-        outcome is completed, failed, or lost (not recorded: the run goes to another claim)."""
+        outcome is completed, failed, retried, cancelled, or lost (not recorded: the run goes to another claim)."""
         outcome, error_code = "lost", ""
         log.info("run %s of report %s started (attempt %d) by %s", run.id, run.report_id, run.attempts, worker_id)
         fault_points.reached("claim")
         self._on_run_changed(run)
+        control = RunControl()
         with self._lock:
             self._in_progress[run.id] = worker_id
+            self._controls[run.id] = control
         try:
             try:
-                result = self._execute(run)
+                result = self._execute(run, control)
             except Exception as error:  # noqa: BLE001 - every failure ends as a retry or a Failed run
-                outcome, error_code = self._failed(run, worker_id, error)
+                if control.cancelled:
+                    # Whatever the stopped export raised (a killed export process, RunCancelled):
+                    # its partial output is gone, and the run ends as asked.
+                    outcome, error_code = self._cancelled(run, worker_id), ""
+                else:
+                    outcome, error_code = self._failed(run, worker_id, error)
             else:
                 outcome = self._complete(run, worker_id, result)
                 if outcome == "completed":
@@ -176,6 +208,7 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._in_progress.pop(run.id, None)
+                self._controls.pop(run.id, None)
             self._on_run_changed(run)
         return outcome, str(error_code)
 
@@ -221,6 +254,13 @@ class WorkerPool:
                 log.warning("recording a run's outcome lost the database connection; again in %.1fs", delay)
                 time.sleep(delay)
 
+    def _cancelled(self, run: RunRecord, worker_id: str) -> str:
+        if self._recorded(lambda: finish_cancelled_run(self._engine, run.id, worker_id)):
+            log.info("run %s cancelled", run.id)
+            return "cancelled"
+        log.warning("run %s stopped for a cancel, but it is no longer this worker's", run.id)
+        return "lost"
+
     def _complete(self, run: RunRecord, worker_id: str, result: RunResult) -> str:
         """Record the result; a result the database refuses (a value out of its range, say) fails
         the run with a reason instead of leaving it to be run again for nothing. The outcome:
@@ -247,7 +287,7 @@ class WorkerPool:
         return "lost"
 
     def _give_up(self, run: RunRecord) -> None:
-        log.warning("run %s given up as WORKER_LOST after %d attempt(s)", run.id, run.attempts)
+        log.warning("run %s given up (%s) after %d attempt(s)", run.id, run.error_code or run.state, run.attempts)
         try:
             self._on_given_up(run)
         except Exception:
@@ -256,12 +296,31 @@ class WorkerPool:
         self._on_run_changed(run)
 
     def _heartbeat(self) -> None:
-        interval = self._lease_seconds / 3
+        """Every ``progress_seconds``: each run's progress, and its cancel request read back in the
+        same UPDATE; the lease is renewed in it too every third of the lease."""
+        lease_interval = self._lease_seconds / 3
+        interval = min(self._progress_seconds, lease_interval)
+        lease_renewed = time.monotonic()
         while not self._heartbeat_stopping.wait(interval):
+            renew = time.monotonic() - lease_renewed >= lease_interval - interval / 2
+            if renew:
+                lease_renewed = time.monotonic()
             with self._lock:
-                held = list(self._in_progress.items())
-            for run_id, worker_id in held:
+                held = [(run_id, worker_id, self._controls[run_id]) for run_id, worker_id in self._in_progress.items()]
+            for run_id, worker_id, control in held:
+                rows, size = control.progress
                 try:
-                    renew_lease(self._engine, run_id, worker_id, lease_seconds=self._lease_seconds)
+                    _, cancel = beat(
+                        self._engine,
+                        run_id,
+                        worker_id,
+                        lease_seconds=self._lease_seconds if renew else None,
+                        rows_written=rows,
+                        bytes_written=size,
+                    )
                 except SQLAlchemyError:
-                    log.exception("renewing the lease of run %s failed", run_id)
+                    log.exception("the heartbeat of run %s failed", run_id)
+                    continue
+                if cancel and not control.cancelled:
+                    log.info("run %s: cancel requested; stopping its export", run_id)
+                    control.cancel()

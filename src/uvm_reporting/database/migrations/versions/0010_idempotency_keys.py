@@ -3,8 +3,8 @@
 A key of an account names the run its first request got, until ``expires_at``; the request's
 arguments are kept as a hash, so the same key with other arguments can be refused.
 
-Revision ID: 0010_idempotency_keys
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-08
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from uvm_reporting.database.types import UtcDateTime
 
-revision = "0010_idempotency_keys"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

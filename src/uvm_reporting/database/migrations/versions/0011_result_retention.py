@@ -4,8 +4,8 @@
 storage; the index on (state, finished_at) finds the runs past the result retention and the
 run history without reading the whole table.
 
-Revision ID: 0011_result_retention
-Revises: 0010_idempotency_keys
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-08
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from uvm_reporting.database.types import UtcDateTime
 
-revision = "0011_result_retention"
-down_revision = "0010_idempotency_keys"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -4,8 +4,8 @@
 failure (S3 throttling, a dropped database connection); workers do not claim it before then.
 The failed attempt's code and message stay in ``error_code`` and ``error_message`` meanwhile.
 
-Revision ID: 0012_run_retries
-Revises: 0011_result_retention
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-08
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from uvm_reporting.database.types import UtcDateTime
 
-revision = "0012_run_retries"
-down_revision = "0011_result_retention"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
