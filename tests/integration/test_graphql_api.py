@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from graphql import build_client_schema, build_schema, execute_sync, get_introspection_query, print_schema
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from tests.support.reports import ALL_FINDINGS_REPORT
@@ -28,7 +29,7 @@ from uvm_reporting.auth.api_client_credentials import create_client
 from uvm_reporting.database.accounts import Account, set_account_disabled
 from uvm_reporting.database.api_clients import revoke_client
 from uvm_reporting.database.reports import Report, update_report
-from uvm_reporting.database.runs import claim_next_run, retry_run
+from uvm_reporting.database.tables import runs as runs_table
 from uvm_reporting.domain.timestamps import utc_now
 from uvm_reporting.errors import RunErrorCode
 from uvm_reporting.expiring_cache import ACCESS_TTL_SECONDS
@@ -622,11 +623,21 @@ def test_a_variable_of_the_wrong_type_is_the_callers_error(api: Api, public_repo
 
 
 def test_a_run_waiting_to_be_retried_tells_when_and_why(api: Api, services: Services, public_report: Report) -> None:
-    run = enqueue_download(services.engine, public_report)
-    now = utc_now()
-    assert claim_next_run(services.engine, "w", lease_seconds=60, max_attempts=3, now=now) is not None
-    due = now + timedelta(hours=1)  # the server's own workers leave it alone
-    retry_run(services.engine, run.id, "w", RunErrorCode.DELIVERY_FAILED, "S3 answered 503", next_attempt_at=due)
+    due = utc_now() + timedelta(hours=1)  # the server's own workers leave it alone
+    # Queued as a worker's retry_run leaves it, in one transaction: the server's workers never
+    # see the run before it waits (a claim of theirs would race this test's own).
+    with services.engine.begin() as connection:
+        run = enqueue_download(services.engine, public_report, connection=connection)
+        connection.execute(
+            update(runs_table)
+            .where(runs_table.c.id == run.id)
+            .values(
+                attempts=1,
+                next_attempt_at=due,
+                error_code=RunErrorCode.DELIVERY_FAILED.value,
+                error_message="S3 answered 503",
+            )
+        )
     status = api.status(None, run.id)["data"]["getReportRunStatus"]
     assert status["state"] == "queued"
     assert status["attempts"] == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from uvm_reporting.database.reports import Report
 from uvm_reporting.database.runs import enqueue_run
@@ -18,9 +18,11 @@ def enqueue_download(
     definition: dict[str, Any] | None = None,
     requested_by: str | None = "test",
     max_active_runs: int | None = None,
+    connection: Connection | None = None,
 ) -> RunRecord:
     """A queued CSV download run of ``report`` (or of ``definition``, a report definition); with
-    ``max_active_runs``, under the account's cap of active runs."""
+    ``max_active_runs``, under the account's cap of active runs; with ``connection``, in its
+    transaction (no worker sees the run before it commits)."""
     return enqueue_run(
         engine,
         account_id=report.account_id,
@@ -30,4 +32,5 @@ def enqueue_download(
         definition=definition or report.definition.to_json(),
         requested_by=requested_by,
         max_active_runs=max_active_runs,
+        connection=connection,
     )

@@ -85,7 +85,6 @@ def test_enospc_fails_the_first_pass_as_a_full_disk_does(monkeypatch: pytest.Mon
         fault_points.configure("")
 
 
-@pytest.mark.parametrize("spec", ["write", "nowhere=kill", "write=stop", "write=pause", "claim=kill@0", "claim=kill@x"])
 def test_a_delay_holds_every_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fault_points, "_actions", fault_points._parse("batch=delay:0.05"))
     monkeypatch.setattr(fault_points, "_passes", {})
@@ -96,7 +95,9 @@ def test_a_delay_holds_every_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     fault_points.reached("write")  # no fault asked there
 
 
-@pytest.mark.parametrize("spec", ["write", "nowhere=kill", "write=stop", "write=pause", "batch=delay:soon"])
+@pytest.mark.parametrize(
+    "spec", ["write", "nowhere=kill", "write=stop", "write=pause", "claim=kill@0", "claim=kill@x", "batch=delay:soon"]
+)
 def test_a_spec_it_cannot_follow_is_refused(spec: str) -> None:
     with pytest.raises(ValueError, match="UVM_REPORTING_FAULT_POINTS"):
         fault_points._parse(spec)
