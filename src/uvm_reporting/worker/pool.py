@@ -287,7 +287,8 @@ class WorkerPool:
         return "lost"
 
     def _give_up(self, run: RunRecord) -> None:
-        log.warning("run %s given up (%s) after %d attempt(s)", run.id, run.error_code or run.state, run.attempts)
+        how = "as WORKER_LOST" if run.error_code else f"({run.state}, as its cancel asked)"
+        log.warning("run %s given up %s after %d attempt(s)", run.id, how, run.attempts)
         try:
             self._on_given_up(run)
         except Exception:
