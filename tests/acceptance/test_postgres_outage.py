@@ -90,7 +90,7 @@ def test_postgres_restarted_under_load(tmp_path: Path) -> None:
             }
             process = json.dumps(
                 {
-                    "query": "mutation ($id: String!) { processReport(id: $id, isPresignedUrl: true) }",
+                    "query": "mutation ($id: String!) { processReport(id: $id, isPresignedUrl: true, forceNew: true) }",
                     "variables": {"id": report.id},
                 }
             ).encode()
