@@ -6,6 +6,7 @@ Alembic, so every entry point (``serve``, CLI commands, tests) sees the same sch
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from uvm_reporting.private_files import create_private_file, make_private_folder
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x75766D5F6D6967  # an arbitrary constant of ours: "uvm_mig"
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
 def create_database_engine(database_url: str) -> Engine:
@@ -30,9 +32,12 @@ def create_database_engine(database_url: str) -> Engine:
         if url.database and url.database != ":memory:":
             make_private_folder(Path(url.database).parent)
             create_private_file(Path(url.database))
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
+        writers = _SqliteWriters(sqlite_write_lock(url.database or ":memory:"))
         event.listen(engine, "connect", _configure_sqlite_connection)
-        event.listen(engine, "begin", _begin_sqlite_transaction)
+        event.listen(engine, "begin", writers.begin)
+        event.listen(engine, "before_cursor_execute", writers.before_execute)
+        event.listen(engine, "checkin", writers.checkin)
         return engine
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
         url = url.set(drivername="postgresql+psycopg")
@@ -51,12 +56,58 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _begin_sqlite_transaction(connection: Any) -> None:
-    # With the driver's own transaction handling off, SQLAlchemy's begin() must start one.
-    # IMMEDIATE takes the write lock up front, so two claimers never both read the same
-    # queued run and then collide on upgrade (which SQLite reports as "database is locked").
-    mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-    connection.exec_driver_sql(f"BEGIN {mode}")
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+_HOLDS_WRITE_LOCK = "uvm_reporting_holds_write_lock"
+_WRITE_STATEMENTS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
+
+
+def sqlite_write_lock(database: str) -> threading.Lock:
+    """The lock this process's writers of the SQLite file ``database`` take turns on."""
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(database, threading.Lock())
+
+
+class _SqliteWriters:
+    """One writer at a time per SQLite file within this process, queued on a lock.
+
+    SQLite has one write lock per file. Threads that wait for it in SQLite's busy handler poll
+    with growing sleeps (up to 100 ms each) and whoever polls at the right moment wins, so under
+    contention (API enqueues, worker claims, completions and heartbeats of ``serve``) a few
+    unlucky waiters took a second. Here a transaction takes this process's lock before it asks
+    SQLite for the write lock (at BEGIN IMMEDIATE, or at its first write), and gives it back when
+    its connection returns to the pool (after COMMIT or ROLLBACK): waiters are woken as soon as it
+    is free, and only one thread of the process polls SQLite. Other processes on the same file
+    still meet in the busy handler. Read-only transactions never take it (WAL readers never wait).
+    """
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+
+    def begin(self, connection: Any) -> None:
+        # With the driver's own transaction handling off, SQLAlchemy's begin() must start one.
+        # IMMEDIATE takes the write lock up front, so two claimers never both read the same
+        # queued run and then collide on upgrade (which SQLite reports as "database is locked").
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        if mode == "IMMEDIATE":
+            self._acquire(connection.info)
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    def before_execute(self, connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip()[:7].upper().startswith(_WRITE_STATEMENTS):
+            self._acquire(connection.info)
+
+    def checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        # The pool has ended the transaction (commit, rollback or its reset) by now.
+        if record is not None and record.info.pop(_HOLDS_WRITE_LOCK, False):
+            self._lock.release()
+
+    def _acquire(self, info: dict[str, Any]) -> None:
+        if info.get(_HOLDS_WRITE_LOCK):
+            return
+        # Past the busy timeout, go on without it and let SQLite's busy handler decide, as before.
+        if self._lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_SECONDS):
+            info[_HOLDS_WRITE_LOCK] = True
 
 
 def migrate(engine: Engine) -> None:

@@ -1,0 +1,86 @@
+"""The writers of one process queue on a lock for SQLite's single write lock (database/engine.py),
+instead of polling for it in SQLite's busy handler; readers never take it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.engine import make_url
+
+from tests.support.waiting import wait_until
+from uvm_reporting.database.accounts import Account
+from uvm_reporting.database.engine import sqlite_write_lock
+from uvm_reporting.database.tables import accounts
+
+pytestmark = pytest.mark.backends("sqlite")  # PostgreSQL has row locks: nothing to queue for
+
+
+def write_lock(engine: Engine) -> threading.Lock:
+    return sqlite_write_lock(str(make_url(str(engine.url)).database))
+
+
+def rename(engine: Engine, account: Account, name: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(accounts).where(accounts.c.id == account.id).values(name=name))
+
+
+def test_reads_leave_it_free_and_a_write_holds_it_until_its_connection_is_returned(
+    engine: Engine, account: Account
+) -> None:
+    lock = write_lock(engine)
+    with engine.connect() as connection:
+        connection.execute(select(accounts.c.name)).all()
+        assert not lock.locked()
+    with engine.connect() as connection:
+        with connection.begin():
+            connection.execute(update(accounts).where(accounts.c.id == account.id).values(name="Renamed"))
+            assert lock.locked()
+        # Committed, and a second transaction of the same connection does not wait for itself.
+        with connection.begin():
+            connection.execute(update(accounts).where(accounts.c.id == account.id).values(name="Renamed again"))
+    assert not lock.locked()
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
+        assert lock.locked()  # BEGIN IMMEDIATE takes SQLite's write lock: ours first
+    assert not lock.locked()
+
+
+def test_a_failed_write_gives_it_back(engine: Engine, account: Account) -> None:
+    lock = write_lock(engine)
+
+    def failing_write() -> None:
+        with engine.begin() as connection:
+            connection.execute(update(accounts).where(accounts.c.id == account.id).values(name="Never"))
+            raise RuntimeError("the transaction fails after its write")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    assert not lock.locked()
+    rename(engine, account, "Afterwards")
+    with engine.connect() as connection:
+        assert connection.execute(select(accounts.c.name)).scalar_one() == "Afterwards"
+
+
+def test_a_second_writer_waits_for_the_first_to_commit(engine: Engine, account: Account) -> None:
+    lock = write_lock(engine)
+    second_done = threading.Event()
+
+    def second_writer() -> None:
+        with engine.begin() as connection:
+            connection.execute(
+                update(accounts).where(accounts.c.id == account.id).values(name=accounts.c.name + " then second")
+            )
+        second_done.set()
+
+    with engine.begin() as connection:
+        connection.execute(update(accounts).where(accounts.c.id == account.id).values(name="first"))
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        assert lock.locked()
+        assert not second_done.wait(0.2)  # it queues behind the open transaction
+    wait_until(second_done.is_set, timeout=10, what="the second writer to commit")
+    thread.join(10)
+    assert not lock.locked()
+    with engine.connect() as connection:
+        assert connection.execute(select(accounts.c.name)).scalar_one() == "first then second"
