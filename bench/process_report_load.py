@@ -17,10 +17,11 @@ Each repetition (``--runs``) has two phases, each on a fresh server:
    run has ended, how many runs the phase made, how many completed, and duplicates.
 2. throughput: ``serve --no-workers`` queues ``--queued`` runs the same way (its latency is
    reported too: the API without workers), then ``uvm-reporting worker --concurrency 1``
-   processes, first one then two, each drain a fresh batch of that many runs. The processes
-   start first and are paused (SIGSTOP) while the batch is queued, then continued together:
-   runs per minute = runs / (last finishedAt - the moment they were continued), so neither the
-   start-up of a process nor the API's enqueues are counted.
+   processes, first one then two (the first one and one more), each drain a fresh batch of that
+   many runs. The processes start first (each with a warm-up run) and are paused (SIGSTOP)
+   while the batch is queued, then continued together: runs per minute = runs / (last
+   finishedAt - the moment they were continued), so neither the start-up of a process nor the
+   API's enqueues are counted.
 
 Duplicates, counted from the runs table (the truth, not the answers): runs of the report
 created during the phase that no call was answered with, plus run ids answered to more than
@@ -307,25 +308,28 @@ def throughput_phase(
     per_minute: dict[int, float] = {}
     outcomes: dict[int, Outcome] = {}
     first: Calls | None = None
-    with running_server(dataset, workers=False, log_name=f"process_report_load-{dataset.backend}-api") as server:
+    workers: list[subprocess.Popen[bytes]] = []
+    with (
+        running_server(dataset, workers=False, log_name=f"process_report_load-{dataset.backend}-api") as server,
+        contextlib.ExitStack() as stack,
+    ):
         for processes in (1, 2):
-            with contextlib.ExitStack() as stack:
-                workers = [
-                    stack.enter_context(
-                        running_worker(
-                            dataset, concurrency=1, log_name=f"process_report_load-{dataset.backend}-worker{index}"
-                        )
+            # The second round keeps the first round's process and adds one.
+            workers.append(
+                stack.enter_context(
+                    running_worker(
+                        dataset, concurrency=1, log_name=f"process_report_load-{dataset.backend}-worker{processes}"
                     )
-                    for index in range(processes)
-                ]
-                warm_up(dataset, report_id, server.base_url, workers)
-                # Paused while the queue fills, so that the processes start on it together and the
-                # API's enqueues do not share the cores with them.
-                with paused(dataset, workers):
-                    sent = send_calls(server.base_url, dataset, report_id, calls=queued, clients=clients)
-                    check_calls(sent)
-                    resumed = datetime.now(UTC)
-                rows = wait_until_ended(dataset, report_id, phase_start(sent), len(sent.run_ids))
+                )
+            )
+            warm_up(dataset, report_id, server.base_url, workers[-1:], calls=2 * processes)
+            # Paused while the queue fills, so that the processes start on it together and the
+            # API's enqueues do not share the cores with them.
+            with paused(dataset, workers):
+                sent = send_calls(server.base_url, dataset, report_id, calls=queued, clients=clients)
+                check_calls(sent)
+                resumed = datetime.now(UTC)
+            rows = wait_until_ended(dataset, report_id, phase_start(sent), len(sent.run_ids))
             first = first or sent
             remove_result_files(dataset, rows)
             outcomes[processes] = Outcome.of(sent, rows)
@@ -341,12 +345,15 @@ def throughput_phase(
     return first, per_minute, outcomes
 
 
-def warm_up(dataset: Dataset, report_id: str, base_url: str, workers: Sequence[subprocess.Popen[bytes]]) -> None:
-    """Runs until every worker process has completed one: a process's first export loads the
-    export stack and starts its spare export process, seconds that are not the queue's."""
+def warm_up(
+    dataset: Dataset, report_id: str, base_url: str, workers: Sequence[subprocess.Popen[bytes]], *, calls: int
+) -> None:
+    """``calls`` runs at a time until each of ``workers`` has completed one: a process's first
+    export loads the export stack and starts its spare export process, seconds that are not the
+    queue's."""
     waiting = {worker.pid for worker in workers}
-    for _ in range(10):
-        sent = send_calls(base_url, dataset, report_id, calls=2 * len(workers), clients=len(workers))
+    for _ in range(20):
+        sent = send_calls(base_url, dataset, report_id, calls=calls, clients=1)
         rows = wait_until_ended(dataset, report_id, phase_start(sent), len(sent.run_ids))
         remove_result_files(dataset, rows)
         waiting -= {int(r.worker_id.split(":")[1]) for r in rows if r.worker_id and r.state == "completed"}
@@ -419,9 +426,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = QUICK_ROWS if args.quick else parse_rows(args.rows)[0]
     runs = 1 if args.quick else max(1, args.runs)
-    calls = 100 if args.quick else max(1, args.calls)
+    calls = 60 if args.quick else max(1, args.calls)
     clients = 10 if args.quick else max(1, args.clients)
-    queued = 40 if args.quick else max(1, args.queued)
+    queued = 30 if args.quick else max(1, args.queued)
 
     print_header(
         "process_report_load",

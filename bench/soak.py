@@ -8,9 +8,10 @@ latest few are polled too, which the cache cannot answer while they run). One mo
 starts a run with processReport every ``--run-every`` seconds. That goes on for ``--minutes``.
 
 The server process's resident memory (VmRSS) and open file descriptors (/proc/<pid>/fd) are
-read after a warm-up (a few runs and polls, so caches, pools and lazy imports are in place)
-and then every ``--sample-every`` seconds up to the end. Reported: start, end, the highest,
-and the growth end - start; leaks show as growth that continues from sample to sample.
+read after a warm-up (a few runs, then the steady traffic for a tenth of the time, at most 30 s,
+so caches, pooled connections and lazy imports are in place) and then every
+``--sample-every`` seconds up to the end. Reported: start, end, the highest, and the growth
+end - start; leaks show as growth that continues from sample to sample.
 
     .venv/bin/python bench/soak.py --backend sqlite|postgresql [--minutes 10] [--rate 50] [--quick]
 """
@@ -138,6 +139,7 @@ def main() -> None:
     rows = QUICK_ROWS if args.quick else parse_rows(args.rows)[0]
     duration = 15.0 if args.quick else args.minutes * 60
     sample_every = 3.0 if args.quick else args.sample_every
+    warm_up_seconds = 3.0 if args.quick else min(30.0, duration / 10)
     print_header(
         "soak",
         f"{args.backend}, {duration:.0f}s, {args.rate:.0f} getReportRunStatus/s from {args.pollers} clients, "
@@ -175,11 +177,14 @@ def main() -> None:
                 )
                 for client in clients[1:]
             ]
-            began = time.monotonic()
-            samples.append(Sample(0.0, rss_bytes(pid), open_files(pid)))
             for thread in threads:
                 thread.start()
             try:
+                # The first reading once the steady traffic has opened what it needs (pooled
+                # connections, handler threads): growth from there on is what a leak would show.
+                stop.wait(warm_up_seconds)
+                began = time.monotonic()
+                samples.append(Sample(0.0, rss_bytes(pid), open_files(pid)))
                 while (elapsed := time.monotonic() - began) < duration:
                     stop.wait(min(sample_every, duration - elapsed))
                     if server.process.poll() is not None:

@@ -4,6 +4,7 @@ instead of polling for it in SQLite's busy handler; readers never take it."""
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -11,13 +12,13 @@ from sqlalchemy.engine import make_url
 
 from tests.support.waiting import wait_until
 from uvm_reporting.database.accounts import Account
-from uvm_reporting.database.engine import sqlite_write_lock
+from uvm_reporting.database.engine import FifoLock, sqlite_write_lock
 from uvm_reporting.database.tables import accounts
 
 pytestmark = pytest.mark.backends("sqlite")  # PostgreSQL has row locks: nothing to queue for
 
 
-def write_lock(engine: Engine) -> threading.Lock:
+def write_lock(engine: Engine) -> FifoLock:
     return sqlite_write_lock(str(make_url(str(engine.url)).database))
 
 
@@ -84,3 +85,38 @@ def test_a_second_writer_waits_for_the_first_to_commit(engine: Engine, account: 
     assert not lock.locked()
     with engine.connect() as connection:
         assert connection.execute(select(accounts.c.name)).scalar_one() == "first then second"
+
+
+def in_line(lock: FifoLock, count: int) -> bool:
+    return len(lock._waiters) == count
+
+
+def test_the_lock_goes_to_its_waiters_in_the_order_they_came() -> None:
+    lock = FifoLock()
+    assert lock.acquire(timeout=1)
+    order: list[int] = []
+    threads = []
+
+    def waiter(number: int) -> None:
+        assert lock.acquire(timeout=30)
+        order.append(number)
+        lock.release()
+
+    for number in range(5):
+        threads.append(threading.Thread(target=waiter, args=(number,)))
+        threads[-1].start()
+        wait_until(partial(in_line, lock, number + 1), timeout=10, what=f"waiter {number} in line")
+    lock.release()
+    for thread in threads:
+        thread.join(10)
+    assert order == [0, 1, 2, 3, 4]
+    assert not lock.locked()
+    assert lock.acquire(timeout=0)
+
+
+def test_a_waiter_that_gives_up_leaves_the_line() -> None:
+    lock = FifoLock()
+    assert lock.acquire(timeout=1)
+    assert not lock.acquire(timeout=0.05)
+    lock.release()
+    assert not lock.locked()

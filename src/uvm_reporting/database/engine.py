@@ -7,6 +7,7 @@ Alembic, so every entry point (``serve``, CLI commands, tests) sees the same sch
 from __future__ import annotations
 
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +57,52 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
+class FifoLock:
+    """A lock handed to its waiters in the order they came: under a steady stream of writers,
+    none waits much longer than the others (``threading.Lock`` lets a thread that releases it
+    take it again at once, ahead of those waiting)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held = False
+        self._waiters: deque[threading.Event] = deque()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(timeout):
+            return True
+        with self._guard:
+            if turn.is_set():  # handed over just as the wait timed out
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._guard:
+            if self._waiters:
+                self._waiters.popleft().set()  # held on, by the next in line
+            else:
+                self._held = False
+
+    def locked(self) -> bool:
+        return self._held
+
+
+_WRITE_LOCKS: dict[str, FifoLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 _HOLDS_WRITE_LOCK = "uvm_reporting_holds_write_lock"
 _WRITE_STATEMENTS = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER")
 
 
-def sqlite_write_lock(database: str) -> threading.Lock:
+def sqlite_write_lock(database: str) -> FifoLock:
     """The lock this process's writers of the SQLite file ``database`` take turns on."""
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(database, threading.Lock())
+        return _WRITE_LOCKS.setdefault(database, FifoLock())
 
 
 class _SqliteWriters:
@@ -77,11 +114,11 @@ class _SqliteWriters:
     unlucky waiters took a second. Here a transaction takes this process's lock before it asks
     SQLite for the write lock (at BEGIN IMMEDIATE, or at its first write), and gives it back when
     its connection returns to the pool (after COMMIT or ROLLBACK): waiters are woken as soon as it
-    is free, and only one thread of the process polls SQLite. Other processes on the same file
+    is free, in the order they came, and only one thread of the process asks SQLite. Other processes on the same file
     still meet in the busy handler. Read-only transactions never take it (WAL readers never wait).
     """
 
-    def __init__(self, lock: threading.Lock) -> None:
+    def __init__(self, lock: FifoLock) -> None:
         self._lock = lock
 
     def begin(self, connection: Any) -> None:
