@@ -27,9 +27,7 @@ def rename(engine: Engine, account: Account, name: str) -> None:
         connection.execute(update(accounts).where(accounts.c.id == account.id).values(name=name))
 
 
-def test_reads_leave_it_free_and_a_write_holds_it_until_its_connection_is_returned(
-    engine: Engine, account: Account
-) -> None:
+def test_reads_leave_it_free_and_a_write_holds_it_until_its_transaction_ends(engine: Engine, account: Account) -> None:
     lock = write_lock(engine)
     with engine.connect() as connection:
         connection.execute(select(accounts.c.name)).all()
@@ -38,9 +36,13 @@ def test_reads_leave_it_free_and_a_write_holds_it_until_its_connection_is_return
         with connection.begin():
             connection.execute(update(accounts).where(accounts.c.id == account.id).values(name="Renamed"))
             assert lock.locked()
-        # Committed, and a second transaction of the same connection does not wait for itself.
+        assert not lock.locked()  # committed: free while the connection is still checked out
         with connection.begin():
             connection.execute(update(accounts).where(accounts.c.id == account.id).values(name="Renamed again"))
+            assert lock.locked()
+            connection.rollback()
+        assert not lock.locked()
+        assert connection.execute(select(accounts.c.name)).scalar_one() == "Renamed"
     assert not lock.locked()
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection, connection.begin():
         assert lock.locked()  # BEGIN IMMEDIATE takes SQLite's write lock: ours first

@@ -38,6 +38,8 @@ def create_database_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "begin", writers.begin)
         event.listen(engine, "before_cursor_execute", writers.before_execute)
+        event.listen(engine, "commit", writers.commit)
+        event.listen(engine, "rollback", writers.rollback)
         event.listen(engine, "checkin", writers.checkin)
         return engine
     if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
@@ -112,9 +114,10 @@ class _SqliteWriters:
     with growing sleeps (up to 100 ms each) and whoever polls at the right moment wins, so under
     contention (API enqueues, worker claims, completions and heartbeats of ``serve``) a few
     unlucky waiters took a second. Here a transaction takes this process's lock before it asks
-    SQLite for the write lock (at BEGIN IMMEDIATE, or at its first write), and gives it back when
-    its connection returns to the pool (after COMMIT or ROLLBACK): waiters are woken as soon as it
-    is free, in the order they came, and only one thread of the process asks SQLite. Other processes on the same file
+    SQLite for the write lock (at BEGIN IMMEDIATE, or at its first write), and gives it back once
+    its COMMIT or ROLLBACK is done (at the latest when its connection returns to the pool):
+    waiters are woken as soon as it is free, in the order they came, and only one thread of the
+    process asks SQLite. Other processes on the same file
     still meet in the busy handler. Read-only transactions never take it (WAL readers never wait).
     """
 
@@ -134,8 +137,28 @@ class _SqliteWriters:
         if statement.lstrip()[:7].upper().startswith(_WRITE_STATEMENTS):
             self._acquire(connection.info)
 
+    def commit(self, connection: Any) -> None:
+        self._end(connection, "commit")
+
+    def rollback(self, connection: Any) -> None:
+        self._end(connection, "rollback")
+
+    def _end(self, connection: Any, how: str) -> None:
+        # These events come before SQLAlchemy ends the transaction: end it here, so that the next
+        # writer finds SQLite's lock free; SQLAlchemy's own COMMIT or ROLLBACK then finds no
+        # transaction and does nothing. If it fails, SQLAlchemy's own call raises the error (as
+        # its own) and the lock is given back when the connection returns to the pool.
+        if not connection.info.get(_HOLDS_WRITE_LOCK):
+            return
+        try:
+            getattr(connection.connection.dbapi_connection, how)()
+        except Exception:  # noqa: BLE001 - reported by SQLAlchemy's own call, just after
+            return
+        del connection.info[_HOLDS_WRITE_LOCK]
+        self._lock.release()
+
     def checkin(self, _dbapi_connection: Any, record: Any) -> None:
-        # The pool has ended the transaction (commit, rollback or its reset) by now.
+        # The pool has ended any transaction by now (commit, rollback or its reset).
         if record is not None and record.info.pop(_HOLDS_WRITE_LOCK, False):
             self._lock.release()
 
