@@ -7,13 +7,15 @@ import threading
 from functools import partial
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from tests.support.waiting import wait_until
 from uvm_reporting.database.accounts import Account
 from uvm_reporting.database.engine import FifoLock, sqlite_write_lock
-from uvm_reporting.database.tables import accounts
+from uvm_reporting.database.tables import accounts, reports
+from uvm_reporting.domain.timestamps import utc_now
 
 pytestmark = pytest.mark.backends("sqlite")  # PostgreSQL has row locks: nothing to queue for
 
@@ -63,6 +65,34 @@ def test_a_failed_write_gives_it_back(engine: Engine, account: Account) -> None:
     rename(engine, account, "Afterwards")
     with engine.connect() as connection:
         assert connection.execute(select(accounts.c.name)).scalar_one() == "Afterwards"
+
+
+def test_a_commit_that_fails_raises_and_gives_it_back(engine: Engine) -> None:
+    lock = write_lock(engine)
+    now = utc_now()
+
+    def orphan_report() -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")  # checked at COMMIT
+            connection.execute(
+                insert(reports).values(
+                    id="orphan",
+                    account_id="no-such-account",
+                    name="Orphan",
+                    entity="findings",
+                    definition={},
+                    viewers="public",
+                    editors="public",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    with pytest.raises(IntegrityError):
+        orphan_report()
+    assert not lock.locked()
+    with engine.connect() as connection:
+        assert connection.execute(select(reports.c.id).where(reports.c.id == "orphan")).first() is None
 
 
 def test_a_second_writer_waits_for_the_first_to_commit(engine: Engine, account: Account) -> None:

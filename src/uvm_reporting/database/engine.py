@@ -6,6 +6,7 @@ Alembic, so every entry point (``serve``, CLI commands, tests) sees the same sch
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import deque
 from pathlib import Path
@@ -15,6 +16,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from uvm_reporting.private_files import create_private_file, make_private_folder
 
@@ -117,8 +119,8 @@ class _SqliteWriters:
     SQLite for the write lock (at BEGIN IMMEDIATE, or at its first write), and gives it back once
     its COMMIT or ROLLBACK is done (at the latest when its connection returns to the pool):
     waiters are woken as soon as it is free, in the order they came, and only one thread of the
-    process asks SQLite. Other processes on the same file
-    still meet in the busy handler. Read-only transactions never take it (WAL readers never wait).
+    process asks SQLite. Other processes on the same file still meet in the busy handler.
+    Read-only transactions never take it (WAL readers never wait).
     """
 
     def __init__(self, lock: FifoLock) -> None:
@@ -146,14 +148,14 @@ class _SqliteWriters:
     def _end(self, connection: Any, how: str) -> None:
         # These events come before SQLAlchemy ends the transaction: end it here, so that the next
         # writer finds SQLite's lock free; SQLAlchemy's own COMMIT or ROLLBACK then finds no
-        # transaction and does nothing. If it fails, SQLAlchemy's own call raises the error (as
-        # its own) and the lock is given back when the connection returns to the pool.
+        # transaction and does nothing. A failure is raised as SQLAlchemy would raise it (a
+        # COMMIT that failed must never pass for done); the lock then goes back at check-in.
         if not connection.info.get(_HOLDS_WRITE_LOCK):
             return
         try:
             getattr(connection.connection.dbapi_connection, how)()
-        except Exception:  # noqa: BLE001 - reported by SQLAlchemy's own call, just after
-            return
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(how.upper(), None, error, sqlite3.Error) from error
         del connection.info[_HOLDS_WRITE_LOCK]
         self._lock.release()
 
