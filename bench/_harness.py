@@ -905,6 +905,15 @@ def export_request(fmt: str, report_id: str, arguments: dict[str, ArgumentType])
     return ExportRequest(fmt, query, {"id": report_id, "format": value})
 
 
+def fresh_download_request(client: ApiClient, report_id: str) -> ExportRequest:
+    """processReport for a CSV download link that always queues a run of its own: with
+    ``forceNew: true`` where the server joins identical requests to a run still under way (it
+    declares the argument), plain where it does not (an older server, compared in the same run)."""
+    force_new = ", forceNew: true" if "forceNew" in process_report_arguments(client) else ""
+    query = f"mutation ($id: String!) {{processReport(id:$id, isPresignedUrl: true{force_new})}}"
+    return ExportRequest("csv", query, {"id": report_id})
+
+
 # --- runs -------------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ plus two flood runs (a worker to come free, and the flood run of the same turn).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -33,10 +34,12 @@ from _harness import (
     ApiClient,
     BenchError,
     Dataset,
+    ExportRequest,
     _query_one,
     add_common_options,
     api_client,
     fail_runs,
+    fresh_download_request,
     get_token,
     median,
     parse_rows,
@@ -52,7 +55,6 @@ from _harness import (
     verdict,
 )
 
-PROCESS_REPORT = "mutation ($id: String!) {processReport(id:$id, isPresignedUrl: true)}"
 TINY_REPORT = {
     "name": "Bench: small account's report",
     "entity": "findings",
@@ -100,8 +102,15 @@ def small_account(dataset: Dataset) -> SmallAccount:
     return account
 
 
+@functools.cache
+def _fresh_request(client: ApiClient, report_id: str) -> ExportRequest:
+    # A run of its own each time: a flood of identical requests would otherwise join one run.
+    return fresh_download_request(client, report_id)
+
+
 def start(client: ApiClient, report_id: str) -> str:
-    return str(client.graphql(PROCESS_REPORT, {"id": report_id}, "processReport")["processReport"]["runId"])
+    request = _fresh_request(client, report_id)
+    return str(client.graphql(request.query, request.variables, "processReport")["processReport"]["runId"])
 
 
 def wait_started(client: ApiClient, report_id: str, run_id: str, timeout: float = 120) -> tuple[float, int | None]:

@@ -36,6 +36,7 @@ if [[ $mode == quick ]]; then
     run bench/queue_latency.py --backend "$backend" --quick
     run bench/queue_fairness.py --backend "$backend" --quick
     run bench/small_reports.py --backend "$backend" --quick
+    run bench/process_report_load.py --backend "$backend" --quick
   done
   run bench/export_memory.py --quick --format all
   run bench/status_throughput.py --quick
@@ -43,12 +44,15 @@ if [[ $mode == quick ]]; then
   run bench/xlsx_speed.py --quick
   run bench/idle_rss.py --quick
   run bench/token_flood.py --quick
+  run bench/soak.py --quick
 else
   for backend in "${backends[@]}"; do
     run bench/export_speed.py --backend "$backend" --rows 1000000 --runs 3 --format all
     run bench/queue_latency.py --backend "$backend" --samples 200 --runs 3
     run bench/queue_fairness.py --backend "$backend" --flood 200 --samples 30 --runs 3
     run bench/small_reports.py --backend "$backend" --rows 100,10000 --runs 7
+    run bench/process_report_load.py --backend "$backend" --runs 3
+    run bench/soak.py --backend "$backend" --minutes 10
   done
   run bench/export_memory.py --rows 1000000,10000000 --runs 3 --format all
   run bench/status_throughput.py --runs 3
