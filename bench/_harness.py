@@ -905,6 +905,18 @@ def export_request(fmt: str, report_id: str, arguments: dict[str, ArgumentType])
     return ExportRequest(fmt, query, {"id": report_id, "format": value})
 
 
+# One row, one column: a run's cost is then the queue's and the API's, not the export's.
+TINY_REPORT = {
+    "name": "Bench: one finding id",
+    "entity": "findings",
+    "columns": ["id"],
+    "sort": [{"field": "id", "direction": "asc"}],
+    "limit": 1,
+    "viewers": "public",
+    "editors": "public",
+}
+
+
 def fresh_download_request(client: ApiClient, report_id: str) -> ExportRequest:
     """processReport for a CSV download link that always queues a run of its own: with
     ``forceNew: true`` where the server joins identical requests to a run still under way (it

@@ -54,6 +54,7 @@ import psycopg
 from _harness import (
     PG_CONNINFO,
     QUICK_ROWS,
+    TINY_REPORT,
     ApiClient,
     BenchError,
     Dataset,
@@ -75,15 +76,6 @@ from _harness import (
     verdict,
 )
 
-TINY_REPORT = {
-    "name": "Bench: one finding id",
-    "entity": "findings",
-    "columns": ["id"],
-    "sort": [{"field": "id", "direction": "asc"}],
-    "limit": 1,
-    "viewers": "public",
-    "editors": "public",
-}
 P99_TARGET_MS = 400.0
 SCALING_TARGET = 1.8
 FINAL_STATES = ("completed", "failed", "cancelled")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from _harness import (
     NOT_SUPPORTED,
     QUICK_ROWS,
+    TINY_REPORT,
     BenchError,
     RunTiming,
     add_common_options,
@@ -49,15 +50,6 @@ from _harness import (
     warn_failed_polls,
 )
 
-TINY_REPORT = {
-    "name": "Bench: one finding id",
-    "entity": "findings",
-    "columns": ["id"],
-    "sort": [{"field": "id", "direction": "asc"}],
-    "limit": 1,
-    "viewers": "public",
-    "editors": "public",
-}
 P50_TARGET_MS = 50.0
 P99_TARGET_MS = 200.0
 

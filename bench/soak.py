@@ -29,6 +29,7 @@ from pathlib import Path
 from _harness import (
     GET_REPORT_RUN_STATUS,
     QUICK_ROWS,
+    TINY_REPORT,
     ApiClient,
     BenchError,
     ExportRequest,
@@ -47,15 +48,6 @@ from _harness import (
     running_server,
 )
 
-TINY_REPORT = {
-    "name": "Bench: one finding id",
-    "entity": "findings",
-    "columns": ["id"],
-    "sort": [{"field": "id", "direction": "asc"}],
-    "limit": 1,
-    "viewers": "public",
-    "editors": "public",
-}
 WARMUP_RUNS = 5
 RECENT_RUNS_POLLED = 5
 
