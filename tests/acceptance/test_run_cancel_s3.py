@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 
 from tests.acceptance.test_run_cancel import Client
 from tests.support.cli import run_cli, running_server
@@ -24,6 +25,8 @@ PREFIX = "exports/uvm"
 FINDINGS = 40_000
 
 
+# It needs an export large enough to be cancelled mid-upload (about 30 s): in the slow step of CI.
+@pytest.mark.slow
 def test_a_cancelled_delivery_aborts_its_multipart_upload(
     tmp_path: Path, moto_iam: MotoIam, deployment_keys: AwsKeys
 ) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select
 
 from tests.support.cli import cli_process, stop_processes, wait_for_log
@@ -83,6 +84,8 @@ def clear_of_the_next_minute() -> datetime:
     return now
 
 
+# It waits for the next minute's fire time (up to two minutes): in the slow step of CI.
+@pytest.mark.slow
 def test_three_racing_schedulers_give_each_fire_time_exactly_one_run(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "var"
     engine = open_database(database_url)

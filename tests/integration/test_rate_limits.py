@@ -165,6 +165,8 @@ def test_a_full_hashing_pool_answers_503_at_once_without_hashing(
         assert ask_token(http, client.client_id, client.client_secret).status_code == 200
 
 
+# A load test (30 s of flooding): it runs in the slow step of CI.
+@pytest.mark.slow
 @pytest.mark.backends("sqlite")
 def test_a_token_flood_leaves_the_rest_of_the_app_answering(
     engine: Engine, tokens: AccessTokens, verifications: Verifications
