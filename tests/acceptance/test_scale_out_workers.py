@@ -64,6 +64,8 @@ def count_final(engine: Engine) -> int:
         )
 
 
+# A load test (a thousand runs, three processes): in the slow step of CI.
+@pytest.mark.slow
 def test_three_workers_run_a_thousand_runs_exactly_once(
     tmp_path: Path, database_url: str, database_snapshots: DatabaseSnapshots
 ) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 
 from tests.support.cli import cli_process, running_server, stop_process, wait_for_log
@@ -104,6 +105,8 @@ def test_a_worker_finishes_its_export_within_the_grace_period(tmp_path: Path, da
     assert "worker stopped" in log.read_text()
 
 
+# A fault test that waits out a grace period and a lease: in the slow step of CI.
+@pytest.mark.slow
 def test_after_the_grace_period_the_run_goes_back_to_the_queue_for_another_worker(
     tmp_path: Path, database_url: str
 ) -> None:
