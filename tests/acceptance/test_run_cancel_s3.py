@@ -3,7 +3,6 @@ server with IAM: the multipart upload is aborted, and nothing appears in the buc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,12 @@ import httpx2
 import pytest
 
 from tests.acceptance.test_run_cancel import Client
-from tests.support.cli import run_cli, running_server
-from tests.support.moto_server import AwsKeys, MotoIam, create_bucket, create_customer_role, unique_name
-from tests.support.s3_delivery import aws_env, s3_keys
+from tests.support.cli import running_server
+from tests.support.moto_server import AwsKeys, MotoIam
+from tests.support.s3_delivery import s3_keys, set_up_customer_delivery
 from tests.support.seed_commands import get_token, process_without_link
 from tests.support.waiting import wait_for
 
-EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
-PREFIX = "exports/uvm"
 # About 13 MB of CSV in four batches of 10,000 rows, each read held 3 seconds: the upload of the
 # first 8 MiB part starts with the third batch, seconds before the last, so the cancel comes while
 # the upload is unfinished.
@@ -30,39 +27,9 @@ FINDINGS = 40_000
 def test_a_cancelled_delivery_aborts_its_multipart_upload(
     tmp_path: Path, moto_iam: MotoIam, deployment_keys: AwsKeys
 ) -> None:
-    data_dir = tmp_path / "var"
-    env = aws_env(moto_iam, deployment_keys)
-    account = run_cli(data_dir, "accounts", "create", "--name", "Acme Corp")
-    external_id = run_cli(data_dir, "accounts", "show", account["id"], **env)["external_id"]
+    customer = set_up_customer_delivery(tmp_path, moto_iam, deployment_keys, export_format="csv", findings=FINDINGS)
+    data_dir, ids, bucket, env = customer.data_dir, customer.ids, customer.bucket, customer.env
     s3 = moto_iam.s3()
-    bucket = create_bucket(s3, unique_name("customer"))
-    role_arn = create_customer_role(
-        moto_iam.iam(),
-        name=unique_name("uvm-delivery"),
-        trusted_principal_arn=deployment_keys.arn,
-        external_id=external_id,
-        bucket=bucket,
-        prefix=PREFIX,
-    )
-    definition = json.loads((EXAMPLES / "all-findings.json").read_text())
-    definition["schedule"] = {
-        "format": "csv",
-        "frequency": "daily",
-        "time": "06:00",
-        "active": False,
-        "delivery": {"method": "s3", "bucket": bucket, "path": PREFIX, "region": "us-east-1", "role_arn": role_arn},
-    }
-    report_file = tmp_path / "report.json"
-    report_file.write_text(json.dumps(definition))
-    run_cli(data_dir, "data", "generate", "--account", account["id"], "--findings", str(FINDINGS))
-    report = run_cli(data_dir, "reports", "create", "--account", account["id"], "--file", str(report_file))
-    client = run_cli(data_dir, "clients", "create", "--account", account["id"])
-    ids = {
-        "Account ID": account["id"],
-        "Report ID": report["id"],
-        "client ID": client["client_id"],
-        "client secret": client["client_secret"],
-    }
     server_env: dict[str, Any] = {
         **env,
         "UVM_REPORTING_SCHEDULER_IN_SERVE": "false",

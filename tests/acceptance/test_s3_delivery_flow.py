@@ -10,58 +10,25 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from tests.support.cli import run_cli, running_server
+from tests.support.cli import running_server
 from tests.support.expected_exports import expected_findings_rows
-from tests.support.moto_server import AwsKeys, MotoIam, create_bucket, create_customer_role, unique_name
-from tests.support.s3_delivery import aws_env, manifest_key_of, s3_keys
+from tests.support.moto_server import AwsKeys, MotoIam
+from tests.support.s3_delivery import PREFIX, manifest_key_of, s3_keys, set_up_customer_delivery
 from tests.support.seed_commands import bash_json, get_token, poll_until_finished, process_without_link
 from uvm_reporting.database.engine import create_database_engine
 from uvm_reporting.settings import Settings
-
-EXAMPLES = Path(__file__).parents[2] / "examples" / "reports"
-PREFIX = "exports/uvm"
 
 
 def set_up(
     tmp_path: Path, moto_iam: MotoIam, keys: AwsKeys, *, trusted_external_id: str | None = None
 ) -> tuple[Path, dict[str, str], dict[str, Any]]:
-    data_dir = tmp_path / "var"
-    env = aws_env(moto_iam, keys)
-    account = run_cli(data_dir, "accounts", "create", "--name", "Acme Corp")
-    shown = run_cli(data_dir, "accounts", "show", account["id"], **env)
-    assert shown["trust_policy"]["Statement"][0]["Principal"] == {"AWS": keys.arn}
-    assert shown["trust_policy"]["Statement"][0]["Condition"] == {
-        "StringEquals": {"sts:ExternalId": shown["external_id"]}
-    }
-    bucket = create_bucket(moto_iam.s3(), unique_name("customer"))
-    role_arn = create_customer_role(
-        moto_iam.iam(),
-        name=unique_name("uvm-delivery"),
-        trusted_principal_arn=keys.arn,
-        external_id=trusted_external_id or shown["external_id"],
-        bucket=bucket,
-        prefix=PREFIX,
+    customer = set_up_customer_delivery(
+        tmp_path, moto_iam, keys, export_format="parquet", findings=400, trusted_external_id=trusted_external_id
     )
-    definition = json.loads((EXAMPLES / "all-findings.json").read_text())
-    definition["schedule"] = {
-        "format": "parquet",
-        "frequency": "daily",
-        "time": "06:00",
-        "active": False,
-        "delivery": {"method": "s3", "bucket": bucket, "path": PREFIX, "region": "us-east-1", "role_arn": role_arn},
-    }
-    report_file = tmp_path / "report.json"
-    report_file.write_text(json.dumps(definition))
-    run_cli(data_dir, "data", "generate", "--account", account["id"], "--findings", "400")
-    report = run_cli(data_dir, "reports", "create", "--account", account["id"], "--file", str(report_file))
-    client = run_cli(data_dir, "clients", "create", "--account", account["id"])
-    ids = {
-        "Account ID": account["id"],
-        "Report ID": report["id"],
-        "client ID": client["client_id"],
-        "client secret": client["client_secret"],
-    }
-    return data_dir, ids, {"bucket": bucket, "env": env}
+    statement = customer.shown["trust_policy"]["Statement"][0]
+    assert statement["Principal"] == {"AWS": keys.arn}
+    assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": customer.shown["external_id"]}}
+    return customer.data_dir, customer.ids, {"bucket": customer.bucket, "env": customer.env}
 
 
 def check_delivery_with_curl(base_url: str, ids: dict[str, str], token: str) -> dict[str, Any]:
