@@ -12,12 +12,12 @@ from tests.support.runs import enqueue_download
 from uvm_reporting.database.accounts import Account
 from uvm_reporting.database.reports import Report
 from uvm_reporting.database.runs import (
+    beat,
     claim_next_run,
     complete_run,
     fail_run,
     get_run,
     release_run,
-    renew_lease,
 )
 from uvm_reporting.domain.runs import RunRecord, RunResult, RunState
 from uvm_reporting.domain.timestamps import utc_now
@@ -90,8 +90,8 @@ def test_only_the_lease_holder_may_finish_a_run(engine: Engine, public_report: R
     assert claim(engine, "new", now=now) is not None  # the old lease had expired
     result = RunResult(row_count=1, size_bytes=2, sha256="0" * 64, result_key="k")
     assert not complete_run(engine, run.id, "old", result)
-    assert not renew_lease(engine, run.id, "old", lease_seconds=60)
-    assert renew_lease(engine, run.id, "new", lease_seconds=60)
+    assert not beat(engine, run.id, "old", lease_seconds=60, rows_written=0, bytes_written=0)[0]
+    assert beat(engine, run.id, "new", lease_seconds=60, rows_written=0, bytes_written=0)[0]
     assert complete_run(engine, run.id, "new", result)
     done = get_run(engine, run.account_id, run.id)
     assert (done.state, done.row_count, done.result_key) == (RunState.COMPLETED, 1, "k")

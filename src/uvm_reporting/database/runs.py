@@ -510,17 +510,6 @@ def beat(
     return row is not None, row is not None and row.cancel_requested_at is not None
 
 
-def renew_lease(engine: Engine, run_id: str, worker_id: str, *, lease_seconds: int) -> bool:
-    """Extend the lease; False when the run is no longer ours (it was reclaimed or finished)."""
-    with engine.begin() as connection:
-        result = connection.execute(
-            update(runs)
-            .where(*_held_by(run_id, worker_id))
-            .values(lease_expires_at=utc_now() + timedelta(seconds=lease_seconds))
-        )
-    return result.rowcount == 1
-
-
 def complete_run(engine: Engine, run_id: str, worker_id: str, result: RunResult) -> bool:
     with engine.begin() as connection:
         updated = connection.execute(
